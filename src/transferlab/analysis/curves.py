@@ -1,0 +1,164 @@
+"""Learning curves over target size, gain crossings, effective data transferred (Hernandez et
+al. 2021), freeze-depth profiles and convergence speed, from the selected runs of each arm.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from transferlab.analysis.cells import SCRATCH, SETTING
+from transferlab.analysis.stats import CONFIDENCE, mean_ci
+
+#: Keys of one learning curve (an arm without its target size).
+CURVE = ["study", "model", "target", "source", "freeze_depth"]
+#: Share of the scratch run's final validation accuracy that counts as "converged".
+CONVERGENCE_FRACTION = 0.95
+
+
+def learning_curves(selected: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Mean test accuracy (t-interval over seeds) and mean validation accuracy per arm and
+    target size; ``examples`` is the mean number of training examples actually used."""
+    rows = []
+    for key, group in selected.groupby([*CURVE, "target_size"], dropna=False, sort=True):
+        mean, lo, hi = mean_ci(group["test_acc"].to_numpy(), confidence)
+        examples = pd.to_numeric(group["train_examples"], errors="coerce").astype(float)
+        x = examples.mean() if examples.notna().any() else float(key[-1])
+        rows.append({**dict(zip([*CURVE, "target_size"], key)), "examples": x,
+                     "n": int(group["seed"].nunique()), "test_acc": mean, "ci_low": lo,
+                     "ci_high": hi, "val_acc": group["val_acc"].mean()})
+    cols = [*CURVE, "target_size", "examples", "n", "test_acc", "ci_low", "ci_high", "val_acc"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+#: Flags of a cell whose gain differs from zero after correction.
+SIGNIFICANT = ("positive", "negative")
+
+
+def _crossing(x: np.ndarray, g: np.ndarray, flags: np.ndarray) -> tuple[float, str, bool]:
+    """First size where the mean gain changes sign, interpolated linearly in log size; also
+    whether a cell on either side of it is significant (else the sign change may be noise)."""
+    ok = np.isfinite(x) & np.isfinite(g) & (x > 0)
+    x, g, flags = x[ok], g[ok], flags[ok]
+    if x.size == 0:
+        return math.nan, "no gain estimate", False
+    for i in range(x.size):
+        if g[i] == 0:
+            return float(x[i]), "gain is zero here", bool(np.isin(flags[i], SIGNIFICANT))
+        if i + 1 < x.size and np.sign(g[i]) != np.sign(g[i + 1]) and g[i + 1] != 0:
+            lx = np.log(x[i : i + 2])
+            at = lx[0] + (0 - g[i]) * (lx[1] - lx[0]) / (g[i + 1] - g[i])
+            way = "positive to negative" if g[i] > 0 else "negative to positive"
+            significant = bool(np.isin(flags[i : i + 2], SIGNIFICANT).any())
+            note = f"crosses zero from {way} as the target grows"
+            if not significant:
+                note += " (neither neighbouring cell is significant)"
+            return float(np.exp(at)), note, significant
+    return math.nan, "gain > 0 at every size" if g[0] > 0 else "gain < 0 at every size", False
+
+
+def gain_crossings(cells: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """Per source curve, the target size at which the mean gain crosses zero (NaN if never)."""
+    sizes = curves[curves["source"].eq(SCRATCH)][[*SETTING, "examples"]]
+    table = cells.merge(sizes, on=SETTING, how="left").sort_values("examples")
+    rows = []
+    for key, group in table.groupby(CURVE, dropna=False, sort=True):
+        size, note, significant = _crossing(group["examples"].to_numpy(float),
+                                            group["gain"].to_numpy(float),
+                                            group["flag"].to_numpy(object))
+        rows.append({**dict(zip(CURVE, key)), "crossing_size": size,
+                     "significant": significant, "note": note})
+    return pd.DataFrame(rows, columns=[*CURVE, "crossing_size", "significant", "note"])
+
+
+def _effective(acc: float, xs: np.ndarray, accs: np.ndarray) -> tuple[float, str]:
+    """Scratch examples needed to reach ``acc``, read off the scratch curve in log size."""
+    ok = np.isfinite(xs) & np.isfinite(accs) & (xs > 0)
+    xs, accs = xs[ok], accs[ok]
+    if xs.size < 2 or not np.isfinite(acc):
+        return math.nan, "scratch curve has fewer than two sizes"
+    order = np.argsort(xs)
+    xs, mono = xs[order], np.maximum.accumulate(accs[order])
+    if acc < mono[0]:
+        return math.nan, f"below the scratch curve (less than {xs[0]:g} scratch examples)"
+    if acc > mono[-1]:
+        return math.nan, f"above the scratch curve (more than {xs[-1]:g} scratch examples)"
+    first = np.r_[True, np.diff(mono) > 0]  # strictly increasing support for interpolation
+    if first.sum() < 2:
+        return float(xs[0]), "scratch curve is flat"
+    return float(np.exp(np.interp(acc, mono[first], np.log(xs[first])))), ""
+
+
+def effective_data(curves: pd.DataFrame) -> pd.DataFrame:
+    """Effective data transferred per fine-tuned arm and size: D_E (scratch examples that match
+    the fine-tuned accuracy), D_T = D_E - D_F and D_E / D_F."""
+    scratch = curves[curves["source"].eq(SCRATCH)]
+    lookup = {key: g for key, g in scratch.groupby(["study", "model", "target"], dropna=False)}
+    rows = []
+    for row in curves[~curves["source"].eq(SCRATCH)].itertuples(index=False):
+        sc = lookup.get((row.study, row.model, row.target))
+        if sc is None:
+            d_e, note = math.nan, "no scratch curve"
+        else:
+            d_e, note = _effective(row.test_acc, sc["examples"].to_numpy(float),
+                                   sc["test_acc"].to_numpy(float))
+        rows.append({**{k: getattr(row, k) for k in [*CURVE, "target_size"]},
+                     "d_f": row.examples, "finetuned_acc": row.test_acc, "d_e": d_e,
+                     "d_t": d_e - row.examples, "ratio": d_e / row.examples, "note": note})
+    cols = [*CURVE, "target_size", "d_f", "finetuned_acc", "d_e", "d_t", "ratio", "note"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def best_depths(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (source, target size), the freeze depth with the best mean validation accuracy (never
+    test), with its test accuracy and the depths compared."""
+    ft = curves[~curves["source"].eq(SCRATCH)].dropna(subset=["val_acc"])
+    keys = ["study", "model", "target", "source", "target_size"]
+    rows = []
+    for key, group in ft.groupby(keys, dropna=False, sort=True):
+        best = group.loc[group["val_acc"].idxmax()]
+        rows.append({**dict(zip(keys, key)), "best_depth": int(best["freeze_depth"]),
+                     "val_acc": best["val_acc"], "test_acc": best["test_acc"],
+                     "depths": " ".join(str(int(d)) for d in sorted(group["freeze_depth"]))})
+    return pd.DataFrame(rows, columns=[*keys, "best_depth", "val_acc", "test_acc", "depths"])
+
+
+def _epochs_to(curve: tuple, threshold: float) -> float:
+    for i, value in enumerate(curve):
+        if value >= threshold:
+            return float(i + 1)
+    return math.nan
+
+
+def convergence(pairs: pd.DataFrame, fraction: float = CONVERGENCE_FRACTION,
+                confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Validation epochs until each arm reaches ``fraction`` of the paired scratch run's final
+    validation accuracy, per cell: means, the paired difference and runs that never got there."""
+    ft_epochs, sc_epochs = [], []
+    for ft_curve, sc_curve in zip(pairs["ft_val_curve"], pairs["scratch_val_curve"]):
+        final = sc_curve[-1] if len(sc_curve) else math.nan
+        if not np.isfinite(final):
+            ft_epochs.append(math.nan)
+            sc_epochs.append(math.nan)
+            continue
+        ft_epochs.append(_epochs_to(ft_curve, fraction * final))
+        sc_epochs.append(_epochs_to(sc_curve, fraction * final))
+    table = pairs[[*CURVE, "target_size", "seed"]].assign(ft_epochs=ft_epochs,
+                                                        scratch_epochs=sc_epochs)
+    rows = []
+    for key, group in table.groupby([*CURVE, "target_size"], dropna=False, sort=True):
+        diff = (group["ft_epochs"] - group["scratch_epochs"]).to_numpy(float)
+        mean, lo, hi = mean_ci(diff, confidence)
+        rows.append({**dict(zip([*CURVE, "target_size"], key)), "n": len(group),
+                     "ft_epochs": group["ft_epochs"].mean(),
+                     "scratch_epochs": group["scratch_epochs"].mean(),
+                     "difference": mean, "ci_low": lo, "ci_high": hi,
+                     "ft_never": int(group["ft_epochs"].isna().sum()),
+                     "scratch_never": int(group["scratch_epochs"].isna().sum())})
+    cols = [*CURVE, "target_size", "n", "ft_epochs", "scratch_epochs", "difference", "ci_low",
+            "ci_high", "ft_never", "scratch_never"]
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs["fraction"] = fraction
+    return out

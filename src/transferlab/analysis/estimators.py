@@ -1,0 +1,142 @@
+"""Transferability estimators computed before fine-tuning, from the source model on target
+data: LogME (You et al. 2021), LEEP (Nguyen et al. 2020), NCE (Tran et al. 2019) and H-score
+(Bao et al. 2019). Definitions: /work/shared/REFERENCES.md. Higher is better for all four.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: LogME fixed-point iteration: relative change of alpha/beta that counts as converged.
+LOGME_TOLERANCE = 1e-8
+LOGME_MAX_ITER = 1000
+#: Initial prior and noise precisions of the LogME iteration.
+LOGME_INIT = 1.0
+#: The iteration also stops when the effective number of parameters gamma (or n - gamma) falls
+#: below this: the evidence is then at its limit (w -> 0, or noise -> 0) within this margin.
+LOGME_GAMMA_FLOOR = 1e-10
+#: Singular values below this share of the largest are treated as zero.
+SVD_RCOND = 1e-10
+ESTIMATORS = ("logme", "leep", "nce", "hscore")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """LogME's fixed point for one target column: precisions and the log evidence per example."""
+
+    alpha: float
+    beta: float
+    evidence: float
+    iterations: int
+
+
+def _labels(labels: np.ndarray) -> np.ndarray:
+    """Labels as 0..C-1 (the estimators do not care about label names)."""
+    return np.unique(np.asarray(labels), return_inverse=True)[1]
+
+
+def logme_evidence(features: np.ndarray, y: np.ndarray) -> Evidence:
+    """Maximised log evidence per example of Bayesian linear regression y = F w + noise, with
+    w ~ N(0, 1/alpha) and noise ~ N(0, 1/beta), by MacKay's fixed-point iteration."""
+    return _evidence(_svd(features), np.asarray(y, dtype=np.float64))
+
+
+def _svd(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Left singular vectors and non-zero singular values of F, and its column count."""
+    f = np.asarray(features, dtype=np.float64)
+    u, sv, _ = np.linalg.svd(f, full_matrices=False)
+    keep = sv > SVD_RCOND * (sv[0] if sv.size else 0.0)
+    return u[:, keep], sv[keep], f.shape[1]
+
+
+def _evidence(svd: tuple[np.ndarray, np.ndarray, int], y: np.ndarray) -> Evidence:
+    u, sv, d = svd
+    n = len(y)
+    s = sv**2  # non-zero eigenvalues of F^T F; the other d - k are zero
+    proj = u.T @ y  # coordinates of y in the column space of F
+    residual_out = float(y @ y - proj @ proj)  # part of y no w can reach
+    alpha = beta = LOGME_INIT
+    for iteration in range(1, LOGME_MAX_ITER + 1):
+        shrink = beta * s / (alpha + beta * s)
+        gamma = float(shrink.sum())
+        m2 = float(np.sum((shrink * proj / sv) ** 2))  # |m|^2, m the posterior mean
+        res2 = float(np.sum(((1.0 - shrink) * proj) ** 2)) + residual_out  # |y - F m|^2
+        if min(gamma, n - gamma) < LOGME_GAMMA_FLOOR or m2 <= 0.0 or res2 <= 0.0:
+            break  # a precision diverges; the evidence has reached its limit
+        new_alpha, new_beta = gamma / m2, (n - gamma) / res2
+        done = (abs(new_alpha - alpha) <= LOGME_TOLERANCE * alpha
+                and abs(new_beta - beta) <= LOGME_TOLERANCE * beta)
+        alpha, beta = new_alpha, new_beta
+        if done:
+            break
+    shrink = beta * s / (alpha + beta * s)
+    m2 = float(np.sum((shrink * proj / sv) ** 2))
+    res2 = float(np.sum(((1.0 - shrink) * proj) ** 2)) + residual_out
+    log_det = float(np.sum(np.log(alpha + beta * s)) + (d - s.size) * np.log(alpha))
+    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - log_det / 2 - beta / 2 * res2
+                - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
+    return Evidence(alpha=float(alpha), beta=float(beta), evidence=float(evidence / n),
+                    iterations=iteration)
+
+
+def logme(features: np.ndarray, labels: np.ndarray) -> float:
+    """LogME: mean over classes of the maximised evidence per example of regressing the
+    one-hot class indicator on the features."""
+    y = _labels(labels)
+    onehot = np.eye(y.max() + 1)[y]
+    svd = _svd(features)
+    return float(np.mean([_evidence(svd, onehot[:, c]).evidence for c in range(onehot.shape[1])]))
+
+
+def leep(source_probs: np.ndarray, labels: np.ndarray) -> float:
+    """LEEP: mean log-likelihood of the target labels under the empirical conditional P(y|z)
+    of target label given source label, mixed by the source model's softmax theta(x)."""
+    theta = np.asarray(source_probs, dtype=np.float64)
+    y = _labels(labels)
+    n = len(y)
+    joint = np.zeros((y.max() + 1, theta.shape[1]))
+    np.add.at(joint, y, theta / n)  # P(y, z)
+    conditional = joint / joint.sum(axis=0, keepdims=True)  # P(y | z)
+    likelihood = np.einsum("iz,iz->i", theta, conditional[y])
+    return float(np.mean(np.log(likelihood)))
+
+
+def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
+    """NCE: -H(Y | Z) from the empirical joint of target label y and hard source label z."""
+    y = _labels(labels)
+    z = _labels(source_labels)
+    joint = np.zeros((y.max() + 1, z.max() + 1))
+    np.add.at(joint, (y, z), 1.0 / len(y))
+    conditional = joint / joint.sum(axis=0, keepdims=True)
+    mask = joint > 0
+    return float(np.sum(joint[mask] * np.log(conditional[mask])))
+
+
+def hscore(features: np.ndarray, labels: np.ndarray) -> float:
+    """H-score: tr(pinv(cov f) cov(E[f | y])), how well class means separate relative to the
+    feature covariance."""
+    f = np.asarray(features, dtype=np.float64)
+    y = _labels(labels)
+    centred = f - f.mean(axis=0)
+    sums = np.zeros((y.max() + 1, f.shape[1]))
+    np.add.at(sums, y, centred)
+    class_means = sums / np.bincount(y)[:, None]
+    g = class_means[y]  # E[f | y] for each example (centred)
+    cov_f = centred.T @ centred / len(f)
+    cov_g = g.T @ g / len(f)
+    return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
+
+
+def all_estimators(features: np.ndarray, source_probs: np.ndarray | None,
+                   labels: np.ndarray) -> dict[str, float]:
+    """The four scores of one (source model, target data) pair; LEEP and NCE need the source
+    model's softmax (NaN without it)."""
+    scores = {"logme": logme(features, labels), "hscore": hscore(features, labels)}
+    if source_probs is None:
+        scores.update(leep=np.nan, nce=np.nan)
+    else:
+        scores.update(leep=leep(source_probs, labels),
+                      nce=nce(np.argmax(source_probs, axis=1), labels))
+    return {k: scores[k] for k in ESTIMATORS}

@@ -1,0 +1,308 @@
+"""Domain shift and transferability glue: data and source-model outputs per (source checkpoint,
+dataset), cached on disk; distances per (source, target) pair in pixel and feature space;
+estimators per source; and their rank relation to the realised transfer.
+
+Nothing here may stop the analysis: a pair whose data or checkpoint cannot be loaded gets a row
+with ``status = "unavailable"`` and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from transferlab.analysis import distances as dist
+from transferlab.analysis.cells import SCRATCH
+from transferlab.analysis.estimators import ESTIMATORS, all_estimators
+from transferlab.analysis.stats import rank_correlations
+
+#: Examples per dataset used for distances and estimators (both sides get the same number).
+DEFAULT_MAX_EXAMPLES = 500
+DISTANCES = ("mmd2", "mmd_p", "proxy_a", "frechet", "otdd")
+#: Distances related to the gain (mmd_p is a test, not a distance).
+SHIFT_MEASURES = ("mmd2", "proxy_a", "frechet", "otdd")
+SPACES = ("pixel", "feature")
+PAIR = ["study", "model", "source", "target"]
+CACHE_VERSION = 1
+UINT8_MAX = 255.0
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """A capped, seeded sample of one split of a dataset spec at a size and channel count."""
+
+    spec: Mapping[str, Any]
+    image_size: int
+    channels: int
+    split_seed: int
+    max_examples: int
+    split: str = "train"
+    seed: int = 0
+
+    def key(self) -> str:
+        """Stable identity for caching."""
+        text = json.dumps({**self.__dict__, "spec": self.spec, "v": CACHE_VERSION},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+class Backend(Protocol):
+    """Where images and source-model outputs come from (the default uses transferlab)."""
+
+    def images(self, request: DataRequest) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (N, C, H, W) images and int labels of the request."""
+
+    def outputs(self, checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pre-logit features (N, D) and softmax over source labels (N, Z) of the checkpoint."""
+
+
+class TorchBackend:
+    """Images from transferlab.data.build_splits, outputs from transferlab.models."""
+
+    def images(self, request: DataRequest) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded sample of at most max_examples from the requested split."""
+        from transferlab.data import build_splits
+
+        splits = build_splits(dict(request.spec), image_size=request.image_size,
+                              channels=request.channels, split_seed=request.split_seed)
+        part = getattr(splits, request.split)
+        order = np.random.default_rng(request.seed).permutation(len(part))[: request.max_examples]
+        order.sort()
+        return part.images[order].numpy(), part.labels[order].numpy()
+
+    def outputs(self, checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features by extract_features; softmax of model(images / 255)."""
+        import torch
+
+        from transferlab.models import extract_features, load_checkpoint_model
+
+        model, _ = load_checkpoint_model(checkpoint)
+        tensor = torch.from_numpy(np.ascontiguousarray(images))
+        feats = extract_features(model, tensor).numpy()
+        with torch.no_grad():
+            logits = model(tensor.float() / UINT8_MAX)
+        return feats, torch.softmax(logits.float(), dim=1).numpy()
+
+
+class OutputCache:
+    """Arrays per key in a folder of .npz files (features per (checkpoint, dataset))."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.memory: dict[str, dict[str, np.ndarray]] = {}
+
+    def get(self, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Cached arrays of ``key``, computed (and stored) on a miss."""
+        if key in self.memory:
+            return self.memory[key]
+        path = None if self.folder is None else self.folder / f"{key}.npz"
+        if path is not None and path.exists():
+            try:
+                with np.load(path) as data:
+                    self.memory[key] = {k: data[k] for k in data.files}
+                return self.memory[key]
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+        arrays = compute()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, **arrays)
+            tmp.replace(path)
+        self.memory[key] = arrays
+        return arrays
+
+
+def _checkpoint_key(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+@dataclass
+class ShiftContext:
+    """Shared state of one shift analysis."""
+
+    backend: Backend
+    cache: OutputCache
+    results_root: Path
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    seed: int = 0
+
+    def data(self, request: DataRequest) -> dict[str, np.ndarray]:
+        """Images and labels of a request (cached)."""
+        def compute() -> dict[str, np.ndarray]:
+            images, labels = self.backend.images(request)
+            return {"images": np.asarray(images), "labels": np.asarray(labels)}
+
+        return self.cache.get(f"data-{request.key()}", compute)
+
+    def outputs(self, checkpoint: Path, request: DataRequest) -> dict[str, np.ndarray]:
+        """Features and softmax of the checkpoint on the request's images (cached)."""
+        key = hashlib.sha256(f"{_checkpoint_key(checkpoint)}|{request.key()}".encode())
+
+        def compute() -> dict[str, np.ndarray]:
+            feats, probs = self.backend.outputs(checkpoint, self.data(request)["images"])
+            return {"features": np.asarray(feats, float), "probs": np.asarray(probs, float)}
+
+        return self.cache.get(f"out-{key.hexdigest()[:24]}", compute)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def pair_distances(x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray,
+                   seed: int = 0) -> dict[str, float]:
+    """All distances between two labelled samples (equal sizes are used)."""
+    k = min(len(x), len(y))
+    x, lx, y, ly = x[:k], lx[:k], y[:k], ly[:k]
+    mmd2, mmd_p, bandwidth = dist.mmd_test(x, y, seed=seed)
+    rx, ry = dist.reduce_pair(x, y, seed=seed)
+    return {"mmd2": mmd2, "mmd_p": mmd_p, "proxy_a": dist.proxy_a_distance(x, y, seed=seed),
+            "frechet": dist.frechet_distance(rx, ry), "otdd": dist.otdd(rx, lx, ry, ly),
+            "n": k, "dim": int(x.reshape(k, -1).shape[1]), "gaussian_dim": int(rx.shape[1]),
+            "bandwidth": bandwidth}
+
+
+def _representatives(df: pd.DataFrame) -> pd.DataFrame:
+    """One completed fine-tuned record per (study, model, source, target), using the most
+    referenced source checkpoint."""
+    ft = df[df["stage"].eq("target") & df["init"].eq("source") & df["status"].eq("completed")]
+    ft = ft.dropna(subset=["source_checkpoint"])
+    counts = ft.groupby([*PAIR, "source_checkpoint"], dropna=False).size().rename("uses")
+    top = counts.reset_index().sort_values("uses", ascending=False, kind="stable")
+    top = top.drop_duplicates(PAIR)
+    return top.merge(ft.drop_duplicates([*PAIR, "source_checkpoint"])[
+        [*PAIR, "source_checkpoint", "path"]], on=[*PAIR, "source_checkpoint"])
+
+
+def _requests(record: Mapping[str, Any], max_examples: int, seed: int) -> tuple[DataRequest, ...]:
+    cfg = record.get("config") or {}
+    common = {"image_size": int(cfg.get("image_size") or record.get("image_size")),
+              "channels": int((cfg.get("data") or {}).get("channels", 3)),
+              "split_seed": int(record.get("split_seed") or 0),
+              "max_examples": max_examples, "seed": seed}
+    source = (record.get("source") or {}).get("spec") or cfg.get("source")
+    target = (record.get("target") or {}).get("spec") or cfg.get("target")
+    if source is None or target is None:
+        raise ValueError("record lacks the source or target spec")
+    return DataRequest(spec=source, **common), DataRequest(spec=target, **common)
+
+
+def analyze_shift(df: pd.DataFrame, *, results_root: str | Path, backend: Backend | None = None,
+                  cache_dir: str | Path | None = None, max_examples: int = DEFAULT_MAX_EXAMPLES,
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Distances (shift table) and estimators (estimator table) for every (source, target) pair
+    of the fine-tuned runs; features cached under ``cache_dir`` (default
+    <results root>/cache/features)."""
+    root = Path(results_root)
+    folder = Path(cache_dir) if cache_dir is not None else root / "cache" / "features"
+    ctx = ShiftContext(backend or TorchBackend(), OutputCache(folder), root, max_examples, seed)
+    shift_rows: list[dict[str, Any]] = []
+    est_rows: list[dict[str, Any]] = []
+    pixel_done: dict[tuple[str, str], dict[str, Any]] = {}
+    for rep in _representatives(df).itertuples(index=False):
+        base = {k: getattr(rep, k) for k in PAIR}
+        base["checkpoint"] = rep.source_checkpoint
+        try:
+            record = json.loads(Path(rep.path).read_text())
+            src_req, tgt_req = _requests(record, max_examples, seed)
+            src, tgt = ctx.data(src_req), ctx.data(tgt_req)
+        except Exception as exc:  # external data code: report, never crash the analysis
+            for space in SPACES:
+                shift_rows.append({**base, "space": space, "status": "unavailable",
+                                   "reason": _first_line(exc)})
+            est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
+            continue
+        pixel_key = (src_req.key(), tgt_req.key())
+        if pixel_key not in pixel_done:
+            try:
+                flat = (src["images"].reshape(len(src["images"]), -1) / UINT8_MAX,
+                        tgt["images"].reshape(len(tgt["images"]), -1) / UINT8_MAX)
+                pixel_done[pixel_key] = {"status": "ok", "reason": "", **pair_distances(
+                    flat[0], src["labels"], flat[1], tgt["labels"], seed)}
+            except Exception as exc:  # degenerate data: report
+                pixel_done[pixel_key] = {"status": "unavailable", "reason": _first_line(exc)}
+        shift_rows.append({**base, "space": "pixel", **pixel_done[pixel_key]})
+        try:
+            checkpoint = root / str(rep.source_checkpoint)
+            if not checkpoint.exists():
+                raise FileNotFoundError(f"source checkpoint {checkpoint} not found")
+            src_out, tgt_out = ctx.outputs(checkpoint, src_req), ctx.outputs(checkpoint, tgt_req)
+        except Exception as exc:  # external model code: report, never crash the analysis
+            shift_rows.append({**base, "space": "feature", "status": "unavailable",
+                               "reason": _first_line(exc)})
+            est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
+            continue
+        try:
+            shift_rows.append({**base, "space": "feature", "status": "ok", "reason": "",
+                               **pair_distances(src_out["features"], src["labels"],
+                                                tgt_out["features"], tgt["labels"], seed)})
+        except Exception as exc:  # degenerate features: report
+            shift_rows.append({**base, "space": "feature", "status": "unavailable",
+                               "reason": _first_line(exc)})
+        try:
+            scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"])
+            est_rows.append({**base, "status": "ok", "reason": "", "n": len(tgt["labels"]),
+                             **scores})
+        except Exception as exc:  # degenerate features: report
+            est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
+    shift_cols = [*PAIR, "space", "status", *DISTANCES, "n", "dim", "gaussian_dim", "bandwidth",
+                  "checkpoint", "reason"]
+    est_cols = [*PAIR, "status", *ESTIMATORS, "n", "checkpoint", "reason"]
+    return (pd.DataFrame(shift_rows).reindex(columns=shift_cols),
+            pd.DataFrame(est_rows).reindex(columns=est_cols))
+
+
+def full_finetuning(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows at each source's smallest freeze depth (0 = full fine-tuning)."""
+    frame = frame[~frame["source"].eq(SCRATCH)]
+    lowest = frame.groupby(PAIR, dropna=False)["freeze_depth"].transform("min")
+    return frame[frame["freeze_depth"].eq(lowest)]
+
+
+def pair_gains(cells: pd.DataFrame) -> pd.DataFrame:
+    """Gain of each (source, target) pair: the mean gain of its full fine-tuning cells over
+    target sizes."""
+    gains = full_finetuning(cells).groupby(PAIR, dropna=False)["gain"].mean()
+    return gains.rename("gain").reset_index()
+
+
+def shift_vs_gain(shift: pd.DataFrame, cells: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+    """Rank correlation of each distance with the pair gain (see `pair_gains`) across
+    (source, target) pairs, per model and space."""
+    table = shift[shift["status"].eq("ok")].merge(pair_gains(cells), on=PAIR, how="inner")
+    rows = []
+    for (study, model, space), group in table.groupby(["study", "model", "space"], sort=True):
+        for measure in SHIFT_MEASURES:
+            stats = rank_correlations(group[measure], group["gain"], **kwargs)
+            note = "" if stats["n"] >= 3 else "fewer than three (source, target) pairs"
+            rows.append({"study": study, "model": model, "space": space, "distance": measure,
+                         **stats, "note": note})
+    return pd.DataFrame(rows)
+
+
+def estimator_agreement(estimators: pd.DataFrame, curves: pd.DataFrame,
+                        **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores joined with the realised fine-tuned test accuracy (full fine-tuning, per target
+    size), and Kendall/weighted tau between each score and that accuracy across sources."""
+    realised = full_finetuning(curves)[[*PAIR, "target_size", "freeze_depth", "test_acc"]]
+    joined = estimators[estimators["status"].eq("ok")].merge(realised, on=PAIR, how="inner")
+    joined = joined.rename(columns={"test_acc": "finetuned_acc"})
+    rows = []
+    for key, group in joined.groupby(["study", "model", "target", "target_size"], dropna=False,
+                                     sort=True):
+        for name in ESTIMATORS:
+            stats = rank_correlations(group[name], group["finetuned_acc"], **kwargs)
+            note = "" if stats["n"] >= 3 else "fewer than three sources with a score"
+            rows.append({**dict(zip(["study", "model", "target", "target_size"], key)),
+                         "estimator": name, **stats, "note": note})
+    return joined, pd.DataFrame(rows)

@@ -1,0 +1,222 @@
+"""Simulated studies with planted transfer gains, as records in the exact schema (schema 1).
+
+Used by the validity tests (planted effects must be recovered, null studies must not be flagged
+more often than the nominal level) and by the speed benchmark.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RECORD_SCHEMA = 1
+RUN_ID_LENGTH = 16
+#: Scratch accuracy curve: CEILING - SPAN * (n / N0) ** -0.5, clipped to [CHANCE_FLOOR, 1].
+SCRATCH_CEILING = 0.95
+SCRATCH_SPAN = 0.6
+SCRATCH_N0 = 20
+#: Size of the whole training pool, used for target_size None.
+POOL_SIZE = 1000
+#: Epoch time constants of the simulated validation curves (fine-tuning converges faster).
+SCRATCH_TAU = 3.0
+FINETUNE_TAU = 1.5
+#: Metrics that are not simulated but written so the schema is complete.
+NLL_SCALE = 2.0
+
+GainFn = Callable[[str, str, str, "int | None", int], float]
+
+
+def _default_sources() -> dict[str, float]:
+    return {"clean": 0.10, "permuted": -0.10}
+
+
+@dataclass(frozen=True)
+class SimulatedStudy:
+    """What to simulate: the grid, the planted gains and the noise.
+
+    ``sources`` maps each source to its planted gain (test-accuracy difference to scratch);
+    ``gain`` (model, source, target, target_size, freeze_depth) -> gain overrides it per cell.
+    ``specs`` maps dataset names to the dataset specs written in the records (default
+    ``{"name": name}``), e.g. built-in datasets so the shift analysis can load them.
+    Each arm has its own best learning rate (scratch: the largest, fine-tuning: the smallest);
+    the others lose ``lr_penalty`` of accuracy on validation and test alike.
+    """
+
+    study: str = "sim"
+    models: tuple[str, ...] = ("resnet18",)
+    sources: Mapping[str, float] = field(default_factory=_default_sources)
+    targets: tuple[str, ...] = ("digits",)
+    target_sizes: tuple[int | None, ...] = (20, 100, 500)
+    freeze_depths: tuple[int, ...] = (0, 2)
+    lrs: tuple[float, ...] = (1e-3, 1e-2)
+    seeds: int = 6
+    num_stages: int = 4
+    num_classes: int = 10
+    epochs: int = 8
+    noise_sd: float = 0.02
+    seed_sd: float = 0.03
+    lr_penalty: float = 0.05
+    gain: GainFn | None = None
+    fail_rate: float = 0.0
+    diverge_rate: float = 0.0
+    rng_seed: int = 0
+    image_size: int = 32
+    channels: int = 3
+    specs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def planted_gain(self, model: str, source: str, target: str, size: int | None,
+                     depth: int) -> float:
+        """The true gain of a cell."""
+        if self.gain is not None:
+            return float(self.gain(model, source, target, size, depth))
+        return float(self.sources[source])
+
+
+def scratch_accuracy(size: int | None, num_classes: int) -> float:
+    """True test accuracy of the best scratch run at a target size (a saturating curve)."""
+    n = POOL_SIZE if size is None else size
+    acc = SCRATCH_CEILING - SCRATCH_SPAN * math.sqrt(SCRATCH_N0 / n)
+    return float(min(1.0, max(1.0 / num_classes, acc)))
+
+
+def _run_id(config: Mapping[str, Any]) -> str:
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_LENGTH]
+
+
+def _curve(final: float, tau: float, epochs: int, chance: float) -> list[dict[str, float]]:
+    out = []
+    for epoch in range(epochs):
+        acc = chance + (final - chance) * (1.0 - math.exp(-(epoch + 1) / tau))
+        out.append({"epoch": epoch, "acc": acc, "f1": acc, "precision": acc, "recall": acc,
+                    "ece": 0.05, "nll": NLL_SCALE * (1.0 - acc)})
+    # the selected epoch is the best one, so the last value is the recorded validation accuracy
+    out[-1] = {**out[-1], "acc": final, "f1": final, "precision": final, "recall": final}
+    return out
+
+
+def _metrics(acc: float) -> dict[str, float]:
+    return {"acc": acc, "f1": acc, "precision": acc, "recall": acc, "ece": 0.05,
+            "nll": NLL_SCALE * (1.0 - acc)}
+
+
+def _dataset(name: str, specs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    spec = dict(specs.get(name, {"name": name}))
+    return {"name": spec["name"], "description": name, "spec": spec}
+
+
+class _Simulator:
+    def __init__(self, spec: SimulatedStudy) -> None:
+        self.spec = spec
+        self.rng = np.random.default_rng(spec.rng_seed)
+        self.seed_effects: dict[tuple, float] = {}
+
+    def seed_effect(self, model: str, target: str, size: int | None, seed: int) -> float:
+        key = (model, target, size, seed)
+        if key not in self.seed_effects:
+            self.seed_effects[key] = float(self.rng.normal(0.0, self.spec.seed_sd))
+        return self.seed_effects[key]
+
+    def record(self, *, model: str, stage: str, init: str, source: str | None, target: str,
+               size: int | None, depth: int, lr: float, seed: int, true_acc: float,
+               tau: float, source_run: str | None = None) -> dict[str, Any]:
+        s = self.spec
+        chance = 1.0 / s.num_classes
+        config = {
+            "study": s.study, "stage": stage, "init": init, "model": model, "seed": seed,
+            "split_seed": 0, "target_size": size, "freeze_depth": depth, "lr": lr,
+            "source": None if source is None else dict(s.specs.get(source, {"name": source})),
+            "target": dict(s.specs.get(target, {"name": target})), "image_size": s.image_size,
+            "data": {"channels": s.channels}, "source_run_id": source_run,
+            "train": {"epochs": s.epochs, "batch_size": 64, "lr": lr, "weight_decay": 0.0},
+        }
+        run_id = _run_id(config)
+        draw = self.rng.random()
+        status = "completed"
+        if draw < s.fail_rate:
+            status = "failed"
+        elif draw < s.fail_rate + s.diverge_rate:
+            status = "diverged"
+        val = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
+        test = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
+        ok = status == "completed"
+        return {
+            "schema": RECORD_SCHEMA, "run_id": run_id, "study": s.study, "stage": stage,
+            "status": status,
+            "error": None if ok else ("loss is NaN" if status == "diverged" else "RuntimeError"),
+            "init": init, "model": model, "num_stages": s.num_stages, "freeze_depth": depth,
+            "source": None if source is None else _dataset(source, s.specs),
+            "target": _dataset(target, s.specs), "target_size": size,
+            "train_examples": POOL_SIZE if size is None else size,
+            "num_classes": s.num_classes, "lr": lr, "weight_decay": 0.0, "epochs": s.epochs,
+            "batch_size": 64, "seed": seed, "split_seed": 0,
+            "metrics": {"val": _metrics(val), "test": _metrics(test)} if ok else {},
+            "best_epoch": s.epochs - 1 if ok else None,
+            "val_curve": _curve(val, tau, s.epochs, chance) if ok else [],
+            "source_run_id": source_run,
+            "source_checkpoint": None if source_run is None else f"cache/sources/{source_run}/model.pt",
+            "checkpoint": f"cache/sources/{run_id}/model.pt" if stage == "source" else None,
+            "wall_time_s": 1.0, "train_samples_per_s": 1000.0,
+            "versions": {"python": "3", "torch": "2", "transferlab": "0.1.0"},
+            "git_commit": None, "started_at": "2025-01-01T00:00:00+00:00",
+            "finished_at": "2025-01-01T00:00:01+00:00",
+            "config": config,
+        }
+
+
+def simulate_records(spec: SimulatedStudy | None = None) -> list[dict[str, Any]]:
+    """All records of a simulated study: source stages, scratch and fine-tuned target runs."""
+    spec = spec or SimulatedStudy()
+    sim = _Simulator(spec)
+    out: list[dict[str, Any]] = []
+    best_scratch_lr, best_ft_lr = max(spec.lrs), min(spec.lrs)
+    for model in spec.models:
+        sources = {}
+        for source in spec.sources:
+            rec = sim.record(model=model, stage="source", init="scratch", source=None,
+                             target=source, size=None, depth=0, lr=best_scratch_lr, seed=0,
+                             true_acc=SCRATCH_CEILING, tau=SCRATCH_TAU)
+            sources[source] = rec["run_id"]
+            out.append(rec)
+        for target in spec.targets:
+            for size in spec.target_sizes:
+                base = scratch_accuracy(size, spec.num_classes)
+                for seed in range(spec.seeds):
+                    shared = sim.seed_effect(model, target, size, seed)
+                    for lr in spec.lrs:
+                        pen = 0.0 if lr == best_scratch_lr else spec.lr_penalty
+                        out.append(sim.record(
+                            model=model, stage="target", init="scratch", source=None,
+                            target=target, size=size, depth=0, lr=lr, seed=seed,
+                            true_acc=base + shared - pen, tau=SCRATCH_TAU))
+                    for source, source_run in sources.items():
+                        for depth in spec.freeze_depths:
+                            gain = spec.planted_gain(model, source, target, size, depth)
+                            for lr in spec.lrs:
+                                pen = 0.0 if lr == best_ft_lr else spec.lr_penalty
+                                out.append(sim.record(
+                                    model=model, stage="target", init="source", source=source,
+                                    target=target, size=size, depth=depth, lr=lr, seed=seed,
+                                    true_acc=base + shared + gain - pen, tau=FINETUNE_TAU,
+                                    source_run=source_run))
+    return out
+
+
+def write_records(records: list[dict[str, Any]], results_root: str | Path) -> Path:
+    """Write records as <results_root>/<study>/records/<run_id>.json; returns the study folder."""
+    root = Path(results_root)
+    study_dirs = set()
+    for record in records:
+        folder = root / record["study"] / "records"
+        if folder not in study_dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            study_dirs.add(folder)
+        (folder / f"{record['run_id']}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+    return next(iter(study_dirs)).parent if len(study_dirs) == 1 else root

@@ -1,0 +1,281 @@
+"""Statistics: paired tests with intervals, multiple-comparison control, IQM and probability
+of improvement with stratified bootstrap intervals (Agarwal et al. 2021), rank agreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: Confidence level of every interval.
+CONFIDENCE = 0.95
+#: Pairs from which a two-sided exact Wilcoxon test can go below 0.05 (2 / 2**6 = 0.031).
+MIN_RANK_TEST_PAIRS = 6
+#: Bootstrap resamples for intervals.
+BOOTSTRAP_RESAMPLES = 2000
+#: Share trimmed from each end for the interquartile mean.
+IQM_TRIM = 0.25
+TESTS = ("auto", "t", "wilcoxon")
+CORRECTIONS = ("bh", "holm")
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Outcome of a paired comparison of differences d = treated - control."""
+
+    n: int
+    mean: float
+    sd: float
+    ci_low: float
+    ci_high: float
+    p: float
+    p_t: float
+    p_wilcoxon: float
+    test: str
+    min_p: float
+    note: str
+
+
+def min_wilcoxon_p(n: int) -> float:
+    """Smallest two-sided p-value an exact Wilcoxon signed-rank test can give on n pairs."""
+    return min(1.0, 2.0 / 2.0**n) if n > 0 else 1.0
+
+
+def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean with a t-interval; the bounds are NaN for fewer than two values."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, np.nan, np.nan
+    half = stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return mean, float(mean - half), float(mean + half)
+
+
+def _block(d: np.ndarray, test: str, confidence: float) -> list[PairedResult]:
+    """Paired tests of equally long rows of differences at once (scipy works along axis 1)."""
+    k, n = d.shape
+    nan = float("nan")
+    if n == 0:
+        return [PairedResult(0, nan, nan, nan, nan, nan, nan, nan, "none", 1.0, "no pairs")] * k
+    mean = d.mean(axis=1)
+    if n < 2:
+        return [PairedResult(n, float(m), nan, nan, nan, nan, nan, nan, "none", 1.0,
+                             "one pair: no test is possible") for m in mean]
+    sd = d.std(axis=1, ddof=1)
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n)
+    varies = sd > 0
+    p_t = np.where(mean == 0.0, 1.0, nan)
+    if varies.any():
+        p_t[varies] = stats.ttest_1samp(d[varies], 0.0, axis=1).pvalue
+    nonzero = np.count_nonzero(d, axis=1)
+    p_w = np.ones(k)
+    if (nonzero > 0).any():
+        p_w[nonzero > 0] = stats.wilcoxon(d[nonzero > 0], zero_method="wilcox", axis=1).pvalue
+    use = test if test != "auto" else ("wilcoxon" if n >= MIN_RANK_TEST_PAIRS else "t")
+    out = []
+    for i in range(k):
+        note = ""
+        if not varies[i] and mean[i] != 0.0:
+            note = "identical differences over seeds: the t-test is undefined"
+        elif test == "auto" and use == "t":
+            note = (f"{n} pairs: a rank test cannot reach p < 0.05 (min {min_wilcoxon_p(n):.4g}); "
+                    "paired t-test used (assumes normal differences)")
+        if use == "wilcoxon":
+            p, min_p = p_w[i], min_wilcoxon_p(int(nonzero[i]))
+        else:
+            p, min_p = p_t[i], 0.0
+        out.append(PairedResult(n, float(mean[i]), float(sd[i]), float(mean[i] - half[i]),
+                                float(mean[i] + half[i]), float(p), float(p_t[i]),
+                                float(p_w[i]), use, min_p, note))
+    return out
+
+
+def paired_tests(diffs: Sequence[Sequence[float]], *, test: str = "auto",
+                 confidence: float = CONFIDENCE) -> list[PairedResult]:
+    """`paired_test` for many sets of differences, vectorised over sets of equal length."""
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; valid choices: {', '.join(TESTS)}")
+    arrays = [np.asarray(d, dtype=float) for d in diffs]
+    out: list[PairedResult | None] = [None] * len(arrays)
+    for n in sorted({a.size for a in arrays}):
+        index = [i for i, a in enumerate(arrays) if a.size == n]
+        block = np.stack([arrays[i] for i in index]) if n else np.empty((len(index), 0))
+        for i, res in zip(index, _block(block, test, confidence)):
+            out[i] = res
+    return out  # type: ignore[return-value]
+
+
+def paired_test(diff: Sequence[float], *, test: str = "auto",
+                confidence: float = CONFIDENCE) -> PairedResult:
+    """Mean, t-interval and p-value of paired differences (H0: no difference).
+
+    ``test="auto"`` uses the Wilcoxon signed-rank test where there are enough pairs for it to
+    reach p < 0.05 (MIN_RANK_TEST_PAIRS) and the paired t-test below that.
+    """
+    return paired_tests([diff], test=test, confidence=confidence)[0]
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error control)."""
+    p = np.asarray(p, dtype=float)
+    m = p.size
+    order = np.argsort(p)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def adjust_pvalues(p: Sequence[float], method: str = "bh") -> np.ndarray:
+    """Adjusted p-values (q) across a family; NaN entries stay NaN and are not counted.
+
+    ``bh``: Benjamini-Hochberg (false discovery rate); ``holm``: Holm (family-wise error).
+    """
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; valid choices: {', '.join(CORRECTIONS)}")
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        if method == "bh":
+            out[ok] = stats.false_discovery_control(p[ok], method="bh")
+        else:
+            out[ok] = holm(p[ok])
+    return out
+
+
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Interquartile mean: the mean of the middle 50% (robust to outlying cells and runs)."""
+    return stats.trim_mean(values, IQM_TRIM, axis=axis)
+
+
+def _interval(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray],
+              confidence: float, n_resamples: int, seed: int) -> tuple[float, float]:
+    """Percentile interval of a stratified bootstrap: each sample resampled on its own."""
+    if any(len(s) < 2 for s in samples):
+        return np.nan, np.nan
+    res = stats.bootstrap(tuple(samples), statistic, vectorized=True, paired=False,
+                          confidence_level=confidence, n_resamples=n_resamples,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def stratified_iqm(groups: Sequence[np.ndarray], *, confidence: float = CONFIDENCE,
+                   n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> tuple[float, float, float]:
+    """IQM over all runs of all groups (cells), with a bootstrap that resamples within groups."""
+    groups = [np.asarray(g, dtype=float) for g in groups if len(g) >= 2]
+    if not groups:
+        return np.nan, np.nan, np.nan
+    estimate = float(iqm(np.concatenate(groups)))
+
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        return iqm(np.concatenate(samples, axis=axis), axis=axis)
+
+    lo, hi = _interval(groups, statistic, confidence, n_resamples, seed)
+    return estimate, lo, hi
+
+
+def _poi(pairs: Sequence[np.ndarray], axis: int = -1) -> np.ndarray:
+    """Mean over groups of P(X > Y) + P(X = Y)/2 from (x1, y1, x2, y2, ...)."""
+    scores = []
+    for x, y in zip(pairs[::2], pairs[1::2]):
+        x = np.moveaxis(x, axis, -1)[..., :, None]
+        y = np.moveaxis(y, axis, -1)[..., None, :]
+        scores.append(((x > y) + 0.5 * (x == y)).mean(axis=(-2, -1)))
+    return np.mean(scores, axis=0)
+
+
+def probability_of_improvement(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], *,
+                               confidence: float = CONFIDENCE,
+                               n_resamples: int = BOOTSTRAP_RESAMPLES,
+                               seed: int = 0) -> tuple[float, float, float]:
+    """P(X > Y) averaged over groups (Mann-Whitney form), with a stratified bootstrap interval."""
+    samples: list[np.ndarray] = []
+    for x, y in zip(xs, ys):
+        if len(x) >= 2 and len(y) >= 2:
+            samples += [np.asarray(x, dtype=float), np.asarray(y, dtype=float)]
+    if not samples:
+        return np.nan, np.nan, np.nan
+    estimate = float(_poi(samples))
+
+    def statistic(*s: np.ndarray, axis: int = -1) -> np.ndarray:
+        return _poi(s, axis=axis)
+
+    lo, hi = _interval(samples, statistic, confidence, n_resamples, seed)
+    return estimate, lo, hi
+
+
+def _rows_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row pair (Pearson on average ranks)."""
+    rx = stats.rankdata(x, axis=1)
+    ry = stats.rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    denom = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis=1) / denom
+
+
+def _rows_kendall(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall tau-b of each row pair."""
+    sx = np.sign(x[:, :, None] - x[:, None, :])
+    sy = np.sign(y[:, :, None] - y[:, None, :])
+    num = (sx * sy).sum(axis=(1, 2))
+    denom = np.sqrt((sx != 0).sum(axis=(1, 2)) * (sy != 0).sum(axis=(1, 2)).astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / denom
+
+
+ROW_STATISTICS = {"spearman": _rows_spearman, "kendall": _rows_kendall}
+
+
+def paired_bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic: str, *,
+                        confidence: float = CONFIDENCE, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                        seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a rank correlation over resampled (x, y) pairs.
+
+    Resamples where the statistic is undefined (all ties) are left out, which scipy's bootstrap
+    cannot do.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.size < 3:
+        return np.nan, np.nan
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_resamples, x.size))
+    values = ROW_STATISTICS[statistic](x[idx], y[idx])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan
+    tail = 100 * (1 - confidence) / 2
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def rank_correlations(x: Sequence[float], y: Sequence[float], *, confidence: float = CONFIDENCE,
+                      n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, float]:
+    """Spearman rho, Kendall tau(-b) and weighted tau between x and y, with p-values and
+    bootstrap intervals; NaN where fewer than three finite pairs exist."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    out: dict[str, float] = {"n": int(x.size)}
+    keys = ("spearman", "spearman_p", "spearman_low", "spearman_high", "kendall", "kendall_p",
+            "kendall_low", "kendall_high", "weighted_tau")
+    out.update(dict.fromkeys(keys, np.nan))
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    rho = stats.spearmanr(x, y)
+    tau = stats.kendalltau(x, y)
+    out.update(spearman=float(rho.statistic), spearman_p=float(rho.pvalue),
+               kendall=float(tau.statistic), kendall_p=float(tau.pvalue),
+               weighted_tau=float(stats.weightedtau(x, y).statistic))
+    for name in ("spearman", "kendall"):
+        lo, hi = paired_bootstrap_ci(x, y, name, confidence=confidence,
+                                     n_resamples=n_resamples, seed=seed)
+        out[f"{name}_low"], out[f"{name}_high"] = lo, hi
+    return out

@@ -1,0 +1,1 @@
+"""Console scripts: `transferlab-run` (the Hydra app) and `transferlab-analyze`."""

@@ -1,0 +1,63 @@
+"""`transferlab-analyze PATH`: a study's (or a results root's) records to a report folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from transferlab.analysis.pipeline import DEFAULT_ALPHA, REPORT_FOLDER, analyze
+from transferlab.analysis.records import RecordsPathError
+from transferlab.analysis.stats import CORRECTIONS, TESTS
+from transferlab.errors import ConfigError
+
+EXIT_BAD_INPUT = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="transferlab-analyze",
+        description="Compare fine-tuned runs with scratch baselines, relate transfer to domain "
+        "shift and transferability estimators, and write a report folder.")
+    p.add_argument("path", help="a study folder (with records/) or a results root")
+    p.add_argument("--out", default=None, help=f"report folder (default PATH/{REPORT_FOLDER})")
+    p.add_argument("--correction", choices=CORRECTIONS, default="bh",
+                   help="multiple-comparison control across cells (default bh)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help="significance level after correction (default 0.05)")
+    p.add_argument("--test", choices=TESTS, default="auto",
+                   help="paired test: auto = Wilcoxon from 6 seeds, t-test below (default)")
+    p.add_argument("--no-shift", action="store_true",
+                   help="skip domain distances and transferability estimators")
+    p.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+    p.add_argument("--max-examples", type=int, default=None,
+                   help="examples per dataset for distances and estimators (default 500)")
+    p.add_argument("--wandb", action="store_true",
+                   help="also log the analysis to the study's W&B group (offline unless "
+                   "WANDB_MODE says otherwise)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the analysis; one-line error and exit status 2 on bad input."""
+    args = parser().parse_args(argv)
+    extra = {} if args.max_examples is None else {"max_examples": args.max_examples}
+    try:
+        results = analyze(args.path, args.out, correction=args.correction, alpha=args.alpha,
+                          test=args.test, shift=not args.no_shift, wandb=args.wandb,
+                          figures=not args.no_figures, **extra)
+    except (RecordsPathError, ConfigError) as exc:
+        print(f"transferlab-analyze: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    cells = results["cells"]
+    flags = cells["flag"].value_counts().to_dict() if len(cells) else {}
+    print(f"{len(cells)} cells: {flags}")
+    print(f"report: {results['files']['report']}")
+    if "wandb_dir" in results:
+        print(f"wandb run: {results['wandb_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

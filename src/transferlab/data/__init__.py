@@ -1,0 +1,29 @@
+"""Datasets for transfer experiments: a registry of offline and torchvision datasets,
+composable domain shifts, fixed stratified splits and nested target subsamples.
+
+Everything lives in memory as uint8 (N, C, H, W) tensors; see :func:`build_splits`.
+"""
+
+from transferlab.data import builtin as _builtin  # noqa: F401  (registers datasets)
+from transferlab.data import torchvision_sets as _torchvision_sets  # noqa: F401
+from transferlab.data.build import build_splits, clear_cache
+from transferlab.data.registry import available_datasets, register_dataset
+from transferlab.data.shifts import available_shifts, register_shift
+from transferlab.data.spec import describe, normalize_spec, validate_spec
+from transferlab.data.splits import stratified_subset
+from transferlab.data.tensors import DatasetSplits, ImageTensors
+
+__all__ = [
+    "DatasetSplits",
+    "ImageTensors",
+    "available_datasets",
+    "available_shifts",
+    "build_splits",
+    "clear_cache",
+    "describe",
+    "normalize_spec",
+    "register_dataset",
+    "register_shift",
+    "stratified_subset",
+    "validate_spec",
+]

@@ -1,0 +1,128 @@
+"""Building the train pool / validation / test splits of a dataset spec, cached in-process.
+
+The base dataset is split first (fixed by its options and ``split_seed``), then the spec's
+shifts are applied to each split, so two views of one base dataset (e.g. ``digits`` and
+``digits`` rotated) share one split and a source's training pool never holds a target's test
+example. ``origin`` records each example's index in the base dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from transferlab.data import checks
+from transferlab.data.registry import BaseData, get_dataset
+from transferlab.data.shifts import View, apply_shift
+from transferlab.data.spec import describe_normalized, normalize_spec
+from transferlab.data.splits import stratified_holdout
+from transferlab.data.tensors import DatasetSplits, ImageTensors
+from transferlab.errors import ConfigError
+
+#: Loaded base datasets kept in memory (a sweep alternates between few of them).
+BASE_CACHE_SIZE = 4
+#: Built (split and shifted) dataset views kept in memory.
+SPLITS_CACHE_SIZE = 8
+#: Channel counts images can be built with.
+CHANNEL_CHOICES = (1, 3)
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _check_base(images: torch.Tensor, labels: torch.Tensor, name: str, what: str) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or len(images) != len(labels):
+        raise ValueError(
+            f"loader of {name} returned bad {what} tensors: "
+            f"{images.dtype} {tuple(images.shape)}, {len(labels)} labels"
+        )
+
+
+@lru_cache(maxsize=BASE_CACHE_SIZE)
+def _load_base(key: str, image_size: int, channels: int) -> BaseData:
+    """Load a base dataset (``key`` is the canonical JSON of its name and loader options)."""
+    request = json.loads(key)
+    entry = get_dataset(request["name"])
+    base = entry.loader(image_size=image_size, channels=channels, **request["options"])
+    _check_base(base.train_images, base.train_labels, entry.name, "train")
+    if base.test_images is not None and base.test_labels is not None:
+        _check_base(base.test_images, base.test_labels, entry.name, "test")
+    return base
+
+
+def _base_splits(
+    norm: Mapping[str, Any], image_size: int, channels: int, split_seed: int
+) -> tuple[dict[str, ImageTensors], tuple[str, ...], int | None]:
+    """Split the (unshifted) base dataset: train pool, val and test, with origins."""
+    entry = get_dataset(norm["name"])
+    loader_options = {k: norm[k] for k in entry.options}
+    key = _canonical({"name": entry.name, "options": loader_options})
+    base = _load_base(key, image_size, channels)
+    labels = base.train_labels.long()
+    everything = ImageTensors(base.train_images, labels, torch.arange(len(labels)))
+    tag = entry.name  # the split is fixed by the base dataset's name and split_seed
+    if base.test_images is not None and base.test_labels is not None:
+        offset: int | None = len(labels)
+        test_labels = base.test_labels.long()
+        test = ImageTensors(
+            base.test_images, test_labels, torch.arange(len(test_labels)) + len(labels)
+        )
+        pool = everything
+    else:
+        offset = None
+        kept, held = stratified_holdout(labels, norm["test_fraction"], split_seed, f"test:{tag}")
+        pool, test = everything.subset(kept), everything.subset(held)
+    kept, held = stratified_holdout(pool.labels, norm["val_fraction"], split_seed, f"val:{tag}")
+    parts = {"train": pool.subset(kept), "val": pool.subset(held), "test": test}
+    return parts, tuple(base.classes), offset
+
+
+@lru_cache(maxsize=SPLITS_CACHE_SIZE)
+def _build(key: str, image_size: int, channels: int, split_seed: int) -> DatasetSplits:
+    norm = json.loads(key)
+    parts, classes, offset = _base_splits(norm, image_size, channels, split_seed)
+    out: dict[str, ImageTensors] = {}
+    out_classes = classes
+    for split in SPLIT_NAMES:
+        view = View(parts[split], classes, split)
+        for shift in norm["shifts"]:
+            params = {k: v for k, v in shift.items() if k != "name"}
+            view = apply_shift(view, shift["name"], params)
+        out[split] = view.data
+        out_classes = view.classes
+    return DatasetSplits(
+        train=out["train"],
+        val=out["val"],
+        test=out["test"],
+        classes=out_classes,
+        description=describe_normalized(norm),
+        official_test_offset=offset,
+    )
+
+
+def build_splits(
+    spec: Mapping[str, Any], *, image_size: int, channels: int = 3, split_seed: int = 0
+) -> DatasetSplits:
+    """Load, split and shift the dataset ``spec`` describes, at ``image_size`` and ``channels``.
+
+    Results are cached in-process (keyed by the normalised spec, size, channels, split_seed):
+    the returned tensors are shared, so callers must not modify them in place.
+    """
+    checks.integer("build_splits", "image_size", image_size, low=1)
+    checks.integer("build_splits", "split_seed", split_seed)
+    if channels not in CHANNEL_CHOICES:
+        raise ConfigError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
+    norm = normalize_spec(spec)
+    return _build(_canonical(norm), image_size, channels, split_seed)
+
+
+def clear_cache() -> None:
+    """Drop all cached base datasets and built splits (frees memory; tests use it)."""
+    _build.cache_clear()
+    _load_base.cache_clear()

@@ -1,0 +1,98 @@
+"""The registry of datasets by name; each entry loads a base dataset at a given size."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from transferlab.errors import choice_error
+
+#: Marks a dataset option (or shift parameter) that has no default and must be given.
+REQUIRED: Any = inspect.Parameter.empty
+
+#: Keyword arguments every loader receives from build_splits rather than from the spec.
+LOADER_ARGS = ("image_size", "channels")
+
+#: Options that say where data lives, not what it is; left out of descriptions by default.
+LOCATION_OPTIONS = ("root", "download")
+
+
+@dataclass(frozen=True)
+class BaseData:
+    """A loaded base dataset: uint8 (N, C, H, W) images at the requested size and channels."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    classes: tuple[str, ...]
+    test_images: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+
+
+Loader = Callable[..., BaseData]
+OptionCheck = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: its loader, its options with defaults, and its split style."""
+
+    name: str
+    loader: Loader
+    options: dict[str, Any]
+    official_test: bool
+    hidden_options: tuple[str, ...]
+    check: OptionCheck | None
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+
+
+def keyword_options(fn: Callable[..., Any], skip: tuple[str, ...]) -> dict[str, Any]:
+    """Keyword-only parameters of ``fn`` (minus ``skip``) with their defaults (or REQUIRED)."""
+    params = inspect.signature(fn).parameters.values()
+    return {
+        p.name: p.default
+        for p in params
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in skip
+    }
+
+
+def register_dataset(
+    name: str,
+    *,
+    official_test: bool = False,
+    hidden_options: tuple[str, ...] = LOCATION_OPTIONS,
+    check: OptionCheck | None = None,
+) -> Callable[[Loader], Loader]:
+    """Register ``loader(*, image_size, channels, **options) -> BaseData`` under ``name``.
+
+    The loader's other keyword-only parameters are the dataset's spec options (their defaults
+    are the spec defaults). ``official_test`` says the loader always returns an official test
+    split (so ``test_fraction`` is not an option); ``hidden_options`` are left out of descriptions;
+    ``check(options)`` validates option values cheaply (raising ConfigError) before any loading.
+    """
+
+    def decorator(loader: Loader) -> Loader:
+        if name in _DATASETS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        options = keyword_options(loader, LOADER_ARGS)
+        _DATASETS[name] = DatasetEntry(name, loader, options, official_test, hidden_options, check)
+        return loader
+
+    return decorator
+
+
+def available_datasets() -> list[str]:
+    """Names of all registered datasets, sorted."""
+    return sorted(_DATASETS)
+
+
+def get_dataset(name: object) -> DatasetEntry:
+    """The registry entry for ``name``; ConfigError naming the valid choices if unknown."""
+    if not isinstance(name, str) or name not in _DATASETS:
+        raise choice_error("dataset", name, _DATASETS)
+    return _DATASETS[name]

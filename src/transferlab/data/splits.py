@@ -1,0 +1,94 @@
+"""Class-stratified splitting: fixed held-out fractions and nested target subsamples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from transferlab.data.image_ops import generator
+from transferlab.errors import ConfigError
+
+#: Fraction of the training pool held out for validation unless the spec sets ``val_fraction``.
+DEFAULT_VAL_FRACTION = 0.2
+#: Fraction held out for testing, for datasets without an official test split.
+DEFAULT_TEST_FRACTION = 0.2
+
+
+def stratified_holdout(
+    labels: torch.Tensor, fraction: float, seed: int, tag: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split positions into (kept, held out), holding out ``round(fraction * n_c)`` of each class.
+
+    Fixed by ``seed`` and ``tag``; a class with at least two examples keeps one and gives one.
+    Both index tensors are sorted.
+    """
+    gen = generator("holdout", tag, seed)
+    held: list[torch.Tensor] = []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        n = len(members)
+        k = round(fraction * n)
+        if n >= 2:
+            k = min(max(k, 1), n - 1)
+        members = members[torch.randperm(n, generator=gen)]
+        held.append(members[:k])
+    out = torch.cat(held) if held else torch.empty(0, dtype=torch.long)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    mask[out] = True
+    return torch.nonzero(~mask).flatten(), torch.nonzero(mask).flatten()
+
+
+def _class_name(classes: Sequence[str] | None, c: int) -> str:
+    return classes[c] if classes is not None and 0 <= c < len(classes) else str(c)
+
+
+def stratified_subset(
+    labels: torch.Tensor,
+    size: int | None,
+    seed: int,
+    *,
+    classes: Sequence[str] | None = None,
+    dataset: str | None = None,
+) -> torch.Tensor:
+    """Sorted indices of a class-balanced subsample of ``size`` examples (None = all).
+
+    Each class gets ``size // k`` or one more; for a fixed seed the per-class order is fixed,
+    so smaller subsets are nested in larger ones. ``classes`` (names, whose length fixes k)
+    and ``dataset`` only improve error messages. ConfigError if the pool cannot supply it.
+    """
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    n = len(labels)
+    if size is None:
+        return torch.arange(n)
+    where = f"the training pool of {dataset}" if dataset else "the training pool"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"target size must be a positive integer or null, got {size!r}")
+    if size > n:
+        raise ConfigError(f"target size {size} exceeds the {n} examples in {where}")
+    present = torch.unique(labels).tolist()
+    class_ids = list(range(len(classes))) if classes is not None else present
+    k = len(class_ids)
+    if size < k:
+        raise ConfigError(f"target size {size} is smaller than the {k} classes of {where}")
+    quota, extra = divmod(size, k)
+    need = quota + (1 if extra else 0)
+    counts = {c: int((labels == c).sum()) for c in class_ids}
+    for c in class_ids:
+        if counts[c] < need:
+            per = f"{quota}" if not extra else f"{quota}-{quota + 1}"
+            raise ConfigError(
+                f"target size {size} needs {per} per class but class "
+                f"'{_class_name(classes, c)}' has {counts[c]} in {where}"
+            )
+    # Which classes get one of the `extra` examples: a seeded class order, fixed per seed, so
+    # per-class counts only grow with size (nesting).
+    gen = generator("subset", seed)
+    rank = torch.empty(k, dtype=torch.long)
+    rank[torch.randperm(k, generator=gen)] = torch.arange(k)
+    chosen = []
+    for i, c in enumerate(class_ids):
+        members = torch.nonzero(labels == c).flatten()
+        members = members[torch.randperm(len(members), generator=generator("subset", seed, c))]
+        chosen.append(members[: quota + (1 if rank[i] < extra else 0)])
+    return torch.sort(torch.cat(chosen)).values

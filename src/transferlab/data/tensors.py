@@ -1,0 +1,76 @@
+"""In-memory image datasets: uint8 image tensors with labels and base-dataset provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ImageTensors:
+    """A set of examples held in memory.
+
+    ``images`` is uint8 (N, C, H, W), ``labels`` int64 (N,), ``origin`` int64 (N,) the index of
+    each example in its base dataset (official-test examples are offset by the size of the
+    official training set, so the two never coincide). Tensors handed out by
+    :func:`transferlab.data.build_splits` are shared through an in-process cache: callers must
+    not modify them in place (index or copy first).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    origin: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.shape != (n,) or self.origin.shape != (n,):
+            raise ValueError(
+                f"labels and origin must have shape ({n},), got {tuple(self.labels.shape)} "
+                f"and {tuple(self.origin.shape)}"
+            )
+
+    def __len__(self) -> int:
+        """Number of examples."""
+        return int(self.labels.shape[0])
+
+    def subset(self, idx: torch.Tensor) -> ImageTensors:
+        """Examples at positions ``idx`` (a new ImageTensors; provenance is kept)."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return ImageTensors(self.images[idx], self.labels[idx], self.origin[idx])
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train pool, validation and test sets of one (possibly shifted) dataset view.
+
+    ``official_test_offset`` is the size of the base dataset's official training set when the
+    test set is the official one (``origin >= offset`` marks official-test examples), else None.
+    """
+
+    train: ImageTensors
+    val: ImageTensors
+    test: ImageTensors
+    classes: tuple[str, ...]
+    description: str
+    official_test_offset: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the label space (after shifts)."""
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        """Image channels (1 or 3)."""
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        """Side length of the square images."""
+        return int(self.train.images.shape[-1])

@@ -1,0 +1,199 @@
+"""torchvision datasets (read from disk, optionally downloaded) and the user's image folders.
+
+The loaders call torchvision normally; a missing or unreadable file becomes a one-line
+ConfigError naming the dataset, the path looked at, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision.datasets as tvd
+import torchvision.transforms.v2.functional as F
+from PIL import Image
+
+from transferlab.data.image_ops import fit_images
+from transferlab.data.registry import BaseData, register_dataset
+from transferlab.errors import ConfigError
+
+#: Where torchvision datasets are looked for unless the spec sets ``root``.
+DEFAULT_DATA_ROOT = "data"
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open(name: str, looked_at: str, download: bool, make: Callable[[], Any]) -> Any:
+    """Construct a torchvision dataset, turning its failures into one-line ConfigErrors."""
+    try:
+        return make()
+    except (RuntimeError, OSError, ValueError) as exc:
+        if download:
+            raise ConfigError(
+                f"{name}: could not download or read the files at {looked_at}: {_first_line(exc)}"
+            ) from None
+        raise ConfigError(
+            f"{name}: dataset files not found (or corrupted) at {looked_at}; "
+            f"set download=true or root=<folder holding them>"
+        ) from None
+
+
+def _as_base(
+    train: tuple[Any, Any],
+    test: tuple[Any, Any],
+    classes: tuple[str, ...],
+    image_size: int,
+    channels: int,
+    layout: str,
+) -> BaseData:
+    """Build BaseData from (images, labels) pairs; ``layout`` is NHW, NCHW or NHWC."""
+
+    def images(raw: Any) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(raw), dtype=torch.uint8)
+        if layout == "NHWC":
+            t = t.permute(0, 3, 1, 2)
+        return fit_images(t, image_size, channels)
+
+    def labels(raw: Any) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(raw), dtype=torch.long)
+
+    return BaseData(images(train[0]), labels(train[1]), classes, images(test[0]), labels(test[1]))
+
+
+def _root(root: str) -> str:
+    return os.path.abspath(os.path.expanduser(str(root)))
+
+
+def _mnist_family(name: str, cls: type[tvd.MNIST]) -> None:
+    @register_dataset(name, official_test=True)
+    def load(
+        *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
+    ) -> BaseData:
+        path = _root(root)
+        looked_at = os.path.join(path, cls.__name__, "raw")
+        sets = [
+            _open(name, looked_at, download, lambda t=t: cls(path, train=t, download=download))
+            for t in (True, False)
+        ]
+        pairs = [(s.data, s.targets) for s in sets]
+        return _as_base(*pairs, tuple(cls.classes), image_size, channels, "NHW")
+
+    load.__doc__ = f"torchvision {cls.__name__} (official train/test split)."
+
+
+_mnist_family("mnist", tvd.MNIST)
+_mnist_family("fashion_mnist", tvd.FashionMNIST)
+_mnist_family("kmnist", tvd.KMNIST)
+
+
+@register_dataset("usps", official_test=True)
+def usps(
+    *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
+) -> BaseData:
+    """torchvision USPS, 16x16 digits from bz2 libsvm files (official train/test split)."""
+    path = _root(root)
+    sets = []
+    for train in (True, False):
+        filename = tvd.USPS.split_list["train" if train else "test"][1]
+        looked_at = os.path.join(path, filename)
+        sets.append(
+            _open(
+                "usps",
+                looked_at,
+                download,
+                lambda t=train: tvd.USPS(path, train=t, download=download),
+            )
+        )
+    pairs = [(s.data, s.targets) for s in sets]
+    return _as_base(*pairs, DIGIT_CLASSES, image_size, channels, "NHW")
+
+
+@register_dataset("svhn", official_test=True)
+def svhn(
+    *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
+) -> BaseData:
+    """torchvision SVHN cropped digits, .mat files (official train/test split; no 'extra')."""
+    path = _root(root)
+    sets = []
+    for split in ("train", "test"):
+        looked_at = os.path.join(path, tvd.SVHN.split_list[split][1])
+        sets.append(
+            _open(
+                "svhn",
+                looked_at,
+                download,
+                lambda s=split: tvd.SVHN(path, split=s, download=download),
+            )
+        )
+    pairs = [(s.data, s.labels) for s in sets]
+    return _as_base(*pairs, DIGIT_CLASSES, image_size, channels, "NCHW")
+
+
+def _cifar(name: str, cls: type[tvd.CIFAR10]) -> None:
+    @register_dataset(name, official_test=True)
+    def load(
+        *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
+    ) -> BaseData:
+        path = _root(root)
+        looked_at = os.path.join(path, cls.base_folder)
+        sets = [
+            _open(name, looked_at, download, lambda t=t: cls(path, train=t, download=download))
+            for t in (True, False)
+        ]
+        pairs = [(s.data, s.targets) for s in sets]
+        return _as_base(*pairs, tuple(sets[0].classes), image_size, channels, "NHWC")
+
+    load.__doc__ = f"torchvision {cls.__name__} python pickles (official train/test split)."
+
+
+_cifar("cifar10", tvd.CIFAR10)
+_cifar("cifar100", tvd.CIFAR100)
+
+
+def _read_folder(
+    root: str, image_size: int, channels: int
+) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
+    """All images of an ImageFolder-layout directory (one subfolder per class), fitted."""
+    path = _root(root)
+    try:
+        folder = tvd.ImageFolder(path)
+    except (RuntimeError, OSError) as exc:
+        raise ConfigError(f"image_folder: cannot read {path}: {_first_line(exc)}") from None
+    mode = "L" if channels == 1 else "RGB"
+    images = []
+    for file, _ in folder.samples:
+        try:
+            with Image.open(file) as img:
+                pixels = F.pil_to_tensor(img.convert(mode))
+        except OSError as exc:
+            raise ConfigError(f"image_folder: cannot read {file}: {_first_line(exc)}") from None
+        images.append(fit_images(pixels.unsqueeze(0), image_size, channels))
+    if not images:
+        raise ConfigError(f"image_folder: no images found under {path}")
+    labels = torch.tensor(folder.targets, dtype=torch.long)
+    return torch.cat(images), labels, tuple(folder.classes)
+
+
+@register_dataset("image_folder", hidden_options=())
+def image_folder(
+    *, image_size: int, channels: int, root: str, test_root: str | None = None
+) -> BaseData:
+    """The user's images, one subfolder per class (torchvision ImageFolder layout); the test
+    set is ``test_root`` (same class folders) if given, else a held-out ``test_fraction``."""
+    images, labels, classes = _read_folder(root, image_size, channels)
+    if test_root is None:
+        return BaseData(images, labels, classes)
+    test_images, test_labels, test_classes = _read_folder(test_root, image_size, channels)
+    if test_classes != classes:
+        raise ConfigError(
+            f"image_folder: class folders of test_root {list(test_classes)} differ from "
+            f"those of root {list(classes)}"
+        )
+    return BaseData(images, labels, classes, test_images, test_labels)

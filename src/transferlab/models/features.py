@@ -1,0 +1,52 @@
+"""Pre-logit features of a timm model, for analyses of what transfer did to the representation."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: images per forward pass in extract_features
+DEFAULT_FEATURE_BATCH = 256
+#: uint8 images are divided by this to land in [0, 1], the range the models are trained on
+UINT8_MAX = 255.0
+
+
+def to_model_input(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images (N, C, H, W) to float in [0, 1]; floating images are only cast."""
+    if images.dtype == torch.uint8:
+        return images.to(dtype) / UINT8_MAX
+    if images.is_floating_point():
+        return images.to(dtype)
+    raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module, images: torch.Tensor, batch_size: int = DEFAULT_FEATURE_BATCH
+) -> torch.Tensor:
+    """Pre-logit features (``forward_features`` then ``forward_head(pre_logits=True)``).
+
+    ``images`` are uint8 (N, C, H, W); runs in eval mode on the model's device, restores every
+    module's own train/eval flag afterwards, and returns float32 (N, D) on the CPU.
+    """
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    chunks = []
+    try:
+        for start in range(0, images.shape[0], batch_size):
+            batch = to_model_input(images[start : start + batch_size].to(device), dtype)
+            pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
+            chunks.append(pooled.reshape(batch.shape[0], -1).float().cpu())
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    if not chunks:
+        return torch.empty(0, int(getattr(model, "num_features", 0)), dtype=torch.float32)
+    return torch.cat(chunks)

@@ -1,0 +1,127 @@
+"""The LightningModule: a timm classifier with frozen stages, metrics and divergence detection."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from transferlab.models import keep_frozen_in_eval
+from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class TransferClassifier(L.LightningModule):
+    """Trains `model` on one stage; keeps `frozen` modules in eval mode (fixed BatchNorm stats)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        optimizer: OptimizerFactory,
+        lr: float,
+        weight_decay: float,
+        scheduler: SchedulerFactory | None = None,
+        frozen: list[nn.Module] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.frozen = list(frozen or [])
+        self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
+        self.val_nll = NegativeLogLikelihood()
+        self.test_nll = NegativeLogLikelihood()
+        self.val_curve: list[dict[str, float]] = []
+        self.test_results: dict[str, float] = {}
+        self.diverged_reason: str | None = None
+        self.samples_seen = 0
+
+    def train(self, mode: bool = True) -> TransferClassifier:
+        """Switch modes, but frozen stages always stay in eval mode."""
+        super().train(mode)
+        if mode:
+            keep_frozen_in_eval(self.frozen)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 images become floats in [0, 1] on the device, after the (cheap) transfer."""
+        images, labels = batch
+        if images.dtype == torch.uint8:
+            images = images.float().div_(255.0)
+        return images, labels
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        loss = nn.functional.cross_entropy(self(images), labels)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        self.samples_seen += len(labels)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """A NaN/inf loss stops the run on every process and marks it diverged."""
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            self.diverged_reason = (
+                f"non-finite training loss at epoch {self.current_epoch}, step {self.global_step}"
+            )
+            self.trainer.should_stop = True
+
+    def _evaluate(self, batch: Any, metrics: Any, nll: NegativeLogLikelihood) -> None:
+        images, labels = batch
+        logits = self(images).float()
+        metrics.update(logits, labels)
+        nll.update(logits, labels)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.val_metrics, self.val_nll)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, self.test_nll)
+
+    def _collect(self, metrics: Any, nll: NegativeLogLikelihood, prefix: str) -> dict[str, float]:
+        values = {k: float(v) for k, v in metrics.compute().items()}
+        values[f"{prefix}nll"] = float(nll.compute())
+        metrics.reset()
+        nll.reset()
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self.val_metrics.reset()
+            self.val_nll.reset()
+            return
+        values = self._collect(self.val_metrics, self.val_nll, "val/")
+        self.log_dict(values, sync_dist=False)
+        self.log("epoch_index", float(self.current_epoch))
+        entry = {"epoch": self.current_epoch}
+        entry.update({k.removeprefix("val/"): v for k, v in values.items()})
+        self.val_curve.append(entry)
+        if not math.isfinite(values["val/nll"]) and self.diverged_reason is None:
+            self.diverged_reason = f"non-finite validation loss at epoch {self.current_epoch}"
+            self.trainer.should_stop = True
+
+    def on_test_epoch_end(self) -> None:
+        values = self._collect(self.test_metrics, self.test_nll, "test/")
+        self.log_dict(values)
+        self.test_results = {k.removeprefix("test/"): v for k, v in values.items()}
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -1,0 +1,44 @@
+"""Shared test set-up: W&B pinned offline, Hydra composition of the real configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# With an API key and no network, wandb.init blocks for 100 s: tests always run offline.
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ.pop("WANDB_API_KEY", None)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+
+# Small and fast: enough to train something in a second or two.
+FAST = [
+    "image_size=16",
+    "model=test_resnet",
+    "train.epochs=2",
+    "pretrain.epochs=2",
+    "source_size=200",
+    "target_size=50",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture
+def compose(tmp_path: Path):
+    """Compose the real Hydra config with overrides, results under a temporary folder."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
+
+    def _compose(*overrides: str, fast: bool = True):
+        args = [*(FAST if fast else []), f"paths.results={tmp_path / 'results'}", *overrides]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=args)
+
+    return _compose

@@ -1,0 +1,146 @@
+"""Validity of the cell comparison: planted effects recovered, null studies not over-flagged,
+hyper-parameters chosen on validation, and every run that cannot count reported as such."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from transferlab.analysis import analyze_frame, load_records
+from transferlab.analysis.cells import build_cells
+from transferlab.analysis.records import flatten_record, records_frame
+from transferlab.analysis.simulate import SimulatedStudy, simulate_records, write_records
+
+ALPHA = 0.05
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    return records_frame(flatten_record(r) for r in records)
+
+
+def test_planted_positive_and_negative_cells_are_recovered(tmp_path: Path):
+    planted = {"helps": 0.08, "hurts": -0.08, "neutral": 0.0}
+    spec = SimulatedStudy(study="planted", sources=planted, target_sizes=(20, 100, None),
+                          freeze_depths=(0, 2), seeds=8, rng_seed=3)
+    study = write_records(simulate_records(spec), tmp_path)
+    cells = build_cells(load_records(study)).cells
+    assert len(cells) == 3 * 3 * 2
+    by_source = {s: g for s, g in cells.groupby("source")}
+    assert (by_source["helps"]["flag"] == "positive").all()
+    assert (by_source["hurts"]["flag"] == "negative").all()
+    assert not by_source["neutral"]["flag"].isin(["positive", "negative"]).any()
+    assert by_source["hurts"]["ntg"].gt(0).all()  # Wang et al.: NTG > 0 is negative transfer
+    for source, gain in planted.items():
+        assert by_source[source]["gain"].mean() == pytest.approx(gain, abs=0.02)
+        inside = (by_source[source]["ci_low"] <= gain) & (gain <= by_source[source]["ci_high"])
+        assert inside.mean() >= 0.5
+    assert cells["target_size"].isna().sum() == 6  # the whole pool is its own target size
+
+
+def test_null_studies_flag_at_most_the_nominal_share():
+    """200 studies of 12 independent null cells (each cell its own target, so cells are
+    independent): the share of p < alpha stays within the binomial bound of alpha, and the
+    share of studies with any flag after Holm (family-wise control) too."""
+    n_studies, n_cells = 200, 12
+    records = []
+    for i in range(n_studies):
+        spec = SimulatedStudy(study=f"null{i}", sources={"null": 0.0},
+                              targets=tuple(f"t{k}" for k in range(n_cells)), target_sizes=(50,),
+                              freeze_depths=(0,), lrs=(1e-3,), seeds=5 if i % 2 else 8,
+                              rng_seed=1000 + i)
+        records += simulate_records(spec)
+    df = frame(records)
+    for correction in ("bh", "holm"):
+        cells = build_cells(df, correction=correction, alpha=ALPHA).cells
+        assert len(cells) == n_studies * n_cells
+        n = len(cells)
+        bound = stats.binom.ppf(1 - 1e-3, n, ALPHA) / n
+        assert (cells["p"] < ALPHA).mean() <= bound
+        flagged = cells["flag"].isin(["positive", "negative"])
+        assert flagged.mean() <= bound
+        any_flag = flagged.groupby(cells["study"]).any()
+        assert any_flag.mean() <= stats.binom.ppf(1 - 1e-3, n_studies, ALPHA) / n_studies
+    # the test itself is calibrated: t-tests (5 seeds) near alpha, not far below
+    t_cells = cells[cells["test"].eq("t")]
+    assert (t_cells["p"] < ALPHA).mean() >= stats.binom.ppf(1e-3, len(t_cells), ALPHA) / len(t_cells)
+
+
+def test_learning_rate_is_chosen_on_validation_not_test():
+    spec = SimulatedStudy(sources={"src": 0.05}, target_sizes=(100,), freeze_depths=(0,),
+                          lrs=(1e-3, 1e-2), seeds=6, lr_penalty=0.1)
+    records = simulate_records(spec)
+    for r in records:  # the lr that validation rejects would win on test
+        if r["stage"] == "target" and r["status"] == "completed":
+            best = 1e-2 if r["init"] == "scratch" else 1e-3
+            if r["lr"] != best:
+                r["metrics"]["test"]["acc"] = 0.99
+    cells = build_cells(frame(records)).cells
+    row = cells.iloc[0]
+    assert row["ft_lr"] == 1e-3 and row["scratch_lr"] == 1e-2
+    assert row["ft_acc"] < 0.99 and row["gain"] == pytest.approx(0.05, abs=0.03)
+    selection = build_cells(frame(records)).selection
+    assert selection["chosen"].sum() == 2
+
+
+def test_too_few_seeds_is_said_not_called_inconclusive():
+    spec = SimulatedStudy(sources={"src": 0.2}, target_sizes=(100,), freeze_depths=(0,),
+                          lrs=(1e-3,), seeds=5)
+    df = frame(simulate_records(spec))
+    strict = build_cells(df, test="wilcoxon").cells.iloc[0]
+    assert strict["flag"] == "too-few-seeds"
+    assert "0.0625" in strict["reason"]
+    auto = build_cells(df).cells.iloc[0]
+    assert auto["test"] == "t" and "cannot reach" in auto["reason"]
+    one = build_cells(frame(simulate_records(SimulatedStudy(
+        sources={"src": 0.2}, target_sizes=(100,), freeze_depths=(0,), lrs=(1e-3,),
+        seeds=1)))).cells.iloc[0]
+    assert one["flag"] == "single-seed" and np.isnan(one["p"])
+
+
+def test_holm_with_six_seeds_says_more_seeds_are_needed():
+    spec = SimulatedStudy(sources={"a": 0.0, "b": 0.0}, target_sizes=(20, 100), seeds=6)
+    cells = build_cells(frame(simulate_records(spec)), correction="holm").cells
+    assert cells["reason"].str.contains("more seeds needed").all()
+
+
+def test_missing_baseline_failed_and_diverged_runs_are_reported():
+    spec = SimulatedStudy(sources={"src": 0.1, "broken": 0.1}, target_sizes=(20, 100),
+                          freeze_depths=(0,), lrs=(1e-3,), seeds=6)
+    records = [r for r in simulate_records(spec)
+               if not (r["init"] == "scratch" and r["target_size"] == 20)]
+    for r in records:
+        if r["init"] == "source" and r["source"]["description"] == "broken":
+            r["status"], r["metrics"], r["error"] = "failed", {}, "CUDA out of memory"
+        if r["init"] == "source" and r["source"]["description"] == "src" and r["seed"] == 0:
+            r["status"], r["error"] = "diverged", "loss is NaN"
+    results = analyze_frame(frame(records), n_resamples=100)
+    cells = results["cells"].set_index(["source", "target_size"])
+    assert cells.loc[("src", 20), "flag"] == "missing-baseline"
+    assert cells.loc[("broken", 100), "flag"] == "no-completed-runs"
+    assert cells.loc[("broken", 100), "ft_failed"] == 6
+    src = cells.loc[("src", 100)]
+    assert src["ft_diverged"] == 1 and src["n_pairs"] == 5  # the diverged seed is no number
+    problems = results["problems"]
+    assert set(problems["status"]) == {"failed", "diverged"}
+    assert len(problems) == 6 * 2 + 2
+
+
+def test_results_root_with_torn_files(tmp_path: Path):
+    a = simulate_records(SimulatedStudy(study="a", target_sizes=(20,), seeds=2))
+    b = simulate_records(SimulatedStudy(study="b", target_sizes=(20,), seeds=2))
+    write_records(a + b, tmp_path)
+    torn = tmp_path / "a" / "records" / "torn.json"
+    torn.write_text(json.dumps(a[0])[:50])
+    (tmp_path / "b" / "records" / "list.json").write_text("[1, 2]")
+    df = load_records(tmp_path)
+    assert len(df) == len(a) + len(b)
+    assert {Path(p).name for p, _ in df.attrs["unreadable"]} == {"torn.json", "list.json"}
+    assert set(build_cells(df).cells["study"]) == {"a", "b"}
+    only_a = load_records(tmp_path / "a")
+    assert set(only_a["study"]) == {"a"} and len(only_a.attrs["unreadable"]) == 1
+    assert set(load_records(tmp_path / "a" / "records")["study"]) == {"a"}

@@ -1,0 +1,99 @@
+"""Statistics helpers: paired tests, corrections, IQM, probability of improvement, ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from transferlab.analysis.stats import (
+    adjust_pvalues,
+    iqm,
+    mean_ci,
+    min_wilcoxon_p,
+    paired_bootstrap_ci,
+    paired_test,
+    probability_of_improvement,
+    rank_correlations,
+    stratified_iqm,
+)
+
+
+def test_min_wilcoxon_p_for_five_pairs_is_0_0625():
+    assert min_wilcoxon_p(5) == pytest.approx(0.0625)
+    assert min_wilcoxon_p(6) == pytest.approx(0.03125)
+    assert stats.wilcoxon([0.1, 0.2, 0.3, 0.4, 0.5]).pvalue == pytest.approx(0.0625)
+
+
+def test_paired_test_auto_switches_to_wilcoxon_with_enough_pairs():
+    d5 = [0.1, 0.12, 0.09, 0.11, 0.1]
+    res = paired_test(d5)
+    assert res.test == "t" and res.p == pytest.approx(stats.ttest_1samp(d5, 0).pvalue)
+    assert "cannot reach" in res.note
+    d8 = [0.1, 0.12, 0.09, 0.11, 0.1, -0.02, 0.05, 0.07]
+    res = paired_test(d8)
+    assert res.test == "wilcoxon" and res.p == pytest.approx(stats.wilcoxon(d8).pvalue)
+    lo, hi = stats.ttest_1samp(d8, 0).confidence_interval(0.95)
+    assert (res.ci_low, res.ci_high) == pytest.approx((lo, hi))
+    strict = paired_test(d5, test="wilcoxon")
+    assert strict.min_p == pytest.approx(0.0625)
+    assert paired_test([0.3]).note.startswith("one pair")
+
+
+def test_corrections_match_definitions():
+    p = np.array([0.01, 0.04, 0.03, 0.2, np.nan])
+    # Holm: sorted 0.01, 0.03, 0.04, 0.2 times 4, 3, 2, 1, running max
+    assert adjust_pvalues(p, "holm")[:4] == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    # BH: p_(i) m / i, running min from the top: 0.04, 0.0533, 0.0533, 0.2
+    assert adjust_pvalues(p, "bh")[:4] == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    assert np.isnan(adjust_pvalues(p, "bh")[4])
+    with pytest.raises(ValueError, match="valid choices"):
+        adjust_pvalues(p, "bonferroni")
+
+
+def test_iqm_and_stratified_interval():
+    assert iqm(np.arange(8.0)) == pytest.approx(np.mean([2, 3, 4, 5]))
+    groups = [np.array([0.1, 0.12, 0.08]), np.array([0.2, 0.22, 0.18, 0.21])]
+    est, lo, hi = stratified_iqm(groups, n_resamples=500)
+    assert est == pytest.approx(iqm(np.concatenate(groups)))
+    assert lo <= est <= hi
+
+
+def test_probability_of_improvement_hand_value():
+    # every x against every y, ties count half: 2 > 1, 2 > 1.5, 1 = 1, 1 < 1.5 -> 2.5 / 4
+    est, lo, hi = probability_of_improvement([np.array([2.0, 1.0])], [np.array([1.0, 1.5])],
+                                             n_resamples=200)
+    assert est == pytest.approx(0.625)
+    est, _, _ = probability_of_improvement([np.array([2.0, 1.0])], [np.array([1.0, 3.0])],
+                                           n_resamples=200)
+    assert est == pytest.approx((1 + 0 + 0.5 + 0) / 4)
+    assert 0.0 <= lo <= hi <= 1.0
+
+
+def test_mean_ci_and_rank_correlations():
+    mean, lo, hi = mean_ci(np.array([1.0, 2.0, 3.0]))
+    assert mean == 2.0 and lo < 2.0 < hi
+    assert np.isnan(mean_ci(np.array([1.0]))[1])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    y = x + 0.3 * rng.normal(size=12)
+    out = rank_correlations(x, y, n_resamples=300)
+    assert out["spearman"] == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert out["kendall"] == pytest.approx(stats.kendalltau(x, y).statistic)
+    assert out["kendall_low"] <= out["kendall"] <= out["kendall_high"]
+    assert np.isnan(rank_correlations([1, 2], [2, 1])["kendall"])
+
+
+def test_vectorised_bootstrap_statistics_agree_with_scipy():
+    from transferlab.analysis.stats import ROW_STATISTICS
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 4, size=(5, 9)).astype(float)  # ties on purpose
+    y = rng.normal(size=(5, 9))
+    for i in range(5):
+        assert ROW_STATISTICS["kendall"](x[i : i + 1], y[i : i + 1])[0] == pytest.approx(
+            stats.kendalltau(x[i], y[i]).statistic)
+        assert ROW_STATISTICS["spearman"](x[i : i + 1], y[i : i + 1])[0] == pytest.approx(
+            stats.spearmanr(x[i], y[i]).statistic)
+    lo, hi = paired_bootstrap_ci(x[0], y[0], "kendall", n_resamples=200)
+    assert -1.0 <= lo <= hi <= 1.0

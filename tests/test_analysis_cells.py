@@ -25,8 +25,14 @@ def frame(records: list[dict]) -> pd.DataFrame:
 
 def test_planted_positive_and_negative_cells_are_recovered(tmp_path: Path):
     planted = {"helps": 0.08, "hurts": -0.08, "neutral": 0.0}
-    spec = SimulatedStudy(study="planted", sources=planted, target_sizes=(20, 100, None),
-                          freeze_depths=(0, 2), seeds=8, rng_seed=3)
+    spec = SimulatedStudy(
+        study="planted",
+        sources=planted,
+        target_sizes=(20, 100, None),
+        freeze_depths=(0, 2),
+        seeds=8,
+        rng_seed=3,
+    )
     study = write_records(simulate_records(spec), tmp_path)
     cells = build_cells(load_records(study)).cells
     assert len(cells) == 3 * 3 * 2
@@ -49,10 +55,16 @@ def test_null_studies_flag_at_most_the_nominal_share():
     n_studies, n_cells = 200, 12
     records = []
     for i in range(n_studies):
-        spec = SimulatedStudy(study=f"null{i}", sources={"null": 0.0},
-                              targets=tuple(f"t{k}" for k in range(n_cells)), target_sizes=(50,),
-                              freeze_depths=(0,), lrs=(1e-3,), seeds=5 if i % 2 else 8,
-                              rng_seed=1000 + i)
+        spec = SimulatedStudy(
+            study=f"null{i}",
+            sources={"null": 0.0},
+            targets=tuple(f"t{k}" for k in range(n_cells)),
+            target_sizes=(50,),
+            freeze_depths=(0,),
+            lrs=(1e-3,),
+            seeds=5 if i % 2 else 8,
+            rng_seed=1000 + i,
+        )
         records += simulate_records(spec)
     df = frame(records)
     for correction in ("bh", "holm"):
@@ -67,12 +79,20 @@ def test_null_studies_flag_at_most_the_nominal_share():
         assert any_flag.mean() <= stats.binom.ppf(1 - 1e-3, n_studies, ALPHA) / n_studies
     # the test itself is calibrated: t-tests (5 seeds) near alpha, not far below
     t_cells = cells[cells["test"].eq("t")]
-    assert (t_cells["p"] < ALPHA).mean() >= stats.binom.ppf(1e-3, len(t_cells), ALPHA) / len(t_cells)
+    assert (t_cells["p"] < ALPHA).mean() >= stats.binom.ppf(1e-3, len(t_cells), ALPHA) / len(
+        t_cells
+    )
 
 
 def test_learning_rate_is_chosen_on_validation_not_test():
-    spec = SimulatedStudy(sources={"src": 0.05}, target_sizes=(100,), freeze_depths=(0,),
-                          lrs=(1e-3, 1e-2), seeds=6, lr_penalty=0.1)
+    spec = SimulatedStudy(
+        sources={"src": 0.05},
+        target_sizes=(100,),
+        freeze_depths=(0,),
+        lrs=(1e-3, 1e-2),
+        seeds=6,
+        lr_penalty=0.1,
+    )
     records = simulate_records(spec)
     for r in records:  # the lr that validation rejects would win on test
         if r["stage"] == "target" and r["status"] == "completed":
@@ -88,17 +108,28 @@ def test_learning_rate_is_chosen_on_validation_not_test():
 
 
 def test_too_few_seeds_is_said_not_called_inconclusive():
-    spec = SimulatedStudy(sources={"src": 0.2}, target_sizes=(100,), freeze_depths=(0,),
-                          lrs=(1e-3,), seeds=5)
+    spec = SimulatedStudy(
+        sources={"src": 0.2}, target_sizes=(100,), freeze_depths=(0,), lrs=(1e-3,), seeds=5
+    )
     df = frame(simulate_records(spec))
     strict = build_cells(df, test="wilcoxon").cells.iloc[0]
     assert strict["flag"] == "too-few-seeds"
     assert "0.0625" in strict["reason"]
     auto = build_cells(df).cells.iloc[0]
     assert auto["test"] == "t" and "cannot reach" in auto["reason"]
-    one = build_cells(frame(simulate_records(SimulatedStudy(
-        sources={"src": 0.2}, target_sizes=(100,), freeze_depths=(0,), lrs=(1e-3,),
-        seeds=1)))).cells.iloc[0]
+    one = build_cells(
+        frame(
+            simulate_records(
+                SimulatedStudy(
+                    sources={"src": 0.2},
+                    target_sizes=(100,),
+                    freeze_depths=(0,),
+                    lrs=(1e-3,),
+                    seeds=1,
+                )
+            )
+        )
+    ).cells.iloc[0]
     assert one["flag"] == "single-seed" and np.isnan(one["p"])
 
 
@@ -109,10 +140,16 @@ def test_holm_with_six_seeds_says_more_seeds_are_needed():
 
 
 def test_missing_baseline_failed_and_diverged_runs_are_reported():
-    spec = SimulatedStudy(sources={"src": 0.1, "broken": 0.1}, target_sizes=(20, 100),
-                          freeze_depths=(0,), lrs=(1e-3,), seeds=6)
-    records = [r for r in simulate_records(spec)
-               if not (r["init"] == "scratch" and r["target_size"] == 20)]
+    spec = SimulatedStudy(
+        sources={"src": 0.1, "broken": 0.1},
+        target_sizes=(20, 100),
+        freeze_depths=(0,),
+        lrs=(1e-3,),
+        seeds=6,
+    )
+    records = [
+        r for r in simulate_records(spec) if not (r["init"] == "scratch" and r["target_size"] == 20)
+    ]
     for r in records:
         if r["init"] == "source" and r["source"]["description"] == "broken":
             r["status"], r["metrics"], r["error"] = "failed", {}, "CUDA out of memory"
@@ -144,3 +181,17 @@ def test_results_root_with_torn_files(tmp_path: Path):
     only_a = load_records(tmp_path / "a")
     assert set(only_a["study"]) == {"a"} and len(only_a.attrs["unreadable"]) == 1
     assert set(load_records(tmp_path / "a" / "records")["study"]) == {"a"}
+
+
+def test_duplicate_records_are_listed_not_double_counted():
+    spec = SimulatedStudy(
+        sources={"src": 0.1}, target_sizes=(100,), freeze_depths=(0,), lrs=(1e-3,), seeds=6
+    )
+    records = simulate_records(spec)
+    copy = json.loads(json.dumps(records[-1]))
+    copy["run_id"] = "f" * 16
+    copy["finished_at"] = "2025-01-02T00:00:00+00:00"
+    res = build_cells(frame([*records, copy]))
+    assert res.cells.iloc[0]["n_pairs"] == 6
+    assert list(res.problems["status"]) == ["duplicate"]
+    assert res.problems.iloc[0]["run_id"] == records[-1]["run_id"]  # the later one counts

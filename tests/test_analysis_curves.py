@@ -15,20 +15,34 @@ from transferlab.analysis.simulate import SimulatedStudy, scratch_accuracy, simu
 
 
 def _curves(rows):
-    cols = ["study", "model", "target", "source", "freeze_depth", "target_size", "examples",
-            "n", "test_acc", "ci_low", "ci_high", "val_acc"]
+    cols = [
+        "study",
+        "model",
+        "target",
+        "source",
+        "freeze_depth",
+        "target_size",
+        "examples",
+        "n",
+        "test_acc",
+        "ci_low",
+        "ci_high",
+        "val_acc",
+    ]
     return pd.DataFrame([dict(zip(cols, ["s", "m", "t", *r])) for r in rows])
 
 
 def test_effective_data_is_read_off_the_scratch_curve_in_log_size():
-    curves = _curves([
-        ("scratch", 0, 10, 10, 3, 0.5, 0, 0, 0.5),
-        ("scratch", 0, 100, 100, 3, 0.7, 0, 0, 0.7),
-        ("scratch", 0, 1000, 1000, 3, 0.9, 0, 0, 0.9),
-        ("src", 0, 10, 10, 3, 0.6, 0, 0, 0.6),   # halfway in log: sqrt(10 * 100)
-        ("src", 0, 100, 100, 3, 0.95, 0, 0, 0.95),  # above the curve
-        ("src", 0, 1000, 1000, 3, 0.4, 0, 0, 0.4),  # below the curve
-    ])
+    curves = _curves(
+        [
+            ("scratch", 0, 10, 10, 3, 0.5, 0, 0, 0.5),
+            ("scratch", 0, 100, 100, 3, 0.7, 0, 0, 0.7),
+            ("scratch", 0, 1000, 1000, 3, 0.9, 0, 0, 0.9),
+            ("src", 0, 10, 10, 3, 0.6, 0, 0, 0.6),  # halfway in log: sqrt(10 * 100)
+            ("src", 0, 100, 100, 3, 0.95, 0, 0, 0.95),  # above the curve
+            ("src", 0, 1000, 1000, 3, 0.4, 0, 0, 0.4),  # below the curve
+        ]
+    )
     eff = effective_data(curves).set_index("target_size")
     assert eff.loc[10, "d_e"] == pytest.approx(math.sqrt(1000))
     assert eff.loc[10, "d_t"] == pytest.approx(math.sqrt(1000) - 10)
@@ -37,10 +51,12 @@ def test_effective_data_is_read_off_the_scratch_curve_in_log_size():
 
 
 def _study(gain, **kw):
-    spec = SimulatedStudy(sources={"src": 0.0}, gain=gain, seeds=8, noise_sd=0.005,
-                          seed_sd=0.005, **kw)
-    return analyze_frame(records_frame(flatten_record(r) for r in simulate_records(spec)),
-                         n_resamples=200)
+    spec = SimulatedStudy(
+        sources={"src": 0.0}, gain=gain, seeds=8, noise_sd=0.005, seed_sd=0.005, **kw
+    )
+    return analyze_frame(
+        records_frame(flatten_record(r) for r in simulate_records(spec)), n_resamples=200
+    )
 
 
 def test_gain_crossing_and_learning_curves():

@@ -33,7 +33,9 @@ def test_mmd2_unbiased_on_three_plus_three_points():
     kxx = sum(k(a, b) for a, b in itertools.permutations(xs, 2)) / 6
     kyy = sum(k(a, b) for a, b in itertools.permutations(ys, 2)) / 6
     kxy = sum(k(a, b) for a in xs for b in ys) / 9
-    assert mmd2_unbiased(np.array(x), np.array(y), bandwidth=s) == pytest.approx(kxx + kyy - 2 * kxy)
+    assert mmd2_unbiased(np.array(x), np.array(y), bandwidth=s) == pytest.approx(
+        kxx + kyy - 2 * kxy
+    )
 
 
 def test_median_bandwidth_is_the_median_pairwise_distance():

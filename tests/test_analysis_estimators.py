@@ -16,8 +16,12 @@ def test_leep_matches_hand_computation_on_4x2():
     y = np.array([0, 1, 0, 1])
     # P(y, z) = 1/4 sum_{i: y_i = y} theta_iz -> [[.375, .125], [.125, .375]]; P(z) = .5 each
     # P(y | z) = [[.75, .25], [.25, .75]]; per-example sum_z P(y_i|z) theta_iz:
-    per_example = [0.75 * 0.9 + 0.25 * 0.1, 0.25 * 0.2 + 0.75 * 0.8,
-                   0.75 * 0.6 + 0.25 * 0.4, 0.25 * 0.3 + 0.75 * 0.7]
+    per_example = [
+        0.75 * 0.9 + 0.25 * 0.1,
+        0.25 * 0.2 + 0.75 * 0.8,
+        0.75 * 0.6 + 0.25 * 0.4,
+        0.25 * 0.3 + 0.75 * 0.7,
+    ]
     assert per_example == pytest.approx([0.7, 0.65, 0.55, 0.6])
     assert leep(theta, y) == pytest.approx(np.mean(np.log(per_example)), abs=1e-12)
 

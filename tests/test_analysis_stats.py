@@ -61,11 +61,13 @@ def test_iqm_and_stratified_interval():
 
 def test_probability_of_improvement_hand_value():
     # every x against every y, ties count half: 2 > 1, 2 > 1.5, 1 = 1, 1 < 1.5 -> 2.5 / 4
-    est, lo, hi = probability_of_improvement([np.array([2.0, 1.0])], [np.array([1.0, 1.5])],
-                                             n_resamples=200)
+    est, lo, hi = probability_of_improvement(
+        [np.array([2.0, 1.0])], [np.array([1.0, 1.5])], n_resamples=200
+    )
     assert est == pytest.approx(0.625)
-    est, _, _ = probability_of_improvement([np.array([2.0, 1.0])], [np.array([1.0, 3.0])],
-                                           n_resamples=200)
+    est, _, _ = probability_of_improvement(
+        [np.array([2.0, 1.0])], [np.array([1.0, 3.0])], n_resamples=200
+    )
     assert est == pytest.approx((1 + 0 + 0.5 + 0) / 4)
     assert 0.0 <= lo <= hi <= 1.0
 
@@ -92,8 +94,10 @@ def test_vectorised_bootstrap_statistics_agree_with_scipy():
     y = rng.normal(size=(5, 9))
     for i in range(5):
         assert ROW_STATISTICS["kendall"](x[i : i + 1], y[i : i + 1])[0] == pytest.approx(
-            stats.kendalltau(x[i], y[i]).statistic)
+            stats.kendalltau(x[i], y[i]).statistic
+        )
         assert ROW_STATISTICS["spearman"](x[i : i + 1], y[i : i + 1])[0] == pytest.approx(
-            stats.spearmanr(x[i], y[i]).statistic)
+            stats.spearmanr(x[i], y[i]).statistic
+        )
     lo, hi = paired_bootstrap_ci(x[0], y[0], "kendall", n_resamples=200)
     assert -1.0 <= lo <= hi <= 1.0

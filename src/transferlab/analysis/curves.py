@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis.cells import SCRATCH, SETTING
-from transferlab.analysis.stats import CONFIDENCE, mean_ci
+from transferlab.analysis.stats import CONFIDENCE, grouped_mean_ci
 
 #: Keys of one learning curve (an arm without its target size).
 CURVE = ["study", "model", "target", "source", "freeze_depth"]
@@ -21,16 +21,28 @@ CONVERGENCE_FRACTION = 0.95
 def learning_curves(selected: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
     """Mean test accuracy (t-interval over seeds) and mean validation accuracy per arm and
     target size; ``examples`` is the mean number of training examples actually used."""
-    rows = []
-    for key, group in selected.groupby([*CURVE, "target_size"], dropna=False, sort=True):
-        mean, lo, hi = mean_ci(group["test_acc"].to_numpy(), confidence)
-        examples = pd.to_numeric(group["train_examples"], errors="coerce").astype(float)
-        x = examples.mean() if examples.notna().any() else float(key[-1])
-        rows.append({**dict(zip([*CURVE, "target_size"], key)), "examples": x,
-                     "n": int(group["seed"].nunique()), "test_acc": mean, "ci_low": lo,
-                     "ci_high": hi, "val_acc": group["val_acc"].mean()})
-    cols = [*CURVE, "target_size", "examples", "n", "test_acc", "ci_low", "ci_high", "val_acc"]
-    return pd.DataFrame(rows, columns=cols)
+    keys = [*CURVE, "target_size"]
+    cols = [*keys, "examples", "n", "test_acc", "ci_low", "ci_high", "val_acc"]
+    if selected.empty:
+        return pd.DataFrame(columns=cols)
+    frame = selected.assign(
+        examples=pd.to_numeric(selected["train_examples"], errors="coerce").astype(float)
+    )
+    groups = frame.groupby(keys, dropna=False, sort=True)
+    test = grouped_mean_ci(groups["test_acc"], confidence)
+    out = pd.DataFrame(
+        {
+            "examples": groups["examples"].mean(),
+            "n": groups["seed"].nunique(),
+            "test_acc": test["mean"],
+            "ci_low": test["ci_low"],
+            "ci_high": test["ci_high"],
+            "val_acc": groups["val_acc"].mean(),
+        }
+    ).reset_index()
+    sizes = pd.to_numeric(out["target_size"], errors="coerce").astype(float)
+    out["examples"] = out["examples"].fillna(sizes)
+    return out[cols]
 
 
 #: Flags of a cell whose gain differs from zero after correction.
@@ -65,11 +77,19 @@ def gain_crossings(cells: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     table = cells.merge(sizes, on=SETTING, how="left").sort_values("examples")
     rows = []
     for key, group in table.groupby(CURVE, dropna=False, sort=True):
-        size, note, significant = _crossing(group["examples"].to_numpy(float),
-                                            group["gain"].to_numpy(float),
-                                            group["flag"].to_numpy(object))
-        rows.append({**dict(zip(CURVE, key)), "crossing_size": size,
-                     "significant": significant, "note": note})
+        size, note, significant = _crossing(
+            group["examples"].to_numpy(float),
+            group["gain"].to_numpy(float),
+            group["flag"].to_numpy(object),
+        )
+        rows.append(
+            {
+                **dict(zip(CURVE, key)),
+                "crossing_size": size,
+                "significant": significant,
+                "note": note,
+            }
+        )
     return pd.DataFrame(rows, columns=[*CURVE, "crossing_size", "significant", "note"])
 
 
@@ -102,11 +122,20 @@ def effective_data(curves: pd.DataFrame) -> pd.DataFrame:
         if sc is None:
             d_e, note = math.nan, "no scratch curve"
         else:
-            d_e, note = _effective(row.test_acc, sc["examples"].to_numpy(float),
-                                   sc["test_acc"].to_numpy(float))
-        rows.append({**{k: getattr(row, k) for k in [*CURVE, "target_size"]},
-                     "d_f": row.examples, "finetuned_acc": row.test_acc, "d_e": d_e,
-                     "d_t": d_e - row.examples, "ratio": d_e / row.examples, "note": note})
+            d_e, note = _effective(
+                row.test_acc, sc["examples"].to_numpy(float), sc["test_acc"].to_numpy(float)
+            )
+        rows.append(
+            {
+                **{k: getattr(row, k) for k in [*CURVE, "target_size"]},
+                "d_f": row.examples,
+                "finetuned_acc": row.test_acc,
+                "d_e": d_e,
+                "d_t": d_e - row.examples,
+                "ratio": d_e / row.examples,
+                "note": note,
+            }
+        )
     cols = [*CURVE, "target_size", "d_f", "finetuned_acc", "d_e", "d_t", "ratio", "note"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -116,13 +145,14 @@ def best_depths(curves: pd.DataFrame) -> pd.DataFrame:
     test), with its test accuracy and the depths compared."""
     ft = curves[~curves["source"].eq(SCRATCH)].dropna(subset=["val_acc"])
     keys = ["study", "model", "target", "source", "target_size"]
-    rows = []
-    for key, group in ft.groupby(keys, dropna=False, sort=True):
-        best = group.loc[group["val_acc"].idxmax()]
-        rows.append({**dict(zip(keys, key)), "best_depth": int(best["freeze_depth"]),
-                     "val_acc": best["val_acc"], "test_acc": best["test_acc"],
-                     "depths": " ".join(str(int(d)) for d in sorted(group["freeze_depth"]))})
-    return pd.DataFrame(rows, columns=[*keys, "best_depth", "val_acc", "test_acc", "depths"])
+    cols = [*keys, "best_depth", "val_acc", "test_acc", "depths"]
+    if ft.empty:
+        return pd.DataFrame(columns=cols)
+    groups = ft.groupby(keys, dropna=False, sort=True)
+    best = ft.loc[groups["val_acc"].idxmax()].set_index(keys)
+    depths = groups["freeze_depth"].agg(lambda d: " ".join(str(int(v)) for v in sorted(d)))
+    best = best.assign(best_depth=best["freeze_depth"].astype(int), depths=depths)
+    return best.reset_index()[cols]
 
 
 def _epochs_to(curve: tuple, threshold: float) -> float:
@@ -132,8 +162,9 @@ def _epochs_to(curve: tuple, threshold: float) -> float:
     return math.nan
 
 
-def convergence(pairs: pd.DataFrame, fraction: float = CONVERGENCE_FRACTION,
-                confidence: float = CONFIDENCE) -> pd.DataFrame:
+def convergence(
+    pairs: pd.DataFrame, fraction: float = CONVERGENCE_FRACTION, confidence: float = CONFIDENCE
+) -> pd.DataFrame:
     """Validation epochs until each arm reaches ``fraction`` of the paired scratch run's final
     validation accuracy, per cell: means, the paired difference and runs that never got there."""
     ft_epochs, sc_epochs = [], []
@@ -145,20 +176,38 @@ def convergence(pairs: pd.DataFrame, fraction: float = CONVERGENCE_FRACTION,
             continue
         ft_epochs.append(_epochs_to(ft_curve, fraction * final))
         sc_epochs.append(_epochs_to(sc_curve, fraction * final))
-    table = pairs[[*CURVE, "target_size", "seed"]].assign(ft_epochs=ft_epochs,
-                                                        scratch_epochs=sc_epochs)
-    rows = []
-    for key, group in table.groupby([*CURVE, "target_size"], dropna=False, sort=True):
-        diff = (group["ft_epochs"] - group["scratch_epochs"]).to_numpy(float)
-        mean, lo, hi = mean_ci(diff, confidence)
-        rows.append({**dict(zip([*CURVE, "target_size"], key)), "n": len(group),
-                     "ft_epochs": group["ft_epochs"].mean(),
-                     "scratch_epochs": group["scratch_epochs"].mean(),
-                     "difference": mean, "ci_low": lo, "ci_high": hi,
-                     "ft_never": int(group["ft_epochs"].isna().sum()),
-                     "scratch_never": int(group["scratch_epochs"].isna().sum())})
-    cols = [*CURVE, "target_size", "n", "ft_epochs", "scratch_epochs", "difference", "ci_low",
-            "ci_high", "ft_never", "scratch_never"]
-    out = pd.DataFrame(rows, columns=cols)
+    table = pairs[[*CURVE, "target_size", "seed"]].assign(
+        ft_epochs=ft_epochs, scratch_epochs=sc_epochs
+    )
+    table["difference"] = table["ft_epochs"] - table["scratch_epochs"]
+    table["ft_never"] = table["ft_epochs"].isna().astype(int)
+    table["scratch_never"] = table["scratch_epochs"].isna().astype(int)
+    keys = [*CURVE, "target_size"]
+    groups = table.groupby(keys, dropna=False, sort=True)
+    diff = grouped_mean_ci(groups["difference"], confidence)
+    rows = pd.DataFrame(
+        {
+            "n": groups["seed"].size(),
+            "ft_epochs": groups["ft_epochs"].mean(),
+            "scratch_epochs": groups["scratch_epochs"].mean(),
+            "difference": diff["mean"],
+            "ci_low": diff["ci_low"],
+            "ci_high": diff["ci_high"],
+            "ft_never": groups["ft_never"].sum(),
+            "scratch_never": groups["scratch_never"].sum(),
+        }
+    ).reset_index()
+    cols = [
+        *keys,
+        "n",
+        "ft_epochs",
+        "scratch_epochs",
+        "difference",
+        "ci_low",
+        "ci_high",
+        "ft_never",
+        "scratch_never",
+    ]
+    out = rows.reindex(columns=cols)
     out.attrs["fraction"] = fraction
     return out

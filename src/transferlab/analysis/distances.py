@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import ot
-from scipy import linalg
 from scipy.spatial.distance import cdist, pdist
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -23,8 +22,6 @@ MMD_PERMUTATION_BATCH = 100
 PAD_TEST_SIZE = 0.5
 #: Iteration cap of the domain classifier.
 PAD_MAX_ITER = 2000
-#: Ridge added to covariances when their product has no finite square root.
-COVARIANCE_RIDGE = 1e-6
 #: Dimension cap for Gaussian fits (Frechet, OTDD); more dimensions need far more examples.
 MAX_GAUSSIAN_DIM = 64
 
@@ -46,8 +43,9 @@ def rbf_kernel(a: np.ndarray, b: np.ndarray, bandwidth: float) -> np.ndarray:
     return np.exp(-cdist(_as_2d(a), _as_2d(b), "sqeuclidean") / (2.0 * bandwidth**2))
 
 
-def _mmd2_from_kernel(k0: np.ndarray, total: float, masks: np.ndarray, m: int,
-                      n: int) -> np.ndarray:
+def _mmd2_from_kernel(
+    k0: np.ndarray, total: float, masks: np.ndarray, m: int, n: int
+) -> np.ndarray:
     """Unbiased MMD^2 for each row of ``masks`` (1 marks the first sample); k0 has a zero
     diagonal and sums to ``total``."""
     ak = masks @ k0
@@ -62,8 +60,14 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) 
     return mmd_test(x, y, n_permutations=0, bandwidth=bandwidth)[0]
 
 
-def mmd_test(x: np.ndarray, y: np.ndarray, *, n_permutations: int = MMD_PERMUTATIONS,
-             bandwidth: float | None = None, seed: int = 0) -> tuple[float, float, float]:
+def mmd_test(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_permutations: int = MMD_PERMUTATIONS,
+    bandwidth: float | None = None,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Unbiased MMD^2, its permutation p-value (pooled sample relabelled) and the bandwidth.
 
     The p-value is (1 + #{permuted >= observed}) / (1 + n_permutations); NaN without
@@ -91,8 +95,9 @@ def mmd_test(x: np.ndarray, y: np.ndarray, *, n_permutations: int = MMD_PERMUTAT
     return observed, (1.0 + exceed) / (1.0 + n_permutations), s
 
 
-def proxy_a_distance(x: np.ndarray, y: np.ndarray, *, test_size: float = PAD_TEST_SIZE,
-                     seed: int = 0) -> float:
+def proxy_a_distance(
+    x: np.ndarray, y: np.ndarray, *, test_size: float = PAD_TEST_SIZE, seed: int = 0
+) -> float:
     """Proxy A-distance 2 (1 - 2 e), e the held-out error (clipped at 0.5) of a linear
     classifier separating the two samples; both are subsampled to equal size first."""
     x, y = _as_2d(x), _as_2d(y)
@@ -102,8 +107,9 @@ def proxy_a_distance(x: np.ndarray, y: np.ndarray, *, test_size: float = PAD_TES
     y = y[rng.permutation(len(y))[:k]]
     data = np.vstack([x, y])
     domain = np.r_[np.zeros(k), np.ones(k)]
-    tr_x, te_x, tr_d, te_d = train_test_split(data, domain, test_size=test_size,
-                                              stratify=domain, random_state=seed)
+    tr_x, te_x, tr_d, te_d = train_test_split(
+        data, domain, test_size=test_size, stratify=domain, random_state=seed
+    )
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PAD_MAX_ITER))
     err = min(1.0 - clf.fit(tr_x, tr_d).score(te_x, te_d), 0.5)
     return float(2.0 * (1.0 - 2.0 * err))
@@ -117,16 +123,15 @@ def gaussian_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), cov
 
 
-def frechet_from_moments(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray,
-                         s2: np.ndarray) -> float:
-    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
-    covmean = linalg.sqrtm(s1 @ s2)
-    if not np.all(np.isfinite(covmean)):
-        ridge = COVARIANCE_RIDGE * np.eye(len(s1))
-        covmean = linalg.sqrtm((s1 + ridge) @ (s2 + ridge))
-    value = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
-                  - 2.0 * np.trace(np.real(covmean)))
-    return max(value, 0.0)
+def frechet_from_moments(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+
+    The trace term is computed as Tr((S1^1/2 S2 S1^1/2)^1/2) from symmetric eigen-
+    decompositions (the same value as scipy.linalg.sqrtm(S1 @ S2), which is unstable and
+    warns for the rank-deficient covariances of ReLU features).
+    """
+    bures = bures_squared(np.asarray(s1, float)[None], np.asarray(s2, float)[None])[0, 0]
+    return float(np.sum((np.asarray(mu1) - np.asarray(mu2)) ** 2) + bures)
 
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
@@ -160,8 +165,9 @@ def bures_squared(cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
     return np.maximum(trace_x + trace_y - 2.0 * cross, 0.0)
 
 
-def label_distances(x: np.ndarray, labels_x: np.ndarray, y: np.ndarray,
-                    labels_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def label_distances(
+    x: np.ndarray, labels_x: np.ndarray, y: np.ndarray, labels_y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Squared 2-Wasserstein distances between the Gaussian fits of every class of x and of y
     (|mu - mu'|^2 plus the squared Bures term), with each example's class index on each side."""
     ix, mx, cx = _class_moments(_as_2d(x), np.asarray(labels_x))
@@ -181,8 +187,9 @@ def otdd(x: np.ndarray, labels_x: np.ndarray, y: np.ndarray, labels_y: np.ndarra
     return float(np.sqrt(max(float(ot.emd2(a, b, cost, numItermax=10**7)), 0.0)))
 
 
-def reduce_pair(x: np.ndarray, y: np.ndarray, max_dim: int = MAX_GAUSSIAN_DIM,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def reduce_pair(
+    x: np.ndarray, y: np.ndarray, max_dim: int = MAX_GAUSSIAN_DIM, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Project both samples onto the leading principal components of the pooled sample (at most
     ``max_dim``, fewer than the smaller sample), so Gaussian fits are well determined."""
     x, y = _as_2d(x), _as_2d(y)

@@ -58,7 +58,8 @@ def _evidence(svd: tuple[np.ndarray, np.ndarray, int], y: np.ndarray) -> Evidenc
     proj = u.T @ y  # coordinates of y in the column space of F
     residual_out = float(y @ y - proj @ proj)  # part of y no w can reach
     alpha = beta = LOGME_INIT
-    for iteration in range(1, LOGME_MAX_ITER + 1):
+    iterations = 0
+    for iterations in range(1, LOGME_MAX_ITER + 1):  # noqa: B007 (the count is reported)
         shrink = beta * s / (alpha + beta * s)
         gamma = float(shrink.sum())
         m2 = float(np.sum((shrink * proj / sv) ** 2))  # |m|^2, m the posterior mean
@@ -66,8 +67,10 @@ def _evidence(svd: tuple[np.ndarray, np.ndarray, int], y: np.ndarray) -> Evidenc
         if min(gamma, n - gamma) < LOGME_GAMMA_FLOOR or m2 <= 0.0 or res2 <= 0.0:
             break  # a precision diverges; the evidence has reached its limit
         new_alpha, new_beta = gamma / m2, (n - gamma) / res2
-        done = (abs(new_alpha - alpha) <= LOGME_TOLERANCE * alpha
-                and abs(new_beta - beta) <= LOGME_TOLERANCE * beta)
+        done = (
+            abs(new_alpha - alpha) <= LOGME_TOLERANCE * alpha
+            and abs(new_beta - beta) <= LOGME_TOLERANCE * beta
+        )
         alpha, beta = new_alpha, new_beta
         if done:
             break
@@ -75,10 +78,17 @@ def _evidence(svd: tuple[np.ndarray, np.ndarray, int], y: np.ndarray) -> Evidenc
     m2 = float(np.sum((shrink * proj / sv) ** 2))
     res2 = float(np.sum(((1.0 - shrink) * proj) ** 2)) + residual_out
     log_det = float(np.sum(np.log(alpha + beta * s)) + (d - s.size) * np.log(alpha))
-    evidence = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - log_det / 2 - beta / 2 * res2
-                - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
-    return Evidence(alpha=float(alpha), beta=float(beta), evidence=float(evidence / n),
-                    iterations=iteration)
+    evidence = (
+        d / 2 * np.log(alpha)
+        + n / 2 * np.log(beta)
+        - log_det / 2
+        - beta / 2 * res2
+        - alpha / 2 * m2
+        - n / 2 * np.log(2 * np.pi)
+    )
+    return Evidence(
+        alpha=float(alpha), beta=float(beta), evidence=float(evidence / n), iterations=iterations
+    )
 
 
 def logme(features: np.ndarray, labels: np.ndarray) -> float:
@@ -129,14 +139,16 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
 
 
-def all_estimators(features: np.ndarray, source_probs: np.ndarray | None,
-                   labels: np.ndarray) -> dict[str, float]:
+def all_estimators(
+    features: np.ndarray, source_probs: np.ndarray | None, labels: np.ndarray
+) -> dict[str, float]:
     """The four scores of one (source model, target data) pair; LEEP and NCE need the source
     model's softmax (NaN without it)."""
     scores = {"logme": logme(features, labels), "hscore": hscore(features, labels)}
     if source_probs is None:
         scores.update(leep=np.nan, nce=np.nan)
     else:
-        scores.update(leep=leep(source_probs, labels),
-                      nce=nce(np.argmax(source_probs, axis=1), labels))
+        scores.update(
+            leep=leep(source_probs, labels), nce=nce(np.argmax(source_probs, axis=1), labels)
+        )
     return {k: scores[k] for k in ESTIMATORS}

@@ -17,12 +17,18 @@ from matplotlib.figure import Figure
 
 from transferlab.analysis.cells import SCRATCH
 from transferlab.analysis.estimators import ESTIMATORS
-from transferlab.analysis.shift import PAIR, pair_gains
+from transferlab.analysis.relation import pair_gains
+from transferlab.analysis.shift import PAIR
 
 DPI = 110
 PANEL = (3.6, 3.0)
-FLAG_MARKS = {"positive": "+", "negative": "\u2212", "inconclusive": "", "too-few-seeds": "?",
-              "single-seed": "?"}
+FLAG_MARKS = {
+    "positive": "+",
+    "negative": "\u2212",
+    "inconclusive": "",
+    "too-few-seeds": "?",
+    "single-seed": "?",
+}
 GAIN_CMAP = "RdBu"
 MIN_COLOUR_RANGE = 0.01
 BAND_ALPHA = 0.2
@@ -37,8 +43,11 @@ def slug(*parts: object) -> str:
 
 def size_label(size: object) -> str:
     """A target size for display; missing means the whole training pool."""
-    return "all" if size is None or (isinstance(size, float) and math.isnan(size)) or \
-        size is pd.NA else str(int(size))
+    return (
+        "all"
+        if size is None or (isinstance(size, float) and math.isnan(size)) or size is pd.NA
+        else str(int(size))
+    )
 
 
 def _grid(n: int) -> tuple[Figure, list]:
@@ -71,20 +80,24 @@ def gain_heatmaps(cells: pd.DataFrame, out: Path) -> list[Path]:
         sources = sorted(frame["source"].unique())
         sizes = _size_order(frame["target_size"])
         depths = sorted(int(d) for d in frame["freeze_depth"].unique())
-        span = max(float(np.nanmax(np.abs(frame["gain"]))) if frame["gain"].notna().any()
-                   else 0.0, MIN_COLOUR_RANGE)
+        span = max(
+            float(np.nanmax(np.abs(frame["gain"]))) if frame["gain"].notna().any() else 0.0,
+            MIN_COLOUR_RANGE,
+        )
         fig, axes = _grid(len(sources))
         for ax, source in zip(axes, sources):
             grid = np.full((len(depths), len(sizes)), np.nan)
             marks = np.full(grid.shape, "", dtype=object)
             for row in frame[frame["source"].eq(source)].itertuples(index=False):
                 i = depths.index(int(row.freeze_depth))
-                j = next(k for k, s in enumerate(sizes) if size_label(s) == size_label(
-                    row.target_size))
+                j = next(
+                    k for k, s in enumerate(sizes) if size_label(s) == size_label(row.target_size)
+                )
                 grid[i, j] = row.gain
                 marks[i, j] = FLAG_MARKS.get(row.flag, "")
-            image = ax.imshow(grid, cmap=GAIN_CMAP, aspect="auto",
-                              norm=TwoSlopeNorm(0.0, -span, span))
+            image = ax.imshow(
+                grid, cmap=GAIN_CMAP, aspect="auto", norm=TwoSlopeNorm(0.0, -span, span)
+            )
             for (i, j), value in np.ndenumerate(grid):
                 text = "n/a" if np.isnan(value) else f"{value:+.2f}{marks[i, j]}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8)
@@ -94,8 +107,10 @@ def gain_heatmaps(cells: pd.DataFrame, out: Path) -> list[Path]:
             ax.set_ylabel("freeze depth")
             ax.set_title(f"{source}", fontsize=9)
             fig.colorbar(image, ax=ax, label="gain (test acc)")
-        fig.suptitle(f"Transfer gain on {target} ({model}); +/\u2212 significant after correction",
-                     fontsize=10)
+        fig.suptitle(
+            f"Transfer gain on {target} ({model}); +/\u2212 significant after correction",
+            fontsize=10,
+        )
         paths.append(_save(fig, out / f"{slug('gain_heatmap', study, model, target)}.png"))
     return paths
 
@@ -103,8 +118,9 @@ def gain_heatmaps(cells: pd.DataFrame, out: Path) -> list[Path]:
 def _band(ax, frame: pd.DataFrame, x: str, label: str, style: str = "-o") -> None:
     frame = frame.sort_values(x)
     line = ax.plot(frame[x], frame["test_acc"], style, label=label, markersize=4)[0]
-    ax.fill_between(frame[x], frame["ci_low"], frame["ci_high"], alpha=BAND_ALPHA,
-                    color=line.get_color())
+    ax.fill_between(
+        frame[x], frame["ci_low"], frame["ci_high"], alpha=BAND_ALPHA, color=line.get_color()
+    )
 
 
 def learning_curves(curves: pd.DataFrame, out: Path) -> list[Path]:
@@ -114,16 +130,21 @@ def learning_curves(curves: pd.DataFrame, out: Path) -> list[Path]:
     scratch = curves[curves["source"].eq(SCRATCH)]
     ft = curves[~curves["source"].eq(SCRATCH)]
     for (study, model, target, depth), frame in ft.groupby(
-            ["study", "model", "target", "freeze_depth"], sort=True):
+        ["study", "model", "target", "freeze_depth"], sort=True
+    ):
         fig = Figure(figsize=(5.5, 4), dpi=DPI)
         ax = fig.subplots()
-        base = scratch[scratch["study"].eq(study) & scratch["model"].eq(model)
-                       & scratch["target"].eq(target)]
+        base = scratch[
+            scratch["study"].eq(study) & scratch["model"].eq(model) & scratch["target"].eq(target)
+        ]
         if not base.empty:
             _band(ax, base, "examples", "scratch", "--ks")
         for source, group in frame.groupby("source", sort=True):
             _band(ax, group, "examples", str(source))
         ax.set_xscale("log")
+        ticks = sorted(set(frame["examples"].dropna()) | set(base["examples"].dropna()))
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("target training examples")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"{target}, {model}, freeze depth {depth}", fontsize=10)
@@ -150,14 +171,22 @@ def freeze_profiles(curves: pd.DataFrame, out: Path) -> list[Path]:
                     ax.axhspan(row["ci_low"], row["ci_high"], color="k", alpha=BAND_ALPHA / 2)
             for source, group in at[~at["source"].eq(SCRATCH)].groupby("source", sort=True):
                 group = group.sort_values("freeze_depth")
-                err = np.vstack([group["test_acc"] - group["ci_low"],
-                                 group["ci_high"] - group["test_acc"]])
-                ax.errorbar(group["freeze_depth"].astype(int), group["test_acc"],
-                            yerr=np.nan_to_num(err), marker="o", capsize=3, label=str(source))
+                err = np.vstack(
+                    [group["test_acc"] - group["ci_low"], group["ci_high"] - group["test_acc"]]
+                )
+                ax.errorbar(
+                    group["freeze_depth"].astype(int),
+                    group["test_acc"],
+                    yerr=np.nan_to_num(err),
+                    marker="o",
+                    capsize=3,
+                    label=str(source),
+                )
             ax.set_xlabel("freeze depth")
             ax.set_ylabel("test accuracy")
             ax.set_title(f"{size_label(size)} target examples", fontsize=9)
-            ax.legend(fontsize=7)
+        if axes:
+            axes[0].legend(fontsize=7, framealpha=0.6)
         fig.suptitle(f"Freeze-depth profiles on {target} ({model})", fontsize=10)
         paths.append(_save(fig, out / f"{slug('freeze_profile', study, model, target)}.png"))
     return paths
@@ -169,11 +198,19 @@ def _scatter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str]) 
         ax.annotate(str(label), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
 
 
-def gain_vs_shift(shift: pd.DataFrame, cells: pd.DataFrame, correlations: pd.DataFrame,
-                  out: Path, measures: Sequence[str]) -> list[Path]:
+def gain_vs_shift(
+    shift: pd.DataFrame,
+    cells: pd.DataFrame,
+    correlations: pd.DataFrame,
+    out: Path,
+    measures: Sequence[str],
+) -> list[Path]:
     """Per (study, model): the pair gain against each distance, pixel and feature space, with
     Spearman's rho in each title."""
-    table = shift[shift["status"].eq("ok")].merge(pair_gains(cells), on=PAIR)
+    ok = shift[shift["status"].eq("ok")]
+    if ok.empty or cells.empty:
+        return []
+    table = ok.merge(pair_gains(cells), on=PAIR)
     paths = []
     for (study, model), frame in table.groupby(["study", "model"], sort=True):
         spaces = sorted(frame["space"].unique())
@@ -183,9 +220,12 @@ def gain_vs_shift(shift: pd.DataFrame, cells: pd.DataFrame, correlations: pd.Dat
             sub = frame[frame["space"].eq(space)]
             _scatter(ax, sub[measure], sub["gain"], sub["source"] + "\u2192" + sub["target"])
             ax.axhline(0.0, color="grey", linewidth=0.8)
-            corr = correlations[correlations["study"].eq(study) & correlations["model"].eq(model)
-                                & correlations["space"].eq(space)
-                                & correlations["distance"].eq(measure)]
+            corr = correlations[
+                correlations["study"].eq(study)
+                & correlations["model"].eq(model)
+                & correlations["space"].eq(space)
+                & correlations["distance"].eq(measure)
+            ]
             rho = corr["spearman"].iloc[0] if len(corr) else np.nan
             ax.set_title(f"{space}: {measure} (rho = {rho:.2f})", fontsize=9)
             ax.set_xlabel(measure)
@@ -201,11 +241,17 @@ def estimator_vs_accuracy(joined: pd.DataFrame, out: Path) -> list[Path]:
     for (study, model, target), frame in joined.groupby(["study", "model", "target"], sort=True):
         fig, axes = _grid(len(ESTIMATORS))
         for ax, name in zip(axes, ESTIMATORS):
-            for size, group in frame.groupby(frame["target_size"].map(size_label), sort=True):
-                ax.scatter(group[name], group["finetuned_acc"], label=f"n={size}")
+            for size in _size_order(frame["target_size"]):
+                group = frame[frame["target_size"].map(size_label).eq(size_label(size))]
+                ax.scatter(group[name], group["finetuned_acc"], label=f"n={size_label(size)}")
                 for row in group.itertuples(index=False):
-                    ax.annotate(str(row.source), (getattr(row, name), row.finetuned_acc),
-                                fontsize=6, xytext=(2, 2), textcoords="offset points")
+                    ax.annotate(
+                        str(row.source),
+                        (getattr(row, name), row.finetuned_acc),
+                        fontsize=6,
+                        xytext=(2, 2),
+                        textcoords="offset points",
+                    )
             ax.set_xlabel(name)
             ax.set_ylabel("fine-tuned test accuracy")
             ax.legend(fontsize=6)

@@ -6,8 +6,10 @@ caller reports them. Only the fields the analysis needs are kept (one row per re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -26,6 +28,9 @@ STATUSES = ("completed", "diverged", "failed")
 METRIC_KEYS = ("acc", "nll", "ece")
 #: Record fields that must be present for a file to count as a record.
 REQUIRED_FIELDS = ("run_id", "study", "stage", "status")
+
+#: Version of the on-disk table cache (bump when COLUMNS or flattening change).
+CACHE_VERSION = 1
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -58,29 +63,50 @@ COLUMNS = (
     "finished_at",
     "path",
 )
+PATH_INDEX = COLUMNS.index("path")
 
 
 class RecordsPathError(FileNotFoundError):
     """The path is neither a study folder (with records/) nor a results root holding studies."""
 
 
-def record_files(path: str | Path) -> tuple[list[Path], Path]:
-    """Record files under a study folder, its records/ folder, or a results root.
+def _json_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """Record files of a records/ folder with (size, mtime_ns), from one directory scan."""
+    out = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(".json") and entry.is_file():
+                st = entry.stat()
+                out[entry.path] = (st.st_size, st.st_mtime_ns)
+    return out
 
-    Returns the files (sorted) and the results root their relative paths refer to.
-    """
+
+def record_folders(path: str | Path) -> tuple[list[Path], Path]:
+    """The records/ folders under a study folder, a records/ folder itself, or a results root,
+    and the results root that checkpoint paths in the records are relative to."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise RecordsPathError(f"no such folder: {path}")
     path = path.resolve()
     if path.name == "records" and not (path / "records").is_dir():
-        return sorted(path.glob("*.json")), path.parent.parent
+        return [path], path.parent.parent
     if (path / "records").is_dir():
-        return sorted((path / "records").glob("*.json")), path.parent
-    files = sorted(path.glob("*/records/*.json"))
-    if not files and not any(path.glob("*/records")):
-        raise RecordsPathError(f"{path} holds no records/ folder (neither a study nor a results root)")
-    return files, path
+        return [path / "records"], path.parent
+    folders = sorted(p for p in path.glob("*/records") if p.is_dir())
+    if not folders:
+        raise RecordsPathError(
+            f"{path} holds no records/ folder (neither a study nor a results root)"
+        )
+    return folders, path
+
+
+def record_files(path: str | Path) -> tuple[dict[str, tuple[int, int]], Path]:
+    """Record files (path -> (size, mtime_ns)) under ``path`` (see `record_folders`)."""
+    folders, root = record_folders(path)
+    files: dict[str, tuple[int, int]] = {}
+    for folder in folders:
+        files.update(_json_files(folder))
+    return dict(sorted(files.items())), root
 
 
 def _metric(metrics: Any, split: str, key: str) -> float:
@@ -144,9 +170,10 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     return row
 
 
-def _parse_files(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Parse a chunk of files; returns rows and (path, reason) for the unreadable ones."""
-    rows: list[dict[str, Any]] = []
+def _parse_files(paths: Sequence[str]) -> tuple[list[tuple], list[tuple[str, str]]]:
+    """Parse a chunk of files; returns rows (tuples in COLUMNS order) and (path, reason) for
+    the unreadable ones."""
+    rows: list[tuple] = []
     bad: list[tuple[str, str]] = []
     for name in paths:
         try:
@@ -154,18 +181,19 @@ def _parse_files(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[tuple
                 record = json.loads(handle.read())
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
-            rows.append(flatten_record(record, name))
+            row = flatten_record(record, name)
+            rows.append(tuple(row[c] for c in COLUMNS))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             bad.append((name, f"{type(exc).__name__}: {exc}"[:300]))
     return rows, bad
 
 
-def _parse_all(paths: list[str], workers: int | None) -> tuple[list[dict], list[tuple[str, str]]]:
+def _parse_all(paths: list[str], workers: int | None) -> tuple[list[tuple], list[tuple[str, str]]]:
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
         return _parse_files(paths)
     chunks = [paths[i : i + CHUNK_FILES] for i in range(0, len(paths), CHUNK_FILES)]
-    rows: list[dict] = []
+    rows: list[tuple] = []
     bad: list[tuple[str, str]] = []
     try:
         with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -177,15 +205,26 @@ def _parse_all(paths: list[str], workers: int | None) -> tuple[list[dict], list[
     return rows, bad
 
 
-def records_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The tidy table from flattened rows (see `flatten_record`), with normalised dtypes.
+def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
+    """The tidy table from flattened rows (`flatten_record` dicts, or tuples in COLUMNS order),
+    with normalised dtypes.
 
     Scratch runs get freeze depth 0 and source "scratch"; hub/file inits without a source
     dataset are named by their init.
     """
     df = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    for col in ("num_stages", "freeze_depth", "target_size", "train_examples", "num_classes",
-                "epochs", "batch_size", "seed", "split_seed", "best_epoch"):
+    for col in (
+        "num_stages",
+        "freeze_depth",
+        "target_size",
+        "train_examples",
+        "num_classes",
+        "epochs",
+        "batch_size",
+        "seed",
+        "split_seed",
+        "best_epoch",
+    ):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     for col in ("lr", "weight_decay", "wall_time_s"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -199,16 +238,61 @@ def records_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def load_records(path: str | Path, *, workers: int | None = None) -> pd.DataFrame:
+def _cache_path(root: Path, path: Path) -> Path:
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{path}".encode()).hexdigest()[:16]
+    return root / "cache" / "analysis" / f"records-{digest}.pkl"
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as handle:
+            cached = pickle.load(handle)
+        return cached if cached.get("version") == CACHE_VERSION else None
+    except Exception:  # a missing, torn or foreign cache is only a cache miss
+        return None
+
+
+def _write_cache(path: Path, payload: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as handle:
+            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:  # a read-only results folder: no cache, same answer
+        pass
+
+
+def load_records(
+    path: str | Path, *, workers: int | None = None, cache: bool = True
+) -> pd.DataFrame:
     """Every record of a study folder (or of every study under a results root) as one table.
 
     Unreadable files are skipped and listed as (path, reason) in ``df.attrs["unreadable"]``;
-    ``df.attrs["results_root"]`` is the folder that checkpoint paths are relative to.
+    ``df.attrs["results_root"]`` is the folder that checkpoint paths are relative to. With
+    ``cache`` the parsed rows are kept in <results root>/cache/analysis/ and only files whose
+    size or modification time changed are parsed again.
     """
     files, root = record_files(path)
-    rows, bad = _parse_all([str(f) for f in files], workers)
-    df = records_frame(rows)
-    df.attrs["unreadable"] = sorted(bad)
+    resolved = Path(path).expanduser().resolve()
+    cache_file = _cache_path(root, resolved)
+    cached = _read_cache(cache_file) if cache else None
+    old_rows: dict[str, tuple] = {}
+    old_bad: dict[str, str] = {}
+    if cached is not None:
+        stamps = cached["stamps"]
+        old_rows = {p: r for p, r in cached["rows"].items() if stamps.get(p) == files.get(p)}
+        old_bad = {p: r for p, r in cached["bad"].items() if stamps.get(p) == files.get(p)}
+    todo = [p for p in files if p not in old_rows and p not in old_bad]
+    new_rows, new_bad = _parse_all(todo, workers)
+    rows = {**old_rows, **{r[PATH_INDEX]: r for r in new_rows}}
+    bad = {**old_bad, **dict(new_bad)}
+    if cache and (todo or cached is None or len(cached["stamps"]) != len(files)):
+        _write_cache(
+            cache_file, {"version": CACHE_VERSION, "stamps": files, "rows": rows, "bad": bad}
+        )
+    df = records_frame(rows[p] for p in files if p in rows)
+    df.attrs["unreadable"] = sorted(bad.items())
     df.attrs["results_root"] = str(root)
-    df.attrs["path"] = str(Path(path).resolve())
+    df.attrs["path"] = str(resolved)
     return df

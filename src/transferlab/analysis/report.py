@@ -3,69 +3,62 @@ it), one CSV per table, the figures and a LaTeX table of the cells."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from transferlab.analysis import figures as fg
 from transferlab.analysis.estimators import ESTIMATORS
 from transferlab.analysis.shift import DISTANCES, PAIR, SHIFT_MEASURES
+from transferlab.analysis.tables import CELL_COLUMNS, fmt, latex_cells, markdown_table
 
-#: Rows of a table shown in report.md; the CSV always has them all.
-MAX_REPORT_ROWS = 60
 #: Cells listed by name in the findings.
 MAX_FINDINGS = 15
-#: Digits shown for accuracies, gains and p-values.
-DIGITS = 3
-CSV_TABLES = ("cells", "selection", "summary", "curves", "crossings", "effective_data",
-              "best_depth", "convergence", "problems", "unreadable", "shift", "shift_gain",
-              "estimators", "estimator_agreement")
-CORRECTION_NAMES = {"bh": "Benjamini-Hochberg (false discovery rate)",
-                    "holm": "Holm (family-wise error rate)"}
-CELL_COLUMNS = ["model", "source", "target", "target_size", "freeze_depth", "n_pairs", "gain",
-                "ci_low", "ci_high", "p", "q", "flag", "ntg", "ft_lr", "scratch_lr", "reason"]
-EMPTY = {"shift": [*PAIR, "space", "status", *DISTANCES, "reason"],
-         "estimators": [*PAIR, "status", *ESTIMATORS, "reason"]}
-
-
-def _fmt(value: Any) -> str:
-    if value is None or value is pd.NA:
-        return ""
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return ""
-        return f"{value:.{DIGITS}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{DIGITS}f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(df: pd.DataFrame, columns: Sequence[str] | None = None,
-                   max_rows: int = MAX_REPORT_ROWS, csv_name: str | None = None) -> str:
-    """A GitHub markdown table of the first ``max_rows`` rows (with a pointer to the CSV)."""
-    if df is None or df.empty:
-        return "_(none)_\n"
-    cols = [c for c in (columns or df.columns) if c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in df[cols].head(max_rows).itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v) for v in row) + " |")
-    if len(df) > max_rows:
-        where = f" (all in `{csv_name}`)" if csv_name else ""
-        lines.append(f"\n_{len(df) - max_rows} more rows{where}._")
-    return "\n".join(lines) + "\n"
+CSV_TABLES = (
+    "cells",
+    "selection",
+    "summary",
+    "curves",
+    "crossings",
+    "effective_data",
+    "best_depth",
+    "convergence",
+    "problems",
+    "unreadable",
+    "shift",
+    "shift_gain",
+    "estimators",
+    "estimator_agreement",
+)
+CORRECTION_NAMES = {
+    "bh": "Benjamini-Hochberg (false discovery rate)",
+    "holm": "Holm (family-wise error rate)",
+}
+TEST_NAMES = {
+    "auto": "the Wilcoxon signed-rank test from 6 pairs, the paired t-test below",
+    "t": "the paired t-test",
+    "wilcoxon": "the Wilcoxon signed-rank test",
+}
+EMPTY = {
+    "shift": [*PAIR, "space", "status", *DISTANCES, "reason"],
+    "estimators": [*PAIR, "status", *ESTIMATORS, "reason"],
+}
 
 
 def _cell_name(row: Any) -> str:
-    return (f"**{row.source} \u2192 {row.target}** ({row.model}, {fg.size_label(row.target_size)}"
-            f" target examples, freeze depth {row.freeze_depth})")
+    return (
+        f"**{row.source} \u2192 {row.target}** ({row.model}, {fg.size_label(row.target_size)}"
+        f" target examples, freeze depth {row.freeze_depth})"
+    )
 
 
 def _cell_line(row: Any, settings: dict[str, Any]) -> str:
-    return (f"- {_cell_name(row)}: gain {row.gain:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], "
-            f"NTG {row.ntg:+.3f}, p = {_fmt(row.p)} ({row.test}), q = {_fmt(row.q)}, "
-            f"{row.n_pairs} seeds; lr fine-tuned {_fmt(row.ft_lr)}, scratch {_fmt(row.scratch_lr)}")
+    return (
+        f"- {_cell_name(row)}: gain {row.gain:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], "
+        f"NTG {row.ntg:+.3f}, p = {fmt(row.p)} ({row.test}), q = {fmt(row.q)}, "
+        f"{row.n_pairs} seeds; lr fine-tuned {fmt(row.ft_lr)}, scratch {fmt(row.scratch_lr)}"
+    )
 
 
 def _listing(rows: pd.DataFrame, settings: dict[str, Any], what: str) -> list[str]:
@@ -83,17 +76,24 @@ def findings(results: dict[str, Any]) -> list[str]:
     if cells.empty:
         return [*out, "No fine-tuned target run was found, so there is nothing to compare.", ""]
     counts = cells["flag"].value_counts()
+    judged = ("negative", "positive", "inconclusive")
+    untested = len(cells) - int(sum(counts.get(f, 0) for f in judged))
     out.append(
         f"{len(cells)} cells (model, source, target, target size, freeze depth) were compared with "
         f"their scratch baseline: **{counts.get('negative', 0)} negative**, "
         f"**{counts.get('positive', 0)} positive**, {counts.get('inconclusive', 0)} inconclusive, "
-        f"{len(cells) - counts.reindex(['negative', 'positive', 'inconclusive']).fillna(0).sum():.0f}"
-        f" not testable. Significance: q < {s['alpha']} after "
-        f"{CORRECTION_NAMES[s['correction']]} correction across the tested cells.")
-    out += ["", f"_gain = test accuracy fine-tuned minus scratch, mean over paired seeds; "
-            f"[low, high] = {conf}% t-interval of the paired difference; NTG = error with transfer "
-            "minus error without (Wang et al. 2019; > 0 is negative transfer); p from the test "
-            "named (Wilcoxon signed-rank from 6 pairs, paired t-test below); q = adjusted p._", ""]
+        f"{untested} not testable. Significance: q < {s['alpha']} after "
+        f"{CORRECTION_NAMES[s['correction']]} correction across the study's tested cells."
+    )
+    test = TEST_NAMES[s["test"]]
+    out += [
+        "",
+        f"_gain = test accuracy fine-tuned minus scratch, mean over paired seeds; "
+        f"[low, high] = {conf}% t-interval of the paired difference; NTG = error with transfer "
+        f"minus error without (Wang et al. 2019; > 0 is negative transfer); p from {test}; "
+        f"q = {s['correction'].upper() if s['correction'] == 'bh' else 'Holm'}-adjusted p._",
+        "",
+    ]
     neg = cells[cells["flag"].eq("negative")].sort_values("gain")
     pos = cells[cells["flag"].eq("positive")].sort_values("gain", ascending=False)
     out += ["### Negative transfer", ""]
@@ -105,38 +105,62 @@ def findings(results: dict[str, Any]) -> list[str]:
     if untestable.empty:
         out.append("Every cell had a baseline and enough paired seeds for a test.")
     for flag, group in untestable.groupby("flag", sort=True):
-        out.append(f"- {flag}: {len(group)} cells, e.g. {_cell_name(group.iloc[0])}: "
-                   f"{group.iloc[0]['reason']}.")
+        out.append(
+            f"- {flag}: {len(group)} cells, e.g. {_cell_name(group.iloc[0])}: "
+            f"{group.iloc[0]['reason']}."
+        )
     tested = cells.dropna(subset=["min_q"])
     if len(tested) and (tested["min_q"] >= s["alpha"]).all():
-        out.append(f"- **No cell can be flagged with these seeds**: even if every test reached its "
-                   f"smallest attainable p, the corrected q would be at least "
-                   f"{tested['min_q'].min():.3g} >= {s['alpha']}. Run more seeds per cell.")
-    failed = int(cells["ft_failed"].sum() + cells["scratch_failed"].sum())
-    diverged = int(cells["ft_diverged"].sum() + cells["scratch_diverged"].sum())
+        out.append(
+            f"- **No cell can be flagged with these seeds**: even if every test reached its "
+            f"smallest attainable p, the corrected q would be at least "
+            f"{tested['min_q'].min():.3g} >= {s['alpha']}. Run more seeds per cell."
+        )
+    problems = results["problems"]["status"].value_counts()
+    failed, diverged = int(problems.get("failed", 0)), int(problems.get("diverged", 0))
     if failed or diverged:
-        out.append(f"- {failed} failed and {diverged} diverged target runs enter no number "
-                   "(per cell in `cells.csv`, listed in `problems.csv`).")
+        out.append(
+            f"- {failed} failed and {diverged} diverged target runs enter no number "
+            "(per cell in `cells.csv`, listed in `problems.csv`)."
+        )
+    if problems.get("duplicate", 0):
+        out.append(
+            f"- {int(problems['duplicate'])} records repeat the cell, settings and seed of a "
+            "later record and were not counted (listed in `problems.csv`)."
+        )
     unreadable = results.get("unreadable")
     if unreadable is not None and len(unreadable):
-        out.append(f"- {len(unreadable)} record files could not be read and were skipped "
-                   "(listed in `unreadable.csv`).")
-    out += ["", "### Per source", "",
-            f"_IQM gain = interquartile mean of the paired gains over all cells and seeds of the "
-            f"source, {conf}% stratified-bootstrap interval (seeds resampled within cells); "
-            "P(improve) = probability that a fine-tuned run beats a scratch run of the same "
-            "cell, averaged over cells (Agarwal et al. 2021)._", ""]
+        out.append(
+            f"- {len(unreadable)} record files could not be read and were skipped "
+            "(listed in `unreadable.csv`)."
+        )
+    out += [
+        "",
+        "### Per source",
+        "",
+        f"_IQM gain = interquartile mean of the paired gains over all cells and seeds of the "
+        f"source, {conf}% stratified-bootstrap interval (seeds resampled within cells); "
+        "P(improve) = probability that a fine-tuned run beats a scratch run of the same "
+        "cell, averaged over cells (Agarwal et al. 2021)._",
+        "",
+    ]
+    if results["summary"].empty:
+        out.append("No source has paired fine-tuned and scratch runs.")
     for r in results["summary"].itertuples(index=False):
-        out.append(f"- **{r.source}** ({r.model}): IQM gain {_fmt(r.iqm_gain)} "
-                   f"[{_fmt(r.iqm_low)}, {_fmt(r.iqm_high)}], P(improve) {_fmt(r.p_improve)} "
-                   f"[{_fmt(r.p_improve_low)}, {_fmt(r.p_improve_high)}]; {r.positive} positive "
-                   f"and {r.negative} negative of {r.cells} cells.")
+        out.append(
+            f"- **{r.source}** ({r.model}): IQM gain {fmt(r.iqm_gain)} "
+            f"[{fmt(r.iqm_low)}, {fmt(r.iqm_high)}], P(improve) {fmt(r.p_improve)} "
+            f"[{fmt(r.p_improve_low)}, {fmt(r.p_improve_high)}]; {r.positive} positive "
+            f"and {r.negative} negative of {r.cells} cells."
+        )
     cross = results["crossings"].dropna(subset=["crossing_size"])
     if len(cross):
         out += ["", "### Where the gain changes sign", ""]
         for r in cross.head(MAX_FINDINGS).itertuples(index=False):
-            out.append(f"- {r.source} \u2192 {r.target} ({r.model}, depth {r.freeze_depth}): "
-                       f"{r.note}, near {r.crossing_size:.0f} examples.")
+            out.append(
+                f"- {r.source} \u2192 {r.target} ({r.model}, depth {r.freeze_depth}): "
+                f"{r.note}, near {r.crossing_size:.0f} examples."
+            )
     out += _shift_findings(results)
     return [*out, ""]
 
@@ -149,26 +173,35 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
     ok = sg.dropna(subset=["spearman"]) if len(sg) else sg
     if len(ok):
         best = ok.loc[ok["spearman"].abs().idxmax()]
-        out.append(f"- Strongest relation of shift to gain: {best['distance']} in {best['space']} "
-                   f"space, Spearman rho = {best['spearman']:.2f} (p = {_fmt(best['spearman_p'])},"
-                   f" {best['n']:.0f} pairs; Kendall tau = {best['kendall']:.2f}).")
+        out.append(
+            f"- Strongest relation of shift to gain: {best['distance']} in {best['space']} "
+            f"space, Spearman rho = {best['spearman']:.2f} (p = {fmt(best['spearman_p'])},"
+            f" {best['n']:.0f} pairs; Kendall tau = {best['kendall']:.2f})."
+        )
     else:
-        out.append("- Shift against gain: no correlation computable (needs three or more "
-                   "(source, target) pairs with distances).")
+        out.append(
+            "- Shift against gain: no correlation computable (needs three or more "
+            "(source, target) pairs with distances)."
+        )
     unavailable = results["shift"]
     unavailable = unavailable[unavailable["status"].ne("ok")] if len(unavailable) else unavailable
     if len(unavailable):
-        out.append(f"- {len(unavailable)} distance rows unavailable, e.g. "
-                   f"{unavailable.iloc[0]['reason']}.")
+        out.append(
+            f"- {len(unavailable)} distance rows unavailable, e.g. {unavailable.iloc[0]['reason']}."
+        )
     ag = results["estimator_agreement"]
     ag = ag.dropna(subset=["kendall"]) if len(ag) else ag
     for name, group in ag.groupby("estimator", sort=True) if len(ag) else []:
-        out.append(f"- {name}: Kendall tau with fine-tuned accuracy {group['kendall'].mean():+.2f}"
-                   f" (mean over {len(group)} target settings), weighted tau "
-                   f"{group['weighted_tau'].mean():+.2f}.")
+        out.append(
+            f"- {name}: Kendall tau with fine-tuned accuracy {group['kendall'].mean():+.2f}"
+            f" (mean over {len(group)} target settings), weighted tau "
+            f"{group['weighted_tau'].mean():+.2f}."
+        )
     if not len(ag):
-        out.append("- Estimator agreement: not computable (needs scores for three or more "
-                   "sources on one target).")
+        out.append(
+            "- Estimator agreement: not computable (needs scores for three or more "
+            "sources on one target)."
+        )
     return out
 
 
@@ -177,76 +210,91 @@ def _tables(results: dict[str, Any], figure_paths: list[Path], out: Path) -> lis
     chosen = results["selection"]
     chosen = chosen[chosen["chosen"]] if len(chosen) else chosen
     parts = [
-        "## Cells", "",
+        "## Cells",
+        "",
         "_One row per cell; gain/CI/p/q as above; flag = positive | negative | inconclusive | "
         "too-few-seeds | single-seed | missing-baseline | no-paired-seeds | no-completed-runs; "
-        "ft_lr / scratch_lr = learning rates chosen per arm on mean validation accuracy._", "",
+        "ft_lr / scratch_lr = learning rates chosen per arm on mean validation accuracy._",
+        "",
         markdown_table(results["cells"], CELL_COLUMNS, csv_name="cells.csv"),
-        "## Hyper-parameters chosen on validation", "",
+        "## Hyper-parameters chosen on validation",
+        "",
         "_Per arm, the configuration with the best mean validation accuracy over seeds among "
-        "those with the fewest diverged runs; test accuracy played no part._", "",
+        "those with the fewest diverged runs; test accuracy played no part._",
+        "",
         markdown_table(chosen, csv_name="selection.csv"),
-        "## Per-source summary", "", markdown_table(results["summary"], csv_name="summary.csv"),
-        "## Learning curves", "",
+        "## Per-source summary",
+        "",
+        markdown_table(results["summary"], csv_name="summary.csv"),
+        "## Learning curves",
+        "",
         "_test_acc = mean test accuracy over seeds at the chosen hyper-parameters, "
         f"[ci_low, ci_high] its {int(100 * s['confidence'])}% t-interval; examples = training "
-        "examples used._", "", markdown_table(results["curves"], csv_name="curves.csv"),
-        "## Effective data transferred", "",
+        "examples used._",
+        "",
+        markdown_table(results["curves"], csv_name="curves.csv"),
+        "## Effective data transferred",
+        "",
         "_d_e = scratch examples that reach the fine-tuned accuracy (read off the scratch curve, "
         "linear in log size); d_t = d_e - d_f extra examples the source is worth (Hernandez et "
-        "al. 2021); empty where the accuracy lies outside the scratch curve (see note)._", "",
+        "al. 2021); empty where the accuracy lies outside the scratch curve (see note)._",
+        "",
         markdown_table(results["effective_data"], csv_name="effective_data.csv"),
-        "## Best freeze depth", "", "_Chosen on validation accuracy._", "",
+        "## Best freeze depth",
+        "",
+        "_Chosen on validation accuracy._",
+        "",
         markdown_table(results["best_depth"], csv_name="best_depth.csv"),
-        "## Convergence", "",
+        "## Convergence",
+        "",
         f"_Validation epochs until a run reaches {s['convergence_fraction']:.0%} of the paired "
         "scratch run's final validation accuracy; difference = fine-tuned minus scratch; *_never = "
-        "runs that never got there._", "",
+        "runs that never got there._",
+        "",
         markdown_table(results["convergence"], csv_name="convergence.csv"),
     ]
     if "shift" in results:
         parts += [
-            "## Domain shift", "",
+            "## Domain shift",
+            "",
             "_Per (source, target) pair, in pixel space and in the source model's feature space: "
             "mmd2 = unbiased MMD^2 (RBF, median bandwidth) with permutation p mmd_p; proxy_a = "
             "2(1 - 2 err) of a linear domain classifier on held-out data; frechet = Frechet "
             "distance of Gaussian fits; otdd = OT dataset distance with Gaussian label costs "
-            "(Frechet and OTDD on at most 64 principal components)._", "",
+            "(Frechet and OTDD on at most 64 principal components)._",
+            "",
             markdown_table(results["shift"], csv_name="shift.csv"),
-            "## Shift against gain", "",
+            "## Shift against gain",
+            "",
             "_Rank correlation across pairs between each distance and the pair gain (mean gain "
-            "at full fine-tuning); intervals from a bootstrap over pairs._", "",
+            "at full fine-tuning); intervals from a bootstrap over pairs._",
+            "",
             markdown_table(results["shift_gain"], csv_name="shift_gain.csv"),
-            "## Transferability estimators", "",
+            "## Transferability estimators",
+            "",
             "_LogME, LEEP, NCE, H-score of the source model on the target training data before "
-            "fine-tuning (higher = more transferable)._", "",
+            "fine-tuning (higher = more transferable)._",
+            "",
             markdown_table(results["estimators"], csv_name="estimators.csv"),
-            "## Estimators against realised accuracy", "",
+            "## Estimators against realised accuracy",
+            "",
             "_Kendall tau (with p and bootstrap interval) and weighted tau between each score "
-            "and the fine-tuned test accuracy across sources._", "",
+            "and the fine-tuned test accuracy across sources._",
+            "",
             markdown_table(results["estimator_agreement"], csv_name="estimator_agreement.csv"),
         ]
-    parts += ["## Failed and diverged runs", "",
-              markdown_table(results["problems"], csv_name="problems.csv"),
-              "## Unreadable record files", "",
-              markdown_table(results.get("unreadable"), csv_name="unreadable.csv"),
-              "## Figures", ""]
+    parts += [
+        "## Failed and diverged runs",
+        "",
+        markdown_table(results["problems"], csv_name="problems.csv"),
+        "## Unreadable record files",
+        "",
+        markdown_table(results.get("unreadable"), csv_name="unreadable.csv"),
+        "## Figures",
+        "",
+    ]
     parts += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figure_paths]
     return parts
-
-
-def latex_cells(cells: pd.DataFrame) -> str:
-    """The cell table as a LaTeX tabular (booktabs)."""
-    table = cells[[c for c in CELL_COLUMNS if c not in ("reason", "ntg")]].copy()
-    table["target_size"] = table["target_size"].map(fg.size_label)
-    table["gain"] = [f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(g) else "--"
-                     for g, lo, hi in zip(table["gain"], table["ci_low"], table["ci_high"])]
-    table = table.drop(columns=["ci_low", "ci_high"]).rename(columns={
-        "target_size": "size", "freeze_depth": "depth", "n_pairs": "seeds",
-        "gain": "gain [95% CI]"})
-    return table.to_latex(index=False, escape=True, na_rep="--", float_format="%.3g",
-                          caption="Transfer gain per cell (fine-tuned minus scratch test accuracy).",
-                          label="tab:transfer-cells")
 
 
 def write_report(results: dict[str, Any], out: str | Path, *, figures: bool = True) -> dict:
@@ -270,15 +318,20 @@ def write_report(results: dict[str, Any], out: str | Path, *, figures: bool = Tr
         figure_paths += fg.learning_curves(results["curves"], fig_dir)
         figure_paths += fg.freeze_profiles(results["curves"], fig_dir)
         if "shift" in results:
-            figure_paths += fg.gain_vs_shift(results["shift"], results["cells"],
-                                             results["shift_gain"], fig_dir, SHIFT_MEASURES)
+            figure_paths += fg.gain_vs_shift(
+                results["shift"], results["cells"], results["shift_gain"], fig_dir, SHIFT_MEASURES
+            )
             figure_paths += fg.estimator_vs_accuracy(results["estimator_accuracy"], fig_dir)
     files["figures"] = figure_paths
     counts = results.get("counts", {})
-    head = [f"# Transfer analysis: {', '.join(counts.get('studies', [])) or 'no study'}", "",
-            f"Source: `{results.get('path', '')}`; {counts.get('records', 0)} records "
-            f"({counts.get('target_runs', 0)} target runs, {counts.get('source_runs', 0)} source "
-            f"runs; status {counts.get('status', {})}).", ""]
+    head = [
+        f"# Transfer analysis: {', '.join(counts.get('studies', [])) or 'no study'}",
+        "",
+        f"Source: `{results.get('path', '')}`; {counts.get('records', 0)} records "
+        f"({counts.get('target_runs', 0)} target runs, {counts.get('source_runs', 0)} source "
+        f"runs; status {counts.get('status', {})}).",
+        "",
+    ]
     text = "\n".join(head + findings(results) + _tables(results, figure_paths, out))
     files["report"] = out / "report.md"
     files["report"].write_text(text + "\n")

@@ -1,6 +1,6 @@
 """Domain shift and transferability glue: data and source-model outputs per (source checkpoint,
 dataset), cached on disk; distances per (source, target) pair in pixel and feature space;
-estimators per source; and their rank relation to the realised transfer.
+estimators per source (their relation to the realised transfer: `relation`).
 
 Nothing here may stop the analysis: a pair whose data or checkpoint cannot be loaded gets a row
 with ``status = "unavailable"`` and the reason.
@@ -19,9 +19,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis import distances as dist
-from transferlab.analysis.cells import SCRATCH
 from transferlab.analysis.estimators import ESTIMATORS, all_estimators
-from transferlab.analysis.stats import rank_correlations
 
 #: Examples per dataset used for distances and estimators (both sides get the same number).
 DEFAULT_MAX_EXAMPLES = 500
@@ -48,8 +46,9 @@ class DataRequest:
 
     def key(self) -> str:
         """Stable identity for caching."""
-        text = json.dumps({**self.__dict__, "spec": self.spec, "v": CACHE_VERSION},
-                          sort_keys=True, default=str)
+        text = json.dumps(
+            {**self.__dict__, "spec": self.spec, "v": CACHE_VERSION}, sort_keys=True, default=str
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -70,8 +69,12 @@ class TorchBackend:
         """A seeded sample of at most max_examples from the requested split."""
         from transferlab.data import build_splits
 
-        splits = build_splits(dict(request.spec), image_size=request.image_size,
-                              channels=request.channels, split_seed=request.split_seed)
+        splits = build_splits(
+            dict(request.spec),
+            image_size=request.image_size,
+            channels=request.channels,
+            split_seed=request.split_seed,
+        )
         part = getattr(splits, request.split)
         order = np.random.default_rng(request.seed).permutation(len(part))[: request.max_examples]
         order.sort()
@@ -137,9 +140,18 @@ class ShiftContext:
 
     def data(self, request: DataRequest) -> dict[str, np.ndarray]:
         """Images and labels of a request (cached)."""
+
         def compute() -> dict[str, np.ndarray]:
             images, labels = self.backend.images(request)
-            return {"images": np.asarray(images), "labels": np.asarray(labels)}
+            images, labels = np.asarray(images), np.asarray(labels)
+            if len(labels) > request.max_examples:  # the cap holds whatever the backend does
+                keep = np.sort(
+                    np.random.default_rng(request.seed).permutation(len(labels))[
+                        : request.max_examples
+                    ]
+                )
+                images, labels = images[keep], labels[keep]
+            return {"images": images, "labels": labels}
 
         return self.cache.get(f"data-{request.key()}", compute)
 
@@ -159,17 +171,25 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def pair_distances(x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray,
-                   seed: int = 0) -> dict[str, float]:
+def pair_distances(
+    x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray, seed: int = 0
+) -> dict[str, float]:
     """All distances between two labelled samples (equal sizes are used)."""
     k = min(len(x), len(y))
     x, lx, y, ly = x[:k], lx[:k], y[:k], ly[:k]
     mmd2, mmd_p, bandwidth = dist.mmd_test(x, y, seed=seed)
     rx, ry = dist.reduce_pair(x, y, seed=seed)
-    return {"mmd2": mmd2, "mmd_p": mmd_p, "proxy_a": dist.proxy_a_distance(x, y, seed=seed),
-            "frechet": dist.frechet_distance(rx, ry), "otdd": dist.otdd(rx, lx, ry, ly),
-            "n": k, "dim": int(x.reshape(k, -1).shape[1]), "gaussian_dim": int(rx.shape[1]),
-            "bandwidth": bandwidth}
+    return {
+        "mmd2": mmd2,
+        "mmd_p": mmd_p,
+        "proxy_a": dist.proxy_a_distance(x, y, seed=seed),
+        "frechet": dist.frechet_distance(rx, ry),
+        "otdd": dist.otdd(rx, lx, ry, ly),
+        "n": k,
+        "dim": int(x.reshape(k, -1).shape[1]),
+        "gaussian_dim": int(rx.shape[1]),
+        "bandwidth": bandwidth,
+    }
 
 
 def _representatives(df: pd.DataFrame) -> pd.DataFrame:
@@ -180,16 +200,21 @@ def _representatives(df: pd.DataFrame) -> pd.DataFrame:
     counts = ft.groupby([*PAIR, "source_checkpoint"], dropna=False).size().rename("uses")
     top = counts.reset_index().sort_values("uses", ascending=False, kind="stable")
     top = top.drop_duplicates(PAIR)
-    return top.merge(ft.drop_duplicates([*PAIR, "source_checkpoint"])[
-        [*PAIR, "source_checkpoint", "path"]], on=[*PAIR, "source_checkpoint"])
+    return top.merge(
+        ft.drop_duplicates([*PAIR, "source_checkpoint"])[[*PAIR, "source_checkpoint", "path"]],
+        on=[*PAIR, "source_checkpoint"],
+    )
 
 
 def _requests(record: Mapping[str, Any], max_examples: int, seed: int) -> tuple[DataRequest, ...]:
     cfg = record.get("config") or {}
-    common = {"image_size": int(cfg.get("image_size") or record.get("image_size")),
-              "channels": int((cfg.get("data") or {}).get("channels", 3)),
-              "split_seed": int(record.get("split_seed") or 0),
-              "max_examples": max_examples, "seed": seed}
+    common = {
+        "image_size": int(cfg.get("image_size") or record.get("image_size")),
+        "channels": int((cfg.get("data") or {}).get("channels", 3)),
+        "split_seed": int(record.get("split_seed") or 0),
+        "max_examples": max_examples,
+        "seed": seed,
+    }
     source = (record.get("source") or {}).get("spec") or cfg.get("source")
     target = (record.get("target") or {}).get("spec") or cfg.get("target")
     if source is None or target is None:
@@ -197,9 +222,15 @@ def _requests(record: Mapping[str, Any], max_examples: int, seed: int) -> tuple[
     return DataRequest(spec=source, **common), DataRequest(spec=target, **common)
 
 
-def analyze_shift(df: pd.DataFrame, *, results_root: str | Path, backend: Backend | None = None,
-                  cache_dir: str | Path | None = None, max_examples: int = DEFAULT_MAX_EXAMPLES,
-                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def analyze_shift(
+    df: pd.DataFrame,
+    *,
+    results_root: str | Path,
+    backend: Backend | None = None,
+    cache_dir: str | Path | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Distances (shift table) and estimators (estimator table) for every (source, target) pair
     of the fine-tuned runs; features cached under ``cache_dir`` (default
     <results root>/cache/features)."""
@@ -218,17 +249,23 @@ def analyze_shift(df: pd.DataFrame, *, results_root: str | Path, backend: Backen
             src, tgt = ctx.data(src_req), ctx.data(tgt_req)
         except Exception as exc:  # external data code: report, never crash the analysis
             for space in SPACES:
-                shift_rows.append({**base, "space": space, "status": "unavailable",
-                                   "reason": _first_line(exc)})
+                shift_rows.append(
+                    {**base, "space": space, "status": "unavailable", "reason": _first_line(exc)}
+                )
             est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
             continue
         pixel_key = (src_req.key(), tgt_req.key())
         if pixel_key not in pixel_done:
             try:
-                flat = (src["images"].reshape(len(src["images"]), -1) / UINT8_MAX,
-                        tgt["images"].reshape(len(tgt["images"]), -1) / UINT8_MAX)
-                pixel_done[pixel_key] = {"status": "ok", "reason": "", **pair_distances(
-                    flat[0], src["labels"], flat[1], tgt["labels"], seed)}
+                flat = (
+                    src["images"].reshape(len(src["images"]), -1) / UINT8_MAX,
+                    tgt["images"].reshape(len(tgt["images"]), -1) / UINT8_MAX,
+                )
+                pixel_done[pixel_key] = {
+                    "status": "ok",
+                    "reason": "",
+                    **pair_distances(flat[0], src["labels"], flat[1], tgt["labels"], seed),
+                }
             except Exception as exc:  # degenerate data: report
                 pixel_done[pixel_key] = {"status": "unavailable", "reason": _first_line(exc)}
         shift_rows.append({**base, "space": "pixel", **pixel_done[pixel_key]})
@@ -238,71 +275,48 @@ def analyze_shift(df: pd.DataFrame, *, results_root: str | Path, backend: Backen
                 raise FileNotFoundError(f"source checkpoint {checkpoint} not found")
             src_out, tgt_out = ctx.outputs(checkpoint, src_req), ctx.outputs(checkpoint, tgt_req)
         except Exception as exc:  # external model code: report, never crash the analysis
-            shift_rows.append({**base, "space": "feature", "status": "unavailable",
-                               "reason": _first_line(exc)})
+            shift_rows.append(
+                {**base, "space": "feature", "status": "unavailable", "reason": _first_line(exc)}
+            )
             est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
             continue
         try:
-            shift_rows.append({**base, "space": "feature", "status": "ok", "reason": "",
-                               **pair_distances(src_out["features"], src["labels"],
-                                                tgt_out["features"], tgt["labels"], seed)})
+            shift_rows.append(
+                {
+                    **base,
+                    "space": "feature",
+                    "status": "ok",
+                    "reason": "",
+                    **pair_distances(
+                        src_out["features"], src["labels"], tgt_out["features"], tgt["labels"], seed
+                    ),
+                }
+            )
         except Exception as exc:  # degenerate features: report
-            shift_rows.append({**base, "space": "feature", "status": "unavailable",
-                               "reason": _first_line(exc)})
+            shift_rows.append(
+                {**base, "space": "feature", "status": "unavailable", "reason": _first_line(exc)}
+            )
         try:
             scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"])
-            est_rows.append({**base, "status": "ok", "reason": "", "n": len(tgt["labels"]),
-                             **scores})
+            est_rows.append(
+                {**base, "status": "ok", "reason": "", "n": len(tgt["labels"]), **scores}
+            )
         except Exception as exc:  # degenerate features: report
             est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
-    shift_cols = [*PAIR, "space", "status", *DISTANCES, "n", "dim", "gaussian_dim", "bandwidth",
-                  "checkpoint", "reason"]
+    shift_cols = [
+        *PAIR,
+        "space",
+        "status",
+        *DISTANCES,
+        "n",
+        "dim",
+        "gaussian_dim",
+        "bandwidth",
+        "checkpoint",
+        "reason",
+    ]
     est_cols = [*PAIR, "status", *ESTIMATORS, "n", "checkpoint", "reason"]
-    return (pd.DataFrame(shift_rows).reindex(columns=shift_cols),
-            pd.DataFrame(est_rows).reindex(columns=est_cols))
-
-
-def full_finetuning(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows at each source's smallest freeze depth (0 = full fine-tuning)."""
-    frame = frame[~frame["source"].eq(SCRATCH)]
-    lowest = frame.groupby(PAIR, dropna=False)["freeze_depth"].transform("min")
-    return frame[frame["freeze_depth"].eq(lowest)]
-
-
-def pair_gains(cells: pd.DataFrame) -> pd.DataFrame:
-    """Gain of each (source, target) pair: the mean gain of its full fine-tuning cells over
-    target sizes."""
-    gains = full_finetuning(cells).groupby(PAIR, dropna=False)["gain"].mean()
-    return gains.rename("gain").reset_index()
-
-
-def shift_vs_gain(shift: pd.DataFrame, cells: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
-    """Rank correlation of each distance with the pair gain (see `pair_gains`) across
-    (source, target) pairs, per model and space."""
-    table = shift[shift["status"].eq("ok")].merge(pair_gains(cells), on=PAIR, how="inner")
-    rows = []
-    for (study, model, space), group in table.groupby(["study", "model", "space"], sort=True):
-        for measure in SHIFT_MEASURES:
-            stats = rank_correlations(group[measure], group["gain"], **kwargs)
-            note = "" if stats["n"] >= 3 else "fewer than three (source, target) pairs"
-            rows.append({"study": study, "model": model, "space": space, "distance": measure,
-                         **stats, "note": note})
-    return pd.DataFrame(rows)
-
-
-def estimator_agreement(estimators: pd.DataFrame, curves: pd.DataFrame,
-                        **kwargs: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Scores joined with the realised fine-tuned test accuracy (full fine-tuning, per target
-    size), and Kendall/weighted tau between each score and that accuracy across sources."""
-    realised = full_finetuning(curves)[[*PAIR, "target_size", "freeze_depth", "test_acc"]]
-    joined = estimators[estimators["status"].eq("ok")].merge(realised, on=PAIR, how="inner")
-    joined = joined.rename(columns={"test_acc": "finetuned_acc"})
-    rows = []
-    for key, group in joined.groupby(["study", "model", "target", "target_size"], dropna=False,
-                                     sort=True):
-        for name in ESTIMATORS:
-            stats = rank_correlations(group[name], group["finetuned_acc"], **kwargs)
-            note = "" if stats["n"] >= 3 else "fewer than three sources with a score"
-            rows.append({**dict(zip(["study", "model", "target", "target_size"], key)),
-                         "estimator": name, **stats, "note": note})
-    return joined, pd.DataFrame(rows)
+    return (
+        pd.DataFrame(shift_rows).reindex(columns=shift_cols),
+        pd.DataFrame(est_rows).reindex(columns=est_cols),
+    )

@@ -71,8 +71,9 @@ class SimulatedStudy:
     channels: int = 3
     specs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def planted_gain(self, model: str, source: str, target: str, size: int | None,
-                     depth: int) -> float:
+    def planted_gain(
+        self, model: str, source: str, target: str, size: int | None, depth: int
+    ) -> float:
         """The true gain of a cell."""
         if self.gain is not None:
             return float(self.gain(model, source, target, size, depth))
@@ -95,16 +96,31 @@ def _curve(final: float, tau: float, epochs: int, chance: float) -> list[dict[st
     out = []
     for epoch in range(epochs):
         acc = chance + (final - chance) * (1.0 - math.exp(-(epoch + 1) / tau))
-        out.append({"epoch": epoch, "acc": acc, "f1": acc, "precision": acc, "recall": acc,
-                    "ece": 0.05, "nll": NLL_SCALE * (1.0 - acc)})
+        out.append(
+            {
+                "epoch": epoch,
+                "acc": acc,
+                "f1": acc,
+                "precision": acc,
+                "recall": acc,
+                "ece": 0.05,
+                "nll": NLL_SCALE * (1.0 - acc),
+            }
+        )
     # the selected epoch is the best one, so the last value is the recorded validation accuracy
     out[-1] = {**out[-1], "acc": final, "f1": final, "precision": final, "recall": final}
     return out
 
 
 def _metrics(acc: float) -> dict[str, float]:
-    return {"acc": acc, "f1": acc, "precision": acc, "recall": acc, "ece": 0.05,
-            "nll": NLL_SCALE * (1.0 - acc)}
+    return {
+        "acc": acc,
+        "f1": acc,
+        "precision": acc,
+        "recall": acc,
+        "ece": 0.05,
+        "nll": NLL_SCALE * (1.0 - acc),
+    }
 
 
 def _dataset(name: str, specs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -124,17 +140,39 @@ class _Simulator:
             self.seed_effects[key] = float(self.rng.normal(0.0, self.spec.seed_sd))
         return self.seed_effects[key]
 
-    def record(self, *, model: str, stage: str, init: str, source: str | None, target: str,
-               size: int | None, depth: int, lr: float, seed: int, true_acc: float,
-               tau: float, source_run: str | None = None) -> dict[str, Any]:
+    def record(
+        self,
+        *,
+        model: str,
+        stage: str,
+        init: str,
+        source: str | None,
+        target: str,
+        size: int | None,
+        depth: int,
+        lr: float,
+        seed: int,
+        true_acc: float,
+        tau: float,
+        source_run: str | None = None,
+    ) -> dict[str, Any]:
         s = self.spec
         chance = 1.0 / s.num_classes
         config = {
-            "study": s.study, "stage": stage, "init": init, "model": model, "seed": seed,
-            "split_seed": 0, "target_size": size, "freeze_depth": depth, "lr": lr,
+            "study": s.study,
+            "stage": stage,
+            "init": init,
+            "model": model,
+            "seed": seed,
+            "split_seed": 0,
+            "target_size": size,
+            "freeze_depth": depth,
+            "lr": lr,
             "source": None if source is None else dict(s.specs.get(source, {"name": source})),
-            "target": dict(s.specs.get(target, {"name": target})), "image_size": s.image_size,
-            "data": {"channels": s.channels}, "source_run_id": source_run,
+            "target": dict(s.specs.get(target, {"name": target})),
+            "image_size": s.image_size,
+            "data": {"channels": s.channels},
+            "source_run_id": source_run,
             "train": {"epochs": s.epochs, "batch_size": 64, "lr": lr, "weight_decay": 0.0},
         }
         run_id = _run_id(config)
@@ -148,24 +186,40 @@ class _Simulator:
         test = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
         ok = status == "completed"
         return {
-            "schema": RECORD_SCHEMA, "run_id": run_id, "study": s.study, "stage": stage,
+            "schema": RECORD_SCHEMA,
+            "run_id": run_id,
+            "study": s.study,
+            "stage": stage,
             "status": status,
             "error": None if ok else ("loss is NaN" if status == "diverged" else "RuntimeError"),
-            "init": init, "model": model, "num_stages": s.num_stages, "freeze_depth": depth,
+            "init": init,
+            "model": model,
+            "num_stages": s.num_stages,
+            "freeze_depth": depth,
             "source": None if source is None else _dataset(source, s.specs),
-            "target": _dataset(target, s.specs), "target_size": size,
+            "target": _dataset(target, s.specs),
+            "target_size": size,
             "train_examples": POOL_SIZE if size is None else size,
-            "num_classes": s.num_classes, "lr": lr, "weight_decay": 0.0, "epochs": s.epochs,
-            "batch_size": 64, "seed": seed, "split_seed": 0,
+            "num_classes": s.num_classes,
+            "lr": lr,
+            "weight_decay": 0.0,
+            "epochs": s.epochs,
+            "batch_size": 64,
+            "seed": seed,
+            "split_seed": 0,
             "metrics": {"val": _metrics(val), "test": _metrics(test)} if ok else {},
             "best_epoch": s.epochs - 1 if ok else None,
             "val_curve": _curve(val, tau, s.epochs, chance) if ok else [],
             "source_run_id": source_run,
-            "source_checkpoint": None if source_run is None else f"cache/sources/{source_run}/model.pt",
+            "source_checkpoint": None
+            if source_run is None
+            else f"cache/sources/{source_run}/model.pt",
             "checkpoint": f"cache/sources/{run_id}/model.pt" if stage == "source" else None,
-            "wall_time_s": 1.0, "train_samples_per_s": 1000.0,
+            "wall_time_s": 1.0,
+            "train_samples_per_s": 1000.0,
             "versions": {"python": "3", "torch": "2", "transferlab": "0.1.0"},
-            "git_commit": None, "started_at": "2025-01-01T00:00:00+00:00",
+            "git_commit": None,
+            "started_at": "2025-01-01T00:00:00+00:00",
             "finished_at": "2025-01-01T00:00:01+00:00",
             "config": config,
         }
@@ -180,9 +234,19 @@ def simulate_records(spec: SimulatedStudy | None = None) -> list[dict[str, Any]]
     for model in spec.models:
         sources = {}
         for source in spec.sources:
-            rec = sim.record(model=model, stage="source", init="scratch", source=None,
-                             target=source, size=None, depth=0, lr=best_scratch_lr, seed=0,
-                             true_acc=SCRATCH_CEILING, tau=SCRATCH_TAU)
+            rec = sim.record(
+                model=model,
+                stage="source",
+                init="scratch",
+                source=None,
+                target=source,
+                size=None,
+                depth=0,
+                lr=best_scratch_lr,
+                seed=0,
+                true_acc=SCRATCH_CEILING,
+                tau=SCRATCH_TAU,
+            )
             sources[source] = rec["run_id"]
             out.append(rec)
         for target in spec.targets:
@@ -192,20 +256,42 @@ def simulate_records(spec: SimulatedStudy | None = None) -> list[dict[str, Any]]
                     shared = sim.seed_effect(model, target, size, seed)
                     for lr in spec.lrs:
                         pen = 0.0 if lr == best_scratch_lr else spec.lr_penalty
-                        out.append(sim.record(
-                            model=model, stage="target", init="scratch", source=None,
-                            target=target, size=size, depth=0, lr=lr, seed=seed,
-                            true_acc=base + shared - pen, tau=SCRATCH_TAU))
+                        out.append(
+                            sim.record(
+                                model=model,
+                                stage="target",
+                                init="scratch",
+                                source=None,
+                                target=target,
+                                size=size,
+                                depth=0,
+                                lr=lr,
+                                seed=seed,
+                                true_acc=base + shared - pen,
+                                tau=SCRATCH_TAU,
+                            )
+                        )
                     for source, source_run in sources.items():
                         for depth in spec.freeze_depths:
                             gain = spec.planted_gain(model, source, target, size, depth)
                             for lr in spec.lrs:
                                 pen = 0.0 if lr == best_ft_lr else spec.lr_penalty
-                                out.append(sim.record(
-                                    model=model, stage="target", init="source", source=source,
-                                    target=target, size=size, depth=depth, lr=lr, seed=seed,
-                                    true_acc=base + shared + gain - pen, tau=FINETUNE_TAU,
-                                    source_run=source_run))
+                                out.append(
+                                    sim.record(
+                                        model=model,
+                                        stage="target",
+                                        init="source",
+                                        source=source,
+                                        target=target,
+                                        size=size,
+                                        depth=depth,
+                                        lr=lr,
+                                        seed=seed,
+                                        true_acc=base + shared + gain - pen,
+                                        tau=FINETUNE_TAU,
+                                        source_run=source_run,
+                                    )
+                                )
     return out
 
 
@@ -218,5 +304,7 @@ def write_records(records: list[dict[str, Any]], results_root: str | Path) -> Pa
         if folder not in study_dirs:
             folder.mkdir(parents=True, exist_ok=True)
             study_dirs.add(folder)
-        (folder / f"{record['run_id']}.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+        (folder / f"{record['run_id']}.json").write_text(
+            json.dumps(record, indent=1, sort_keys=True)
+        )
     return next(iter(study_dirs)).parent if len(study_dirs) == 1 else root

@@ -13,9 +13,22 @@ from typing import Any
 import pandas as pd
 
 #: Tables logged (those present in the results).
-TABLES = ("cells", "summary", "selection", "curves", "crossings", "effective_data", "best_depth",
-          "convergence", "problems", "unreadable", "shift", "shift_gain", "estimators",
-          "estimator_agreement")
+TABLES = (
+    "cells",
+    "summary",
+    "selection",
+    "curves",
+    "crossings",
+    "effective_data",
+    "best_depth",
+    "convergence",
+    "problems",
+    "unreadable",
+    "shift",
+    "shift_gain",
+    "estimators",
+    "estimator_agreement",
+)
 DEFAULT_PROJECT = "transferlab"
 DEFAULT_MODE = "offline"
 
@@ -40,8 +53,13 @@ def _logger_settings(records: pd.DataFrame) -> dict[str, Any]:
     return {}
 
 
-def log_analysis(results: dict[str, Any], out: str | Path, *, project: str | None = None,
-                 entity: str | None = None) -> Path:
+def log_analysis(
+    results: dict[str, Any],
+    out: str | Path,
+    *,
+    project: str | None = None,
+    entity: str | None = None,
+) -> Path:
     """Log the tables and figures as one analysis run; returns the run's local folder."""
     import wandb
 
@@ -50,20 +68,30 @@ def log_analysis(results: dict[str, Any], out: str | Path, *, project: str | Non
     logger = _logger_settings(results.get("records", pd.DataFrame()))
     out = Path(out)
     run = wandb.init(
-        project=project or os.environ.get("WANDB_PROJECT") or logger.get("project")
+        project=project
+        or os.environ.get("WANDB_PROJECT")
+        or logger.get("project")
         or DEFAULT_PROJECT,
         entity=entity or os.environ.get("WANDB_ENTITY") or logger.get("entity"),
-        group=group, job_type="analysis", name=f"{group}-analysis", dir=str(out),
+        group=group,
+        job_type="analysis",
+        name=f"{group}-analysis",
+        dir=str(out),
         mode=os.environ.get("WANDB_MODE", DEFAULT_MODE),
         config={**results.get("settings", {}), "path": results.get("path")},
         reinit="create_new",
     )
     try:
-        tables = {name: wandb.Table(dataframe=_plain_table(results[name]))
-                  for name in TABLES if isinstance(results.get(name), pd.DataFrame)}
+        tables = {
+            name: wandb.Table(dataframe=_plain_table(results[name]))
+            for name in TABLES
+            if isinstance(results.get(name), pd.DataFrame)
+        }
         run.log(tables)
-        images = {f"figures/{Path(p).stem}": wandb.Image(str(p))
-                  for p in results.get("files", {}).get("figures", [])}
+        images = {
+            f"figures/{Path(p).stem}": wandb.Image(str(p))
+            for p in results.get("files", {}).get("figures", [])
+        }
         if images:
             run.log(images)
         cells = results.get("cells")
@@ -84,4 +112,3 @@ def table_rows(table_json: str | Path) -> list[dict[str, Any]]:
     """Rows of a logged table read back from its .table.json file (tests, offline checks)."""
     data = json.loads(Path(table_json).read_text())
     return [dict(zip(data["columns"], row)) for row in data["data"]]
-

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from transferlab.analysis.pipeline import DEFAULT_ALPHA, REPORT_FOLDER, analyze
-from transferlab.analysis.records import RecordsPathError
-from transferlab.analysis.stats import CORRECTIONS, TESTS
 from transferlab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
+# Mirrors of transferlab.analysis constants, so that --help and a bad path answer before the
+# scientific stack is imported (tests check they agree).
+CORRECTIONS = ("bh", "holm")
+TESTS = ("auto", "t", "wilcoxon")
+DEFAULT_ALPHA = 0.05
+REPORT_FOLDER = "analysis"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,34 +23,71 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="transferlab-analyze",
         description="Compare fine-tuned runs with scratch baselines, relate transfer to domain "
-        "shift and transferability estimators, and write a report folder.")
+        "shift and transferability estimators, and write a report folder.",
+    )
     p.add_argument("path", help="a study folder (with records/) or a results root")
     p.add_argument("--out", default=None, help=f"report folder (default PATH/{REPORT_FOLDER})")
-    p.add_argument("--correction", choices=CORRECTIONS, default="bh",
-                   help="multiple-comparison control across cells (default bh)")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
-                   help="significance level after correction (default 0.05)")
-    p.add_argument("--test", choices=TESTS, default="auto",
-                   help="paired test: auto = Wilcoxon from 6 seeds, t-test below (default)")
-    p.add_argument("--no-shift", action="store_true",
-                   help="skip domain distances and transferability estimators")
+    p.add_argument(
+        "--correction",
+        choices=CORRECTIONS,
+        default="bh",
+        help="multiple-comparison control across cells (default bh)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help="significance level after correction (default 0.05)",
+    )
+    p.add_argument(
+        "--test",
+        choices=TESTS,
+        default="auto",
+        help="paired test: auto = Wilcoxon from 6 seeds, t-test below (default)",
+    )
+    p.add_argument(
+        "--no-shift",
+        action="store_true",
+        help="skip domain distances and transferability estimators",
+    )
     p.add_argument("--no-figures", action="store_true", help="write no PNG figures")
-    p.add_argument("--max-examples", type=int, default=None,
-                   help="examples per dataset for distances and estimators (default 500)")
-    p.add_argument("--wandb", action="store_true",
-                   help="also log the analysis to the study's W&B group (offline unless "
-                   "WANDB_MODE says otherwise)")
+    p.add_argument(
+        "--max-examples",
+        type=int,
+        default=None,
+        help="examples per dataset for distances and estimators (default 500)",
+    )
+    p.add_argument(
+        "--wandb",
+        action="store_true",
+        help="also log the analysis to the study's W&B group (offline unless "
+        "WANDB_MODE says otherwise)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the analysis; one-line error and exit status 2 on bad input."""
     args = parser().parse_args(argv)
+    if not Path(args.path).expanduser().is_dir():
+        print(f"transferlab-analyze: error: no such folder: {args.path}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from transferlab.analysis.pipeline import analyze
+    from transferlab.analysis.records import RecordsPathError
+
     extra = {} if args.max_examples is None else {"max_examples": args.max_examples}
     try:
-        results = analyze(args.path, args.out, correction=args.correction, alpha=args.alpha,
-                          test=args.test, shift=not args.no_shift, wandb=args.wandb,
-                          figures=not args.no_figures, **extra)
+        results = analyze(
+            args.path,
+            args.out,
+            correction=args.correction,
+            alpha=args.alpha,
+            test=args.test,
+            shift=not args.no_shift,
+            wandb=args.wandb,
+            figures=not args.no_figures,
+            **extra,
+        )
     except (RecordsPathError, ConfigError) as exc:
         print(f"transferlab-analyze: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -23,7 +23,9 @@ UID_LENGTH = 6
 EXIT_BAD_INPUT = 2
 
 # Unique suffix for output folders: jobs started in the same second never share one.
-OmegaConf.register_new_resolver("tl.uid", lambda: uuid.uuid4().hex[:UID_LENGTH], replace=True)
+OmegaConf.register_new_resolver(
+    "tl.uid", lambda: uuid.uuid4().hex[:UID_LENGTH], replace=True, use_cache=True
+)
 
 
 def _group_options(group: str) -> list[str]:
@@ -73,6 +75,12 @@ def hydra_main(cfg: DictConfig) -> Any:
             return {"status": "invalid", "error": str(exc)}
         print(f"transferlab-run: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:
+        if not _is_multirun():
+            raise
+        # One crashed job must not end the sweep: report it and go on.
+        log.exception("job crashed")
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     status = "skipped" if record.get("skipped") else record["status"]
     test_acc = (record.get("metrics") or {}).get("test", {}).get("acc")
     log.info("run %s %s; test acc %s", record["run_id"], status, test_acc)

@@ -3,6 +3,7 @@
 from transferlab.store.hashing import normalized_run_config, run_id
 from transferlab.store.records import (
     RECORD_SCHEMA,
+    FINAL_STATUSES,
     STATUSES,
     RecordError,
     ResultsStore,
@@ -12,6 +13,7 @@ from transferlab.store.records import (
 
 __all__ = [
     "RECORD_SCHEMA",
+    "FINAL_STATUSES",
     "STATUSES",
     "RecordError",
     "ResultsStore",

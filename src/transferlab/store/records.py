@@ -16,6 +16,8 @@ from typing import Any
 
 RECORD_SCHEMA = 1
 STATUSES = ("completed", "diverged", "failed")
+# Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.
+FINAL_STATUSES = ("completed", "diverged")
 REQUIRED_FIELDS = ("schema", "run_id", "study", "stage", "status", "config")
 
 
@@ -131,6 +133,11 @@ class ResultsStore:
     def is_completed(self, run_id: str) -> bool:
         record = self.load(run_id)
         return record is not None and record["status"] == "completed"
+
+    def is_final(self, run_id: str) -> bool:
+        """Whether the run has an outcome a re-launch keeps (completed or diverged)."""
+        record = self.load(run_id)
+        return record is not None and record["status"] in FINAL_STATUSES
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every readable record of the study (torn ones are skipped)."""

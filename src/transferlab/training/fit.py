@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +21,23 @@ from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 
 SELECTION_METRIC = "val/acc"
+LAST_CHECKPOINT = "last.ckpt"
+
+log = logging.getLogger(__name__)
+
+
+def resumable_checkpoint(path: Path) -> str | None:
+    """`path` if it holds a readable checkpoint to resume from; a torn one is removed."""
+    if not path.exists():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file means: start afresh
+        log.warning("checkpoint %s is unreadable (%s); starting the run afresh", path, exc)
+        path.unlink(missing_ok=True)
+        return None
+    log.info("resuming from %s", path)
+    return str(path)
 
 
 class TrainTimer(Callback):
@@ -110,8 +130,12 @@ def fit_stage(
         monitor=SELECTION_METRIC,
         mode="max",
         save_top_k=1,
+        save_last=bool(stage_cfg.resume),
         enable_version_counter=False,
     )
+    resume_from = None
+    if stage_cfg.resume and not stage_cfg.force:
+        resume_from = resumable_checkpoint(run_dir / "checkpoints" / LAST_CHECKPOINT)
     timer = TrainTimer()
     loggers = build_loggers(stage_cfg)
     trainer: L.Trainer = instantiate(
@@ -125,8 +149,14 @@ def fit_stage(
         logger.log_hyperparams(resolved)
     trainer.fit(
         module,
-        train_dataloaders=train_loader(train_split, int(budget.batch_size), int(stage_cfg.seed)),
+        train_dataloaders=train_loader(
+            train_split,
+            int(budget.batch_size),
+            int(stage_cfg.seed),
+            int(budget.get("min_steps_per_epoch") or 1),
+        ),
         val_dataloaders=eval_loader(splits.val, int(budget.batch_size)),
+        ckpt_path=resume_from,
     )
     result = StageResult(
         status="completed",
@@ -142,6 +172,7 @@ def fit_stage(
     if module.diverged_reason is not None:
         result.status = "diverged"
         result.error = module.diverged_reason
+        _drop_checkpoints(stage_cfg, trainer, run_dir)
         return result
     trainer.test(
         module,
@@ -154,4 +185,11 @@ def fit_stage(
         result.val = {k: v for k, v in result.val_curve[result.best_epoch].items() if k != "epoch"}
     result.test = dict(module.test_results)
     result.model = module.model
+    _drop_checkpoints(stage_cfg, trainer, run_dir)
     return result
+
+
+def _drop_checkpoints(stage_cfg: DictConfig, trainer: L.Trainer, run_dir: Path) -> None:
+    """A finished run needs no Lightning checkpoints (a study would fill the disk with them)."""
+    if not stage_cfg.keep_checkpoints and trainer.is_global_zero:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

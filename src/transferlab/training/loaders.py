@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from transferlab.data import ImageTensors
 
@@ -12,19 +12,24 @@ def _dataset(split: ImageTensors) -> TensorDataset:
     return TensorDataset(split.images, split.labels)
 
 
-def train_loader(split: ImageTensors, batch_size: int, seed: int) -> DataLoader:
-    """Shuffled batches in a seeded order.
+def train_loader(
+    split: ImageTensors, batch_size: int, seed: int, min_steps_per_epoch: int = 1
+) -> DataLoader:
+    """Shuffled batches in a seeded order; an epoch has at least `min_steps_per_epoch` steps.
 
-    A last batch of one example is dropped: BatchNorm cannot train on it.
+    Small target sets are cycled (fresh permutations) to fill the minimum, so every target
+    size gets the same number of optimiser steps. A last batch of one example is dropped:
+    BatchNorm cannot train on it.
     """
     size = min(batch_size, len(split))
+    examples = max(len(split), size * min_steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(_dataset(split), num_samples=examples, generator=generator)
     return DataLoader(
         _dataset(split),
         batch_size=size,
-        shuffle=True,
-        drop_last=len(split) % size == 1,
-        generator=generator,
+        sampler=sampler,
+        drop_last=examples % size == 1,
     )
 
 

@@ -119,6 +119,15 @@ class TransferClassifier(L.LightningModule):
         self.log_dict(values)
         self.test_results = {k.removeprefix("test/"): v for k, v in values.items()}
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the validation curve in per-epoch checkpoints, so a resumed run has it whole."""
+        checkpoint["transferlab"] = {"val_curve": self.val_curve, "samples_seen": self.samples_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("transferlab", {})
+        self.val_curve = list(state.get("val_curve", []))
+        self.samples_seen = int(state.get("samples_seen", 0))
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params, lr=self.lr, weight_decay=self.weight_decay)

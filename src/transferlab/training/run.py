@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 import platform
 import subprocess
 import time
@@ -13,12 +15,14 @@ from typing import Any
 
 import torch
 from filelock import FileLock
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.data import build_splits, describe, stratified_subset
+from transferlab.data import build_splits, clear_cache, describe, stratified_subset
 from transferlab.errors import ConfigError
 from transferlab.models import load_checkpoint, save_checkpoint
 from transferlab.store import (
+    RECORD_SCHEMA,
     RecordError,
     ResultsStore,
     atomic_write_json,
@@ -76,6 +80,7 @@ def _base_record(stage_cfg: DictConfig, rid: str) -> dict[str, Any]:
     """The fields of a record known before training."""
     budget = stage_cfg.train
     return {
+        "schema": RECORD_SCHEMA,
         "run_id": rid,
         "study": stage_cfg.study,
         "stage": stage_cfg.stage,
@@ -210,38 +215,68 @@ def _barrier() -> None:
         torch.distributed.barrier()
 
 
+@contextmanager
+def process_lock(path: Path) -> Iterator[None]:
+    """A file lock between jobs, taken by the first process of a job only.
+
+    Lightning's `ddp` strategy re-executes the command in child processes that must join the
+    parent's training rather than wait for the parent's lock (a deadlock).
+    """
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    with FileLock(str(path)):
+        yield
+
+
 def _cached_source(rid: str, cache_dir: Path) -> dict[str, Any] | None:
-    """A cached source whose record and checkpoint are both whole; else None (train again)."""
+    """A cached source outcome whose record (and checkpoint) are whole; else None (train again).
+
+    A diverged source is cached too, so its target runs do not each train it again.
+    """
     record_path, checkpoint = cache_dir / "record.json", cache_dir / SOURCE_CHECKPOINT
-    if not record_path.exists() or not checkpoint.exists():
-        return None
     try:
-        record = read_record(record_path, run_id=rid)
-        load_checkpoint(checkpoint)
+        record = read_record(record_path, run_id=rid) if record_path.exists() else None
+        if record is not None and record["status"] == "completed":
+            load_checkpoint(checkpoint)
     except (RecordError, ConfigError) as exc:
         log.warning("cached source %s is damaged (%s); training it again", rid, exc)
         return None
-    return record if record["status"] == "completed" else None
+    return record if record is not None and record["status"] != "failed" else None
 
 
-def ensure_source(cfg: DictConfig, store: ResultsStore) -> dict[str, Any]:
+def ensure_source(cfg: DictConfig, store: ResultsStore, cache_dir: Path | None = None) -> dict:
     """The source stage's record: reused from the shared cache, else trained (and cached).
 
     A lock per source makes parallel jobs that need the same source wait for one training.
+    `cache_dir` overrides the shared, content-addressed folder (a private, uncached source).
     """
     stage_cfg = source_stage_config(cfg)
     rid = run_id(stage_cfg)
-    cache_dir = store.source_cache_dir(rid)
+    cache_dir = cache_dir or store.source_cache_dir(rid)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(cache_dir / ".lock")):
+    with process_lock(cache_dir / ".lock"):
         cached = _cached_source(rid, cache_dir)
         if cached is not None:
             if not store.is_completed(rid):
                 store.write({**cached, "study": store.study})
             return cached
         record = run_stage(stage_cfg, store, checkpoint_dir=cache_dir)
-        if record["status"] == "completed":
+        if record["status"] != "failed" and rank_zero_only.rank == 0:
             atomic_write_json(cache_dir / "record.json", record)
+    return record
+
+
+def _source_failed(stage_cfg: DictConfig, store: ResultsStore, source: dict) -> dict[str, Any]:
+    """Record a target run that cannot start because its source stage did not complete."""
+    rid = run_id(stage_cfg)
+    stage_cfg = _with_run_info(stage_cfg, rid, store.run_dir(rid))
+    now = _now()
+    error = f"source stage {source['run_id']} {source['status']}: {source.get('error')}"
+    record = {**_base_record(stage_cfg, rid), "status": "failed", "error": error,
+              "started_at": now, "finished_at": now, "wall_time_s": 0.0}
+    if rank_zero_only.rank == 0:
+        store.write(record)
     return record
 
 
@@ -249,39 +284,32 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Run one transfer run: check it, train (or reuse) its source, train the target stage.
 
     Returns the target stage's record (metrics under `metrics`), so tests and sweepers can
-    call it directly. A completed run already in the store is returned without training,
-    unless `force=true`.
+    call it directly. A completed run already in the store is returned at once, without
+    training, unless `force=true`; a lock keeps two processes from training the same run.
     """
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    preflight(cfg)
     store = ResultsStore(cfg.paths.results, cfg.study)
-    source_record = ensure_source(cfg, store) if cfg.init == "source" else None
-    stage_cfg = target_stage_config(cfg, source_record["run_id"] if source_record else None)
+    uses_source = cfg.init == "source"
+    source_rid = run_id(source_stage_config(cfg)) if uses_source else None
+    stage_cfg = target_stage_config(cfg, source_rid)
     rid = run_id(stage_cfg)
-    existing = store.load(rid)
-    if existing is not None and existing["status"] == "completed" and not cfg.get("force"):
-        log.info("run %s is already completed; skipped", rid)
-        return {**existing, "skipped": True}
-    if source_record is None:
-        return run_stage(stage_cfg, store)
-    if source_record["status"] != "completed":
-        stage_cfg = _with_run_info(stage_cfg, rid, store.run_dir(rid))
-        record = {
-            **_base_record(stage_cfg, rid),
-            "status": "failed",
-            "started_at": _now(),
-            "finished_at": _now(),
-            "wall_time_s": 0.0,
-            "error": f"source stage {source_record['run_id']} {source_record['status']}: "
-            f"{source_record.get('error')}",
-        }
-        store.write(record)
-        return record
-    checkpoint = source_record["checkpoint"]
-    return run_stage(
-        stage_cfg,
-        store,
-        init_path=str(store.root / checkpoint),
-        extra={"source_checkpoint": checkpoint},
-    )
+    if store.is_final(rid) and not cfg.force:
+        log.info("run %s is already done; skipped", rid)
+        return {**store.load(rid), "skipped": True}
+    preflight(cfg)
+    store.records_dir.mkdir(parents=True, exist_ok=True)
+    with process_lock(store.records_dir / f".{rid}.lock"):
+        if store.is_final(rid) and not cfg.force:  # finished by another process meanwhile
+            return {**store.load(rid), "skipped": True}
+        if not cfg.cache:
+            clear_cache()
+        if not uses_source:
+            return run_stage(stage_cfg, store)
+        private = None if cfg.cache else store.run_dir(rid) / "source"
+        source = ensure_source(cfg, store, cache_dir=private)
+        if source["status"] != "completed":
+            return _source_failed(stage_cfg, store, source)
+        checkpoint = source["checkpoint"]
+        return run_stage(stage_cfg, store, init_path=str(store.root / checkpoint),
+                         extra={"source_checkpoint": checkpoint})

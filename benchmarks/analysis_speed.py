@@ -1,0 +1,83 @@
+"""How long loading and analysing ~100,000 records takes (simulated study, planted gains).
+
+    python benchmarks/analysis_speed.py [--dir DIR] [--targets 10] [--seeds 10] [--report]
+
+Writing the record files is set-up and not timed; with --dir an existing folder is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from transferlab.analysis import analyze_frame, load_records
+from transferlab.analysis.simulate import SimulatedStudy, simulate_records, write_records
+
+#: The default grid: 2 models x 8 sources x 10 targets x 5 sizes x 4 depths x 3 lrs x 10 seeds
+#: fine-tuned runs plus the scratch runs = 99,016 records.
+SOURCES = {f"source{i}": 0.02 * (i - 4) for i in range(8)}
+
+
+def study_spec(targets: int, seeds: int) -> SimulatedStudy:
+    """The benchmark's simulated study."""
+    return SimulatedStudy(
+        study="bench",
+        models=("resnet18", "test_vit"),
+        sources=SOURCES,
+        targets=tuple(f"target{i}" for i in range(targets)),
+        target_sizes=(20, 50, 100, 200, 500),
+        freeze_depths=(0, 1, 2, 3),
+        lrs=(1e-3, 3e-3, 1e-2),
+        seeds=seeds,
+        fail_rate=0.01,
+        diverge_rate=0.01,
+    )
+
+
+def main() -> None:
+    """Write (or reuse) the records, then time load_records and analyze_frame."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=None, help="results root to (re)use")
+    parser.add_argument("--targets", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--report", action="store_true", help="also time writing the report")
+    args = parser.parse_args()
+    root = args.dir or Path(tempfile.mkdtemp(prefix="transferlab-bench-"))
+    study = root / "bench"
+    if not (study / "records").is_dir():
+        started = time.perf_counter()
+        records = simulate_records(study_spec(args.targets, args.seeds))
+        write_records(records, root)
+        print(
+            f"set-up: wrote {len(records):,} records in {time.perf_counter() - started:.1f} s"
+            f" under {study}"
+        )
+    started = time.perf_counter()
+    df = load_records(study, cache=False)
+    loaded = time.perf_counter()
+    results = analyze_frame(df)
+    analysed = time.perf_counter()
+    print(
+        f"records: {len(df):,} ({len(df.attrs['unreadable'])} unreadable); "
+        f"cells: {len(results['cells']):,}"
+    )
+    print(f"load (parse every file):       {loaded - started:6.2f} s")
+    print(f"analyse (cells, curves, IQM):  {analysed - loaded:6.2f} s")
+    print(f"total:                         {analysed - started:6.2f} s")
+    load_records(study)  # fills the table cache
+    cached = time.perf_counter()
+    load_records(study)
+    print(f"load again (table cache):      {time.perf_counter() - cached:6.2f} s")
+    if args.report:
+        from transferlab.analysis.report import write_report
+
+        analysed = time.perf_counter()
+        results.update(records=df, counts={"records": len(df), "studies": ["bench"]})
+        write_report(results, root / "bench-report", figures=False)
+        print(f"report (tables, no figures):   {time.perf_counter() - analysed:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Lightning's per-run overhead on a target stage, against a plain PyTorch loop.
+
+Three paths train the default run's target stage (digits, test_resnet, init=scratch) with the
+same data, seed, batch order, AdamW + cosine schedule and epochs, validate every epoch with
+the project's metrics and test the epoch best on validation (same accuracies = same work):
+  lightning  the real path, ``fit_stage``, trainer composed from conf/ (lean cpu preset, no
+             progress bar, logger csv or none; the best epoch goes through a checkpoint file)
+  barebones  the same module under ``Trainer(barebones=True)`` (best weights kept in memory)
+  plain      a hand-written loop over the same model, loaders, optimizer and metrics
+
+Usage: python benchmarks/lightning_overhead.py [--image-size 32] [--target-size 100|all]
+       [--epochs 10] [--batch-size 32] [--repeats 3] [--logger csv|none]
+Prints the median wall seconds of a whole run (model built to test done, after one warm-up
+run of each path), that over optimizer steps, the ratio and difference to the plain loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
+from transferlab.data import DatasetSplits, ImageTensors, build_splits, stratified_subset
+from transferlab.models import create_model, freeze_stages
+from transferlab.store import run_id
+from transferlab.training.fit import fit_stage
+from transferlab.training.loaders import eval_loader, train_loader
+from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
+from transferlab.training.module import TransferClassifier
+from transferlab.training.run import _with_run_info
+from transferlab.training.stages import target_stage_config
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+Outcome = tuple[float, float]  # best-epoch val accuracy, test accuracy
+
+
+def stage_config(args: argparse.Namespace) -> DictConfig:
+    """The target stage config of the default run, composed through Hydra."""
+    size = "null" if args.target_size == "all" else args.target_size
+    overrides = [
+        "init=scratch",
+        f"image_size={args.image_size}",
+        f"target_size={size}",
+        f"train.epochs={args.epochs}",
+        f"train.batch_size={args.batch_size}",
+        "trainer.enable_progress_bar=false",
+        "logger=[csv]" if args.logger == "csv" else "~logger",
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    stage = target_stage_config(cfg, None)
+    return _with_run_info(stage, run_id(stage), Path("unset"))  # run.dir: set per run
+
+
+def make_model(stage: DictConfig, splits: DatasetSplits) -> torch.nn.Module:
+    """A fresh model, seeded and initialised as ``fit_stage`` does it."""
+    L.seed_everything(int(stage.seed), workers=True, verbose=False)
+    model, _ = create_model(
+        stage.model.name,
+        num_classes=len(splits.classes),
+        in_chans=splits.channels,
+        image_size=splits.image_size,
+        init=stage.init,
+        target_classes=tuple(splits.classes),
+        **stage.model.kwargs,
+    )
+    return model
+
+
+def build(stage: DictConfig, splits: DatasetSplits) -> TransferClassifier:
+    """The project's LightningModule around a fresh model, as ``fit_stage`` builds it."""
+    model = make_model(stage, splits)
+    return TransferClassifier(
+        model,
+        num_classes=len(splits.classes),
+        optimizer=instantiate(stage.optimizer),
+        scheduler=instantiate(stage.scheduler),
+        lr=float(stage.train.lr),
+        weight_decay=float(stage.train.weight_decay),
+        frozen=freeze_stages(model, int(stage.freeze_depth)),
+    )
+
+
+def run_lightning(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
+    with tempfile.TemporaryDirectory() as tmp:  # a fresh run folder, as run_stage makes
+        stage.run.dir = tmp
+        result = fit_stage(stage, splits, train, Path(tmp))
+    return result.val["acc"], result.test["acc"]
+
+
+class KeepBest(L.Callback):
+    """The weights of the first epoch with the best val accuracy, in memory."""
+
+    def __init__(self) -> None:
+        self.acc, self.state = -1.0, None
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if module.val_curve and module.val_curve[-1]["acc"] > self.acc:
+            self.acc = module.val_curve[-1]["acc"]
+            self.state = copy.deepcopy(module.model.state_dict())
+
+
+def run_barebones(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
+    module, best = build(stage, splits), KeepBest()
+    bs, seed = int(stage.train.batch_size), int(stage.seed)
+    trainer = L.Trainer(
+        barebones=True,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=int(stage.train.epochs),
+        deterministic=bool(stage.trainer.deterministic),
+        callbacks=[best],
+    )
+    trainer.fit(module, train_loader(train, bs, seed), eval_loader(splits.val, bs))
+    module.model.load_state_dict(best.state)
+    trainer.test(module, eval_loader(splits.test, bs), verbose=False)
+    return best.acc, module.test_results["acc"]
+
+
+def evaluate(model: torch.nn.Module, loader: Any, metrics: Any, nll: Any) -> dict[str, float]:
+    """The project's validation/test metrics (acc, f1, ..., ece, nll) over one loader."""
+    metrics.reset()
+    nll.reset()
+    model.eval()
+    with torch.inference_mode():
+        for images, labels in loader:
+            logits = model(images.float().div_(255.0)).float()
+            metrics.update(logits, labels)
+            nll.update(logits, labels)
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    return {**values, "nll": float(nll.compute())}
+
+
+def run_plain(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
+    torch.use_deterministic_algorithms(bool(stage.trainer.deterministic))
+    model, bs, k = make_model(stage, splits), int(stage.train.batch_size), len(splits.classes)
+    metrics, nll = classification_metrics(k), NegativeLogLikelihood()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = instantiate(stage.optimizer)(
+        params, lr=float(stage.train.lr), weight_decay=float(stage.train.weight_decay)
+    )
+    scheduler = instantiate(stage.scheduler)(optimizer)
+    loader, val_loader = train_loader(train, bs, int(stage.seed)), eval_loader(splits.val, bs)
+    best_acc, best_state = -1.0, None
+    for _ in range(int(stage.train.epochs)):
+        model.train()
+        loss_sum = torch.zeros(())
+        for images, labels in loader:
+            loss = torch.nn.functional.cross_entropy(model(images.float().div_(255.0)), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(labels)
+        scheduler.step()
+        acc = evaluate(model, val_loader, metrics, nll)["acc"]
+        if acc > best_acc:
+            best_acc, best_state = acc, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return best_acc, evaluate(model, eval_loader(splits.test, bs), metrics, nll)["acc"]
+
+
+PATHS: dict[str, Callable[[DictConfig, DatasetSplits, ImageTensors], Outcome]] = {
+    "lightning": run_lightning,
+    "barebones": run_barebones,
+    "plain": run_plain,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--target-size", default="100", help="an integer or 'all'")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--logger", choices=["csv", "none"], default="csv")
+    args = parser.parse_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*(num_workers|barebones|self\.log|LeafSpec).*")
+
+    stage = stage_config(args)
+    splits = build_splits(
+        stage.target,
+        image_size=args.image_size,
+        channels=stage.data.channels,
+        split_seed=int(stage.split_seed),
+    )
+    subset = stratified_subset(splits.train.labels, stage.target_size, int(stage.seed))
+    train = splits.train.subset(subset)
+    steps = args.epochs * len(train_loader(train, args.batch_size, 0))
+    times: dict[str, list[float]] = {name: [] for name in PATHS}
+    outcome: dict[str, Outcome] = {}
+    for repeat in range(args.repeats + 1):  # round 0 warms up (lazy inits); interleaved rounds
+        for name, fn in PATHS.items():
+            start = time.perf_counter()
+            outcome[name] = fn(stage, splits, train)
+            if repeat:
+                times[name].append(time.perf_counter() - start)
+
+    print(
+        f"digits {args.image_size}px, {len(train)} train / {len(splits.val)} val / "
+        f"{len(splits.test)} test, {args.epochs} epochs x batch {args.batch_size} = {steps} "
+        f"steps; logger {args.logger}, {torch.get_num_threads()} threads, median of "
+        f"{args.repeats}, load average {os.getloadavg()[0]:.1f}"
+    )
+    plain = statistics.median(times["plain"])
+    print(
+        f"{'path':<11}{'run s':>8}{'best s':>8}{'s/step':>8}{'vs plain':>10}{'overhead s':>12}"
+        f"{'val acc':>9}{'test acc':>10}"
+    )
+    for name in PATHS:
+        wall, (val, test) = statistics.median(times[name]), outcome[name]
+        print(
+            f"{name:<11}{wall:>8.3f}{min(times[name]):>8.3f}{wall / steps:>8.4f}"
+            f"{wall / plain:>9.2f}x{wall - plain:>+12.3f}{val:>9.3f}{test:>10.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

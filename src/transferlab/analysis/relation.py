@@ -1,0 +1,107 @@
+"""How shift and transferability scores relate to the realised transfer: rank correlations of
+each distance with the pair gain, and rank agreement of each estimator with the fine-tuned
+accuracy across sources (Kendall tau, weighted tau, bootstrap intervals).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from transferlab.analysis.cells import SCRATCH
+from transferlab.analysis.estimators import ESTIMATORS
+from transferlab.analysis.shift import PAIR, SHIFT_MEASURES
+from transferlab.analysis.stats import rank_correlations
+
+#: Columns of a rank-relation table (shift against gain; estimators share the tail).
+CORRELATION_COLUMNS = [
+    "study",
+    "model",
+    "space",
+    "distance",
+    "n",
+    "spearman",
+    "spearman_p",
+    "spearman_low",
+    "spearman_high",
+    "kendall",
+    "kendall_p",
+    "kendall_low",
+    "kendall_high",
+    "weighted_tau",
+    "note",
+]
+
+
+def full_finetuning(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows at each source's smallest freeze depth (0 = full fine-tuning)."""
+    frame = frame[~frame["source"].eq(SCRATCH)]
+    lowest = frame.groupby(PAIR, dropna=False)["freeze_depth"].transform("min")
+    return frame[frame["freeze_depth"].eq(lowest)]
+
+
+def pair_gains(cells: pd.DataFrame) -> pd.DataFrame:
+    """Gain of each (source, target) pair: the mean gain of its full fine-tuning cells over
+    target sizes."""
+    gains = full_finetuning(cells).groupby(PAIR, dropna=False)["gain"].mean()
+    return gains.rename("gain").reset_index()
+
+
+def shift_vs_gain(shift: pd.DataFrame, cells: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
+    """Rank correlation of each distance with the pair gain (see `pair_gains`) across
+    (source, target) pairs, per model and space."""
+    ok = shift[shift["status"].eq("ok")]
+    if ok.empty or cells.empty:
+        return pd.DataFrame(columns=CORRELATION_COLUMNS)
+    table = ok.merge(pair_gains(cells), on=PAIR, how="inner")
+    rows = []
+    for (study, model, space), group in table.groupby(["study", "model", "space"], sort=True):
+        for measure in SHIFT_MEASURES:
+            stats = rank_correlations(group[measure], group["gain"], **kwargs)
+            note = "" if stats["n"] >= 3 else "fewer than three (source, target) pairs"
+            rows.append(
+                {
+                    "study": study,
+                    "model": model,
+                    "space": space,
+                    "distance": measure,
+                    **stats,
+                    "note": note,
+                }
+            )
+    return pd.DataFrame(rows).reindex(columns=CORRELATION_COLUMNS)
+
+
+def estimator_agreement(
+    estimators: pd.DataFrame, curves: pd.DataFrame, **kwargs: Any
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores joined with the realised fine-tuned test accuracy (full fine-tuning, per target
+    size), and Kendall/weighted tau between each score and that accuracy across sources."""
+    ok = estimators[estimators["status"].eq("ok")]
+    keys = ["study", "model", "target", "target_size"]
+    if ok.empty or curves.empty:
+        return (
+            pd.DataFrame(columns=[*ok.columns, "target_size", "finetuned_acc"]),
+            pd.DataFrame(columns=[*keys, "estimator", *CORRELATION_COLUMNS[4:]]),
+        )
+    realised = full_finetuning(curves)[[*PAIR, "target_size", "freeze_depth", "test_acc"]]
+    joined = ok.merge(realised, on=PAIR, how="inner")
+    joined = joined.rename(columns={"test_acc": "finetuned_acc"})
+    rows = []
+    for key, group in joined.groupby(
+        ["study", "model", "target", "target_size"], dropna=False, sort=True
+    ):
+        for name in ESTIMATORS:
+            stats = rank_correlations(group[name], group["finetuned_acc"], **kwargs)
+            note = "" if stats["n"] >= 3 else "fewer than three sources with a score"
+            rows.append(
+                {
+                    **dict(zip(["study", "model", "target", "target_size"], key)),
+                    "estimator": name,
+                    **stats,
+                    "note": note,
+                }
+            )
+    columns = [*keys, "estimator", *CORRELATION_COLUMNS[4:]]
+    return joined, pd.DataFrame(rows).reindex(columns=columns)

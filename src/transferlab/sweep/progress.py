@@ -1,0 +1,116 @@
+"""A Hydra callback that prints `k/N` and time left per finished job, and a sweep summary.
+
+Jobs may run in other processes (joblib, submitit), so progress lives in a JSON-lines file in
+the sweep folder: each job appends one short line (an O_APPEND write, whole under POSIX).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from transferlab.store import atomic_write_json
+
+log = logging.getLogger("transferlab.sweep")
+
+PLAN_FILE = "sweep_plan.json"
+PROGRESS_FILE = "sweep_progress.jsonl"
+SUMMARY_FILE = "sweep_summary.json"
+OUTCOMES = ("completed", "skipped", "failed", "diverged", "invalid")
+
+
+def grid_size(config: DictConfig) -> int:
+    """Number of jobs a multirun launches: the product of the sweep's value counts."""
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    sizes: dict[str, int] = {}
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_discrete_sweep():
+            sizes[key] = len(list(override.sweep_string_iterator()))
+        else:
+            sizes[key] = 1
+    return math.prod(sizes.values())
+
+
+def _outcome(job_return: JobReturn) -> tuple[str, str | None, str | None]:
+    """(outcome, run id, error) of one job."""
+    if job_return.status == JobStatus.FAILED:
+        return "failed", None, repr(job_return._return_value)
+    value = job_return.return_value or {}
+    if value.get("skipped"):
+        return "skipped", value.get("run_id"), None
+    return value.get("status", "failed"), value.get("run_id"), value.get("error")
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class SweepProgress(Callback):
+    """Progress line per job, summary (done, skipped, failed, diverged, wall time) per sweep."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        plan = {"jobs": grid_size(config), "started": time.time()}
+        atomic_write_json(sweep_dir / PLAN_FILE, plan)
+        log.info("sweep of %d jobs in %s", plan["jobs"], sweep_dir)
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        plan_path = sweep_dir / PLAN_FILE
+        if not plan_path.exists():  # a single run, not a sweep
+            return
+        outcome, rid, error = _outcome(job_return)
+        line = json.dumps({"outcome": outcome, "run_id": rid, "error": error,
+                           "job": config.hydra.job.num, "time": time.time()})
+        fd = os.open(sweep_dir / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+        plan = json.loads(plan_path.read_text())
+        done = len((sweep_dir / PROGRESS_FILE).read_text().splitlines())
+        elapsed = time.time() - plan["started"]
+        left = elapsed / done * max(plan["jobs"] - done, 0)
+        log.info("[%d/%d] job %s %s run %s; elapsed %s, about %s left", done, plan["jobs"],
+                 config.hydra.job.num, outcome, rid, _format_seconds(elapsed),
+                 _format_seconds(left))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = summarize_sweep(sweep_dir)
+        atomic_write_json(sweep_dir / SUMMARY_FILE, summary)
+        counts = ", ".join(f"{summary[k]} {k}" for k in OUTCOMES)
+        log.info("sweep finished: %s of %d jobs; wall time %s", counts, summary["jobs"],
+                 _format_seconds(summary["wall_time_s"]))
+        for failure in summary["failures"]:
+            log.info("  failed job %s (run %s): %s", failure["job"], failure["run_id"],
+                     failure["error"])
+
+
+def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
+    """Counts of job outcomes in a sweep folder, its wall time and the failed jobs' errors."""
+    plan = json.loads((sweep_dir / PLAN_FILE).read_text())
+    progress = sweep_dir / PROGRESS_FILE
+    lines = [json.loads(x) for x in progress.read_text().splitlines()] if progress.exists() else []
+    counts = Counter(line["outcome"] for line in lines)
+    return {
+        "jobs": plan["jobs"],
+        **{k: counts.get(k, 0) for k in OUTCOMES},
+        "wall_time_s": time.time() - plan["started"],
+        "failures": [x for x in lines if x["outcome"] in ("failed", "invalid")],
+    }

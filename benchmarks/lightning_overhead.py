@@ -4,14 +4,16 @@ Three paths train the default run's target stage (digits, test_resnet, init=scra
 same data, seed, batch order, AdamW + cosine schedule and epochs, validate every epoch with
 the project's metrics and test the epoch best on validation (same accuracies = same work):
   lightning  the real path, ``fit_stage``, trainer composed from conf/ (lean cpu preset, no
-             progress bar, logger csv or none; the best epoch goes through a checkpoint file)
+             progress bar, logger csv or none; best.ckpt, and last.ckpt every epoch when
+             resume=true, the config default: --no-resume shows what that costs)
   barebones  the same module under ``Trainer(barebones=True)`` (best weights kept in memory)
   plain      a hand-written loop over the same model, loaders, optimizer and metrics
 
 Usage: python benchmarks/lightning_overhead.py [--image-size 32] [--target-size 100|all]
-       [--epochs 10] [--batch-size 32] [--repeats 3] [--logger csv|none]
-Prints the median wall seconds of a whole run (model built to test done, after one warm-up
-run of each path), that over optimizer steps, the ratio and difference to the plain loop.
+       [--epochs 10] [--batch-size 32] [--repeats 3] [--logger csv|none] [--no-resume]
+Prints per path the median and best wall seconds of a whole run (model built to test done;
+one warm-up round first, then rounds interleaved), that median over optimizer steps, its
+ratio and difference to the plain loop, and the best-epoch val and test accuracy.
 """
 
 from __future__ import annotations
@@ -52,15 +54,12 @@ Outcome = tuple[float, float]  # best-epoch val accuracy, test accuracy
 def stage_config(args: argparse.Namespace) -> DictConfig:
     """The target stage config of the default run, composed through Hydra."""
     size = "null" if args.target_size == "all" else args.target_size
-    overrides = [
-        "init=scratch",
-        f"image_size={args.image_size}",
-        f"target_size={size}",
-        f"train.epochs={args.epochs}",
-        f"train.batch_size={args.batch_size}",
-        "trainer.enable_progress_bar=false",
-        "logger=[csv]" if args.logger == "csv" else "~logger",
-    ]
+    overrides = (
+        f"init=scratch image_size={args.image_size} target_size={size} train.epochs={args.epochs}"
+        f" train.batch_size={args.batch_size} trainer.enable_progress_bar=false"
+        f" logger=[{'csv' if args.logger == 'csv' else ''}]"
+        f"{' resume=false' if args.no_resume else ''}"
+    ).split()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     stage = target_stage_config(cfg, None)
@@ -82,22 +81,15 @@ def make_model(stage: DictConfig, splits: DatasetSplits) -> torch.nn.Module:
     return model
 
 
-def build(stage: DictConfig, splits: DatasetSplits) -> TransferClassifier:
-    """The project's LightningModule around a fresh model, as ``fit_stage`` builds it."""
-    model = make_model(stage, splits)
-    return TransferClassifier(
-        model,
-        num_classes=len(splits.classes),
-        optimizer=instantiate(stage.optimizer),
-        scheduler=instantiate(stage.scheduler),
-        lr=float(stage.train.lr),
-        weight_decay=float(stage.train.weight_decay),
-        frozen=freeze_stages(model, int(stage.freeze_depth)),
-    )
+def make_train_loader(stage: DictConfig, train: ImageTensors) -> Any:
+    """The training batches ``fit_stage`` draws (small sets cycled to the minimum steps)."""
+    min_steps = int(stage.train.get("min_steps_per_epoch") or 1)
+    return train_loader(train, int(stage.train.batch_size), int(stage.seed), min_steps)
 
 
 def run_lightning(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
-    with tempfile.TemporaryDirectory() as tmp:  # a fresh run folder, as run_stage makes
+    """The project's real path: ``fit_stage`` in a fresh run folder, as ``run_stage`` makes."""
+    with tempfile.TemporaryDirectory() as tmp:
         stage.run.dir = tmp
         result = fit_stage(stage, splits, train, Path(tmp))
     return result.val["acc"], result.test["acc"]
@@ -116,8 +108,17 @@ class KeepBest(L.Callback):
 
 
 def run_barebones(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
-    module, best = build(stage, splits), KeepBest()
-    bs, seed = int(stage.train.batch_size), int(stage.seed)
+    """The project's module, built as ``fit_stage`` builds it, under a barebones Trainer."""
+    model, best, bs = make_model(stage, splits), KeepBest(), int(stage.train.batch_size)
+    module = TransferClassifier(
+        model,
+        num_classes=len(splits.classes),
+        optimizer=instantiate(stage.optimizer),
+        scheduler=instantiate(stage.scheduler),
+        lr=float(stage.train.lr),
+        weight_decay=float(stage.train.weight_decay),
+        frozen=freeze_stages(model, int(stage.freeze_depth)),
+    )
     trainer = L.Trainer(
         barebones=True,
         accelerator="cpu",
@@ -126,7 +127,7 @@ def run_barebones(stage: DictConfig, splits: DatasetSplits, train: ImageTensors)
         deterministic=bool(stage.trainer.deterministic),
         callbacks=[best],
     )
-    trainer.fit(module, train_loader(train, bs, seed), eval_loader(splits.val, bs))
+    trainer.fit(module, make_train_loader(stage, train), eval_loader(splits.val, bs))
     module.model.load_state_dict(best.state)
     trainer.test(module, eval_loader(splits.test, bs), verbose=False)
     return best.acc, module.test_results["acc"]
@@ -147,6 +148,7 @@ def evaluate(model: torch.nn.Module, loader: Any, metrics: Any, nll: Any) -> dic
 
 
 def run_plain(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
+    """The same work by hand: train, validate each epoch, keep the best, test it."""
     torch.use_deterministic_algorithms(bool(stage.trainer.deterministic))
     model, bs, k = make_model(stage, splits), int(stage.train.batch_size), len(splits.classes)
     metrics, nll = classification_metrics(k), NegativeLogLikelihood()
@@ -155,17 +157,15 @@ def run_plain(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> 
         params, lr=float(stage.train.lr), weight_decay=float(stage.train.weight_decay)
     )
     scheduler = instantiate(stage.scheduler)(optimizer)
-    loader, val_loader = train_loader(train, bs, int(stage.seed)), eval_loader(splits.val, bs)
+    loader, val_loader = make_train_loader(stage, train), eval_loader(splits.val, bs)
     best_acc, best_state = -1.0, None
     for _ in range(int(stage.train.epochs)):
         model.train()
-        loss_sum = torch.zeros(())
         for images, labels in loader:
             loss = torch.nn.functional.cross_entropy(model(images.float().div_(255.0)), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(labels)
         scheduler.step()
         acc = evaluate(model, val_loader, metrics, nll)["acc"]
         if acc > best_acc:
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--logger", choices=["csv", "none"], default="csv")
+    parser.add_argument("--no-resume", action="store_true", help="no per-epoch last.ckpt")
     args = parser.parse_args()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -203,7 +204,7 @@ def main() -> None:
     )
     subset = stratified_subset(splits.train.labels, stage.target_size, int(stage.seed))
     train = splits.train.subset(subset)
-    steps = args.epochs * len(train_loader(train, args.batch_size, 0))
+    steps = args.epochs * len(make_train_loader(stage, train))
     times: dict[str, list[float]] = {name: [] for name in PATHS}
     outcome: dict[str, Outcome] = {}
     for repeat in range(args.repeats + 1):  # round 0 warms up (lazy inits); interleaved rounds
@@ -216,18 +217,18 @@ def main() -> None:
     print(
         f"digits {args.image_size}px, {len(train)} train / {len(splits.val)} val / "
         f"{len(splits.test)} test, {args.epochs} epochs x batch {args.batch_size} = {steps} "
-        f"steps; logger {args.logger}, {torch.get_num_threads()} threads, median of "
-        f"{args.repeats}, load average {os.getloadavg()[0]:.1f}"
+        f"steps; logger {args.logger}, resume {stage.get('resume')}; "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
     )
     plain = statistics.median(times["plain"])
     print(
-        f"{'path':<11}{'run s':>8}{'best s':>8}{'s/step':>8}{'vs plain':>10}{'overhead s':>12}"
+        f"{'path':<11}{'median s':>9}{'best s':>8}{'s/step':>8}{'vs plain':>10}{'overhead s':>12}"
         f"{'val acc':>9}{'test acc':>10}"
     )
     for name in PATHS:
         wall, (val, test) = statistics.median(times[name]), outcome[name]
         print(
-            f"{name:<11}{wall:>8.3f}{min(times[name]):>8.3f}{wall / steps:>8.4f}"
+            f"{name:<11}{wall:>9.3f}{min(times[name]):>8.3f}{wall / steps:>8.4f}"
             f"{wall / plain:>9.2f}x{wall - plain:>+12.3f}{val:>9.3f}{test:>10.3f}"
         )
 

@@ -12,8 +12,17 @@ from conftest import FAST
 
 def test_ddp_on_two_cpu_processes_writes_one_record_per_stage(tmp_path):
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "transferlab.cli.run", *FAST, f"paths.results={results}",
-           "study=ddp", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        *FAST,
+        f"paths.results={results}",
+        "study=ddp",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+    ]
     # ddp re-executes this command in a child process; a deadlock would hit the timeout.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -29,6 +29,8 @@ _REQUIRED = {
     "in_chans": int,
 }
 
+CHECKPOINT_MODE = 0o644
+
 
 class CheckpointError(ConfigError):
     """A checkpoint that is missing, truncated, corrupted or not one of ours."""
@@ -67,6 +69,7 @@ def save_checkpoint(
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, CHECKPOINT_MODE)  # mkstemp makes 0600; collaborators should read it
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
             handle.flush()

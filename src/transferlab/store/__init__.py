@@ -2,8 +2,8 @@
 
 from transferlab.store.hashing import normalized_run_config, run_id
 from transferlab.store.records import (
-    RECORD_SCHEMA,
     FINAL_STATUSES,
+    RECORD_SCHEMA,
     STATUSES,
     RecordError,
     ResultsStore,

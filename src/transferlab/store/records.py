@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 RECORD_SCHEMA = 1
+RECORD_MODE = 0o644
 STATUSES = ("completed", "diverged", "failed")
 # Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.
 FINAL_STATUSES = ("completed", "diverged")
@@ -51,6 +52,7 @@ def atomic_write_json(path: str | Path, payload: Mapping[str, Any]) -> None:
     text = json.dumps(_finite(dict(payload)), indent=1, sort_keys=True, default=_json_default)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, RECORD_MODE)  # mkstemp makes 0600; collaborators should read records
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -33,7 +34,11 @@ OUTCOMES = ("completed", "skipped", "failed", "diverged", "invalid")
 def grid_size(config: DictConfig) -> int:
     """Number of jobs a multirun launches: the product of the sweep's value counts."""
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    overrides = OverridesParser.create().parse_overrides([*params, *config.hydra.overrides.task])
+    # glob() over a config group (`model=glob(test_*)`) lists the group through Hydra's loader.
+    hydra = GlobalHydra.instance()
+    loader = hydra.config_loader() if hydra.is_initialized() else None
+    parser = OverridesParser.create(config_loader=loader)
+    overrides = parser.parse_overrides([*params, *config.hydra.overrides.task])
     sizes: dict[str, int] = {}
     for override in overrides:
         key = override.get_key_element()
@@ -75,31 +80,52 @@ class SweepProgress(Callback):
         if not plan_path.exists():  # a single run, not a sweep
             return
         outcome, rid, error = _outcome(job_return)
-        line = json.dumps({"outcome": outcome, "run_id": rid, "error": error,
-                           "job": config.hydra.job.num, "time": time.time()})
+        line = json.dumps(
+            {
+                "outcome": outcome,
+                "run_id": rid,
+                "error": error,
+                "job": config.hydra.job.num,
+                "time": time.time(),
+            }
+        )
         fd = os.open(sweep_dir / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, (line + "\n").encode())
         finally:
             os.close(fd)
         plan = json.loads(plan_path.read_text())
-        done = len((sweep_dir / PROGRESS_FILE).read_text().splitlines())
+        # This job's own position: parallel jobs ending together must not both read `k = 2`.
+        lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
+        done = lines.index(line) + 1 if line in lines else len(lines)
         elapsed = time.time() - plan["started"]
         left = elapsed / done * max(plan["jobs"] - done, 0)
-        log.info("[%d/%d] job %s %s run %s; elapsed %s, about %s left", done, plan["jobs"],
-                 config.hydra.job.num, outcome, rid, _format_seconds(elapsed),
-                 _format_seconds(left))
+        log.info(
+            "[%d/%d] job %s %s run %s; elapsed %s, about %s left",
+            done,
+            plan["jobs"],
+            config.hydra.job.num,
+            outcome,
+            rid,
+            _format_seconds(elapsed),
+            _format_seconds(left),
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarize_sweep(sweep_dir)
         atomic_write_json(sweep_dir / SUMMARY_FILE, summary)
         counts = ", ".join(f"{summary[k]} {k}" for k in OUTCOMES)
-        log.info("sweep finished: %s of %d jobs; wall time %s", counts, summary["jobs"],
-                 _format_seconds(summary["wall_time_s"]))
+        log.info(
+            "sweep finished: %s of %d jobs; wall time %s",
+            counts,
+            summary["jobs"],
+            _format_seconds(summary["wall_time_s"]),
+        )
         for failure in summary["failures"]:
-            log.info("  failed job %s (run %s): %s", failure["job"], failure["run_id"],
-                     failure["error"])
+            log.info(
+                "  failed job %s (run %s): %s", failure["job"], failure["run_id"], failure["error"]
+            )
 
 
 def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:

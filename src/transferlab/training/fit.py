@@ -41,17 +41,25 @@ def resumable_checkpoint(path: Path) -> str | None:
 
 
 class TrainTimer(Callback):
-    """Time spent in training batches only, for a throughput figure free of validation cost."""
+    """Time spent in training batches only, for a throughput figure free of validation cost.
+
+    Counts the samples of this attempt itself: a resumed run's module restores the samples of
+    the epochs before the restart, which this attempt did not spend time on.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.samples = 0
         self._start = 0.0
 
     def on_train_batch_start(self, *args: Any) -> None:
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.seconds += time.perf_counter() - self._start
+        self.samples += len(batch[-1])
 
 
 @dataclass
@@ -130,9 +138,20 @@ def fit_stage(
         monitor=SELECTION_METRIC,
         mode="max",
         save_top_k=1,
-        save_last=bool(stage_cfg.resume),
         enable_version_counter=False,
     )
+    callbacks: list[Callback] = [checkpoint]
+    if stage_cfg.resume:
+        # Every epoch: Lightning's `save_last=True` writes last.ckpt only in an epoch whose
+        # val/acc improved, so a killed run would go back to its best epoch, not its last.
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename=Path(LAST_CHECKPOINT).stem,
+                save_top_k=1,
+                enable_version_counter=False,
+            )
+        )
     resume_from = None
     if stage_cfg.resume and not stage_cfg.force:
         resume_from = resumable_checkpoint(run_dir / "checkpoints" / LAST_CHECKPOINT)
@@ -141,7 +160,7 @@ def fit_stage(
     trainer: L.Trainer = instantiate(
         stage_cfg.trainer,
         logger=loggers or False,
-        callbacks=[checkpoint, timer],
+        callbacks=[*callbacks, timer],
         default_root_dir=str(run_dir),
     )
     resolved = OmegaConf.to_container(stage_cfg, resolve=True)
@@ -168,7 +187,7 @@ def fit_stage(
         is_global_zero=trainer.is_global_zero,
     )
     if timer.seconds > 0:
-        result.train_samples_per_s = module.samples_seen / timer.seconds
+        result.train_samples_per_s = timer.samples / timer.seconds
     if module.diverged_reason is not None:
         result.status = "diverged"
         result.error = module.diverged_reason

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -273,8 +273,14 @@ def _source_failed(stage_cfg: DictConfig, store: ResultsStore, source: dict) -> 
     stage_cfg = _with_run_info(stage_cfg, rid, store.run_dir(rid))
     now = _now()
     error = f"source stage {source['run_id']} {source['status']}: {source.get('error')}"
-    record = {**_base_record(stage_cfg, rid), "status": "failed", "error": error,
-              "started_at": now, "finished_at": now, "wall_time_s": 0.0}
+    record = {
+        **_base_record(stage_cfg, rid),
+        "status": "failed",
+        "error": error,
+        "started_at": now,
+        "finished_at": now,
+        "wall_time_s": 0.0,
+    }
     if rank_zero_only.rank == 0:
         store.write(record)
     return record
@@ -311,5 +317,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if source["status"] != "completed":
             return _source_failed(stage_cfg, store, source)
         checkpoint = source["checkpoint"]
-        return run_stage(stage_cfg, store, init_path=str(store.root / checkpoint),
-                         extra={"source_checkpoint": checkpoint})
+        return run_stage(
+            stage_cfg,
+            store,
+            init_path=str(store.root / checkpoint),
+            extra={"source_checkpoint": checkpoint},
+        )

@@ -30,6 +30,8 @@ def source_stage_config(cfg: DictConfig) -> DictConfig:
     stage.stage = "source"
     stage.target = cfg.source
     stage.train = cfg.pretrain
+    if cfg.pretrain.get("seed") is not None:  # one source model shared by every run seed
+        stage.seed = cfg.pretrain.seed
     stage.target_size = cfg.source_size
     stage.init = "scratch"
     stage.init_path = None

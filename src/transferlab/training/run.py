@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -15,7 +16,6 @@ from typing import Any
 
 import torch
 from filelock import FileLock
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import build_splits, clear_cache, describe, stratified_subset
@@ -29,13 +29,26 @@ from transferlab.store import (
     read_record,
     run_id,
 )
-from transferlab.training.fit import StageResult, fit_stage
 from transferlab.training.stages import preflight, source_stage_config, target_stage_config
 
 log = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "lightning", "timm", "torchmetrics", "hydra-core", "wandb", "transferlab")
 SOURCE_CHECKPOINT = "model.pt"
+
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+
+
+def process_rank() -> int:
+    """Rank of this process in a multi-process run (0 when alone), as Lightning reads it.
+
+    Read from the environment so that checks and skips need not import Lightning.
+    """
+    for name in RANK_VARIABLES:
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
 
 
 def _now() -> str:
@@ -151,6 +164,8 @@ def run_stage(
     stage_cfg = _with_run_info(stage_cfg, rid, run_dir)
     record = {**_base_record(stage_cfg, rid), **(extra or {}), "started_at": _now()}
     started = time.perf_counter()
+    from transferlab.training.fit import StageResult, fit_stage  # imports Lightning
+
     result: StageResult | None = None
     try:
         splits = build_splits(
@@ -222,7 +237,7 @@ def process_lock(path: Path) -> Iterator[None]:
     Lightning's `ddp` strategy re-executes the command in child processes that must join the
     parent's training rather than wait for the parent's lock (a deadlock).
     """
-    if rank_zero_only.rank != 0:
+    if process_rank() != 0:
         yield
         return
     with FileLock(str(path)):
@@ -262,7 +277,7 @@ def ensure_source(cfg: DictConfig, store: ResultsStore, cache_dir: Path | None =
                 store.write({**cached, "study": store.study})
             return cached
         record = run_stage(stage_cfg, store, checkpoint_dir=cache_dir)
-        if record["status"] != "failed" and rank_zero_only.rank == 0:
+        if record["status"] != "failed" and process_rank() == 0:
             atomic_write_json(cache_dir / "record.json", record)
     return record
 
@@ -281,7 +296,7 @@ def _source_failed(stage_cfg: DictConfig, store: ResultsStore, source: dict) -> 
         "finished_at": now,
         "wall_time_s": 0.0,
     }
-    if rank_zero_only.rank == 0:
+    if process_rank() == 0:
         store.write(record)
     return record
 

@@ -138,3 +138,11 @@ def test_nan_loss_is_recorded_as_diverged(compose):
     assert record["metrics"]["test"] == {}
     store = ResultsStore(record["config"]["paths"]["results"], "default")
     assert not store.is_completed(record["run_id"])
+
+
+def test_loggers_compose_from_config_without_code_changes(compose):
+    record = train(compose("init=scratch", "logger=[tensorboard]", "seed=7"))
+    assert record["status"] == "completed"
+    run_dir = Path(record["config"]["run"]["dir"])
+    assert list(run_dir.glob("tensorboard/events.out.tfevents.*"))
+    assert not (run_dir / "wandb").exists() and not (run_dir / "csv").exists()

@@ -12,23 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-#: Tables logged (those present in the results).
-TABLES = (
-    "cells",
-    "summary",
-    "selection",
-    "curves",
-    "crossings",
-    "effective_data",
-    "best_depth",
-    "convergence",
-    "problems",
-    "unreadable",
-    "shift",
-    "shift_gain",
-    "estimators",
-    "estimator_agreement",
-)
+from transferlab.analysis.report import CSV_TABLES
+
+#: Tables logged (those present in the results): the same as the report's CSV files.
+TABLES = CSV_TABLES
 DEFAULT_PROJECT = "transferlab"
 DEFAULT_MODE = "offline"
 

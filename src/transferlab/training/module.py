@@ -44,7 +44,6 @@ class TransferClassifier(L.LightningModule):
         self.val_curve: list[dict[str, float]] = []
         self.test_results: dict[str, float] = {}
         self.diverged_reason: str | None = None
-        self.samples_seen = 0
 
     def train(self, mode: bool = True) -> TransferClassifier:
         """Switch modes, but frozen stages always stay in eval mode."""
@@ -67,7 +66,6 @@ class TransferClassifier(L.LightningModule):
         images, labels = batch
         loss = nn.functional.cross_entropy(self(images), labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
-        self.samples_seen += len(labels)
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -121,12 +119,11 @@ class TransferClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the validation curve in per-epoch checkpoints, so a resumed run has it whole."""
-        checkpoint["transferlab"] = {"val_curve": self.val_curve, "samples_seen": self.samples_seen}
+        checkpoint["transferlab"] = {"val_curve": self.val_curve}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("transferlab", {})
         self.val_curve = list(state.get("val_curve", []))
-        self.samples_seen = int(state.get("samples_seen", 0))
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -12,26 +12,10 @@ import pandas as pd
 from transferlab.analysis.cells import SCRATCH
 from transferlab.analysis.estimators import ESTIMATORS
 from transferlab.analysis.shift import PAIR, SHIFT_MEASURES
-from transferlab.analysis.stats import rank_correlations
+from transferlab.analysis.stats import CORRELATION_KEYS, rank_correlations
 
 #: Columns of a rank-relation table (shift against gain; estimators share the tail).
-CORRELATION_COLUMNS = [
-    "study",
-    "model",
-    "space",
-    "distance",
-    "n",
-    "spearman",
-    "spearman_p",
-    "spearman_low",
-    "spearman_high",
-    "kendall",
-    "kendall_p",
-    "kendall_low",
-    "kendall_high",
-    "weighted_tau",
-    "note",
-]
+CORRELATION_COLUMNS = ["study", "model", "space", "distance", "n", *CORRELATION_KEYS, "note"]
 
 
 def full_finetuning(frame: pd.DataFrame) -> pd.DataFrame:

@@ -345,6 +345,20 @@ def paired_bootstrap_ci(
     return _percentile(ROW_STATISTICS[statistic](x[idx], y[idx]), confidence)
 
 
+#: What `rank_correlations` returns besides `n`.
+CORRELATION_KEYS = (
+    "spearman",
+    "spearman_p",
+    "spearman_low",
+    "spearman_high",
+    "kendall",
+    "kendall_p",
+    "kendall_low",
+    "kendall_high",
+    "weighted_tau",
+)
+
+
 def rank_correlations(
     x: Sequence[float],
     y: Sequence[float],
@@ -359,18 +373,7 @@ def rank_correlations(
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     out: dict[str, float] = {"n": int(x.size)}
-    keys = (
-        "spearman",
-        "spearman_p",
-        "spearman_low",
-        "spearman_high",
-        "kendall",
-        "kendall_p",
-        "kendall_low",
-        "kendall_high",
-        "weighted_tau",
-    )
-    out.update(dict.fromkeys(keys, np.nan))
+    out.update(dict.fromkeys(CORRELATION_KEYS, np.nan))
     if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     rho = stats.spearmanr(x, y)

@@ -8,12 +8,16 @@ Writing the record files is set-up and not timed; with --dir an existing folder 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from transferlab.analysis import analyze_frame, load_records
-from transferlab.analysis.simulate import SimulatedStudy, simulate_records, write_records
+
+# the simulator is test code: it lives in tests/helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers.simulate import SimulatedStudy, simulate_records, write_records  # noqa: E402
 
 #: The default grid: 2 models x 8 sources x 10 targets x 5 sizes x 4 depths x 3 lrs x 10 seeds
 #: fine-tuned runs plus the scratch runs = 99,016 records.

@@ -36,16 +36,16 @@ from omegaconf import DictConfig
 
 import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.data import DatasetSplits, ImageTensors, build_splits, stratified_subset
-from transferlab.models import create_model, freeze_stages
+from transferlab.models import create_model, freeze_groups
 from transferlab.store import run_id
+from transferlab.store import stage_config as stage_view
 from transferlab.training.fit import fit_stage
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
 from transferlab.training.module import TransferClassifier
 from transferlab.training.run import _with_run_info
-from transferlab.training.stages import target_stage_config
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "conf"
 Outcome = tuple[float, float]  # best-epoch val accuracy, test accuracy
 
 
@@ -60,7 +60,7 @@ def stage_config(args: argparse.Namespace) -> DictConfig:
     ).split()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    stage = target_stage_config(cfg, None)
+    stage = stage_view(cfg, "target")
     return _with_run_info(stage, run_id(stage), Path("unset"))  # run.dir: set per run
 
 
@@ -81,8 +81,8 @@ def make_model(stage: DictConfig, splits: DatasetSplits) -> torch.nn.Module:
 
 def make_train_loader(stage: DictConfig, train: ImageTensors) -> Any:
     """The training batches ``fit_stage`` draws (small sets cycled to the minimum steps)."""
-    min_steps = int(stage.train.get("min_steps_per_epoch") or 1)
-    return train_loader(train, int(stage.train.batch_size), int(stage.seed), min_steps)
+    min_steps = int(stage.budget.get("min_steps_per_epoch") or 1)
+    return train_loader(train, int(stage.budget.batch_size), int(stage.seed), min_steps)
 
 
 def run_lightning(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
@@ -112,21 +112,19 @@ class KeepBest(L.Callback):
 
 def run_barebones(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
     """The project's module, built as ``fit_stage`` builds it, under a barebones Trainer."""
-    model, best, bs = make_model(stage, splits), KeepBest(), int(stage.train.batch_size)
+    model, best, bs = make_model(stage, splits), KeepBest(), int(stage.budget.batch_size)
     module = TransferClassifier(
         model,
         num_classes=len(splits.classes),
         optimizer=instantiate(stage.optimizer),
         scheduler=instantiate(stage.scheduler),
-        lr=float(stage.train.lr),
-        weight_decay=float(stage.train.weight_decay),
-        frozen=freeze_stages(model, int(stage.freeze_depth)),
+        frozen=freeze_groups(model, int(stage.freeze_depth)),
     )
     trainer = L.Trainer(
         barebones=True,
         accelerator="cpu",
         devices=1,
-        max_epochs=int(stage.train.epochs),
+        max_epochs=int(stage.budget.epochs),
         deterministic=bool(stage.trainer.deterministic),
         callbacks=[best],
     )
@@ -153,16 +151,14 @@ def evaluate(model: torch.nn.Module, loader: Any, metrics: Any, nll: Any) -> dic
 def run_plain(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
     """The same work by hand: train, validate each epoch, keep the best, test it."""
     torch.use_deterministic_algorithms(bool(stage.trainer.deterministic))
-    model, bs, k = make_model(stage, splits), int(stage.train.batch_size), len(splits.classes)
+    model, bs, k = make_model(stage, splits), int(stage.budget.batch_size), len(splits.classes)
     metrics, nll = classification_metrics(k), NegativeLogLikelihood()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(stage.optimizer)(
-        params, lr=float(stage.train.lr), weight_decay=float(stage.train.weight_decay)
-    )
+    optimizer = instantiate(stage.optimizer)(params)
     scheduler = instantiate(stage.scheduler)(optimizer)
     loader, val_loader = make_train_loader(stage, train), eval_loader(splits.val, bs)
     best_acc, best_state = -1.0, None
-    for _ in range(int(stage.train.epochs)):
+    for _ in range(int(stage.budget.epochs)):
         model.train()
         for images, labels in loader:
             loss = torch.nn.functional.cross_entropy(model(images.float().div_(255.0)), labels)

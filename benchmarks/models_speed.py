@@ -16,7 +16,7 @@ import yaml
 
 from transferlab.models import create_model
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "conf" / "model"
 NUM_CLASSES = 10
 IN_CHANS = 3
 WARMUP_STEPS = 2

@@ -14,7 +14,7 @@ os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+CONF_DIR = REPO / "src" / "transferlab" / "conf"
 
 # Small and fast: enough to train something in a second or two.
 FAST = [

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.simulate import SimulatedStudy, simulate_records, write_records
 from scipy import stats
 
 from transferlab.analysis import analyze_frame, load_records
 from transferlab.analysis.cells import build_cells
 from transferlab.analysis.records import flatten_record, records_frame
-from transferlab.analysis.simulate import SimulatedStudy, simulate_records, write_records
+from transferlab.analysis.selection import BestMeanValidation
 
 ALPHA = 0.05
 
@@ -183,15 +184,124 @@ def test_results_root_with_torn_files(tmp_path: Path):
     assert set(load_records(tmp_path / "a" / "records")["study"]) == {"a"}
 
 
-def test_duplicate_records_are_listed_not_double_counted():
+def _one_cell_study() -> list[dict]:
     spec = SimulatedStudy(
         sources={"src": 0.1}, target_sizes=(100,), freeze_depths=(0,), lrs=(1e-3,), seeds=6
     )
-    records = simulate_records(spec)
+    return simulate_records(spec)
+
+
+def test_conflicting_records_are_listed_and_enter_no_number():
+    """Same cell, settings and seed under two run ids: a conflict, never resolved silently."""
+    records = _one_cell_study()
     copy = json.loads(json.dumps(records[-1]))
     copy["run_id"] = "f" * 16
+    copy["finished_at"] = "2025-01-02T00:00:00+00:00"
+    res = build_cells(frame([*records, copy]))
+    assert res.cells.iloc[0]["n_pairs"] == 5  # the conflicting seed enters no number
+    assert list(res.problems["status"]) == ["conflict", "conflict"]
+    assert set(res.problems["run_id"]) == {records[-1]["run_id"], "f" * 16}
+
+
+def test_the_same_run_recorded_twice_counts_once():
+    records = _one_cell_study()
+    copy = json.loads(json.dumps(records[-1]))
     copy["finished_at"] = "2025-01-02T00:00:00+00:00"
     res = build_cells(frame([*records, copy]))
     assert res.cells.iloc[0]["n_pairs"] == 6
     assert list(res.problems["status"]) == ["duplicate"]
     assert res.problems.iloc[0]["run_id"] == records[-1]["run_id"]  # the later one counts
+
+
+def test_a_swept_shared_setting_gets_its_own_cells_and_baselines():
+    """Sweeping the optimizer used to make records collide (the later one silently won)."""
+    halves = []
+    for name, gain, rng in (("torch.optim.AdamW", -0.2, 0), ("torch.optim.SGD", 0.2, 1)):
+        spec = SimulatedStudy(
+            sources={"src": gain},
+            target_sizes=(100,),
+            freeze_depths=(0,),
+            lrs=(1e-3,),
+            seeds=6,
+            rng_seed=rng,
+            settings={"optimizer._target_": name},
+        )
+        halves += simulate_records(spec)
+    res = build_cells(frame(halves))
+    assert res.problems.empty
+    cells = res.cells.set_index("variant")
+    assert set(cells.index) == {
+        "optimizer._target_=torch.optim.AdamW",
+        "optimizer._target_=torch.optim.SGD",
+    }
+    assert (cells["n_pairs"] == 6).all()
+    assert cells.loc["optimizer._target_=torch.optim.SGD", "flag"] == "positive"
+    assert cells.loc["optimizer._target_=torch.optim.AdamW", "flag"] == "negative"
+    # each fine-tuned arm is paired with the scratch runs of its own optimizer
+    for variant, group in res.pairs.groupby("variant"):
+        scratch_ids = set(group["scratch_run_id"])
+        own = {
+            r["run_id"]
+            for r in halves
+            if r["init"] == "scratch" and variant.endswith(r["identity"]["optimizer._target_"])
+        }
+        assert scratch_ids <= own and len(scratch_ids) == 6
+
+
+def test_a_swept_source_setting_splits_finetuned_arms_that_share_one_baseline():
+    records = []
+    for lr, rng in ((0.001, 0), (0.01, 1)):
+        spec = SimulatedStudy(
+            sources={"src": 0.1},
+            target_sizes=(100,),
+            freeze_depths=(0,),
+            lrs=(1e-3,),
+            seeds=6,
+            rng_seed=rng,
+            source_settings={"pretrain.lr": lr},
+        )
+        half = simulate_records(spec)
+        # a scratch run cannot use pretrain.lr: both halves hold the same scratch runs
+        records += half if not records else [r for r in half if r["init"] != "scratch"]
+    res = build_cells(frame(records))
+    assert res.problems.empty
+    assert sorted(res.cells["source_variant"]) == ["pretrain.lr=0.001", "pretrain.lr=0.01"]
+    assert (res.cells["variant"] == "").all() and (res.cells["n_pairs"] == 6).all()
+    baselines = res.pairs.groupby("source_variant")["scratch_run_id"].apply(frozenset)
+    assert baselines.nunique() == 1 and len(baselines.iloc[0]) == 6
+    assert set(res.cells["selection"]) == {BestMeanValidation.name}
+
+
+def test_records_of_an_older_schema_are_listed_not_analysed(tmp_path: Path):
+    records = simulate_records(SimulatedStudy(study="a", target_sizes=(20,), seeds=2))
+    old = {**records[0], "schema": 1}
+    old.pop("identity")
+    write_records(records, tmp_path)
+    (tmp_path / "a" / "records" / "old.json").write_text(json.dumps(old))
+    df = load_records(tmp_path / "a", cache=False)
+    assert len(df) == len(records)
+    ((path, reason),) = df.attrs["unreadable"]
+    assert Path(path).name == "old.json" and "schema 1 record" in reason
+
+
+def test_a_planted_cache_file_is_ignored_not_executed(tmp_path: Path):
+    """The records cache is JSON: a pickle planted where it lives runs no code."""
+    import pickle
+
+    from transferlab.analysis.records import _cache_path
+
+    records = simulate_records(SimulatedStudy(study="a", target_sizes=(20,), seeds=2))
+    study = write_records(records, tmp_path)
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.write_text, ("pwned",))
+
+    cache = _cache_path(tmp_path.resolve(), study.resolve())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for path in (cache, cache.with_suffix(".pkl")):
+        path.write_bytes(pickle.dumps(Payload()))
+    df = load_records(study)
+    assert not marker.exists() and len(df) == len(records)
+    assert json.loads(cache.read_text())["version"]  # replaced by a real (JSON) cache

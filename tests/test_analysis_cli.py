@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.simulate import SimulatedStudy, simulate_records, write_records
 
-from transferlab.analysis.simulate import SimulatedStudy, simulate_records, write_records
 from transferlab.cli.analyze import main
 
 IMAGE_SIZE = 16
@@ -131,7 +131,7 @@ def test_cli_bad_alpha(study: Path, capsys: pytest.CaptureFixture):
 
 
 def test_wandb_analysis_run_offline(study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from wandb_files import summarize
+    from helpers.wandb_files import summarize
 
     from transferlab.analysis.wandb_log import table_rows
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.simulate import SimulatedStudy, scratch_accuracy, simulate_records
 
 from transferlab.analysis import analyze_frame
 from transferlab.analysis.curves import effective_data
 from transferlab.analysis.records import flatten_record, records_frame
-from transferlab.analysis.simulate import SimulatedStudy, scratch_accuracy, simulate_records
 
 
 def _curves(rows):
@@ -29,7 +29,8 @@ def _curves(rows):
         "ci_high",
         "val_acc",
     ]
-    return pd.DataFrame([dict(zip(cols, ["s", "m", "t", *r])) for r in rows])
+    frame = pd.DataFrame([dict(zip(cols, ["s", "m", "t", *r])) for r in rows])
+    return frame.assign(variant="", source_variant="")  # nothing else varies
 
 
 def test_effective_data_is_read_off_the_scratch_curve_in_log_size():

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 
 import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.analysis import analyze
-from transferlab.training import train
+from transferlab.training.run import train
 
 # Two cells under BH need p < 0.025 for the smaller one: a two-sided Wilcoxon test on 6 pairs
 # cannot go below 0.03125, on 7 pairs it reaches 0.0156.

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.simulate import SimulatedStudy, simulate_records, write_records
 
 from transferlab.analysis import load_records
 from transferlab.analysis.pipeline import analyze_frame
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
 from transferlab.analysis.shift import DataRequest, TorchBackend, analyze_shift
-from transferlab.analysis.simulate import SimulatedStudy, simulate_records, write_records
 
 N_IMAGES = 60
 

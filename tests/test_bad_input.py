@@ -27,6 +27,18 @@ CASES = {
     "non-positive learning rate": (["train.lr=0"], ["train.lr", "0"]),
     "torchvision data missing": (["data@target=mnist"], ["mnist", "download=true"]),
     "hub weights offline": (["init=hub"], ["init=file"]),
+    # one source of truth per setting: the budget, the logger and callbacks groups
+    "optimizer lr beside the budget": (["optimizer.lr=0.5"], ["optimizer.lr=0.5", "train.lr"]),
+    "trainer epochs beside the budget": (
+        ["trainer.max_epochs=20"],
+        ["trainer.max_epochs=20", "train.epochs"],
+    ),
+    "budget set directly": (["budget=null"], ["budget", "train.*"]),
+    "trainer callbacks beside the group": (["+trainer.callbacks=[]"], ["trainer.callbacks"]),
+    "selection checkpoint removed": (
+        ["~callbacks.selection_checkpoint"],
+        ["callbacks.selection_checkpoint"],
+    ),
 }
 
 

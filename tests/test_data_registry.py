@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONF_DIR
 from omegaconf import OmegaConf
 
 from transferlab.data import (
@@ -23,7 +24,7 @@ from transferlab.data import (
 from transferlab.data.registry import BaseData, get_dataset
 from transferlab.errors import ConfigError
 
-PRESETS = Path(__file__).resolve().parents[1] / "conf" / "data"
+PRESETS = CONF_DIR / "data"
 
 BUILTIN = {"digits", "shapes", "gratings"}
 TORCHVISION = {"mnist", "fashion_mnist", "kmnist", "usps", "svhn", "cifar10", "cifar100"}

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
+from conftest import CONF_DIR
 
 from transferlab.errors import ConfigError
 from transferlab.models import (
     INIT_CHOICES,
     create_model,
     extract_features,
-    freeze_stages,
+    freeze_groups,
     keep_frozen_in_eval,
-    num_stages,
+    num_depth_groups,
     validate_model,
 )
 
-PRESETS = sorted((Path(__file__).resolve().parents[1] / "conf" / "model").glob("*.yaml"))
+PRESETS = sorted((CONF_DIR / "model").glob("*.yaml"))
 
 
 def test_unknown_model_lists_close_matches_on_one_line():
@@ -54,7 +53,11 @@ def test_presets_build_and_run_at_small_sizes(preset, size):
     kwargs = spec["kwargs"] or {}
     model, info = create_model(spec["name"], num_classes=7, in_chans=1, image_size=size, **kwargs)
     assert info["init"] == "scratch" and info["head_reset"] is None
-    assert info["num_stages"] == num_stages(model) == validate_model(spec["name"], **kwargs)
+    assert (
+        info["num_depth_groups"]
+        == num_depth_groups(model)
+        == validate_model(spec["name"], **kwargs)
+    )
     with torch.no_grad():
         assert model.eval()(torch.rand(2, 1, size, size)).shape == (2, 7)
 
@@ -69,7 +72,7 @@ def test_image_size_reaches_only_models_that_take_it():
 
 def test_extract_features_shapes_and_modes():
     model, _ = create_model("test_resnet", num_classes=4, in_chans=3, image_size=16)
-    frozen = freeze_stages(model, 2)
+    frozen = freeze_groups(model, 2)
     model.train()
     keep_frozen_in_eval(frozen)
     images = torch.randint(0, 256, (10, 3, 16, 16), dtype=torch.uint8)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from wandb_files import summarize
+from helpers.wandb_files import summarize
 
 from transferlab.models import load_checkpoint
-from transferlab.store import ResultsStore
-from transferlab.training import train
+from transferlab.store import RECORD_SCHEMA, ResultsStore
+from transferlab.training.run import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_default_run_trains_source_then_target(finetune):
     best = record["best_epoch"]
     assert record["metrics"]["val"]["acc"] == max(row["acc"] for row in record["val_curve"])
     assert record["val_curve"][best]["acc"] == record["metrics"]["val"]["acc"]
-    assert record["num_stages"] == 6 and record["freeze_depth"] == 0
+    assert record["num_depth_groups"] == 6 and record["freeze_depth"] == 0
 
 
 def test_source_checkpoint_is_shared_and_loadable(finetune):
@@ -82,7 +82,7 @@ def test_records_follow_documented_schema(finetune):
     for record in _records(results, "e2e"):
         missing = documented - set(record)
         assert not missing, f"record lacks documented fields {missing}"
-        assert record["schema"] == 1
+        assert record["schema"] == RECORD_SCHEMA
         assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"][
             "torch"
         ].startswith(torch.__version__.split("+")[0])

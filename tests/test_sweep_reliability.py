@@ -24,8 +24,7 @@ import torch
 from conftest import CONF_DIR, FAST
 
 from transferlab.models import load_checkpoint
-from transferlab.store import read_record, run_id
-from transferlab.training.stages import source_stage_config, target_stage_config
+from transferlab.store import read_record, run_id, stage_config
 
 pytestmark = pytest.mark.slow
 
@@ -103,8 +102,8 @@ def _expected_ids(*extra: str, grid: dict | None = None) -> tuple[dict, dict]:
         for point in _points(grid):
             overrides = _args(Path("/unused"), "unused", *extra, *point, grid={})
             cfg = compose(config_name="config", overrides=overrides)
-            source = run_id(source_stage_config(cfg)) if cfg.init == "source" else None
-            targets[tuple(point)] = run_id(target_stage_config(cfg, source))
+            source = run_id(stage_config(cfg, "source")) if cfg.init == "source" else None
+            targets[tuple(point)] = run_id(stage_config(cfg, "target", source))
             sources[tuple(point)] = source
     return targets, sources
 

@@ -3,7 +3,7 @@ significance, learning curves and freeze-depth profiles, domain shift, transfera
 estimators, and a report folder (locally and on W&B). Entry point: `analyze`.
 """
 
-from transferlab.analysis.pipeline import analyze, analyze_frame
+from transferlab.analysis.pipeline import AnalysisSettings, analyze, analyze_frame
 from transferlab.analysis.records import load_records
 
-__all__ = ["analyze", "analyze_frame", "load_records"]
+__all__ = ["AnalysisSettings", "analyze", "analyze_frame", "load_records"]

@@ -1,42 +1,25 @@
-"""The cell table: per (model, source, target, target size, freeze depth), fine-tuned against
-the scratch baseline, paired by seed, with hyper-parameters chosen on validation per arm.
+"""The cell table: every fine-tuned arm against the scratch arm of its target setting, paired
+by seed, with the swept optimisation settings chosen per arm on validation (see
+analysis.keys for what a setting, an arm and a cell are, and analysis.selection for the rule).
 
-An *arm* is one way of training on one target setting: scratch (per model, target, target
-size) or fine-tuning from one source at one freeze depth. Within an arm the swept
-optimisation settings (HPARAMS) are chosen by mean validation accuracy over seeds, never on
-test; only configurations with the fewest diverged runs are eligible, so a learning rate that
-diverged on some seeds cannot win on the survivors (failed runs, an infrastructure matter, do
-not count against a configuration).
+Records that would make a cell ambiguous are set aside and listed, never resolved silently: two
+records of one arm, configuration and seed with different run ids are a *conflict* (neither
+enters a number); the same run recorded twice is a *duplicate* (the later record counts).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from transferlab.analysis.keys import ARM, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
+from transferlab.analysis.selection import DEFAULT_RULE, BestMeanValidation
 from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, paired_tests
 
-#: Swept optimisation settings chosen per arm on validation.
-HPARAMS = ("lr", "weight_decay", "batch_size", "epochs")
-#: Keys of a target setting shared by both arms (the baseline is matched on these).
-SETTING = ["study", "model", "target", "target_size"]
-#: Keys of an arm / of a cell.
-ARM = [*SETTING, "source", "freeze_depth"]
-CELL = ARM
-SCRATCH = "scratch"
-FLAGS = (
-    "negative",
-    "positive",
-    "inconclusive",
-    "too-few-seeds",
-    "single-seed",
-    "missing-baseline",
-    "no-paired-seeds",
-    "no-completed-runs",
-)
-STATUS_COUNTS = ("completed", "failed", "diverged")
+_ABSENT = "<unset>"
 
 
 @dataclass
@@ -45,8 +28,8 @@ class CellAnalysis:
 
     cells: one row per cell; pairs: one row per (cell, seed) pair of selected runs;
     selected: the selected runs of every arm (scratch included); selection: every
-    configuration considered per arm with its validation score; problems: failed and
-    diverged runs.
+    configuration considered per arm with its validation score; problems: failed, diverged,
+    duplicate and conflicting runs.
     """
 
     cells: pd.DataFrame
@@ -56,11 +39,34 @@ class CellAnalysis:
     problems: pd.DataFrame
 
 
+def _show(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def variant_labels(keys: pd.Series) -> pd.Series:
+    """Readable labels of canonical settings strings: only the settings that vary among them,
+    e.g. ``optimizer._target_=torch.optim.SGD``; empty where nothing varies."""
+    parsed = {u: (json.loads(u) if u else {}) for u in keys.dropna().unique()}
+    names = sorted(set().union(*parsed.values())) if parsed else []
+    varying = [k for k in names if len({_show(d.get(k, _ABSENT)) for d in parsed.values()}) > 1]
+    labels = {
+        u: "; ".join(f"{k}={_show(d.get(k, _ABSENT))}" for k in varying) for u, d in parsed.items()
+    }
+    return keys.map(labels).fillna("")
+
+
 def target_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """Target-stage runs with an arm name in ``source`` (scratch for the baseline)."""
+    """Target-stage runs with their arm: `source` names it (scratch for the baseline), and
+    `variant` / `source_variant` hold the other settings that vary in their study."""
     runs = df[df["stage"].eq("target") & df["init"].notna()].copy()
-    runs.loc[runs["init"].eq("scratch"), ["source", "freeze_depth"]] = [SCRATCH, 0]
+    runs.loc[runs["init"].eq(SCRATCH), "source"] = SCRATCH
     runs["source"] = runs["source"].fillna("unknown source")
+    runs["variant"] = ""
+    runs["source_variant"] = ""
+    for _, study in runs.groupby("study", sort=False):
+        runs.loc[study.index, "variant"] = variant_labels(study["variant_key"])
+        ft = study[~study["source"].eq(SCRATCH)]
+        runs.loc[ft.index, "source_variant"] = variant_labels(ft["source_variant_key"])
     return runs
 
 
@@ -75,33 +81,47 @@ def _status_counts(runs: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index()
 
 
-def select_hparams(runs: pd.DataFrame, hparams: tuple[str, ...] = HPARAMS) -> pd.DataFrame:
-    """Every configuration of every arm with its mean validation accuracy over completed seeds,
-    its completed and diverged counts, and `chosen` (the one selected for the arm)."""
-    keys = ARM + list(hparams)
-    runs = runs.assign(
-        _done=runs["status"].eq("completed"), _diverged=runs["status"].eq("diverged")
+def set_aside(runs: pd.DataFrame, hparams: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs that count, runs set aside with a reason): conflicts and duplicates."""
+    key = ARM + list(hparams) + ["seed"]
+    done = runs["status"].eq("completed")
+    ids = runs[done].groupby(key, dropna=False)["run_id"].transform("nunique")
+    conflict = pd.Series(False, index=runs.index)
+    conflict[ids.index] = ids.gt(1)
+    conflicts = runs[conflict].assign(
+        status="conflict",
+        error="another completed record has the same cell, settings and seed but another run "
+        "id; neither enters a number",
     )
-    runs = runs.assign(
-        _val=runs["val_acc"].where(runs["_done"]), _seed=runs["seed"].where(runs["_done"])
+    runs = runs[~conflict]
+    # completed runs last, then by finish time: "the later record" prefers a completed one
+    order = runs.assign(_done=runs["status"].eq("completed"))
+    runs = runs.loc[order.sort_values(["_done", "finished_at"], kind="stable").index]
+    repeated = runs.duplicated(key, keep="last")
+    duplicates = runs[repeated].assign(
+        status="duplicate",
+        error="a later record has the same cell, settings and seed; that one is used",
     )
-    table = (
-        runs.groupby(keys, dropna=False, sort=True)
-        .agg(
-            val_acc=("_val", "mean"), n_seeds=("_seed", "nunique"), n_diverged=("_diverged", "sum")
+    return runs[~repeated], pd.concat([conflicts, duplicates])
+
+
+def _pairs(selected: pd.DataFrame, hparams: tuple[str, ...]) -> pd.DataFrame:
+    """Selected fine-tuned runs joined with the selected scratch run of their setting and seed."""
+    cols = [*ARM, "seed", "test_acc", "val_acc", "val_curve", *hparams, "run_id"]
+    is_scratch = selected["source"].eq(SCRATCH)
+    ft = selected.loc[~is_scratch, cols]
+    sc = selected.loc[is_scratch, cols].drop(columns=["source", "freeze_depth", "source_variant"])
+    return (
+        ft.add_prefix("ft_")
+        .rename(columns={f"ft_{k}": k for k in [*ARM, "seed"]})
+        .merge(
+            sc.add_prefix("scratch_").rename(
+                columns={f"scratch_{k}": k for k in [*SETTING, "seed"]}
+            ),
+            on=[*SETTING, "seed"],
+            how="inner",
         )
-        .reset_index()
     )
-    table["chosen"] = False
-    if table.empty:
-        return table
-    fewest = table.groupby(ARM, dropna=False)["n_diverged"].transform("min")
-    eligible = table[table["n_diverged"].eq(fewest) & table["val_acc"].notna()]
-    best = (
-        eligible.sort_values("val_acc", ascending=False, kind="stable").drop_duplicates(ARM).index
-    )
-    table.loc[best, "chosen"] = True
-    return table
 
 
 def _cell_stats(pairs: pd.DataFrame, test: str, confidence: float) -> pd.DataFrame:
@@ -180,59 +200,24 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
     return "inconclusive", reason
 
 
-def build_cells(
-    df: pd.DataFrame,
-    *,
-    correction: str = "bh",
-    alpha: float = 0.05,
-    test: str = "auto",
-    confidence: float = CONFIDENCE,
-    hparams: tuple[str, ...] = HPARAMS,
-) -> CellAnalysis:
-    """Compare every fine-tuned cell with its scratch baseline (see the module docstring)."""
-    runs = target_runs(df)
-    hparams = tuple(h for h in hparams if h in runs.columns)
-    # completed runs last, then by finish time: "the later record" prefers a completed one
-    order = runs.assign(_done=runs["status"].eq("completed"))
-    runs = runs.loc[order.sort_values(["_done", "finished_at"], kind="stable").index]
-    # two records of one arm, configuration and seed (a setting outside HPARAMS varied, or two
-    # studies merged): the later one counts, the other is listed as a duplicate
-    duplicated = runs.duplicated(ARM + list(hparams) + ["seed"], keep="last")
-    duplicates = runs[duplicated].assign(
-        status="duplicate",
-        error="a later record has the same cell, settings and seed; that one is used",
-    )
-    runs = runs[~duplicated]
-    done = runs[runs["status"].eq("completed")]
-    selection = select_hparams(runs, hparams)
-    chosen = selection.loc[selection["chosen"], ARM + list(hparams)]
-    selected = done.merge(chosen, on=ARM + list(hparams), how="inner")
-
+def _cells(
+    runs: pd.DataFrame,
+    ft: pd.DataFrame,
+    sc: pd.DataFrame,
+    stats: pd.DataFrame,
+    hparams: tuple[str, ...],
+) -> pd.DataFrame:
+    """One row per fine-tuned arm: status counts of both arms, the paired statistics and the
+    hyper-parameters each arm chose."""
     counts = _status_counts(runs)
     is_scratch = counts["source"].eq(SCRATCH)
     ft_counts = counts[~is_scratch].rename(columns={s: f"ft_{s}" for s in STATUS_COUNTS})
-    sc_counts = counts[is_scratch].drop(columns=["source", "freeze_depth"])
+    sc_counts = counts[is_scratch].drop(columns=["source", "freeze_depth", "source_variant"])
     sc_counts = sc_counts.rename(columns={s: f"scratch_{s}" for s in STATUS_COUNTS})
-
-    cols = [*ARM, "seed", "test_acc", "val_acc", "val_curve", *hparams, "run_id"]
-    ft = selected.loc[~selected["source"].eq(SCRATCH), cols]
-    sc = selected.loc[selected["source"].eq(SCRATCH), cols].drop(columns=["source", "freeze_depth"])
-    pairs = (
-        ft.add_prefix("ft_")
-        .rename(columns={f"ft_{k}": k for k in [*ARM, "seed"]})
-        .merge(
-            sc.add_prefix("scratch_").rename(
-                columns={f"scratch_{k}": k for k in [*SETTING, "seed"]}
-            ),
-            on=[*SETTING, "seed"],
-            how="inner",
-        )
-    )
-
     cells = ft_counts.merge(sc_counts, on=SETTING, how="left")
     for s in STATUS_COUNTS:
         cells[f"scratch_{s}"] = cells[f"scratch_{s}"].fillna(0).astype(int)
-    cells = cells.merge(_cell_stats(pairs, test, confidence), on=ARM, how="left")
+    cells = cells.merge(stats, on=ARM, how="left")
     cells["n_pairs"] = cells["n_pairs"].fillna(0).astype(int)
     cells["min_p"] = cells["min_p"].fillna(1.0)
     cells["note"] = cells["note"].fillna("")
@@ -246,9 +231,14 @@ def build_cells(
     cells[["ft_seeds", "scratch_seeds"]] = (
         cells[["ft_seeds", "scratch_seeds"]].fillna(0).astype(int)
     )
+    return cells
 
-    # the family is one study's tested cells; min_q is the q each cell would get if every test
-    # of the family reached its smallest attainable p
+
+def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
+    """Corrected q per study (the family), NTG, and a flag with its reason per cell.
+
+    min_q is the q each cell would get if every test of the family reached its smallest
+    attainable p."""
     cells["q"] = np.nan
     cells["min_q"] = np.nan
     for _, family in cells[cells["n_pairs"].ge(2)].groupby("study", sort=False):
@@ -261,11 +251,42 @@ def build_cells(
     cells["flag"] = [f for f, _ in flags]
     cells["reason"] = [r or n for (_, r), n in zip(flags, cells["note"])]
     cells["correction"] = correction
-    cells = cells.sort_values(ARM, kind="stable", na_position="last").reset_index(drop=True)
+    return cells
 
+
+def build_cells(
+    df: pd.DataFrame,
+    *,
+    correction: str = "bh",
+    alpha: float = 0.05,
+    test: str = "auto",
+    confidence: float = CONFIDENCE,
+    hparams: tuple[str, ...] = HPARAMS,
+    rule: BestMeanValidation = DEFAULT_RULE,
+) -> CellAnalysis:
+    """Compare every fine-tuned arm with its scratch baseline (see the module docstring)."""
+    runs = target_runs(df)
+    hparams = tuple(h for h in hparams if h in runs.columns)
+    runs, aside = set_aside(runs, hparams)
+    selection = rule.select(runs, hparams)
+    chosen = selection.loc[selection["chosen"], ARM + list(hparams)]
+    done = runs[runs["status"].eq("completed")]
+    selected = done.merge(chosen, on=ARM + list(hparams), how="inner")
+    pairs = _pairs(selected, hparams)
+    is_scratch = selected["source"].eq(SCRATCH)
+    cells = _cells(
+        runs,
+        selected[~is_scratch],
+        selected[is_scratch],
+        _cell_stats(pairs, test, confidence),
+        hparams,
+    )
+    cells = _judge(cells, correction, alpha)
+    cells["selection"] = rule.name
+    cells = cells.sort_values(ARM, kind="stable", na_position="last").reset_index(drop=True)
     problem_cols = [*ARM, "seed", *hparams, "status", "error", "run_id"]
     problems = pd.concat(
-        [runs.loc[~runs["status"].eq("completed"), problem_cols], duplicates[problem_cols]]
+        [runs.loc[~runs["status"].eq("completed"), problem_cols], aside[problem_cols]]
     )
     return CellAnalysis(
         cells=cells,

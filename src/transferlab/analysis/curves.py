@@ -9,11 +9,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis.cells import SCRATCH, SETTING
+from transferlab.analysis.keys import CURVE, SCRATCH, SETTING
 from transferlab.analysis.stats import CONFIDENCE, grouped_mean_ci
 
-#: Keys of one learning curve (an arm without its target size).
-CURVE = ["study", "model", "target", "source", "freeze_depth"]
 #: Share of the scratch run's final validation accuracy that counts as "converged".
 CONVERGENCE_FRACTION = 0.95
 
@@ -115,10 +113,11 @@ def effective_data(curves: pd.DataFrame) -> pd.DataFrame:
     """Effective data transferred per fine-tuned arm and size: D_E (scratch examples that match
     the fine-tuned accuracy), D_T = D_E - D_F and D_E / D_F."""
     scratch = curves[curves["source"].eq(SCRATCH)]
-    lookup = {key: g for key, g in scratch.groupby(["study", "model", "target"], dropna=False)}
+    curve_of = ["study", "model", "target", "variant"]
+    lookup = {key: g for key, g in scratch.groupby(curve_of, dropna=False)}
     rows = []
     for row in curves[~curves["source"].eq(SCRATCH)].itertuples(index=False):
-        sc = lookup.get((row.study, row.model, row.target))
+        sc = lookup.get(tuple(getattr(row, k) for k in curve_of))
         if sc is None:
             d_e, note = math.nan, "no scratch curve"
         else:
@@ -144,7 +143,7 @@ def best_depths(curves: pd.DataFrame) -> pd.DataFrame:
     """Per (source, target size), the freeze depth with the best mean validation accuracy (never
     test), with its test accuracy and the depths compared."""
     ft = curves[~curves["source"].eq(SCRATCH)].dropna(subset=["val_acc"])
-    keys = ["study", "model", "target", "source", "target_size"]
+    keys = [c for c in CURVE if c != "freeze_depth"] + ["target_size"]
     cols = [*keys, "best_depth", "val_acc", "test_acc", "depths"]
     if ft.empty:
         return pd.DataFrame(columns=cols)

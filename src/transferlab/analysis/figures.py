@@ -15,10 +15,10 @@ import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from transferlab.analysis.cells import SCRATCH
 from transferlab.analysis.estimators import ESTIMATORS
+from transferlab.analysis.keys import PAIR, SCRATCH
 from transferlab.analysis.relation import pair_gains
-from transferlab.analysis.shift import PAIR
+from transferlab.analysis.tables import size_label
 
 DPI = 110
 PANEL = (3.6, 3.0)
@@ -39,15 +39,6 @@ def slug(*parts: object) -> str:
     """A file-name-safe name from parts."""
     text = "_".join(str(p) for p in parts if p is not None and str(p) != "")
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")[:150] or "figure"
-
-
-def size_label(size: object) -> str:
-    """A target size for display; missing means the whole training pool."""
-    return (
-        "all"
-        if size is None or (isinstance(size, float) and math.isnan(size)) or size is pd.NA
-        else str(int(size))
-    )
 
 
 def _grid(n: int) -> tuple[Figure, list]:

@@ -6,6 +6,7 @@ record table; `analyze` loads a study (or results root), computes, and writes th
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +28,53 @@ MIN_EXAMPLES = 4
 REPORT_FOLDER = "analysis"
 
 
-def check_settings(correction: str, alpha: float, test: str) -> None:
-    """Raise ConfigError (one line) for a bad correction, alpha or test."""
-    if correction not in CORRECTIONS:
-        raise choice_error("correction", correction, CORRECTIONS)
-    if test not in TESTS:
-        raise choice_error("test", test, TESTS)
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """How the analysis judges cells and what it computes (the report lists every value)."""
+
+    correction: str = "bh"  # multiple-comparison control across a study's cells: bh | holm
+    alpha: float = DEFAULT_ALPHA  # significance level after correction
+    test: str = "auto"  # paired test: auto (Wilcoxon from 6 pairs, t below) | t | wilcoxon
+    confidence: float = CONFIDENCE  # level of every interval
+    n_resamples: int = BOOTSTRAP_RESAMPLES  # bootstrap resamples of the summary intervals
+    convergence_fraction: float = cv.CONVERGENCE_FRACTION  # share of scratch's final val acc
+    seed: int = 0  # seed of bootstraps and of the examples sampled for distances
+    shift: bool = True  # domain distances and transferability estimators (the slow part)
+    figures: bool = True  # PNG figures in the report folder
+    max_examples: int = DEFAULT_MAX_EXAMPLES  # examples per dataset for distances
+
+    def check(self) -> None:
+        """Raise ConfigError (one line) for a bad correction, alpha, test or sample size."""
+        if self.correction not in CORRECTIONS:
+            raise choice_error("correction", self.correction, CORRECTIONS)
+        if self.test not in TESTS:
+            raise choice_error("test", self.test, TESTS)
+        if not 0.0 < self.alpha < 1.0:
+            raise ConfigError(f"alpha must lie strictly between 0 and 1, got {self.alpha!r}")
+        if self.max_examples < MIN_EXAMPLES:
+            raise ConfigError(
+                f"max_examples must be at least {MIN_EXAMPLES}, got {self.max_examples!r}"
+            )
+
+
+def _settings(settings: AnalysisSettings | None, overrides: dict[str, Any]) -> AnalysisSettings:
+    settings = replace(settings or AnalysisSettings(), **overrides)
+    settings.check()
+    return settings
 
 
 def analyze_frame(
-    df: pd.DataFrame,
-    *,
-    correction: str = "bh",
-    alpha: float = DEFAULT_ALPHA,
-    test: str = "auto",
-    confidence: float = CONFIDENCE,
-    n_resamples: int = BOOTSTRAP_RESAMPLES,
-    convergence_fraction: float = cv.CONVERGENCE_FRACTION,
-    seed: int = 0,
+    df: pd.DataFrame, settings: AnalysisSettings | None = None, **overrides: Any
 ) -> dict[str, Any]:
-    """Every comparison table from a tidy record table (see `load_records`); no I/O."""
-    check_settings(correction, alpha, test)
-    analysis = build_cells(df, correction=correction, alpha=alpha, test=test, confidence=confidence)
-    curves = cv.learning_curves(analysis.selected, confidence)
+    """Every comparison table from a tidy record table (see `load_records`); no I/O.
+
+    `overrides` replace fields of `settings` (e.g. ``analyze_frame(df, n_resamples=100)``).
+    """
+    s = _settings(settings, overrides)
+    analysis = build_cells(
+        df, correction=s.correction, alpha=s.alpha, test=s.test, confidence=s.confidence
+    )
+    curves = cv.learning_curves(analysis.selected, s.confidence)
     return {
         "cells": analysis.cells,
         "pairs": analysis.pairs,
@@ -60,24 +83,16 @@ def analyze_frame(
         "summary": source_summaries(
             analysis.pairs,
             analysis.cells,
-            confidence=confidence,
-            n_resamples=n_resamples,
-            seed=seed,
+            confidence=s.confidence,
+            n_resamples=s.n_resamples,
+            seed=s.seed,
         ),
         "curves": curves,
         "crossings": cv.gain_crossings(analysis.cells, curves),
         "effective_data": cv.effective_data(curves),
         "best_depth": cv.best_depths(curves),
-        "convergence": cv.convergence(analysis.pairs, convergence_fraction, confidence),
-        "settings": {
-            "correction": correction,
-            "alpha": alpha,
-            "test": test,
-            "confidence": confidence,
-            "n_resamples": n_resamples,
-            "convergence_fraction": convergence_fraction,
-            "seed": seed,
-        },
+        "convergence": cv.convergence(analysis.pairs, s.convergence_fraction, s.confidence),
+        "settings": asdict(s),
     }
 
 
@@ -91,78 +106,65 @@ def _counts(df: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def shift_tables(
+    df: pd.DataFrame,
+    results: dict[str, Any],
+    s: AnalysisSettings,
+    backend: Backend | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Domain distances and estimators, and how they relate to the realised transfer."""
+    intervals = {"confidence": s.confidence, "n_resamples": s.n_resamples, "seed": s.seed}
+    shift_df, est = analyze_shift(
+        df,
+        results_root=df.attrs["results_root"],
+        backend=backend,
+        cache_dir=cache_dir,
+        max_examples=s.max_examples,
+        seed=s.seed,
+    )
+    joined, agreement = estimator_agreement(est, results["curves"], **intervals)
+    return {
+        "shift": shift_df,
+        "estimators": est,
+        "estimator_accuracy": joined,
+        "shift_gain": shift_vs_gain(shift_df, results["cells"], **intervals),
+        "estimator_agreement": agreement,
+    }
+
+
 def analyze(
     path: str | Path,
     out_dir: str | Path | None = None,
+    settings: AnalysisSettings | None = None,
     *,
-    correction: str = "bh",
-    alpha: float = DEFAULT_ALPHA,
-    shift: bool = True,
     wandb: bool = False,
-    test: str = "auto",
-    confidence: float = CONFIDENCE,
-    n_resamples: int = BOOTSTRAP_RESAMPLES,
-    figures: bool = True,
     backend: Backend | None = None,
     cache_dir: str | Path | None = None,
-    max_examples: int = DEFAULT_MAX_EXAMPLES,
-    seed: int = 0,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Analyse a study folder (or every study of a results root) and write the report folder
     (default <path>/analysis): report.md, CSV tables, figures, cells.tex; returns the tables.
 
-    ``shift`` computes distances and estimators from data and source checkpoints (slow part);
-    ``wandb`` also logs the tables and figures as an analysis run in the study's W&B group.
+    ``wandb`` also logs the tables and figures as an analysis run in the study's W&B group;
+    ``backend`` and ``cache_dir`` say where shift data and features come from and are kept.
     """
-    check_settings(correction, alpha, test)
-    if max_examples < MIN_EXAMPLES:
-        raise ConfigError(f"max_examples must be at least {MIN_EXAMPLES}, got {max_examples!r}")
+    s = _settings(settings, overrides)
     started = time.perf_counter()
     df = load_records(path)
     loaded = time.perf_counter()
-    results = analyze_frame(
-        df,
-        correction=correction,
-        alpha=alpha,
-        test=test,
-        confidence=confidence,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
+    results = analyze_frame(df, s)
     results["records"] = df
     results["unreadable"] = pd.DataFrame(df.attrs.get("unreadable", []), columns=["path", "reason"])
     results["counts"] = _counts(df)
     results["path"] = str(Path(path).resolve())
-    if shift:
-        shift_df, est = analyze_shift(
-            df,
-            results_root=df.attrs["results_root"],
-            backend=backend,
-            cache_dir=cache_dir,
-            max_examples=max_examples,
-            seed=seed,
-        )
-        joined, agreement = estimator_agreement(
-            est, results["curves"], confidence=confidence, n_resamples=n_resamples, seed=seed
-        )
-        results.update(
-            shift=shift_df,
-            estimators=est,
-            estimator_accuracy=joined,
-            shift_gain=shift_vs_gain(
-                shift_df,
-                results["cells"],
-                confidence=confidence,
-                n_resamples=n_resamples,
-                seed=seed,
-            ),
-            estimator_agreement=agreement,
-        )
+    if s.shift:
+        results.update(shift_tables(df, results, s, backend, cache_dir))
     results["timing"] = {"load_s": loaded - started, "analyse_s": time.perf_counter() - loaded}
     out = Path(out_dir) if out_dir is not None else Path(path) / REPORT_FOLDER
     from transferlab.analysis.report import write_report
 
-    results["files"] = write_report(results, out, figures=figures)
+    results["files"] = write_report(results, out, figures=s.figures)
     if wandb:
         from transferlab.analysis.wandb_log import log_analysis
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,19 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transferlab._helpers import atomic_write
+from transferlab.analysis.keys import SCRATCH, split_identity
+from transferlab.store.schema import RECORD_SCHEMA, REQUIRED_FIELDS, STATUSES
+
 #: Below this many files the records are parsed in-process (a process pool costs more).
 PARALLEL_MIN_FILES = 4000
 #: Files handed to one worker task.
 CHUNK_FILES = 2000
-#: Statuses a record may have; anything else makes the file unreadable.
-STATUSES = ("completed", "diverged", "failed")
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
-#: Record fields that must be present for a file to count as a record.
-REQUIRED_FIELDS = ("run_id", "study", "stage", "status")
-
 #: Version of the on-disk table cache (bump when COLUMNS or flattening change).
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -41,11 +39,14 @@ COLUMNS = (
     "error",
     "init",
     "model",
-    "num_stages",
+    "num_depth_groups",
     "freeze_depth",
     "source",
     "target",
     "target_size",
+    "source_size",
+    "variant_key",
+    "source_variant_key",
     "train_examples",
     "num_classes",
     "lr",
@@ -123,13 +124,29 @@ def _name(part: Any) -> Any:
     return None
 
 
+def _canonical(settings: Mapping[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
-    """One tidy row from a record: nested fields flattened, missing ones None/NaN."""
+    """One tidy row from a record: nested fields flattened, missing ones None/NaN.
+
+    The identity settings that may vary within a cell's key become two canonical strings
+    (`variant_key`, `source_variant_key`; see analysis.keys).
+    """
+    if record.get("schema") != RECORD_SCHEMA:
+        raise ValueError(
+            f"schema {record.get('schema')} record: made before run identities covered every "
+            f"setting (this analysis reads schema {RECORD_SCHEMA}); re-run it"
+        )
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
         raise ValueError(f"not a record (lacks {missing})")
     if record["status"] not in STATUSES:
         raise ValueError(f"unknown status {record['status']!r}")
+    if not isinstance(record["identity"], Mapping):
+        raise ValueError("identity is not an object")
+    shared, source_side = split_identity(dict(record["identity"]))
     metrics = record.get("metrics")
     curve = record.get("val_curve") or ()
     row = {
@@ -140,11 +157,14 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "error": record.get("error"),
         "init": record.get("init"),
         "model": record.get("model"),
-        "num_stages": record.get("num_stages"),
+        "num_depth_groups": record.get("num_depth_groups"),
         "freeze_depth": record.get("freeze_depth"),
         "source": _name(record.get("source")),
         "target": _name(record.get("target")),
         "target_size": record.get("target_size"),
+        "source_size": record.get("source_size"),
+        "variant_key": _canonical(shared),
+        "source_variant_key": _canonical(source_side) if source_side else "",
         "train_examples": record.get("train_examples"),
         "num_classes": record.get("num_classes"),
         "lr": record.get("lr"),
@@ -209,14 +229,15 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
     """The tidy table from flattened rows (`flatten_record` dicts, or tuples in COLUMNS order),
     with normalised dtypes.
 
-    Scratch runs get freeze depth 0 and source "scratch"; hub/file inits without a source
-    dataset are named by their init.
+    Scratch runs are named by the arm "scratch"; hub/file inits without a source dataset are
+    named by their init (records already carry freeze depth 0 for scratch).
     """
     df = pd.DataFrame(list(rows), columns=list(COLUMNS))
     for col in (
-        "num_stages",
+        "num_depth_groups",
         "freeze_depth",
         "target_size",
+        "source_size",
         "train_examples",
         "num_classes",
         "epochs",
@@ -228,9 +249,7 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     for col in ("lr", "weight_decay", "wall_time_s"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    scratch = df["init"].eq("scratch")
-    df.loc[scratch, "freeze_depth"] = 0
-    df.loc[scratch, "source"] = "scratch"
+    df.loc[df["init"].eq("scratch"), "source"] = SCRATCH
     unnamed = df["source"].isna() & df["init"].isin(["hub", "file"])
     df.loc[unnamed, "source"] = df.loc[unnamed, "init"]
     df["freeze_depth"] = df["freeze_depth"].fillna(0)
@@ -240,25 +259,31 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
 
 def _cache_path(root: Path, path: Path) -> Path:
     digest = hashlib.sha256(f"{CACHE_VERSION}|{path}".encode()).hexdigest()[:16]
-    return root / "cache" / "analysis" / f"records-{digest}.pkl"
+    return root / "cache" / "analysis" / f"records-{digest}.json"
 
 
 def _read_cache(path: Path) -> dict[str, Any] | None:
+    """The cached table, or None. JSON only: a file under a results folder (shared, copied,
+    downloaded) must never be able to run code when read."""
     try:
-        with open(path, "rb") as handle:
-            cached = pickle.load(handle)
-        return cached if cached.get("version") == CACHE_VERSION else None
+        cached = json.loads(path.read_text())
+        if not isinstance(cached, dict) or cached.get("version") != CACHE_VERSION:
+            return None
+        curve = COLUMNS.index("val_curve")
+        rows = {
+            p: tuple(r[:curve]) + (tuple(r[curve]),) + tuple(r[curve + 1 :])
+            for p, r in cached["rows"].items()
+        }
+        stamps = {p: tuple(v) for p, v in cached["stamps"].items()}
+        return {**cached, "rows": rows, "stamps": stamps}
     except Exception:  # a missing, torn or foreign cache is only a cache miss
         return None
 
 
 def _write_cache(path: Path, payload: dict[str, Any]) -> None:
+    text = json.dumps(payload)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
-            pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        atomic_write(path, lambda handle: handle.write(text.encode()))
     except OSError:  # a read-only results folder: no cache, same answer
         pass
 

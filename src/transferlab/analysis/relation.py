@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.analysis.cells import SCRATCH
 from transferlab.analysis.estimators import ESTIMATORS
-from transferlab.analysis.shift import PAIR, SHIFT_MEASURES
+from transferlab.analysis.keys import PAIR, SCRATCH
+from transferlab.analysis.shift import SHIFT_MEASURES
 from transferlab.analysis.stats import CORRELATION_KEYS, rank_correlations
 
 #: Columns of a rank-relation table (shift against gain; estimators share the tail).

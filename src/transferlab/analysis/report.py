@@ -10,8 +10,16 @@ import pandas as pd
 
 from transferlab.analysis import figures as fg
 from transferlab.analysis.estimators import ESTIMATORS
-from transferlab.analysis.shift import DISTANCES, PAIR, SHIFT_MEASURES
-from transferlab.analysis.tables import CELL_COLUMNS, fmt, latex_cells, markdown_table
+from transferlab.analysis.keys import PAIR
+from transferlab.analysis.selection import DEFAULT_RULE
+from transferlab.analysis.shift import DISTANCES, SHIFT_MEASURES
+from transferlab.analysis.tables import (
+    CELL_COLUMNS,
+    fmt,
+    latex_cells,
+    markdown_table,
+    size_label,
+)
 
 #: Cells listed by name in the findings.
 MAX_FINDINGS = 15
@@ -47,9 +55,10 @@ EMPTY = {
 
 
 def _cell_name(row: Any) -> str:
+    extra = "; ".join(v for v in (row.variant, row.source_variant) if v)
     return (
-        f"**{row.source} \u2192 {row.target}** ({row.model}, {fg.size_label(row.target_size)}"
-        f" target examples, freeze depth {row.freeze_depth})"
+        f"**{row.source} \u2192 {row.target}** ({row.model}, {size_label(row.target_size)}"
+        f" target examples, freeze depth {row.freeze_depth}{'; ' + extra if extra else ''})"
     )
 
 
@@ -68,13 +77,10 @@ def _listing(rows: pd.DataFrame, settings: dict[str, Any], what: str) -> list[st
     return lines
 
 
-def findings(results: dict[str, Any]) -> list[str]:
-    """The findings section: negative cells first, then positive, the untestable, summaries."""
-    cells, s = results["cells"], results["settings"]
+def _overview(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
+    """How many cells came out which way, and what each number means."""
+    out: list[str] = []
     conf = int(round(100 * s["confidence"]))
-    out = ["## Findings", ""]
-    if cells.empty:
-        return [*out, "No fine-tuned target run was found, so there is nothing to compare.", ""]
     counts = cells["flag"].value_counts()
     judged = ("negative", "positive", "inconclusive")
     untested = len(cells) - int(sum(counts.get(f, 0) for f in judged))
@@ -94,12 +100,24 @@ def findings(results: dict[str, Any]) -> list[str]:
         f"q = {s['correction'].upper() if s['correction'] == 'bh' else 'Holm'}-adjusted p._",
         "",
     ]
+    return out
+
+
+def _flagged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
+    """The cells flagged negative (first) and positive, strongest first."""
+    out: list[str] = []
     neg = cells[cells["flag"].eq("negative")].sort_values("gain")
     pos = cells[cells["flag"].eq("positive")].sort_values("gain", ascending=False)
     out += ["### Negative transfer", ""]
     out += _listing(neg, s, "negative") or ["No cell transfers negatively with significance."]
     out += ["", "### Positive transfer", ""]
     out += _listing(pos, s, "positive") or ["No cell transfers positively with significance."]
+    return out
+
+
+def _unjudged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
+    """Cells that cannot be judged, and why (no baseline, too few seeds, ...)."""
+    out: list[str] = []
     untestable = cells[~cells["flag"].isin(["negative", "positive", "inconclusive"])]
     out += ["", "### Cells that cannot be judged", ""]
     if untestable.empty:
@@ -116,12 +134,24 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"smallest attainable p, the corrected q would be at least "
             f"{tested['min_q'].min():.3g} >= {s['alpha']}. Run more seeds per cell."
         )
+    return out
+
+
+def _set_aside(results: dict[str, Any]) -> list[str]:
+    """Runs and files that enter no number: failed, diverged, conflicting, unreadable."""
+    out: list[str] = []
     problems = results["problems"]["status"].value_counts()
     failed, diverged = int(problems.get("failed", 0)), int(problems.get("diverged", 0))
     if failed or diverged:
         out.append(
             f"- {failed} failed and {diverged} diverged target runs enter no number "
             "(per cell in `cells.csv`, listed in `problems.csv`)."
+        )
+    if problems.get("conflict", 0):
+        out.append(
+            f"- **{int(problems['conflict'])} records conflict**: the same cell, settings and seed "
+            "under different run ids (settings outside the run identity, or records from "
+            "another version); none of them enters a number (listed in `problems.csv`)."
         )
     if problems.get("duplicate", 0):
         out.append(
@@ -134,6 +164,13 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"- {len(unreadable)} record files could not be read and were skipped "
             "(listed in `unreadable.csv`)."
         )
+    return out
+
+
+def _per_source(results: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """Per source: IQM gain and probability of improvement with intervals."""
+    out: list[str] = []
+    conf = int(round(100 * s["confidence"]))
     out += [
         "",
         "### Per source",
@@ -153,6 +190,12 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"[{fmt(r.p_improve_low)}, {fmt(r.p_improve_high)}]; {r.positive} positive "
             f"and {r.negative} negative of {r.cells} cells."
         )
+    return out
+
+
+def _crossings(results: dict[str, Any]) -> list[str]:
+    """Where a source's gain changes sign as the target grows."""
+    out: list[str] = []
     cross = results["crossings"].dropna(subset=["crossing_size"])
     if len(cross):
         out += ["", "### Where the gain changes sign", ""]
@@ -161,8 +204,18 @@ def findings(results: dict[str, Any]) -> list[str]:
                 f"- {r.source} \u2192 {r.target} ({r.model}, depth {r.freeze_depth}): "
                 f"{r.note}, near {r.crossing_size:.0f} examples."
             )
-    out += _shift_findings(results)
-    return [*out, ""]
+    return out
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The findings section: negative cells first, then positive, the untestable, summaries."""
+    cells, s = results["cells"], results["settings"]
+    out = ["## Findings", ""]
+    if cells.empty:
+        return [*out, "No fine-tuned target run was found, so there is nothing to compare.", ""]
+    out += _overview(cells, s) + _flagged(cells, s) + _unjudged(cells, s)
+    out += _set_aside(results) + _per_source(results, s) + _crossings(results)
+    return [*out, *_shift_findings(results), ""]
 
 
 def _shift_findings(results: dict[str, Any]) -> list[str]:
@@ -205,8 +258,8 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
     return out
 
 
-def _tables(results: dict[str, Any], figure_paths: list[Path], out: Path) -> list[str]:
-    s = results["settings"]
+def _cell_tables(results: dict[str, Any]) -> list[str]:
+    """The cells, the configurations chosen on validation and the per-source summary."""
     chosen = results["selection"]
     chosen = chosen[chosen["chosen"]] if len(chosen) else chosen
     parts = [
@@ -214,18 +267,29 @@ def _tables(results: dict[str, Any], figure_paths: list[Path], out: Path) -> lis
         "",
         "_One row per cell; gain/CI/p/q as above; flag = positive | negative | inconclusive | "
         "too-few-seeds | single-seed | missing-baseline | no-paired-seeds | no-completed-runs; "
-        "ft_lr / scratch_lr = learning rates chosen per arm on mean validation accuracy._",
+        "variant / source_variant = the other settings that vary in this study (shared by both "
+        "arms / of the source stage only; empty when nothing else varies); ft_lr / scratch_lr = "
+        "learning rates chosen per arm on validation by the rule in the `selection` column._",
         "",
         markdown_table(results["cells"], CELL_COLUMNS, csv_name="cells.csv"),
         "## Hyper-parameters chosen on validation",
         "",
-        "_Per arm, the configuration with the best mean validation accuracy over seeds among "
-        "those with the fewest diverged runs; test accuracy played no part._",
+        f"_Selection rule: {DEFAULT_RULE.name}. Per arm, the configuration with the best mean "
+        "validation accuracy over seeds among those with the fewest diverged runs; test "
+        "accuracy played no part._",
         "",
         markdown_table(chosen, csv_name="selection.csv"),
         "## Per-source summary",
         "",
         markdown_table(results["summary"], csv_name="summary.csv"),
+    ]
+    return parts
+
+
+def _curve_tables(results: dict[str, Any]) -> list[str]:
+    """Learning curves, effective data, best freeze depth and convergence."""
+    s = results["settings"]
+    return [
         "## Learning curves",
         "",
         "_test_acc = mean test accuracy over seeds at the chosen hyper-parameters, "
@@ -253,36 +317,46 @@ def _tables(results: dict[str, Any], figure_paths: list[Path], out: Path) -> lis
         "",
         markdown_table(results["convergence"], csv_name="convergence.csv"),
     ]
-    if "shift" in results:
-        parts += [
-            "## Domain shift",
-            "",
-            "_Per (source, target) pair, in pixel space and in the source model's feature space: "
-            "mmd2 = unbiased MMD^2 (RBF, median bandwidth) with permutation p mmd_p; proxy_a = "
-            "2(1 - 2 err) of a linear domain classifier on held-out data; frechet = Frechet "
-            "distance of Gaussian fits; otdd = OT dataset distance with Gaussian label costs "
-            "(Frechet and OTDD on at most 64 principal components)._",
-            "",
-            markdown_table(results["shift"], csv_name="shift.csv"),
-            "## Shift against gain",
-            "",
-            "_Rank correlation across pairs between each distance and the pair gain (mean gain "
-            "at full fine-tuning); intervals from a bootstrap over pairs._",
-            "",
-            markdown_table(results["shift_gain"], csv_name="shift_gain.csv"),
-            "## Transferability estimators",
-            "",
-            "_LogME, LEEP, NCE, H-score of the source model on the target training data before "
-            "fine-tuning (higher = more transferable)._",
-            "",
-            markdown_table(results["estimators"], csv_name="estimators.csv"),
-            "## Estimators against realised accuracy",
-            "",
-            "_Kendall tau (with p and bootstrap interval) and weighted tau between each score "
-            "and the fine-tuned test accuracy across sources._",
-            "",
-            markdown_table(results["estimator_agreement"], csv_name="estimator_agreement.csv"),
-        ]
+
+
+def _shift_tables(results: dict[str, Any]) -> list[str]:
+    """Domain shift, its relation to the gain, and the transferability estimators."""
+    if "shift" not in results:
+        return []
+    return [
+        "## Domain shift",
+        "",
+        "_Per (source, target) pair, in pixel space and in the source model's feature space: "
+        "mmd2 = unbiased MMD^2 (RBF, median bandwidth) with permutation p mmd_p; proxy_a = "
+        "2(1 - 2 err) of a linear domain classifier on held-out data; frechet = Frechet "
+        "distance of Gaussian fits; otdd = OT dataset distance with Gaussian label costs "
+        "(Frechet and OTDD on at most 64 principal components)._",
+        "",
+        markdown_table(results["shift"], csv_name="shift.csv"),
+        "## Shift against gain",
+        "",
+        "_Rank correlation across pairs between each distance and the pair gain (mean gain "
+        "at full fine-tuning); intervals from a bootstrap over pairs._",
+        "",
+        markdown_table(results["shift_gain"], csv_name="shift_gain.csv"),
+        "## Transferability estimators",
+        "",
+        "_LogME, LEEP, NCE, H-score of the source model on the target training data before "
+        "fine-tuning (higher = more transferable)._",
+        "",
+        markdown_table(results["estimators"], csv_name="estimators.csv"),
+        "## Estimators against realised accuracy",
+        "",
+        "_Kendall tau (with p and bootstrap interval) and weighted tau between each score "
+        "and the fine-tuned test accuracy across sources._",
+        "",
+        markdown_table(results["estimator_agreement"], csv_name="estimator_agreement.csv"),
+    ]
+
+
+def _tables(results: dict[str, Any], figure_paths: list[Path], out: Path) -> list[str]:
+    """Every table of report.md, then the figures."""
+    parts = _cell_tables(results) + _curve_tables(results) + _shift_tables(results)
     parts += [
         "## Failed and diverged runs",
         "",

@@ -18,8 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from transferlab._helpers import atomic_write, first_line
 from transferlab.analysis import distances as dist
 from transferlab.analysis.estimators import ESTIMATORS, all_estimators
+from transferlab.analysis.keys import PAIR
 
 #: Examples per dataset used for distances and estimators (both sides get the same number).
 DEFAULT_MAX_EXAMPLES = 500
@@ -27,9 +29,7 @@ DISTANCES = ("mmd2", "mmd_p", "proxy_a", "frechet", "otdd")
 #: Distances related to the gain (mmd_p is a test, not a distance).
 SHIFT_MEASURES = ("mmd2", "proxy_a", "frechet", "otdd")
 SPACES = ("pixel", "feature")
-PAIR = ["study", "model", "source", "target"]
 CACHE_VERSION = 1
-UINT8_MAX = 255.0
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,14 @@ class TorchBackend:
         """Features by extract_features; softmax of model(images / 255)."""
         import torch
 
+        from transferlab.data.image_ops import to_float
         from transferlab.models import extract_features, load_checkpoint_model
 
         model, _ = load_checkpoint_model(checkpoint)
         tensor = torch.from_numpy(np.ascontiguousarray(images))
         feats = extract_features(model, tensor).numpy()
         with torch.no_grad():
-            logits = model(tensor.float() / UINT8_MAX)
+            logits = model(to_float(tensor))
         return feats, torch.softmax(logits.float(), dim=1).numpy()
 
 
@@ -115,10 +116,7 @@ class OutputCache:
                 path.unlink(missing_ok=True)
         arrays = compute()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, **arrays)
-            tmp.replace(path)
+            atomic_write(path, lambda handle: np.savez(handle, **arrays))
         self.memory[key] = arrays
         return arrays
 
@@ -166,11 +164,6 @@ class ShiftContext:
         return self.cache.get(f"out-{key.hexdigest()[:24]}", compute)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
 def pair_distances(
     x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray, seed: int = 0
 ) -> dict[str, float]:
@@ -207,19 +200,66 @@ def _representatives(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _requests(record: Mapping[str, Any], max_examples: int, seed: int) -> tuple[DataRequest, ...]:
-    cfg = record.get("config") or {}
+    ident = record.get("identity") or {}
     common = {
-        "image_size": int(cfg.get("image_size") or record.get("image_size")),
-        "channels": int((cfg.get("data") or {}).get("channels", 3)),
+        "image_size": int(ident["image_size"]),
+        "channels": int(ident["channels"]),
         "split_seed": int(record.get("split_seed") or 0),
         "max_examples": max_examples,
         "seed": seed,
     }
-    source = (record.get("source") or {}).get("spec") or cfg.get("source")
-    target = (record.get("target") or {}).get("spec") or cfg.get("target")
+    source = (record.get("source") or {}).get("spec")
+    target = (record.get("target") or {}).get("spec")
     if source is None or target is None:
         raise ValueError("record lacks the source or target spec")
     return DataRequest(spec=source, **common), DataRequest(spec=target, **common)
+
+
+#: Columns of the shift table and of the estimator table.
+SHIFT_COLUMNS = [*PAIR, "space", "status", *DISTANCES, "n", "dim", "gaussian_dim", "bandwidth"]
+ESTIMATOR_COLUMNS = [*PAIR, "status", *ESTIMATORS, "n"]
+
+
+def _unavailable(exc: BaseException) -> dict[str, Any]:
+    return {"status": "unavailable", "reason": first_line(exc)}
+
+
+def _distances(x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray, seed: int) -> dict:
+    """`pair_distances` as a table row; degenerate data gives an `unavailable` row."""
+    try:
+        return {"status": "ok", "reason": "", **pair_distances(x, lx, y, ly, seed)}
+    except Exception as exc:  # degenerate data: report, never crash the analysis
+        return _unavailable(exc)
+
+
+def _pixel_distances(src: dict, tgt: dict, seed: int) -> dict[str, Any]:
+    """Distances between the two samples' pixels, scaled to [0, 1]."""
+    from transferlab.data.image_ops import PIXEL_MAX  # the one pixel scale (imports torch)
+
+    x = src["images"].reshape(len(src["images"]), -1) / PIXEL_MAX
+    y = tgt["images"].reshape(len(tgt["images"]), -1) / PIXEL_MAX
+    return _distances(x, src["labels"], y, tgt["labels"], seed)
+
+
+def _feature_rows(
+    ctx: ShiftContext, checkpoint: Path, requests: tuple, src: dict, tgt: dict
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(feature-space distance row, estimator row) of one pair under its source checkpoint."""
+    try:
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"source checkpoint {checkpoint} not found")
+        src_out, tgt_out = (ctx.outputs(checkpoint, r) for r in requests)
+    except Exception as exc:  # external model code: report, never crash the analysis
+        return _unavailable(exc), _unavailable(exc)
+    distances = _distances(
+        src_out["features"], src["labels"], tgt_out["features"], tgt["labels"], ctx.seed
+    )
+    try:
+        scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"])
+        estimators = {"status": "ok", "reason": "", "n": len(tgt["labels"]), **scores}
+    except Exception as exc:  # degenerate features: report
+        estimators = _unavailable(exc)
+    return distances, estimators
 
 
 def analyze_shift(
@@ -233,7 +273,7 @@ def analyze_shift(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Distances (shift table) and estimators (estimator table) for every (source, target) pair
     of the fine-tuned runs; features cached under ``cache_dir`` (default
-    <results root>/cache/features)."""
+    <results root>/cache/features). A pair that cannot be computed gets rows that say why."""
     root = Path(results_root)
     folder = Path(cache_dir) if cache_dir is not None else root / "cache" / "features"
     ctx = ShiftContext(backend or TorchBackend(), OutputCache(folder), root, max_examples, seed)
@@ -241,82 +281,25 @@ def analyze_shift(
     est_rows: list[dict[str, Any]] = []
     pixel_done: dict[tuple[str, str], dict[str, Any]] = {}
     for rep in _representatives(df).itertuples(index=False):
-        base = {k: getattr(rep, k) for k in PAIR}
-        base["checkpoint"] = rep.source_checkpoint
+        base = {**{k: getattr(rep, k) for k in PAIR}, "checkpoint": rep.source_checkpoint}
         try:
-            record = json.loads(Path(rep.path).read_text())
-            src_req, tgt_req = _requests(record, max_examples, seed)
-            src, tgt = ctx.data(src_req), ctx.data(tgt_req)
+            requests = _requests(json.loads(Path(rep.path).read_text()), max_examples, seed)
+            src, tgt = (ctx.data(r) for r in requests)
         except Exception as exc:  # external data code: report, never crash the analysis
-            for space in SPACES:
-                shift_rows.append(
-                    {**base, "space": space, "status": "unavailable", "reason": _first_line(exc)}
-                )
-            est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
+            shift_rows += [{**base, "space": space, **_unavailable(exc)} for space in SPACES]
+            est_rows.append({**base, **_unavailable(exc)})
             continue
-        pixel_key = (src_req.key(), tgt_req.key())
+        pixel_key = tuple(r.key() for r in requests)
         if pixel_key not in pixel_done:
-            try:
-                flat = (
-                    src["images"].reshape(len(src["images"]), -1) / UINT8_MAX,
-                    tgt["images"].reshape(len(tgt["images"]), -1) / UINT8_MAX,
-                )
-                pixel_done[pixel_key] = {
-                    "status": "ok",
-                    "reason": "",
-                    **pair_distances(flat[0], src["labels"], flat[1], tgt["labels"], seed),
-                }
-            except Exception as exc:  # degenerate data: report
-                pixel_done[pixel_key] = {"status": "unavailable", "reason": _first_line(exc)}
-        shift_rows.append({**base, "space": "pixel", **pixel_done[pixel_key]})
-        try:
-            checkpoint = root / str(rep.source_checkpoint)
-            if not checkpoint.exists():
-                raise FileNotFoundError(f"source checkpoint {checkpoint} not found")
-            src_out, tgt_out = ctx.outputs(checkpoint, src_req), ctx.outputs(checkpoint, tgt_req)
-        except Exception as exc:  # external model code: report, never crash the analysis
-            shift_rows.append(
-                {**base, "space": "feature", "status": "unavailable", "reason": _first_line(exc)}
-            )
-            est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
-            continue
-        try:
-            shift_rows.append(
-                {
-                    **base,
-                    "space": "feature",
-                    "status": "ok",
-                    "reason": "",
-                    **pair_distances(
-                        src_out["features"], src["labels"], tgt_out["features"], tgt["labels"], seed
-                    ),
-                }
-            )
-        except Exception as exc:  # degenerate features: report
-            shift_rows.append(
-                {**base, "space": "feature", "status": "unavailable", "reason": _first_line(exc)}
-            )
-        try:
-            scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"])
-            est_rows.append(
-                {**base, "status": "ok", "reason": "", "n": len(tgt["labels"]), **scores}
-            )
-        except Exception as exc:  # degenerate features: report
-            est_rows.append({**base, "status": "unavailable", "reason": _first_line(exc)})
-    shift_cols = [
-        *PAIR,
-        "space",
-        "status",
-        *DISTANCES,
-        "n",
-        "dim",
-        "gaussian_dim",
-        "bandwidth",
-        "checkpoint",
-        "reason",
-    ]
-    est_cols = [*PAIR, "status", *ESTIMATORS, "n", "checkpoint", "reason"]
+            pixel_done[pixel_key] = _pixel_distances(src, tgt, seed)
+        checkpoint = root / str(rep.source_checkpoint)
+        features, estimators = _feature_rows(ctx, checkpoint, requests, src, tgt)
+        shift_rows += [
+            {**base, "space": "pixel", **pixel_done[pixel_key]},
+            {**base, "space": "feature", **features},
+        ]
+        est_rows.append({**base, **estimators})
     return (
-        pd.DataFrame(shift_rows).reindex(columns=shift_cols),
-        pd.DataFrame(est_rows).reindex(columns=est_cols),
+        pd.DataFrame(shift_rows).reindex(columns=[*SHIFT_COLUMNS, "checkpoint", "reason"]),
+        pd.DataFrame(est_rows).reindex(columns=[*ESTIMATOR_COLUMNS, "checkpoint", "reason"]),
     )

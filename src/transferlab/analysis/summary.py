@@ -8,14 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from transferlab.analysis.keys import SOURCE_SUMMARY as SOURCE
 from transferlab.analysis.stats import (
     BOOTSTRAP_RESAMPLES,
     CONFIDENCE,
     probability_of_improvement,
     stratified_iqm,
 )
-
-SOURCE = ["study", "model", "source"]
 
 
 def source_summaries(

@@ -1,4 +1,5 @@
-"""Tables for people: GitHub markdown (report.md) and LaTeX (cells.tex)."""
+"""Tables for people: GitHub markdown (report.md) and LaTeX (cells.tex), and the formatting of
+single values that figures share. Imports no plotting code."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from transferlab.analysis.figures import size_label
 
 #: Rows of a table shown in report.md; the CSV always has them all.
 MAX_REPORT_ROWS = 60
@@ -22,6 +21,8 @@ CELL_COLUMNS = [
     "target",
     "target_size",
     "freeze_depth",
+    "variant",
+    "source_variant",
     "n_pairs",
     "gain",
     "ci_low",
@@ -34,6 +35,15 @@ CELL_COLUMNS = [
     "scratch_lr",
     "reason",
 ]
+
+
+def size_label(size: object) -> str:
+    """A target size for display; missing means the whole training pool."""
+    return (
+        "all"
+        if size is None or (isinstance(size, float) and math.isnan(size)) or size is pd.NA
+        else str(int(size))
+    )
 
 
 def fmt(value: Any) -> str:
@@ -69,6 +79,7 @@ def markdown_table(
 def latex_cells(cells: pd.DataFrame) -> str:
     """The cell table as a LaTeX tabular (booktabs)."""
     table = cells[[c for c in CELL_COLUMNS if c not in ("reason", "ntg")]].copy()
+    table = table.drop(columns=[c for c in ("variant", "source_variant") if not table[c].any()])
     table["target_size"] = table["target_size"].map(size_label)
     table["gain"] = [
         f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(g) else "--"

@@ -72,22 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not Path(args.path).expanduser().is_dir():
         print(f"transferlab-analyze: error: no such folder: {args.path}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from transferlab.analysis.pipeline import analyze
+    from transferlab.analysis.pipeline import AnalysisSettings, analyze
     from transferlab.analysis.records import RecordsPathError
 
     extra = {} if args.max_examples is None else {"max_examples": args.max_examples}
     try:
-        results = analyze(
-            args.path,
-            args.out,
+        settings = AnalysisSettings(
             correction=args.correction,
             alpha=args.alpha,
             test=args.test,
             shift=not args.no_shift,
-            wandb=args.wandb,
             figures=not args.no_figures,
             **extra,
         )
+        results = analyze(args.path, args.out, settings, wandb=args.wandb)
     except (RecordsPathError, ConfigError) as exc:
         print(f"transferlab-analyze: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

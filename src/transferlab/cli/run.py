@@ -1,11 +1,16 @@
-"""`transferlab-run`: the Hydra app. One run by default; a study with `-m`."""
+"""`transferlab-run`: the Hydra app. One run by default; a study with `-m`.
+
+The default configs ship with the package (`transferlab/conf`); a researcher's own presets and
+study recipes live in their own folder, added with Hydra's `--config-dir DIR` (or
+`hydra.searchpath=[file://DIR]`).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +20,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.errors import ConfigError
+from transferlab.training.run import train
 
 log = logging.getLogger("transferlab")
 
-CONF_DIR = Path(os.environ.get("TRANSFERLAB_CONF", Path(__file__).resolve().parents[3] / "conf"))
+#: The configs shipped with the package.
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 UID_LENGTH = 6
 EXIT_BAD_INPUT = 2
+_CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+_SEARCHPATH_KEY = "hydra.searchpath"
+_FILE_SCHEME = "file://"
 
 # Unique suffix for output folders: jobs started in the same second never share one.
 OmegaConf.register_new_resolver(
@@ -28,9 +38,36 @@ OmegaConf.register_new_resolver(
 )
 
 
-def _group_options(group: str) -> list[str]:
-    folder = CONF_DIR / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+def config_dirs(args: list[str]) -> list[Path]:
+    """The package's config folder and the user's (`--config-dir`, `hydra.searchpath`)."""
+    dirs = [CONF_DIR]
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in _CONFIG_DIR_FLAGS:
+            dirs.append(Path(value or (args[i + 1] if i + 1 < len(args) else "")))
+        if flag.lstrip("+") == _SEARCHPATH_KEY:
+            entries = value.strip("[]").split(",")
+            dirs += [
+                Path(e.strip()[len(_FILE_SCHEME) :])
+                for e in entries
+                if e.strip().startswith(_FILE_SCHEME)
+            ]
+    return dirs
+
+
+def _group_options(group: str, dirs: list[Path]) -> list[str]:
+    return sorted(
+        {p.stem for d in dirs if (d / group).is_dir() for p in (d / group).glob("*.yaml")}
+    )
+
+
+def _preset_overrides(args: list[str]) -> Iterator[tuple[str, str]]:
+    """(key, value) of every `group=value` argument on the command line."""
+    for arg in args:
+        if "=" not in arg or arg.startswith(("-", "hydra.", "hydra/")):
+            continue
+        key, value = arg.split("=", 1)
+        yield key.lstrip("+~"), value
 
 
 def check_group_overrides(args: list[str]) -> None:
@@ -39,13 +76,9 @@ def check_group_overrides(args: list[str]) -> None:
     Hydra's own message spans many lines; this check also covers every value of a sweep
     (`model=a,b`) before the first job starts.
     """
-    for arg in args:
-        if "=" not in arg or arg.startswith(("-", "hydra.", "hydra/")):
-            continue
-        key, value = arg.split("=", 1)
-        key = key.lstrip("+~")
-        group = key.split("@", 1)[0]
-        options = _group_options(group)
+    dirs = config_dirs(args)
+    for key, value in _preset_overrides(args):
+        options = _group_options(key.split("@", 1)[0], dirs)
         if not options or "(" in value:  # not a config group, or a sweep function
             continue
         for name in value.strip("[]").split(","):
@@ -62,11 +95,9 @@ def _is_multirun() -> bool:
         return False
 
 
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
-    from transferlab.training import train
-
     try:
         record = train(cfg)
     except ConfigError as exc:

@@ -35,9 +35,14 @@ def map_chunks(images: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor])
     return torch.cat([fn(chunk) for chunk in images.split(CHUNK_SIZE)])
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 -> float32 in [0, 1]."""
-    return images.float() / PIXEL_MAX
+def to_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images to floats in [0, 1], the range every model is trained on; floating images
+    are only cast. The one place pixels are scaled (data, training and analysis use it)."""
+    if images.dtype == torch.uint8:
+        return images.to(dtype) / PIXEL_MAX
+    if images.is_floating_point():
+        return images.to(dtype)
+    raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from transferlab._helpers import plain
 from transferlab.data import checks
 from transferlab.data.registry import REQUIRED, DatasetEntry, get_dataset
 from transferlab.data.shifts import get_shift
@@ -25,18 +26,14 @@ MISSING_MARKER = "???"
 
 
 def _plain(value: Any) -> Any:
-    """Deep-convert OmegaConf containers, mappings and sequences to dicts and lists."""
+    """`plain`, with an unfilled (`???`) or unresolvable value as a one-line ConfigError."""
     if isinstance(value, (DictConfig, ListConfig)):
         try:
             value = OmegaConf.to_container(value, resolve=True, throw_on_missing=True)
         except OmegaConfBaseException as exc:
             msg = str(exc).splitlines()[0]
             raise ConfigError(f"dataset spec cannot be resolved: {msg}") from None
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return [_plain(v) for v in value]
-    return value
+    return plain(value)
 
 
 def _split_options(entry: DatasetEntry) -> dict[str, Any]:

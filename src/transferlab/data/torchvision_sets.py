@@ -16,6 +16,7 @@ import torchvision.datasets as tvd
 import torchvision.transforms.v2.functional as F
 from PIL import Image
 
+from transferlab._helpers import first_line
 from transferlab.data.image_ops import fit_images
 from transferlab.data.registry import BaseData, register_dataset
 from transferlab.errors import ConfigError
@@ -25,11 +26,6 @@ DEFAULT_DATA_ROOT = "data"
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _open(name: str, looked_at: str, download: bool, make: Callable[[], Any]) -> Any:
     """Construct a torchvision dataset, turning its failures into one-line ConfigErrors."""
     try:
@@ -37,7 +33,7 @@ def _open(name: str, looked_at: str, download: bool, make: Callable[[], Any]) ->
     except (RuntimeError, OSError, ValueError) as exc:
         if download:
             raise ConfigError(
-                f"{name}: could not download or read the files at {looked_at}: {_first_line(exc)}"
+                f"{name}: could not download or read the files at {looked_at}: {first_line(exc)}"
             ) from None
         raise ConfigError(
             f"{name}: dataset files not found (or corrupted) at {looked_at}; "
@@ -165,7 +161,7 @@ def _read_folder(
     try:
         folder = tvd.ImageFolder(path)
     except (RuntimeError, OSError) as exc:
-        raise ConfigError(f"image_folder: cannot read {path}: {_first_line(exc)}") from None
+        raise ConfigError(f"image_folder: cannot read {path}: {first_line(exc)}") from None
     mode = "L" if channels == 1 else "RGB"
     images = []
     for file, _ in folder.samples:
@@ -173,7 +169,7 @@ def _read_folder(
             with Image.open(file) as img:
                 pixels = F.pil_to_tensor(img.convert(mode))
         except OSError as exc:
-            raise ConfigError(f"image_folder: cannot read {file}: {_first_line(exc)}") from None
+            raise ConfigError(f"image_folder: cannot read {file}: {first_line(exc)}") from None
         images.append(fit_images(pixels.unsqueeze(0), image_size, channels))
     if not images:
         raise ConfigError(f"image_folder: no images found under {path}")

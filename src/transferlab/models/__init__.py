@@ -1,24 +1,25 @@
-"""Any timm model for a dataset, split into ordered depth stages, frozen by depth, with four inits.
+"""Any timm model for a dataset, split into ordered depth groups, frozen by depth, with four inits.
 
-See ``factory`` (names, image size, inits), ``stages`` (stem/blocks/head split, freezing,
+See ``factory`` (names, image size, inits), ``depth`` (stem/blocks/head groups, freezing,
 running-stat norms), ``weights`` (file/hub/source loading), ``checkpoint`` and ``features``.
 """
 
-from transferlab.models.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_checkpoint_model,
-    save_checkpoint,
-)
-from transferlab.models.factory import INIT_CHOICES, check_model_name, create_model, validate_model
-from transferlab.models.features import extract_features, to_model_input
-from transferlab.models.stages import (
-    freeze_stages,
+from transferlab.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from transferlab.models.depth import (
+    depth_groups,
+    freeze_groups,
     keep_frozen_in_eval,
-    model_stages,
-    num_stages,
-    trainable_parameter_count,
+    num_depth_groups,
+    trainable_parameters,
 )
+from transferlab.models.factory import (
+    INIT_CHOICES,
+    check_model_name,
+    create_model,
+    load_checkpoint_model,
+    validate_model,
+)
+from transferlab.models.features import extract_features
 
 __all__ = [
     "INIT_CHOICES",
@@ -26,14 +27,13 @@ __all__ = [
     "check_model_name",
     "create_model",
     "extract_features",
-    "freeze_stages",
+    "freeze_groups",
     "keep_frozen_in_eval",
     "load_checkpoint",
     "load_checkpoint_model",
-    "model_stages",
-    "num_stages",
+    "depth_groups",
+    "num_depth_groups",
     "save_checkpoint",
-    "to_model_input",
-    "trainable_parameter_count",
+    "trainable_parameters",
     "validate_model",
 ]

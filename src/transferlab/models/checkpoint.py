@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import timm
 import torch
 from torch import nn
 
+from transferlab._helpers import atomic_write, first_line, plain
 from transferlab.errors import ConfigError
 
 CHECKPOINT_FORMAT = "transferlab-checkpoint"
@@ -28,8 +27,6 @@ _REQUIRED = {
     "image_size": int,
     "in_chans": int,
 }
-
-CHECKPOINT_MODE = 0o644
 
 
 class CheckpointError(ConfigError):
@@ -50,8 +47,6 @@ def save_checkpoint(
 
     A reader never sees a half-written file; a sha256 over the tensors catches later corruption.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -67,17 +62,7 @@ def save_checkpoint(
         "sha256": state_digest(state),
         "state_dict": state,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, CHECKPOINT_MODE)  # mkstemp makes 0600; collaborators should read it
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -113,31 +98,6 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the saved model with its weights (eval mode), e.g. for feature extraction.
-
-    Returns the model and the checkpoint metadata (everything but the state dict).
-    """
-    from transferlab.models.factory import create_model
-
-    payload = load_checkpoint(path)
-    model, _ = create_model(
-        payload["model_name"],
-        num_classes=len(payload["classes"]),
-        in_chans=payload["in_chans"],
-        image_size=payload["image_size"],
-        **payload["model_kwargs"],
-    )
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} does not fit {payload['model_name']}: {first_line(exc)}"
-        ) from exc
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    return model.eval(), meta
-
-
 def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     """sha256 over names, dtypes, shapes and bytes of every tensor, in key order."""
     digest = hashlib.sha256()
@@ -149,27 +109,3 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(flat.view(torch.uint8).numpy())
     return digest.hexdigest()
-
-
-def plain(value: Any) -> Any:
-    """Convert mappings/sequences (e.g. OmegaConf containers) to plain dicts/lists for saving."""
-    if isinstance(value, Mapping) or hasattr(value, "items"):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple) or (
-        hasattr(value, "__iter__") and not isinstance(value, str | bytes)
-    ):
-        return [plain(v) for v in value]
-    return value
-
-
-def first_line(exc: BaseException) -> str:
-    """``Type: first line of the message``: exceptions shown inside one-line user errors.
-
-    A first line ending in ``:`` (e.g. torch's "Error(s) in loading state_dict for X:") is
-    joined with the next one, which holds the actual reason.
-    """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
-    return f"{type(exc).__name__}: {text}"

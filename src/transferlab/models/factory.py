@@ -20,9 +20,10 @@ import torch
 from timm.models import get_pretrained_cfg, split_model_name_tag
 from torch import nn
 
+from transferlab._helpers import first_line, plain
 from transferlab.errors import ConfigError, choice_error
-from transferlab.models.checkpoint import first_line, load_checkpoint, plain
-from transferlab.models.stages import check_freeze_depth, model_stages
+from transferlab.models.checkpoint import CheckpointError, load_checkpoint
+from transferlab.models.depth import check_freeze_depth, depth_groups
 from transferlab.models.weights import (
     FILE_HINT,
     check_all_loaded,
@@ -87,8 +88,8 @@ def create_model(
     """Build timm model ``name`` for the target data and initialise it per ``init``.
 
     Returns the model and an info dict: ``init``, ``head_reset`` (None for scratch; for source,
-    True unless ``target_classes`` equals the checkpoint's class tuple), ``num_stages``,
-    ``stages`` (names), ``weights`` (file/hub id loaded) and ``img_size_passed``.
+    True unless ``target_classes`` equals the checkpoint's class tuple), ``num_depth_groups``,
+    ``depth_groups`` (names), ``weights`` (file/hub id loaded) and ``img_size_passed``.
     """
     check_model_name(name)
     check_init(init)
@@ -121,8 +122,10 @@ def create_model(
         path = check_weights_file(init_path)
         model, passed, info["head_reset"] = _from_file(name, path, build)
         info["weights"] = str(path)
-    stages = model_stages(model)
-    info.update(num_stages=len(stages), stages=[s for s, _ in stages], img_size_passed=passed)
+    groups = depth_groups(model)
+    info.update(
+        num_depth_groups=len(groups), depth_groups=[g for g, _ in groups], img_size_passed=passed
+    )
     return model, info
 
 
@@ -153,10 +156,33 @@ def validate_model(
             model = timm.create_model(name, num_classes=_PROBE_CLASSES, **model_kwargs)
     except Exception:  # bad kwargs, or a model that cannot be built on meta: the CPU tells why
         model = _create(name, num_classes=_PROBE_CLASSES, **model_kwargs)
-    names = [s for s, _ in model_stages(model)]
+    names = [g for g, _ in depth_groups(model)]
     if freeze_depth is not None:
         check_freeze_depth(name, freeze_depth, names)
     return len(names)
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the saved model with its weights (eval mode), e.g. for feature extraction.
+
+    Returns the model and the checkpoint metadata (everything but the state dict).
+    """
+    payload = load_checkpoint(path)
+    model, _ = create_model(
+        payload["model_name"],
+        num_classes=len(payload["classes"]),
+        in_chans=payload["in_chans"],
+        image_size=payload["image_size"],
+        **payload["model_kwargs"],
+    )
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit {payload['model_name']}: {first_line(exc)}"
+        ) from exc
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.eval(), meta
 
 
 def _from_source(

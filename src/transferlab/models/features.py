@@ -5,19 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transferlab.data.image_ops import to_float
+
 #: images per forward pass in extract_features
 DEFAULT_FEATURE_BATCH = 256
-#: uint8 images are divided by this to land in [0, 1], the range the models are trained on
-UINT8_MAX = 255.0
-
-
-def to_model_input(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 images (N, C, H, W) to float in [0, 1]; floating images are only cast."""
-    if images.dtype == torch.uint8:
-        return images.to(dtype) / UINT8_MAX
-    if images.is_floating_point():
-        return images.to(dtype)
-    raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
 
 
 @torch.no_grad()
@@ -41,7 +32,7 @@ def extract_features(
     chunks = []
     try:
         for start in range(0, images.shape[0], batch_size):
-            batch = to_model_input(images[start : start + batch_size].to(device), dtype)
+            batch = to_float(images[start : start + batch_size].to(device), dtype)
             pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
             chunks.append(pooled.reshape(batch.shape[0], -1).float().cpu())
     finally:

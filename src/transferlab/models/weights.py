@@ -21,8 +21,8 @@ import torch
 from timm.models import get_pretrained_cfg
 from timm.models import load_state_dict as timm_load_state_dict
 
+from transferlab._helpers import first_line
 from transferlab.errors import ConfigError
-from transferlab.models.checkpoint import first_line
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"

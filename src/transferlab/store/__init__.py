@@ -1,24 +1,19 @@
-"""The results store: run identity (config hashes) and atomically written JSON records."""
+"""The results store: the record schema, run identity, atomically written records, locks."""
 
-from transferlab.store.hashing import normalized_run_config, run_id
-from transferlab.store.records import (
-    FINAL_STATUSES,
-    RECORD_SCHEMA,
-    STATUSES,
-    RecordError,
-    ResultsStore,
-    atomic_write_json,
-    read_record,
-)
+from transferlab.store.identity import run_id, stage_config, stage_identity
+from transferlab.store.records import RecordError, ResultsStore, is_current, read_record
+from transferlab.store.schema import FINAL_STATUSES, RECORD_SCHEMA, STATUSES, RunRecord
 
 __all__ = [
-    "RECORD_SCHEMA",
     "FINAL_STATUSES",
+    "RECORD_SCHEMA",
     "STATUSES",
     "RecordError",
     "ResultsStore",
-    "atomic_write_json",
-    "normalized_run_config",
+    "RunRecord",
+    "stage_identity",
+    "is_current",
     "read_record",
     "run_id",
+    "stage_config",
 ]

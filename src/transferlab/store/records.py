@@ -7,60 +7,22 @@ Layout under the results root (see docs/records.md):
 from __future__ import annotations
 
 import json
-import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-RECORD_SCHEMA = 1
-RECORD_MODE = 0o644
-STATUSES = ("completed", "diverged", "failed")
-# Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.
-FINAL_STATUSES = ("completed", "diverged")
-REQUIRED_FIELDS = ("schema", "run_id", "study", "stage", "status", "config")
+from transferlab._helpers import atomic_write_json
+from transferlab.store.schema import (
+    FINAL_STATUSES,
+    IDENTITY_VERSION,
+    REQUIRED_FIELDS,
+    STATUSES,
+    RunRecord,
+)
 
 
 class RecordError(ValueError):
     """A record file that is unreadable, torn or not a record."""
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy / torch scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: non-finite floats are written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def atomic_write_json(path: str | Path, payload: Mapping[str, Any]) -> None:
-    """Write JSON to `path` through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(dict(payload)), indent=1, sort_keys=True, default=_json_default)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, RECORD_MODE)  # mkstemp makes 0600; collaborators should read records
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_record(path: str | Path, run_id: str | None = None) -> dict[str, Any]:
@@ -83,6 +45,11 @@ def read_record(path: str | Path, run_id: str | None = None) -> dict[str, Any]:
     if record["run_id"] != (run_id or path.stem):
         raise RecordError(f"record {path} holds run {record['run_id']!r}")
     return record
+
+
+def is_current(record: Mapping[str, Any] | None) -> bool:
+    """Whether a record was made under the current run identity rule."""
+    return record is not None and record.get("identity_version") == IDENTITY_VERSION
 
 
 class ResultsStore:
@@ -114,13 +81,10 @@ class ResultsStore:
         """A path relative to the results root, as records store it."""
         return str(Path(path).resolve().relative_to(self.root))
 
-    def write(self, record: Mapping[str, Any]) -> Path:
-        """Write a record atomically; returns its path."""
-        if record["status"] not in STATUSES:
-            raise ValueError(f"unknown status {record['status']!r}; valid choices: {STATUSES}")
-        path = self.record_path(record["run_id"])
-        atomic_write_json(path, {"schema": RECORD_SCHEMA, **record})
-        return path
+    def write(self, record: RunRecord | Mapping[str, Any]) -> Path:
+        """Write a record atomically (checked against the schema); returns its path."""
+        record = record if isinstance(record, RunRecord) else RunRecord(**record)
+        return atomic_write_json(self.record_path(record.run_id), record.to_dict())
 
     def load(self, run_id: str) -> dict[str, Any] | None:
         """The record of a run, or None when there is none or it is torn (then it is redone)."""
@@ -133,13 +97,15 @@ class ResultsStore:
             return None
 
     def is_completed(self, run_id: str) -> bool:
+        """Whether the run completed under the current identity rule."""
         record = self.load(run_id)
-        return record is not None and record["status"] == "completed"
+        return is_current(record) and record["status"] == "completed"
 
     def is_final(self, run_id: str) -> bool:
-        """Whether the run has an outcome a re-launch keeps (completed or diverged)."""
+        """Whether the run has an outcome a re-launch keeps (completed or diverged) under the
+        current identity rule: a record made under an older rule is redone."""
         record = self.load(run_id)
-        return record is not None and record["status"] in FINAL_STATUSES
+        return is_current(record) and record["status"] in FINAL_STATUSES
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every readable record of the study (torn ones are skipped)."""

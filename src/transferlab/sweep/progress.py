@@ -21,7 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from transferlab.store import atomic_write_json
+from transferlab._helpers import atomic_write_json
 
 log = logging.getLogger("transferlab.sweep")
 

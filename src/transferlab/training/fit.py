@@ -1,10 +1,11 @@
-"""Train one stage with a Lightning Trainer: fit, pick the epoch on validation, test it."""
+"""Train one stage with a Lightning Trainer, in named steps: build the model, build the trainer
+from config, fit, select the epoch on validation and test it.
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,101 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import DatasetSplits, ImageTensors
-from transferlab.models import create_model, freeze_stages, num_stages
+from transferlab.models import create_model, freeze_groups, trainable_parameters
+from transferlab.training.callbacks import TrainTimer
+from transferlab.training.checks import SELECTION_CALLBACK
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 
-SELECTION_METRIC = "val/acc"
-LAST_CHECKPOINT = "last.ckpt"
+#: The callback (in the `callbacks` group) that writes the checkpoint a killed run resumes from.
+RESUME_CALLBACK = "resume_checkpoint"
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageResult:
+    """What one stage produced; `status` is completed or diverged (failures raise)."""
+
+    status: str
+    num_depth_groups: int
+    trainable_parameters: int
+    train_examples: int
+    num_classes: int
+    head_reset: bool | None
+    val_curve: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    val: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    train_samples_per_s: float | None = None
+    is_global_zero: bool = True
+    model: Any = None
+
+
+def build_module(
+    stage_cfg: DictConfig, splits: DatasetSplits, init_path: str | None
+) -> tuple[TransferClassifier, dict[str, Any]]:
+    """The timm model for the stage's data, initialised and frozen per the config, wrapped in
+    the LightningModule with the optimizer and scheduler presets (which carry the budget's lr)."""
+    model, info = create_model(
+        stage_cfg.model.name,
+        num_classes=len(splits.classes),
+        in_chans=splits.channels,
+        image_size=splits.image_size,
+        init=stage_cfg.init,
+        init_path=init_path or stage_cfg.init_path,
+        target_classes=tuple(splits.classes),
+        **stage_cfg.model.kwargs,
+    )
+    frozen = freeze_groups(model, int(stage_cfg.freeze_depth))
+    module = TransferClassifier(
+        model,
+        num_classes=len(splits.classes),
+        optimizer=instantiate(stage_cfg.optimizer),
+        scheduler=instantiate(stage_cfg.scheduler) if stage_cfg.get("scheduler") else None,
+        frozen=frozen,
+    )
+    return module, info
+
+
+def build_callbacks(stage_cfg: DictConfig) -> dict[str, Callback]:
+    """Every callback of the `callbacks` group, by its key (the resume checkpoint only when
+    resume=true)."""
+    return {
+        name: instantiate(node)
+        for name, node in (stage_cfg.get("callbacks") or {}).items()
+        if node is not None and (name != RESUME_CALLBACK or stage_cfg.resume)
+    }
+
+
+def build_loggers(stage_cfg: DictConfig) -> list[Any]:
+    """Instantiate every logger named under `logger` (wandb, csv, tensorboard, ...)."""
+    loggers = []
+    for name, logger_cfg in (stage_cfg.get("logger") or {}).items():
+        if logger_cfg is None:
+            continue
+        if "_target_" not in logger_cfg:
+            raise ValueError(f"logger {name!r} has no _target_")
+        loggers.append(instantiate(logger_cfg))
+    return loggers
+
+
+def build_trainer(
+    stage_cfg: DictConfig, callbacks: dict[str, Callback], run_dir: Path
+) -> L.Trainer:
+    """The Trainer preset, with the loggers and callbacks from their groups; the resolved stage
+    config is logged as the run's hyper-parameters."""
+    loggers = build_loggers(stage_cfg)
+    resolved = OmegaConf.to_container(stage_cfg, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    return instantiate(
+        stage_cfg.trainer,
+        logger=loggers or False,
+        callbacks=list(callbacks.values()),
+        default_root_dir=str(run_dir),
+    )
 
 
 def resumable_checkpoint(path: Path) -> str | None:
@@ -40,132 +128,21 @@ def resumable_checkpoint(path: Path) -> str | None:
     return str(path)
 
 
-class TrainTimer(Callback):
-    """Time spent in training batches only, for a throughput figure free of validation cost.
-
-    Counts the samples of this attempt itself: a resumed run's module restores the samples of
-    the epochs before the restart, which this attempt did not spend time on.
-    """
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.samples = 0
-        self._start = 0.0
-
-    def on_train_batch_start(self, *args: Any) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(
-        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch[-1])
+def _checkpoint_file(callback: Callback) -> Path:
+    assert isinstance(callback, ModelCheckpoint)
+    return Path(str(callback.dirpath)) / f"{callback.filename}{callback.FILE_EXTENSION}"
 
 
-@dataclass
-class StageResult:
-    """What one stage produced; `status` is completed or diverged (failures raise)."""
-
-    status: str
-    num_stages: int
-    train_examples: int
-    num_classes: int
-    best_epoch: int | None = None
-    val: dict[str, float] = field(default_factory=dict)
-    test: dict[str, float] = field(default_factory=dict)
-    val_curve: list[dict[str, float]] = field(default_factory=list)
-    error: str | None = None
-    train_samples_per_s: float | None = None
-    head_reset: bool | None = None
-    is_global_zero: bool = True
-    model: Any = None
-
-
-def build_loggers(stage_cfg: DictConfig) -> list[Any]:
-    """Instantiate every logger named under `logger` (wandb, csv, tensorboard, ...)."""
-    loggers = []
-    for name, logger_cfg in (stage_cfg.get("logger") or {}).items():
-        if logger_cfg is None:
-            continue
-        if "_target_" not in logger_cfg:
-            raise ValueError(f"logger {name!r} has no _target_")
-        loggers.append(instantiate(logger_cfg))
-    return loggers
-
-
-def _first_best(curve: list[dict[str, float]]) -> int | None:
-    """Epoch of the highest validation accuracy; the earliest wins ties (as ModelCheckpoint)."""
-    scored = [(row["acc"], -i) for i, row in enumerate(curve) if row.get("acc") is not None]
-    return -max(scored)[1] if scored else None
-
-
-def fit_stage(
+def fit(
+    trainer: L.Trainer,
+    module: TransferClassifier,
     stage_cfg: DictConfig,
     splits: DatasetSplits,
     train_split: ImageTensors,
-    run_dir: Path,
-    *,
-    init_path: str | None = None,
-    source_classes: tuple[str, ...] | None = None,
-) -> StageResult:
-    """Fit a model on `train_split`, choose the epoch on `splits.val`, test on `splits.test`."""
-    budget = stage_cfg.train
-    L.seed_everything(int(stage_cfg.seed), workers=True, verbose=False)
-    model, info = create_model(
-        stage_cfg.model.name,
-        num_classes=len(splits.classes),
-        in_chans=splits.channels,
-        image_size=splits.image_size,
-        init=stage_cfg.init,
-        init_path=init_path or stage_cfg.init_path,
-        source_classes=source_classes,
-        target_classes=tuple(splits.classes),
-        **stage_cfg.model.kwargs,
-    )
-    frozen = freeze_stages(model, int(stage_cfg.freeze_depth))
-    module = TransferClassifier(
-        model,
-        num_classes=len(splits.classes),
-        optimizer=instantiate(stage_cfg.optimizer),
-        scheduler=instantiate(stage_cfg.scheduler) if stage_cfg.get("scheduler") else None,
-        lr=float(budget.lr),
-        weight_decay=float(budget.weight_decay),
-        frozen=frozen,
-    )
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=SELECTION_METRIC,
-        mode="max",
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    callbacks: list[Callback] = [checkpoint]
-    if stage_cfg.resume:
-        # Every epoch: Lightning's `save_last=True` writes last.ckpt only in an epoch whose
-        # val/acc improved, so a killed run would go back to its best epoch, not its last.
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                filename=Path(LAST_CHECKPOINT).stem,
-                save_top_k=1,
-                enable_version_counter=False,
-            )
-        )
-    resume_from = None
-    if stage_cfg.resume and not stage_cfg.force:
-        resume_from = resumable_checkpoint(run_dir / "checkpoints" / LAST_CHECKPOINT)
-    timer = TrainTimer()
-    loggers = build_loggers(stage_cfg)
-    trainer: L.Trainer = instantiate(
-        stage_cfg.trainer,
-        logger=loggers or False,
-        callbacks=[*callbacks, timer],
-        default_root_dir=str(run_dir),
-    )
-    resolved = OmegaConf.to_container(stage_cfg, resolve=True)
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
+    resume_from: str | None,
+) -> None:
+    """Fit on the training subset, validating every epoch on `splits.val`."""
+    budget = stage_cfg.budget
     trainer.fit(
         module,
         train_dataloaders=train_loader(
@@ -177,26 +154,28 @@ def fit_stage(
         val_dataloaders=eval_loader(splits.val, int(budget.batch_size)),
         ckpt_path=resume_from,
     )
-    result = StageResult(
-        status="completed",
-        num_stages=num_stages(model),
-        train_examples=len(train_split),
-        num_classes=len(splits.classes),
-        val_curve=list(module.val_curve),
-        head_reset=info.get("head_reset"),
-        is_global_zero=trainer.is_global_zero,
-    )
-    if timer.seconds > 0:
-        result.train_samples_per_s = timer.samples / timer.seconds
-    if module.diverged_reason is not None:
-        result.status = "diverged"
-        result.error = module.diverged_reason
-        _drop_checkpoints(stage_cfg, trainer, run_dir)
-        return result
+
+
+def _first_best(curve: list[dict[str, float]]) -> int | None:
+    """Epoch of the highest validation accuracy; the earliest wins ties (as ModelCheckpoint)."""
+    scored = [(row["acc"], -i) for i, row in enumerate(curve) if row.get("acc") is not None]
+    return -max(scored)[1] if scored else None
+
+
+def select_and_test(
+    trainer: L.Trainer,
+    module: TransferClassifier,
+    selection: Callback,
+    splits: DatasetSplits,
+    result: StageResult,
+    batch_size: int,
+) -> None:
+    """Test the weights of the epoch chosen on validation accuracy (never on test)."""
+    assert isinstance(selection, ModelCheckpoint)
     trainer.test(
         module,
-        dataloaders=eval_loader(splits.test, int(budget.batch_size)),
-        ckpt_path=checkpoint.best_model_path or None,
+        dataloaders=eval_loader(splits.test, batch_size),
+        ckpt_path=selection.best_model_path or None,
         verbose=False,
     )
     result.best_epoch = _first_best(result.val_curve)
@@ -204,6 +183,42 @@ def fit_stage(
         result.val = {k: v for k, v in result.val_curve[result.best_epoch].items() if k != "epoch"}
     result.test = dict(module.test_results)
     result.model = module.model
+
+
+def fit_stage(
+    stage_cfg: DictConfig,
+    splits: DatasetSplits,
+    train_split: ImageTensors,
+    run_dir: Path,
+    *,
+    init_path: str | None = None,
+) -> StageResult:
+    """Fit a model on `train_split`, choose the epoch on `splits.val`, test on `splits.test`."""
+    L.seed_everything(int(stage_cfg.seed), workers=True, verbose=False)
+    module, info = build_module(stage_cfg, splits, init_path)
+    callbacks = build_callbacks(stage_cfg)
+    trainer = build_trainer(stage_cfg, callbacks, run_dir)
+    resume_from = None
+    if RESUME_CALLBACK in callbacks and not stage_cfg.force:
+        resume_from = resumable_checkpoint(_checkpoint_file(callbacks[RESUME_CALLBACK]))
+    fit(trainer, module, stage_cfg, splits, train_split, resume_from)
+    timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)
+    result = StageResult(
+        status="completed",
+        num_depth_groups=int(info["num_depth_groups"]),
+        trainable_parameters=trainable_parameters(module.model),
+        train_examples=len(train_split),
+        num_classes=len(splits.classes),
+        head_reset=info.get("head_reset"),
+        val_curve=list(module.val_curve),
+        train_samples_per_s=timer.samples_per_s if timer is not None else None,
+        is_global_zero=trainer.is_global_zero,
+    )
+    if module.diverged_reason is not None:
+        result.status, result.error = "diverged", module.diverged_reason
+    else:
+        batch_size = int(stage_cfg.budget.batch_size)
+        select_and_test(trainer, module, callbacks[SELECTION_CALLBACK], splits, result, batch_size)
     _drop_checkpoints(stage_cfg, trainer, run_dir)
     return result
 

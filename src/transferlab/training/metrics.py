@@ -12,7 +12,6 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-METRIC_NAMES = ("acc", "f1", "precision", "recall", "ece", "nll")
 CALIBRATION_BINS = 15
 
 

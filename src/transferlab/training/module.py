@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from transferlab.data.image_ops import to_float
 from transferlab.models import keep_frozen_in_eval
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
 
@@ -18,15 +19,17 @@ SchedulerFactory = Callable[..., Any]
 
 
 class TransferClassifier(L.LightningModule):
-    """Trains `model` on one stage; keeps `frozen` modules in eval mode (fixed BatchNorm stats)."""
+    """Trains `model` on one stage; keeps `frozen` modules in eval mode (fixed BatchNorm stats).
+
+    `optimizer` is the optimizer preset's partial: it carries the stage budget's learning rate
+    and weight decay, so the code sets neither.
+    """
 
     def __init__(
         self,
         model: nn.Module,
         num_classes: int,
         optimizer: OptimizerFactory,
-        lr: float,
-        weight_decay: float,
         scheduler: SchedulerFactory | None = None,
         frozen: list[nn.Module] | None = None,
     ) -> None:
@@ -34,8 +37,6 @@ class TransferClassifier(L.LightningModule):
         self.model = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.lr = lr
-        self.weight_decay = weight_decay
         self.frozen = list(frozen or [])
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
@@ -58,9 +59,7 @@ class TransferClassifier(L.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images become floats in [0, 1] on the device, after the (cheap) transfer."""
         images, labels = batch
-        if images.dtype == torch.uint8:
-            images = images.float().div_(255.0)
-        return images, labels
+        return to_float(images), labels
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -127,7 +126,7 @@ class TransferClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params, lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = self.optimizer_factory(params)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

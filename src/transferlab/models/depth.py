@@ -1,22 +1,23 @@
-"""Ordered depth stages (stem, blocks..., head) of any timm model, and freezing by depth.
+"""Ordered depth groups (stem, blocks..., head) of any timm model, and freezing by depth.
 
-Stages come from timm's own ``group_matcher(coarse=True)`` applied with
+"Stage" in this project means a training stage (source or target); a model's depth is split
+into *depth groups*. Groups come from timm's own ``group_matcher(coarse=True)`` applied with
 ``timm.models._manipulate.group_with_matcher`` (the function behind ``group_parameters``):
 
-* stage 0 is the stem, the middle stages are timm's coarse block groups in order, and the last
-  stage is the head: every parameter the matcher does not match (the classifier, plus any neck
+* group 0 is the stem, the middle groups are timm's coarse block groups in order, and the last
+  group is the head: every parameter the matcher does not match (the classifier, plus any neck
   that sits after the blocks, e.g. ConvNeXt's ``head.norm`` or ViT's ``fc_norm``/``attn_pool``).
 * Trailing groups that timm marks ``(99999,)`` (``MATCH_PREV_GROUP``: the final ``norm`` of a
   ViT, ``conv_head``/``bn2`` of an EfficientNet, ``final_conv`` of a NFNet) are kept merged with
-  the last block, exactly as timm does for layer-wise LR decay. A stage holding only a final
+  the last block, exactly as timm does for layer-wise LR decay. A group holding only a final
   norm would give a freeze depth that differs from its neighbour by two parameters; merged, the
-  linear probe (``num_stages - 1``) freezes the whole backbone up to its pooled features.
+  linear probe (``num_depth_groups - 1``) freezes the whole backbone up to its pooled features.
 * Should a model's matcher also match its classifier, the classifier is split off into its own
-  head stage, so that a linear probe always trains exactly the head. A model without a
-  ``group_matcher`` gets two stages, ``body`` and ``head``.
+  head group, so that a linear probe always trains exactly the head. A model without a
+  ``group_matcher`` gets two groups, ``body`` and ``head``.
 
 Buffers are grouped with the same matcher, so a running-stat norm (BatchNorm, EvoNorm-B0, ...)
-belongs to the stage of its own ``running_*`` buffers even when it has no affine parameters.
+belongs to the group of its own ``running_*`` buffers even when it has no affine parameters.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from timm.models._manipulate import group_with_matcher
 from torch import nn
 
 from transferlab.errors import ConfigError
@@ -35,49 +35,62 @@ BODY_NAME = "body"
 RUNNING_STAT_PREFIX = "running_"
 #: a name no group_matcher pattern matches: it marks timm's "unmatched" (head) group
 _UNMATCHED_SENTINEL = "\x00transferlab_unmatched"
-#: stage names shown in full in messages; longer lists are abbreviated to ``first..last``
+#: group names shown in full in messages; longer lists are abbreviated to ``first..last``
 _MAX_LISTED_NAMES = 3
 _MAX_JOINED_PREFIXES = 3
 
 
-def model_stages(model: nn.Module) -> list[tuple[str, list[str]]]:
-    """Ordered ``(stage_name, parameter_names)`` pairs: stem, blocks..., head.
+def timm_group_with_matcher(names: list[str], matcher: dict | object) -> dict:
+    """timm's grouping of names by a ``group_matcher`` (the function behind its
+    ``group_parameters`` and layer-wise LR decay), wrapped here, the one place we import it.
 
-    Every parameter of ``model`` appears in exactly one stage; freeze depth k freezes the first k.
+    It is private to timm (``timm.models._manipulate``), so tests/test_models_timm_contract.py
+    pins what we rely on: groups keyed by sorted ordinals, names no pattern matches in the
+    largest ordinal group, and ``MATCH_PREV_GROUP`` groups merged into the previous one.
     """
-    return [(name, params) for name, params, _ in _stage_table(model)]
+    from timm.models._manipulate import group_with_matcher
+
+    return group_with_matcher([(n, None) for n in names], matcher)
 
 
-def num_stages(model: nn.Module) -> int:
-    """Number of depth stages of ``model`` (valid freeze depths are ``0..num_stages-1``)."""
-    return len(_stage_table(model))
+def depth_groups(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """Ordered ``(group_name, parameter_names)`` pairs: stem, blocks..., head.
+
+    Every parameter of ``model`` appears in exactly one group; freeze depth k freezes the first k.
+    """
+    return [(name, params) for name, params, _ in _group_table(model)]
 
 
-def stage_summary(names: list[str]) -> str:
-    """Compact stage list for messages, e.g. ``stem, layer1..layer4, head``."""
+def num_depth_groups(model: nn.Module) -> int:
+    """Number of depth groups of ``model`` (valid freeze depths are ``0..num_depth_groups-1``)."""
+    return len(_group_table(model))
+
+
+def group_summary(names: list[str]) -> str:
+    """Compact group list for messages, e.g. ``stem, layer1..layer4, head``."""
     if len(names) <= 2 + _MAX_LISTED_NAMES:
         return ", ".join(names)
     return f"{names[0]}, {names[1]}..{names[-2]}, {names[-1]}"
 
 
-def check_freeze_depth(model_name: str, depth: int, stage_names: list[str]) -> None:
-    """Raise a one-line ConfigError unless ``0 <= depth < len(stage_names)``."""
-    count = len(stage_names)
+def check_freeze_depth(model_name: str, depth: int, group_names: list[str]) -> None:
+    """Raise a one-line ConfigError unless ``0 <= depth < len(group_names)``."""
+    count = len(group_names)
     if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth < count:
         raise ConfigError(
-            f"freeze_depth {depth} is out of range for {model_name}, which has {count} stages "
-            f"({stage_summary(stage_names)}); valid: 0..{count - 1}"
+            f"freeze_depth {depth} is out of range for {model_name}, which has {count} depth "
+            f"groups ({group_summary(group_names)}); valid: 0..{count - 1}"
         )
 
 
-def freeze_stages(model: nn.Module, depth: int) -> list[nn.Module]:
-    """Freeze the parameters of the first ``depth`` stages and unfreeze the rest.
+def freeze_groups(model: nn.Module, depth: int) -> list[nn.Module]:
+    """Freeze the parameters of the first ``depth`` depth groups and unfreeze the rest.
 
-    Returns the running-stat modules (BatchNorm & co.) of the frozen stages: they must stay in
+    Returns the running-stat modules (BatchNorm & co.) of the frozen groups: they must stay in
     eval mode, since ``requires_grad=False`` alone still lets train mode update their statistics.
     Idempotent: calling it again with another depth re-freezes from scratch.
     """
-    table = _stage_table(model)
+    table = _group_table(model)
     check_freeze_depth(model_display_name(model), depth, [name for name, _, _ in table])
     frozen_params = {p for _, params, _ in table[:depth] for p in params}
     for name, param in model.named_parameters():
@@ -106,20 +119,20 @@ def model_display_name(model: nn.Module) -> str:
     return str(cfg.get("architecture") or type(model).__name__)
 
 
-def _stage_table(model: nn.Module) -> list[tuple[str, list[str], list[str]]]:
-    """``(name, parameter names, buffer names)`` per stage, in depth order."""
+def _group_table(model: nn.Module) -> list[tuple[str, list[str], list[str]]]:
+    """``(name, parameter names, buffer names)`` per depth group, in depth order."""
     params = [name for name, _ in model.named_parameters()]
     buffers = [name for name, _ in model.named_buffers()]
     everything = params + buffers
     classifier = _classifier_params(model)
     matcher = _group_matcher(model)
     if matcher is None:
-        if not classifier:  # a headless encoder without a matcher: one stage
+        if not classifier:  # a headless encoder without a matcher: one group
             return _finish([BODY_NAME], [everything], set(params))
         groups = [[n for n in everything if n not in classifier], sorted(classifier)]
         return _finish([BODY_NAME, HEAD_NAME], groups, set(params))
     sentinel = [_UNMATCHED_SENTINEL] if isinstance(matcher, dict) else []
-    grouped = group_with_matcher([(n, None) for n in everything + sentinel], matcher)
+    grouped = timm_group_with_matcher(everything + sentinel, matcher)
     groups = [list(grouped[k]) for k in sorted(grouped)]
     head = groups[-1]
     if sentinel:
@@ -137,7 +150,7 @@ def _stage_table(model: nn.Module) -> list[tuple[str, list[str], list[str]]]:
 
 
 def _unique(names: list[str]) -> list[str]:
-    """Suffix repeated stage names with their index (a block module may be called ``head``)."""
+    """Suffix repeated group names with their index (a block module may be called ``head``)."""
     seen = {n for i, n in enumerate(names) if names.index(n) != i}
     return [f"{n}[{i}]" if n in seen and i < len(names) - 1 else n for i, n in enumerate(names)]
 
@@ -221,18 +234,19 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def trainable_parameter_count(model: nn.Module) -> int:
-    """Number of scalar parameters with ``requires_grad`` (for records and sanity checks)."""
+def trainable_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters with ``requires_grad`` (recorded: what a stage trained)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 __all__ = [
     "check_freeze_depth",
-    "freeze_stages",
+    "depth_groups",
+    "freeze_groups",
+    "group_summary",
     "keep_frozen_in_eval",
     "model_display_name",
-    "model_stages",
-    "num_stages",
-    "stage_summary",
-    "trainable_parameter_count",
+    "num_depth_groups",
+    "timm_group_with_matcher",
+    "trainable_parameters",
 ]

@@ -1,4 +1,4 @@
-"""Depth stages and freezing across architecture families (ResNet, ViT, ConvNeXt, EfficientNet)."""
+"""Depth groups and freezing across architecture families (ResNet, ViT, ConvNeXt, EfficientNet)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from torch import nn
 from transferlab.errors import ConfigError
 from transferlab.models import (
     create_model,
-    freeze_stages,
+    depth_groups,
+    freeze_groups,
     keep_frozen_in_eval,
-    model_stages,
-    num_stages,
+    num_depth_groups,
     validate_model,
 )
 
@@ -44,7 +44,7 @@ def _batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _frozen_names(model: nn.Module, depth: int) -> set[str]:
-    return {p for _, params in model_stages(model)[:depth] for p in params}
+    return {p for _, params in depth_groups(model)[:depth] for p in params}
 
 
 def _running_stat_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -54,10 +54,10 @@ def _running_stat_modules(model: nn.Module) -> dict[str, nn.Module]:
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_stages_are_ordered_and_cover_every_parameter_once(name):
     model = _model(name)
-    stages = model_stages(model)
+    stages = depth_groups(model)
     names = [s for s, _ in stages]
     assert names[0] == "stem" and names[-1] == "head"
-    assert len(set(names)) == len(names) == num_stages(model) >= 3
+    assert len(set(names)) == len(names) == num_depth_groups(model) >= 3
     flat = [p for _, params in stages for p in params]
     assert sorted(flat) == sorted(n for n, _ in model.named_parameters())
     assert len(flat) == len(set(flat))
@@ -73,31 +73,31 @@ def test_stages_are_ordered_and_cover_every_parameter_once(name):
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_freeze_depth_freezes_exactly_the_first_stages(name):
     model = _model(name)
-    for depth in range(num_stages(model)):
-        freeze_stages(model, depth)
+    for depth in range(num_depth_groups(model)):
+        freeze_groups(model, depth)
         frozen = _frozen_names(model, depth)
         for param_name, param in model.named_parameters():
             assert param.requires_grad == (param_name not in frozen), (depth, param_name)
-    # full fine-tuning leaves everything trainable again (freeze_stages is idempotent)
-    freeze_stages(model, 0)
+    # full fine-tuning leaves everything trainable again (freeze_groups is idempotent)
+    freeze_groups(model, 0)
     assert all(p.requires_grad for p in model.parameters())
 
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_linear_probe_trains_only_the_head(name):
     model = _model(name)
-    probe = num_stages(model) - 1
-    freeze_stages(model, probe)
+    probe = num_depth_groups(model) - 1
+    freeze_groups(model, probe)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == set(model_stages(model)[-1][1])
+    assert trainable == set(depth_groups(model)[-1][1])
     assert validate_model(name, freeze_depth=probe, **ARCHS[name]) == probe + 1
 
 
 @pytest.mark.parametrize("name", sorted(ARCHS))
 def test_optimizer_step_changes_only_unfrozen_parameters(name):
     model = _model(name)
-    depth = num_stages(model) // 2
-    frozen_modules = freeze_stages(model, depth)
+    depth = num_depth_groups(model) // 2
+    frozen_modules = freeze_groups(model, depth)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     model.train()
@@ -109,15 +109,15 @@ def test_optimizer_step_changes_only_unfrozen_parameters(name):
     frozen = _frozen_names(model, depth)
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert not changed & frozen
-    for stage, params in model_stages(model)[depth:]:
+    for stage, params in depth_groups(model)[depth:]:
         assert changed & set(params), f"no parameter of trainable stage {stage} changed"
 
 
 @pytest.mark.parametrize("name", BN_ARCHS)
 def test_frozen_batchnorm_statistics_stay_fixed_in_train_mode(name):
     model = _model(name)
-    depth = num_stages(model) // 2
-    modules = freeze_stages(model, depth)
+    depth = num_depth_groups(model) // 2
+    modules = freeze_groups(model, depth)
     frozen = _frozen_names(model, depth)
     norms = _running_stat_modules(model)
     frozen_norms = {n for n, m in norms.items() if f"{n}.weight" in frozen}
@@ -140,16 +140,19 @@ def test_frozen_batchnorm_statistics_stay_fixed_in_train_mode(name):
 def test_freeze_depth_out_of_range_is_one_line():
     model = _model("test_resnet")
     expected = (
-        "freeze_depth 7 is out of range for test_resnet, which has 6 stages "
+        "freeze_depth 7 is out of range for test_resnet, which has 6 depth "
+        "groups "
         "(stem, layer1..layer4, head); valid: 0..5"
     )
     with pytest.raises(ConfigError) as err:
-        freeze_stages(model, 7)
+        freeze_groups(model, 7)
     assert str(err.value) == expected
     with pytest.raises(ConfigError) as err:
         validate_model("test_resnet", freeze_depth=7)
     assert str(err.value) == expected
     with pytest.raises(ConfigError, match=r"freeze_depth -1 .* valid: 0\.\.5$"):
-        freeze_stages(model, -1)
-    with pytest.raises(ConfigError, match=r"which has 8 stages \(stem, blocks\.0\.\.blocks\.5"):
+        freeze_groups(model, -1)
+    with pytest.raises(
+        ConfigError, match=r"which has 8 depth groups \(stem, blocks\.0\.\.blocks\.5"
+    ):
         validate_model("test_vit", freeze_depth=8)

@@ -1,4 +1,5 @@
-"""Simulated studies with planted transfer gains, as records in the exact schema (schema 1).
+"""Simulated studies with planted transfer gains, as records in the exact schema
+(`transferlab.store.schema.RunRecord`, with identities shaped as real runs write them).
 
 Used by the validity tests (planted effects must be recovered, null studies must not be flagged
 more often than the nominal level) and by the speed benchmark.
@@ -6,7 +7,6 @@ more often than the nominal level) and by the speed benchmark.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-RECORD_SCHEMA = 1
-RUN_ID_LENGTH = 16
+from transferlab.store.identity import identity_hash
+from transferlab.store.schema import IDENTITY_VERSION, RunRecord
+
 #: Scratch accuracy curve: CEILING - SPAN * (n / N0) ** -0.5, clipped to [CHANCE_FLOOR, 1].
 SCRATCH_CEILING = 0.95
 SCRATCH_SPAN = 0.6
@@ -29,6 +30,7 @@ SCRATCH_TAU = 3.0
 FINETUNE_TAU = 1.5
 #: Metrics that are not simulated but written so the schema is complete.
 NLL_SCALE = 2.0
+BATCH_SIZE = 64
 
 GainFn = Callable[[str, str, str, "int | None", int], float]
 
@@ -57,7 +59,7 @@ class SimulatedStudy:
     freeze_depths: tuple[int, ...] = (0, 2)
     lrs: tuple[float, ...] = (1e-3, 1e-2)
     seeds: int = 6
-    num_stages: int = 4
+    num_depth_groups: int = 4
     num_classes: int = 10
     epochs: int = 8
     noise_sd: float = 0.02
@@ -70,6 +72,10 @@ class SimulatedStudy:
     image_size: int = 32
     channels: int = 3
     specs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: extra identity settings of every run (e.g. {"optimizer._target_": "torch.optim.SGD"})
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    #: extra identity settings of every source stage and fine-tuned run (e.g. pretrain.lr)
+    source_settings: Mapping[str, Any] = field(default_factory=dict)
 
     def planted_gain(
         self, model: str, source: str, target: str, size: int | None, depth: int
@@ -87,9 +93,42 @@ def scratch_accuracy(size: int | None, num_classes: int) -> float:
     return float(min(1.0, max(1.0 / num_classes, acc)))
 
 
-def _run_id(config: Mapping[str, Any]) -> str:
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_LENGTH]
+def _identity(
+    s: SimulatedStudy,
+    stage: str,
+    init: str,
+    model: str,
+    source: str | None,
+    target: str,
+    size: int | None,
+    depth: int,
+    lr: float,
+    seed: int,
+) -> dict[str, Any]:
+    """An identity shaped like a real run's (see transferlab.store.identity)."""
+    budget = "pretrain" if stage == "source" else "train"
+    ident: dict[str, Any] = {
+        "stage": stage,
+        "identity_version": IDENTITY_VERSION,
+        "model.name": model,
+        "image_size": s.image_size,
+        "channels": s.channels,
+        "split_seed": 0,
+        "seed": seed,
+        "optimizer._target_": "torch.optim.AdamW",
+        f"{budget}.lr": lr,
+        f"{budget}.epochs": s.epochs,
+        f"{budget}.batch_size": BATCH_SIZE,
+        f"{budget}.weight_decay": 0.0,
+        **s.settings,
+    }
+    if stage == "target":
+        ident.update({"init": init, "target.name": target, "target_size": size})
+        if init != "scratch":
+            ident["freeze_depth"] = depth
+    if source is not None:
+        ident.update({"source.name": source, "source_size": None, **s.source_settings})
+    return ident
 
 
 def _curve(final: float, tau: float, epochs: int, chance: float) -> list[dict[str, float]]:
@@ -158,24 +197,9 @@ class _Simulator:
     ) -> dict[str, Any]:
         s = self.spec
         chance = 1.0 / s.num_classes
-        config = {
-            "study": s.study,
-            "stage": stage,
-            "init": init,
-            "model": model,
-            "seed": seed,
-            "split_seed": 0,
-            "target_size": size,
-            "freeze_depth": depth,
-            "lr": lr,
-            "source": None if source is None else dict(s.specs.get(source, {"name": source})),
-            "target": dict(s.specs.get(target, {"name": target})),
-            "image_size": s.image_size,
-            "data": {"channels": s.channels},
-            "source_run_id": source_run,
-            "train": {"epochs": s.epochs, "batch_size": 64, "lr": lr, "weight_decay": 0.0},
-        }
-        run_id = _run_id(config)
+        if stage == "source":  # a source stage trains on the source: `target` names it here
+            source, target = target, None
+        ident = _identity(s, stage, init, model, source, target, size, depth, lr, seed)
         draw = self.rng.random()
         status = "completed"
         if draw < s.fail_rate:
@@ -185,44 +209,47 @@ class _Simulator:
         val = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
         test = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
         ok = status == "completed"
-        return {
-            "schema": RECORD_SCHEMA,
-            "run_id": run_id,
-            "study": s.study,
-            "stage": stage,
-            "status": status,
-            "error": None if ok else ("loss is NaN" if status == "diverged" else "RuntimeError"),
-            "init": init,
-            "model": model,
-            "num_stages": s.num_stages,
-            "freeze_depth": depth,
-            "source": None if source is None else _dataset(source, s.specs),
-            "target": _dataset(target, s.specs),
-            "target_size": size,
-            "train_examples": POOL_SIZE if size is None else size,
-            "num_classes": s.num_classes,
-            "lr": lr,
-            "weight_decay": 0.0,
-            "epochs": s.epochs,
-            "batch_size": 64,
-            "seed": seed,
-            "split_seed": 0,
-            "metrics": {"val": _metrics(val), "test": _metrics(test)} if ok else {},
-            "best_epoch": s.epochs - 1 if ok else None,
-            "val_curve": _curve(val, tau, s.epochs, chance) if ok else [],
-            "source_run_id": source_run,
-            "source_checkpoint": None
+        run_id = identity_hash(ident)
+        record = RunRecord(
+            run_id=run_id,
+            study=s.study,
+            stage=stage,
+            status=status,
+            error=None if ok else ("loss is NaN" if status == "diverged" else "RuntimeError"),
+            init=init,
+            model=model,
+            freeze_depth=depth,
+            source=None if source is None else _dataset(source, s.specs),
+            target=None if target is None else _dataset(target, s.specs),
+            source_size=None,
+            target_size=size if stage == "target" else None,
+            lr=lr,
+            weight_decay=0.0,
+            epochs=s.epochs,
+            batch_size=BATCH_SIZE,
+            seed=seed,
+            split_seed=0,
+            source_run_id=source_run,
+            source_checkpoint=None
             if source_run is None
             else f"cache/sources/{source_run}/model.pt",
-            "checkpoint": f"cache/sources/{run_id}/model.pt" if stage == "source" else None,
-            "wall_time_s": 1.0,
-            "train_samples_per_s": 1000.0,
-            "versions": {"python": "3", "torch": "2", "transferlab": "0.1.0"},
-            "git_commit": None,
-            "started_at": "2025-01-01T00:00:00+00:00",
-            "finished_at": "2025-01-01T00:00:01+00:00",
-            "config": config,
-        }
+            versions={"python": "3", "torch": "2", "transferlab": "0.1.0"},
+            git_commit=None,
+            identity=ident,
+            config={"stage": stage, "image_size": s.image_size, "channels": s.channels},
+            started_at="2025-01-01T00:00:00+00:00",
+            finished_at="2025-01-01T00:00:01+00:00",
+            wall_time_s=1.0,
+            num_depth_groups=s.num_depth_groups,
+            train_examples=POOL_SIZE if size is None else size,
+            num_classes=s.num_classes,
+            metrics={"val": _metrics(val), "test": _metrics(test)} if ok else {},
+            best_epoch=s.epochs - 1 if ok else None,
+            val_curve=_curve(val, tau, s.epochs, chance) if ok else [],
+            train_samples_per_s=1000.0,
+            checkpoint=f"cache/sources/{run_id}/model.pt" if stage == "source" else None,
+        )
+        return record.to_dict()
 
 
 def simulate_records(spec: SimulatedStudy | None = None) -> list[dict[str, Any]]:

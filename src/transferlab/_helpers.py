@@ -1,0 +1,98 @@
+"""Small general helpers used across the package.
+
+A leaf module (as timm's ``_helpers.py``): it imports nothing from ``transferlab``, so any module
+may import it without creating a cycle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+#: Permissions of files we write: mkstemp makes 0600, but collaborators should read results.
+FILE_MODE = 0o644
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: an exception shown inside a one-line user error.
+
+    A first line ending in ``:`` (e.g. torch's "Error(s) in loading state_dict for X:") is
+    joined with the next one, which holds the actual reason.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return f"{type(exc).__name__}: {text}"
+
+
+def plain(value: Any) -> Any:
+    """Deep-convert mappings and sequences (OmegaConf containers included) to dicts and lists.
+
+    OmegaConf containers are resolved first (interpolations become their values).
+    """
+    if _is_omegaconf(value):
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _is_omegaconf(value: Any) -> bool:
+    return type(value).__module__.startswith("omegaconf")
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file through a temporary file in the same folder and ``os.replace``.
+
+    ``write(handle)`` fills a binary handle. A reader sees the whole old file or the whole new
+    one, never a part; a crash leaves at most a ``.<name>.*.tmp`` file that readers ignore.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN: non-finite floats become None, in nested dicts and lists too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` as indented, key-sorted JSON atomically (non-finite floats as null)."""
+    text = json.dumps(finite(dict(payload)), indent=1, sort_keys=True, default=_json_default)
+    return atomic_write(path, lambda handle: handle.write(text.encode()))

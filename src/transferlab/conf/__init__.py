@@ -1,0 +1,1 @@
+"""The default configs, shipped with the package (Hydra finds them as `transferlab.conf`)."""

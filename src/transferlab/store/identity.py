@@ -1,0 +1,196 @@
+"""Run identity: a run is the hash of every setting that can change its numbers (as DomainBed's
+`Job` hashes all its arguments).
+
+The identity of a stage is the whole resolved run config, flattened to dotted keys, minus:
+
+* `NOT_IDENTITY`: settings that cannot change a number (where things are written, how they are
+  shown, how the process runs);
+* settings a reference stands for: a value that only points at another setting
+  (`optimizer.lr: ${budget.lr}`) is covered by the setting it points at;
+* settings the run cannot use (`UNUSED_BY_INIT`): the source of a scratch run, say, so grid
+  points that collapse to the same run share one id and run once;
+* for the source stage, the target's own settings (`TARGET_ONLY`).
+
+Dataset specs enter with every default filled in and their location (`root`, `download`) left
+out. A new setting, added to a preset or with `+key=value`, is part of the identity unless it is
+listed here: forgetting to list a harmless setting re-runs a run, never mixes two.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab._helpers import plain
+from transferlab.store.schema import IDENTITY_VERSION
+
+RUN_ID_LENGTH = 16
+#: Settings (dotted keys, `*` matches any part) that cannot change a run's numbers.
+NOT_IDENTITY = (
+    "study",  # results/<study>/ and the W&B group; sources are shared across studies
+    "paths.*",  # where results and datasets live
+    "logger.*",  # what is logged where
+    "run.*",  # filled in by the code: id, name, folder, tags
+    "threads",  # torch threads: same numbers, other speed
+    "force",  # re-run a finished run
+    "cache",  # share source checkpoints (a private source is trained alike)
+    "resume",  # checkpoint every epoch to resume from
+    "keep_checkpoints",  # keep Lightning checkpoints after the run
+    "source_run_id",  # a hash of the source settings, which are hashed themselves
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "callbacks.resume_checkpoint.*",  # writes last.ckpt for resuming; trains nothing
+    "callbacks.timer.*",  # measures throughput
+    "callbacks.*.dirpath",  # where checkpoints are written
+    "*.root",  # where a dataset is stored does not change what it is
+    "*.download",
+)
+#: Settings a target run cannot use, per init: left out of its identity (and null in its stage
+#: config). A scratch run trains every layer: its freeze depth is 0 whatever the grid says.
+UNUSED_BY_INIT = {
+    "scratch": ("source", "source_size", "pretrain", "freeze_depth", "init_path"),
+    "hub": ("source", "source_size", "pretrain", "init_path"),
+    "file": ("source", "source_size", "pretrain"),
+    "source": ("init_path",),
+}
+#: Settings of the target stage alone: left out of the source stage's identity.
+TARGET_ONLY = ("target", "target_size", "train", "init", "init_path", "freeze_depth")
+#: Dataset nodes of the run config (their specs are normalised before hashing).
+DATASET_KEYS = ("source", "target")
+#: What a stage trains on, as references into the run config: the training code reads only
+#: `dataset`, `train_size` and `budget`, so `train` always means the target budget and
+#: `pretrain` the source budget, whichever stage runs.
+STAGE_ALIASES = {
+    "source": {"dataset": "${source}", "train_size": "${source_size}", "budget": "${pretrain}"},
+    "target": {"dataset": "${target}", "train_size": "${target_size}", "budget": "${train}"},
+}
+_REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+def _copy(cfg: DictConfig) -> DictConfig:
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    OmegaConf.set_struct(out, False)
+    return out
+
+
+def normalize_run_config(cfg: DictConfig) -> DictConfig:
+    """A copy of the run config with the settings its init cannot use set to null.
+
+    The one place of the rule "scratch means freeze depth 0": a scratch run's freeze depth
+    becomes 0 rather than null, since it trains every layer.
+    """
+    out = _copy(cfg)
+    for key in UNUSED_BY_INIT.get(str(cfg.init), ()):
+        out[key] = 0 if key == "freeze_depth" else None
+    return out
+
+
+def stage_config(cfg: DictConfig, stage: str, source_run_id: str | None = None) -> DictConfig:
+    """The run config as one stage sees it: `dataset`, `train_size` and `budget` point at that
+    stage's settings (presets read `${budget.lr}`, `${budget.epochs}`).
+
+    The source stage trains a fresh model (init scratch, nothing frozen) with `pretrain.seed`
+    when that is set; the target stage is normalised by its init (`normalize_run_config`).
+    """
+    out = normalize_run_config(cfg) if stage == "target" else _copy(cfg)
+    out.stage = stage
+    for key, reference in STAGE_ALIASES[stage].items():
+        out[key] = reference
+    if stage == "source":
+        out.init, out.init_path, out.freeze_depth = "scratch", None, 0
+        out.target = out.target_size = out.train = None  # one source serves every target
+        if cfg.pretrain.get("seed") is not None:
+            out.seed = cfg.pretrain.seed
+    out.source_run_id = source_run_id
+    return out
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def _references(cfg: DictConfig) -> dict[str, str]:
+    """Dotted keys whose value is a plain reference to another setting, with that setting
+    (followed through aliases: `${budget.lr}` with `budget: ${train}` gives `train.lr`)."""
+    unresolved: dict[str, Any] = {}
+    _flatten(OmegaConf.to_container(cfg, resolve=False), "", unresolved)
+    direct = {
+        key: match.group(1)
+        for key, value in unresolved.items()
+        if isinstance(value, str) and (match := _REFERENCE.match(value))
+    }
+
+    def follow(target: str) -> str:
+        for _ in range(len(direct) + 1):  # bounded: a cycle cannot resolve anyway
+            parts = target.split(".")
+            prefixes = (".".join(parts[:i]) for i in range(len(parts), 0, -1))
+            prefix = next((p for p in prefixes if p in direct), None)
+            if prefix is None:
+                return target
+            target = direct[prefix] + target[len(prefix) :]
+        return target
+
+    return {key: follow(target) for key, target in direct.items()}
+
+
+def _dataset_identity(spec: Any) -> Any:
+    if spec is None:
+        return None
+    from transferlab.data import normalize_spec  # cheap: no data is loaded
+
+    return normalize_spec(plain(spec))
+
+
+def _denied(key: str) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) or key == p.removesuffix(".*") for p in NOT_IDENTITY)
+
+
+def stage_identity(stage_cfg: DictConfig) -> dict[str, Any]:
+    """Every setting that can change the numbers of a stage (a `stage_config`), as flat dotted
+    keys, with the identity rule's version.
+
+    A target stage with init=source includes the source stage's settings (`source.*`,
+    `source_size`, `pretrain.*`): they change its numbers through the source weights. A source
+    stage leaves out the target's settings (one source serves every target).
+    """
+    stage = str(stage_cfg.stage)
+    drop = (*TARGET_ONLY, "pretrain.seed") if stage == "source" else UNUSED_BY_INIT[stage_cfg.init]
+    drop = (*drop, *STAGE_ALIASES[stage])  # references to settings hashed under their own names
+    resolved = OmegaConf.to_container(stage_cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    for key in DATASET_KEYS:
+        if key in resolved:
+            resolved[key] = _dataset_identity(resolved[key])
+    flat: dict[str, Any] = {}
+    _flatten(resolved, "", flat)
+    flat = {
+        key: value
+        for key, value in flat.items()
+        if not _denied(key) and not any(key == d or key.startswith(f"{d}.") for d in drop)
+    }
+    # a reference is covered by the setting it points at, when that setting is hashed
+    covered = {key for key, target in _references(stage_cfg).items() if target in flat}
+    ident = {key: flat[key] for key in sorted(flat) if key not in covered}
+    return {**ident, "identity_version": IDENTITY_VERSION}
+
+
+def run_id(stage_cfg: DictConfig) -> str:
+    """Stable id of a stage: see `stage_identity` and `identity_hash`."""
+    return identity_hash(stage_identity(stage_cfg))
+
+
+def identity_hash(ident: Mapping[str, Any]) -> str:
+    """The run id: the leading hex digits of sha256 over the canonical JSON of an identity."""
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_LENGTH]

@@ -1,0 +1,138 @@
+"""Check a run config before anything trains: one source of truth per setting, then every value.
+
+Each problem is a ConfigError whose message is one line naming the bad value and the valid
+choices; the command line prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from transferlab.data import build_splits, normalize_spec, stratified_subset, validate_spec
+from transferlab.errors import ConfigError, choice_error
+from transferlab.models import INIT_CHOICES, validate_model
+from transferlab.store.identity import STAGE_ALIASES, normalize_run_config
+
+#: Settings that presets take from the stage budget: each must stay this reference, so that the
+#: budget (`train.*` for the target stage, `pretrain.*` for the source stage) is the only place
+#: a learning rate or an epoch count is set. `required` ones must be present.
+BUDGET_REFERENCES = {
+    "optimizer.lr": ("${budget.lr}", "lr", True),
+    "optimizer.weight_decay": ("${budget.weight_decay}", "weight_decay", True),
+    "trainer.max_epochs": ("${budget.epochs}", "epochs", True),
+    "scheduler.T_max": ("${budget.epochs}", "epochs", False),
+}
+#: Trainer arguments the code passes itself, from the `logger` and `callbacks` groups.
+CODE_OWNED = ("logger", "callbacks", "default_root_dir")
+#: The callback whose weights the test runs on (the epoch chosen on validation).
+SELECTION_CALLBACK = "selection_checkpoint"
+_UNSET = object()
+
+
+def _unresolved(cfg: DictConfig, dotted: str) -> Any:
+    """The value at `dotted` as written (interpolations unresolved); _UNSET when absent."""
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return _UNSET
+    return OmegaConf.to_container(node, resolve=False).get(leaf, _UNSET)
+
+
+def check_structure(cfg: DictConfig) -> None:
+    """The checks a run id needs first: a known init, and no setting given in two places (the
+    budget is the only home of lr, weight decay and epochs; the logger and callbacks groups the
+    only home of the trainer's loggers and callbacks)."""
+    if cfg.init not in INIT_CHOICES:
+        raise choice_error("init", cfg.init, INIT_CHOICES)
+    budget = _unresolved(cfg, "budget")
+    if budget != STAGE_ALIASES["target"]["budget"]:
+        raise ConfigError(
+            f"budget={budget} cannot be set: each stage points it at its own budget; "
+            "set train.* (target stage) or pretrain.* (source stage) instead"
+        )
+    for key, (reference, field, required) in BUDGET_REFERENCES.items():
+        value = _unresolved(cfg, key)
+        if (value is _UNSET and not required) or value == reference:
+            continue
+        shown = "missing" if value is _UNSET else f"{key}={value}"
+        raise ConfigError(
+            f"{shown}: {key} must be {reference}, so that train.{field} (target stage) and "
+            f"pretrain.{field} (source stage) are its one source of truth; set those instead"
+        )
+    for key in CODE_OWNED:
+        if _unresolved(cfg, f"trainer.{key}") is not _UNSET:
+            raise ConfigError(
+                f"trainer.{key} is set by the code from the logger and callbacks groups; "
+                f"remove it (loggers: logger=[...], callbacks: +callbacks.<name>={{...}})"
+            )
+    if SELECTION_CALLBACK not in (cfg.get("callbacks") or {}):
+        raise ConfigError(
+            f"callbacks.{SELECTION_CALLBACK} is required: the test runs on the weights of the "
+            "epoch chosen on validation"
+        )
+
+
+def _check_budget(name: str, budget: Any) -> None:
+    if not budget.lr > 0:
+        raise ConfigError(f"{name}.lr must be a positive number, got {budget.lr!r}")
+    if budget.weight_decay < 0:
+        raise ConfigError(f"{name}.weight_decay must be >= 0, got {budget.weight_decay!r}")
+    for key in ("epochs", "batch_size"):
+        if int(budget[key]) < 1:
+            raise ConfigError(f"{name}.{key} must be a positive integer, got {budget[key]!r}")
+
+
+def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int) -> None:
+    """Build (and cache) the splits and draw the subset, so data errors come before training."""
+    splits = build_splits(
+        spec, image_size=cfg.image_size, channels=cfg.channels, split_seed=cfg.split_seed
+    )
+    stratified_subset(
+        splits.train.labels, size, seed, classes=splits.classes, dataset=splits.description
+    )
+
+
+def _check_shared_base(source: Any, target: Any) -> None:
+    """Views of one base dataset must split it alike, or source training could see target test."""
+    source, target = normalize_spec(source), normalize_spec(target)
+    if source["name"] != target["name"]:
+        return
+    for key in ("val_fraction", "test_fraction"):
+        if source.get(key) != target.get(key):
+            raise ConfigError(
+                f"source and target are both views of {source['name']!r} but split it "
+                f"differently ({key} {source.get(key)} vs {target.get(key)}); use the same {key}"
+            )
+
+
+def preflight(cfg: DictConfig) -> int:
+    """Check every setting of a run before any training; return the model's depth-group count.
+
+    Raises ConfigError (one line: the bad value and the valid choices) on the first problem.
+    """
+    if cfg.init not in INIT_CHOICES:
+        raise choice_error("init", cfg.init, INIT_CHOICES)
+    if cfg.init == "source" and cfg.get("source") is None:
+        raise ConfigError("init=source needs a source dataset (data@source=<preset>)")
+    cfg = normalize_run_config(cfg)
+    uses_source = cfg.init == "source"
+    validate_spec(cfg.target)
+    if uses_source:
+        validate_spec(cfg.source)
+        _check_shared_base(cfg.source, cfg.target)
+    _check_budget("train", cfg.train)
+    if uses_source:
+        _check_budget("pretrain", cfg.pretrain)
+    groups = validate_model(
+        cfg.model.name,
+        freeze_depth=cfg.freeze_depth,
+        init="scratch" if uses_source else cfg.init,  # the source checkpoint does not exist yet
+        init_path=cfg.init_path,
+        **cfg.model.kwargs,
+    )
+    _check_data(cfg, cfg.target, cfg.target_size, cfg.seed)
+    if uses_source:
+        _check_data(cfg, cfg.source, cfg.source_size, cfg.seed)
+    return groups

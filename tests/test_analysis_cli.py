@@ -131,9 +131,7 @@ def test_cli_bad_alpha(study: Path, capsys: pytest.CaptureFixture):
 
 
 def test_wandb_analysis_run_offline(study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from helpers.wandb_files import summarize
-
-    from transferlab.analysis.wandb_log import table_rows
+    from helpers.wandb_files import summarize, table_rows
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "wb"

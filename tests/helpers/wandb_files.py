@@ -7,6 +7,7 @@ wandb's own Python reader moved into its Go core, so the tests carry this small 
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,9 @@ def summarize(path: str | Path) -> dict[str, Any]:
                 item.key or "/".join(item.nested_key) for item in record.config.update
             )
     return out
+
+
+def table_rows(table_json: str | Path) -> list[dict[str, Any]]:
+    """Rows of a logged W&B table read back from its .table.json file."""
+    data = json.loads(Path(table_json).read_text())
+    return [dict(zip(data["columns"], row)) for row in data["data"]]

@@ -11,6 +11,8 @@ between a fine-tuned arm and its baseline; settings of the source stage (`source
 
 from __future__ import annotations
 
+from transferlab.store.schema import STATUSES
+
 #: The name of the from-scratch arm (its `source` column).
 SCRATCH = "scratch"
 #: A target setting: both arms of a cell are trained on it.
@@ -36,7 +38,7 @@ NAMED_PREFIXES = ("target.", "source.")
 SOURCE_SIDE_KEYS = ("source_size", "init_path")
 SOURCE_SIDE_PREFIXES = ("pretrain.",)
 #: Statuses counted per arm.
-STATUS_COUNTS = ("completed", "failed", "diverged")
+STATUS_COUNTS = STATUSES
 
 
 def split_identity(identity: dict) -> tuple[dict, dict]:

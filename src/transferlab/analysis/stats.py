@@ -58,34 +58,26 @@ def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, 
     return mean, float(mean - half), float(mean + half)
 
 
+def _untestable(n: int, means: Sequence[float], note: str) -> list[PairedResult]:
+    """Results of cells with too few pairs for any test: the mean (if any) and why."""
+    nan = float("nan")
+    return [
+        PairedResult(n, float(m), nan, nan, nan, nan, nan, nan, "none", 1.0, note) for m in means
+    ]
+
+
 def _block(d: np.ndarray, test: str, confidence: float) -> list[PairedResult]:
     """Paired tests of equally long rows of differences at once (scipy works along axis 1)."""
     k, n = d.shape
-    nan = float("nan")
     if n == 0:
-        return [PairedResult(0, nan, nan, nan, nan, nan, nan, nan, "none", 1.0, "no pairs")] * k
+        return _untestable(0, [float("nan")] * k, "no pairs")
     mean = d.mean(axis=1)
     if n < 2:
-        return [
-            PairedResult(
-                n,
-                float(m),
-                nan,
-                nan,
-                nan,
-                nan,
-                nan,
-                nan,
-                "none",
-                1.0,
-                "one pair: no test is possible",
-            )
-            for m in mean
-        ]
+        return _untestable(n, mean, "one pair: no test is possible")
     sd = d.std(axis=1, ddof=1)
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n)
     varies = sd > 0
-    p_t = np.where(mean == 0.0, 1.0, nan)
+    p_t = np.where(mean == 0.0, 1.0, np.nan)
     if varies.any():
         p_t[varies] = stats.ttest_1samp(d[varies], 0.0, axis=1).pvalue
     nonzero = np.count_nonzero(d, axis=1)

@@ -16,6 +16,22 @@ from transferlab.analysis.stats import (
     stratified_iqm,
 )
 
+#: Columns of the per-source summary.
+SUMMARY_COLUMNS = [
+    *SOURCE,
+    "cells",
+    "cells_tested",
+    "runs",
+    "iqm_gain",
+    "iqm_low",
+    "iqm_high",
+    "p_improve",
+    "p_improve_low",
+    "p_improve_high",
+    "positive",
+    "negative",
+]
+
 
 def source_summaries(
     pairs: pd.DataFrame,
@@ -70,18 +86,4 @@ def source_summaries(
                 "p_improve_high": poi_hi,
             }
         )
-    cols = [
-        *SOURCE,
-        "cells",
-        "cells_tested",
-        "runs",
-        "iqm_gain",
-        "iqm_low",
-        "iqm_high",
-        "p_improve",
-        "p_improve_low",
-        "p_improve_high",
-        "positive",
-        "negative",
-    ]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -93,9 +93,3 @@ def log_analysis(
     finally:
         run.finish()
     return folder
-
-
-def table_rows(table_json: str | Path) -> list[dict[str, Any]]:
-    """Rows of a logged table read back from its .table.json file (tests, offline checks)."""
-    data = json.loads(Path(table_json).read_text())
-    return [dict(zip(data["columns"], row)) for row in data["data"]]

@@ -32,6 +32,32 @@ def pair_gains(cells: pd.DataFrame) -> pd.DataFrame:
     return gains.rename("gain").reset_index()
 
 
+def _correlate(
+    table: pd.DataFrame,
+    keys: list[str],
+    scores: tuple[str, ...],
+    label: str,
+    against: str,
+    note: str,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """One row per group of ``keys`` and score column: the rank correlation of the score with
+    ``against`` across the group's rows, with ``note`` when fewer than three rows have both."""
+    rows = []
+    for key, group in table.groupby(keys, dropna=False, sort=True):
+        for name in scores:
+            stats = rank_correlations(group[name], group[against], **kwargs)
+            rows.append(
+                {
+                    **dict(zip(keys, key)),
+                    label: name,
+                    **stats,
+                    "note": "" if stats["n"] >= 3 else note,
+                }
+            )
+    return rows
+
+
 def shift_vs_gain(shift: pd.DataFrame, cells: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
     """Rank correlation of each distance with the pair gain (see `pair_gains`) across
     (source, target) pairs, per model and space."""
@@ -39,21 +65,15 @@ def shift_vs_gain(shift: pd.DataFrame, cells: pd.DataFrame, **kwargs: Any) -> pd
     if ok.empty or cells.empty:
         return pd.DataFrame(columns=CORRELATION_COLUMNS)
     table = ok.merge(pair_gains(cells), on=PAIR, how="inner")
-    rows = []
-    for (study, model, space), group in table.groupby(["study", "model", "space"], sort=True):
-        for measure in SHIFT_MEASURES:
-            stats = rank_correlations(group[measure], group["gain"], **kwargs)
-            note = "" if stats["n"] >= 3 else "fewer than three (source, target) pairs"
-            rows.append(
-                {
-                    "study": study,
-                    "model": model,
-                    "space": space,
-                    "distance": measure,
-                    **stats,
-                    "note": note,
-                }
-            )
+    rows = _correlate(
+        table,
+        ["study", "model", "space"],
+        SHIFT_MEASURES,
+        "distance",
+        "gain",
+        "fewer than three (source, target) pairs",
+        **kwargs,
+    )
     return pd.DataFrame(rows).reindex(columns=CORRELATION_COLUMNS)
 
 
@@ -64,28 +84,22 @@ def estimator_agreement(
     size), and Kendall/weighted tau between each score and that accuracy across sources."""
     ok = estimators[estimators["status"].eq("ok")]
     keys = ["study", "model", "target", "target_size"]
+    columns = [*keys, "estimator", *CORRELATION_COLUMNS[4:]]
     if ok.empty or curves.empty:
         return (
             pd.DataFrame(columns=[*ok.columns, "target_size", "finetuned_acc"]),
-            pd.DataFrame(columns=[*keys, "estimator", *CORRELATION_COLUMNS[4:]]),
+            pd.DataFrame(columns=columns),
         )
     realised = full_finetuning(curves)[[*PAIR, "target_size", "freeze_depth", "test_acc"]]
     joined = ok.merge(realised, on=PAIR, how="inner")
     joined = joined.rename(columns={"test_acc": "finetuned_acc"})
-    rows = []
-    for key, group in joined.groupby(
-        ["study", "model", "target", "target_size"], dropna=False, sort=True
-    ):
-        for name in ESTIMATORS:
-            stats = rank_correlations(group[name], group["finetuned_acc"], **kwargs)
-            note = "" if stats["n"] >= 3 else "fewer than three sources with a score"
-            rows.append(
-                {
-                    **dict(zip(["study", "model", "target", "target_size"], key)),
-                    "estimator": name,
-                    **stats,
-                    "note": note,
-                }
-            )
-    columns = [*keys, "estimator", *CORRELATION_COLUMNS[4:]]
+    rows = _correlate(
+        joined,
+        keys,
+        tuple(ESTIMATORS),
+        "estimator",
+        "finetuned_acc",
+        "fewer than three sources with a score",
+        **kwargs,
+    )
     return joined, pd.DataFrame(rows).reindex(columns=columns)

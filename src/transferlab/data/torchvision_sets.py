@@ -41,6 +41,16 @@ def _open(name: str, looked_at: str, download: bool, make: Callable[[], Any]) ->
         ) from None
 
 
+def _open_splits(
+    name: str, download: bool, looked_at: dict[Any, str], make: Callable[[Any], Any]
+) -> list[Any]:
+    """Each split of a torchvision dataset; ``looked_at`` maps a split argument (``train=``
+    flag or split name) to the path reported if its files are missing."""
+    return [
+        _open(name, where, download, lambda s=split: make(s)) for split, where in looked_at.items()
+    ]
+
+
 def _as_base(
     train: tuple[Any, Any],
     test: tuple[Any, Any],
@@ -74,10 +84,12 @@ def _mnist_family(name: str, cls: type[tvd.MNIST]) -> None:
     ) -> BaseData:
         path = _root(root)
         looked_at = os.path.join(path, cls.__name__, "raw")
-        sets = [
-            _open(name, looked_at, download, lambda t=t: cls(path, train=t, download=download))
-            for t in (True, False)
-        ]
+        sets = _open_splits(
+            name,
+            download,
+            {True: looked_at, False: looked_at},
+            lambda t: cls(path, train=t, download=download),
+        )
         pairs = [(s.data, s.targets) for s in sets]
         return _as_base(*pairs, tuple(cls.classes), image_size, channels, "NHW")
 
@@ -95,18 +107,13 @@ def usps(
 ) -> BaseData:
     """torchvision USPS, 16x16 digits from bz2 libsvm files (official train/test split)."""
     path = _root(root)
-    sets = []
-    for train in (True, False):
-        filename = tvd.USPS.split_list["train" if train else "test"][1]
-        looked_at = os.path.join(path, filename)
-        sets.append(
-            _open(
-                "usps",
-                looked_at,
-                download,
-                lambda t=train: tvd.USPS(path, train=t, download=download),
-            )
-        )
+    files = {
+        t: os.path.join(path, tvd.USPS.split_list["train" if t else "test"][1])
+        for t in (True, False)
+    }
+    sets = _open_splits(
+        "usps", download, files, lambda t: tvd.USPS(path, train=t, download=download)
+    )
     pairs = [(s.data, s.targets) for s in sets]
     return _as_base(*pairs, DIGIT_CLASSES, image_size, channels, "NHW")
 
@@ -117,17 +124,10 @@ def svhn(
 ) -> BaseData:
     """torchvision SVHN cropped digits, .mat files (official train/test split; no 'extra')."""
     path = _root(root)
-    sets = []
-    for split in ("train", "test"):
-        looked_at = os.path.join(path, tvd.SVHN.split_list[split][1])
-        sets.append(
-            _open(
-                "svhn",
-                looked_at,
-                download,
-                lambda s=split: tvd.SVHN(path, split=s, download=download),
-            )
-        )
+    files = {s: os.path.join(path, tvd.SVHN.split_list[s][1]) for s in ("train", "test")}
+    sets = _open_splits(
+        "svhn", download, files, lambda s: tvd.SVHN(path, split=s, download=download)
+    )
     pairs = [(s.data, s.labels) for s in sets]
     return _as_base(*pairs, DIGIT_CLASSES, image_size, channels, "NCHW")
 
@@ -139,10 +139,12 @@ def _cifar(name: str, cls: type[tvd.CIFAR10]) -> None:
     ) -> BaseData:
         path = _root(root)
         looked_at = os.path.join(path, cls.base_folder)
-        sets = [
-            _open(name, looked_at, download, lambda t=t: cls(path, train=t, download=download))
-            for t in (True, False)
-        ]
+        sets = _open_splits(
+            name,
+            download,
+            {True: looked_at, False: looked_at},
+            lambda t: cls(path, train=t, download=download),
+        )
         pairs = [(s.data, s.targets) for s in sets]
         return _as_base(*pairs, tuple(sets[0].classes), image_size, channels, "NHWC")
 

@@ -1,0 +1,226 @@
+"""The findings section of report.md: which cells came out which way and why, what was
+set aside, per-source summaries and domain shift, each number explained next to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from transferlab.analysis.tables import fmt, size_label
+
+#: Cells listed by name in the findings.
+MAX_FINDINGS = 15
+CORRECTION_NAMES = {
+    "bh": "Benjamini-Hochberg (false discovery rate)",
+    "holm": "Holm (family-wise error rate)",
+}
+TEST_NAMES = {
+    "auto": "the Wilcoxon signed-rank test from 6 pairs, the paired t-test below",
+    "t": "the paired t-test",
+    "wilcoxon": "the Wilcoxon signed-rank test",
+}
+
+
+def _cell_name(row: Any) -> str:
+    extra = "; ".join(v for v in (row.variant, row.source_variant) if v)
+    return (
+        f"**{row.source} \u2192 {row.target}** ({row.model}, {size_label(row.target_size)}"
+        f" target examples, freeze depth {row.freeze_depth}{'; ' + extra if extra else ''})"
+    )
+
+
+def _cell_line(row: Any, settings: dict[str, Any]) -> str:
+    return (
+        f"- {_cell_name(row)}: gain {row.gain:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], "
+        f"NTG {row.ntg:+.3f}, p = {fmt(row.p)} ({row.test}), q = {fmt(row.q)}, "
+        f"{row.n_pairs} seeds; lr fine-tuned {fmt(row.ft_lr)}, scratch {fmt(row.scratch_lr)}"
+    )
+
+
+def _listing(rows: pd.DataFrame, settings: dict[str, Any], what: str) -> list[str]:
+    lines = [_cell_line(r, settings) for r in rows.head(MAX_FINDINGS).itertuples(index=False)]
+    if len(rows) > MAX_FINDINGS:
+        lines.append(f"- ... and {len(rows) - MAX_FINDINGS} more {what} cells (see `cells.csv`).")
+    return lines
+
+
+def _overview(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
+    """How many cells came out which way, and what each number means."""
+    out: list[str] = []
+    conf = int(round(100 * s["confidence"]))
+    counts = cells["flag"].value_counts()
+    judged = ("negative", "positive", "inconclusive")
+    untested = len(cells) - int(sum(counts.get(f, 0) for f in judged))
+    out.append(
+        f"{len(cells)} cells (model, source, target, target size, freeze depth) were compared with "
+        f"their scratch baseline: **{counts.get('negative', 0)} negative**, "
+        f"**{counts.get('positive', 0)} positive**, {counts.get('inconclusive', 0)} inconclusive, "
+        f"{untested} not testable. Significance: q < {s['alpha']} after "
+        f"{CORRECTION_NAMES[s['correction']]} correction across the study's tested cells."
+    )
+    test = TEST_NAMES[s["test"]]
+    out += [
+        "",
+        f"_gain = test accuracy fine-tuned minus scratch, mean over paired seeds; "
+        f"[low, high] = {conf}% t-interval of the paired difference; NTG = error with transfer "
+        f"minus error without (Wang et al. 2019; > 0 is negative transfer); p from {test}; "
+        f"q = {s['correction'].upper() if s['correction'] == 'bh' else 'Holm'}-adjusted p._",
+        "",
+    ]
+    return out
+
+
+def _flagged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
+    """The cells flagged negative (first) and positive, strongest first."""
+    out: list[str] = []
+    neg = cells[cells["flag"].eq("negative")].sort_values("gain")
+    pos = cells[cells["flag"].eq("positive")].sort_values("gain", ascending=False)
+    out += ["### Negative transfer", ""]
+    out += _listing(neg, s, "negative") or ["No cell transfers negatively with significance."]
+    out += ["", "### Positive transfer", ""]
+    out += _listing(pos, s, "positive") or ["No cell transfers positively with significance."]
+    return out
+
+
+def _unjudged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
+    """Cells that cannot be judged, and why (no baseline, too few seeds, ...)."""
+    out: list[str] = []
+    untestable = cells[~cells["flag"].isin(["negative", "positive", "inconclusive"])]
+    out += ["", "### Cells that cannot be judged", ""]
+    if untestable.empty:
+        out.append("Every cell had a baseline and enough paired seeds for a test.")
+    for flag, group in untestable.groupby("flag", sort=True):
+        out.append(
+            f"- {flag}: {len(group)} cells, e.g. {_cell_name(group.iloc[0])}: "
+            f"{group.iloc[0]['reason']}."
+        )
+    tested = cells.dropna(subset=["min_q"])
+    if len(tested) and (tested["min_q"] >= s["alpha"]).all():
+        out.append(
+            f"- **No cell can be flagged with these seeds**: even if every test reached its "
+            f"smallest attainable p, the corrected q would be at least "
+            f"{tested['min_q'].min():.3g} >= {s['alpha']}. Run more seeds per cell."
+        )
+    return out
+
+
+def _set_aside(results: dict[str, Any]) -> list[str]:
+    """Runs and files that enter no number: failed, diverged, conflicting, unreadable."""
+    out: list[str] = []
+    problems = results["problems"]["status"].value_counts()
+    failed, diverged = int(problems.get("failed", 0)), int(problems.get("diverged", 0))
+    if failed or diverged:
+        out.append(
+            f"- {failed} failed and {diverged} diverged target runs enter no number "
+            "(per cell in `cells.csv`, listed in `problems.csv`)."
+        )
+    if problems.get("conflict", 0):
+        out.append(
+            f"- **{int(problems['conflict'])} records conflict**: the same cell, settings and seed "
+            "under different run ids (settings outside the run identity, or records from "
+            "another version); none of them enters a number (listed in `problems.csv`)."
+        )
+    if problems.get("duplicate", 0):
+        out.append(
+            f"- {int(problems['duplicate'])} records repeat the cell, settings and seed of a "
+            "later record and were not counted (listed in `problems.csv`)."
+        )
+    unreadable = results.get("unreadable")
+    if unreadable is not None and len(unreadable):
+        out.append(
+            f"- {len(unreadable)} record files could not be read and were skipped "
+            "(listed in `unreadable.csv`)."
+        )
+    return out
+
+
+def _per_source(results: dict[str, Any], s: dict[str, Any]) -> list[str]:
+    """Per source: IQM gain and probability of improvement with intervals."""
+    out: list[str] = []
+    conf = int(round(100 * s["confidence"]))
+    out += [
+        "",
+        "### Per source",
+        "",
+        f"_IQM gain = interquartile mean of the paired gains over all cells and seeds of the "
+        f"source, {conf}% stratified-bootstrap interval (seeds resampled within cells); "
+        "P(improve) = probability that a fine-tuned run beats a scratch run of the same "
+        "cell, averaged over cells (Agarwal et al. 2021)._",
+        "",
+    ]
+    if results["summary"].empty:
+        out.append("No source has paired fine-tuned and scratch runs.")
+    for r in results["summary"].itertuples(index=False):
+        out.append(
+            f"- **{r.source}** ({r.model}): IQM gain {fmt(r.iqm_gain)} "
+            f"[{fmt(r.iqm_low)}, {fmt(r.iqm_high)}], P(improve) {fmt(r.p_improve)} "
+            f"[{fmt(r.p_improve_low)}, {fmt(r.p_improve_high)}]; {r.positive} positive "
+            f"and {r.negative} negative of {r.cells} cells."
+        )
+    return out
+
+
+def _crossings(results: dict[str, Any]) -> list[str]:
+    """Where a source's gain changes sign as the target grows."""
+    out: list[str] = []
+    cross = results["crossings"].dropna(subset=["crossing_size"])
+    if len(cross):
+        out += ["", "### Where the gain changes sign", ""]
+        for r in cross.head(MAX_FINDINGS).itertuples(index=False):
+            out.append(
+                f"- {r.source} \u2192 {r.target} ({r.model}, depth {r.freeze_depth}): "
+                f"{r.note}, near {r.crossing_size:.0f} examples."
+            )
+    return out
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """The findings section: negative cells first, then positive, the untestable, summaries."""
+    cells, s = results["cells"], results["settings"]
+    out = ["## Findings", ""]
+    if cells.empty:
+        return [*out, "No fine-tuned target run was found, so there is nothing to compare.", ""]
+    out += _overview(cells, s) + _flagged(cells, s) + _unjudged(cells, s)
+    out += _set_aside(results) + _per_source(results, s) + _crossings(results)
+    return [*out, *_shift_findings(results), ""]
+
+
+def _shift_findings(results: dict[str, Any]) -> list[str]:
+    if "shift_gain" not in results:
+        return ["", "### Domain shift", "", "Not computed (`--no-shift`)."]
+    out = ["", "### Domain shift and estimators", ""]
+    sg = results["shift_gain"]
+    ok = sg.dropna(subset=["spearman"]) if len(sg) else sg
+    if len(ok):
+        best = ok.loc[ok["spearman"].abs().idxmax()]
+        out.append(
+            f"- Strongest relation of shift to gain: {best['distance']} in {best['space']} "
+            f"space, Spearman rho = {best['spearman']:.2f} (p = {fmt(best['spearman_p'])},"
+            f" {best['n']:.0f} pairs; Kendall tau = {best['kendall']:.2f})."
+        )
+    else:
+        out.append(
+            "- Shift against gain: no correlation computable (needs three or more "
+            "(source, target) pairs with distances)."
+        )
+    unavailable = results["shift"]
+    unavailable = unavailable[unavailable["status"].ne("ok")] if len(unavailable) else unavailable
+    if len(unavailable):
+        out.append(
+            f"- {len(unavailable)} distance rows unavailable, e.g. {unavailable.iloc[0]['reason']}."
+        )
+    ag = results["estimator_agreement"]
+    ag = ag.dropna(subset=["kendall"]) if len(ag) else ag
+    for name, group in ag.groupby("estimator", sort=True) if len(ag) else []:
+        out.append(
+            f"- {name}: Kendall tau with fine-tuned accuracy {group['kendall'].mean():+.2f}"
+            f" (mean over {len(group)} target settings), weighted tau "
+            f"{group['weighted_tau'].mean():+.2f}."
+        )
+    if not len(ag):
+        out.append(
+            "- Estimator agreement: not computable (needs scores for three or more "
+            "sources on one target)."
+        )
+    return out

@@ -39,6 +39,18 @@ CASES = {
         ["~callbacks.selection_checkpoint"],
         ["callbacks.selection_checkpoint"],
     ),
+    # a closed, typed config: typos, keys nothing reads, wrong types, values out of range
+    "typo in a key": (["freeze_dept=2"], ["freeze_dept", "did you mean freeze_depth?"]),
+    "typo in an added key": (["+freeze_dept=2"], ["freeze_dept", "did you mean freeze_depth?"]),
+    "typo in a trainer argument": (
+        ["+trainer.gradient_clip_vall=1"],
+        ["trainer.gradient_clip_vall", "trainer.gradient_clip_val"],
+    ),
+    "fractional seed": (["seed=1.5"], ["seed", "integer", "1.5"]),
+    "negative seed": (["seed=-1"], ["seed", ">= 0", "-1"]),
+    "non-numeric learning rate": (["train.lr=abc"], ["train.lr", "number", "'abc'"]),
+    "negative thread count": (["threads=-1"], ["threads", ">= 1", "-1"]),
+    "image smaller than the model's stem": (["image_size=3"], ["image_size=3", "test_resnet"]),
 }
 
 
@@ -69,3 +81,39 @@ def test_bad_input_is_one_line_and_records_nothing_completed(case, tmp_path):
     assert not any(json.loads(p.read_text())["status"] == "completed" for p in records)
     # and nothing was trained before the error was found
     assert not list((tmp_path / "results").glob("**/checkpoints/*.ckpt"))
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+def test_results_path_that_is_a_file_is_one_line(tmp_path):
+    afile = tmp_path / "results.txt"
+    afile.write_text("not a folder")
+    proc = _run([f"paths.results={afile}", "init=scratch"], tmp_path)
+    assert proc.returncode == 2
+    assert f"paths.results={afile} is a file" in _one_error_line(proc)
+    assert afile.read_text() == "not a folder"
+
+
+def test_results_path_that_cannot_be_written_is_one_line(tmp_path):
+    # /proc refuses new folders even to root (a chmod'ed folder would not stop root).
+    where = "/proc/self/transferlab-results"
+    proc = _run([f"paths.results={where}", "init=scratch"], tmp_path)
+    assert proc.returncode == 2
+    assert f"paths.results={where} is not a folder this process can write" in _one_error_line(proc)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_results_folder_is_one_line(tmp_path):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        proc = _run([f"paths.results={folder}", "init=scratch"], tmp_path)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 2
+    assert "can write" in _one_error_line(proc)

@@ -13,3 +13,9 @@ def choice_error(kind: str, value: object, choices: Iterable[object]) -> ConfigE
     """Build the standard error for a value that is not one of the valid choices."""
     listed = ", ".join(str(c) for c in sorted(choices, key=str))
     return ConfigError(f"unknown {kind} {value!r}; valid choices: {listed}")
+
+
+class GridError(BaseException):
+    """A ConfigError in one job of a sweep grid, found before any job starts. A BaseException,
+    so that it passes Hydra's own error report and reaches the command line, which prints it as
+    one line and exits with status 2."""

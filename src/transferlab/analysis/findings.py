@@ -3,6 +3,7 @@ set aside, per-source summaries and domain shift, each number explained next to 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -106,7 +107,7 @@ def _unjudged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
 
 
 def _set_aside(results: dict[str, Any]) -> list[str]:
-    """Runs and files that enter no number: failed, diverged, conflicting, unreadable."""
+    """Runs and files that enter no number: failed, diverged, conflicting, rejected."""
     out: list[str] = []
     problems = results["problems"]["status"].value_counts()
     failed, diverged = int(problems.get("failed", 0)), int(problems.get("diverged", 0))
@@ -126,12 +127,16 @@ def _set_aside(results: dict[str, Any]) -> list[str]:
             f"- {int(problems['duplicate'])} records repeat the cell, settings and seed of a "
             "later record and were not counted (listed in `problems.csv`)."
         )
-    unreadable = results.get("unreadable")
-    if unreadable is not None and len(unreadable):
+    rejected = results.get("unreadable")
+    if rejected is not None and len(rejected):
         out.append(
-            f"- {len(unreadable)} record files could not be read and were skipped "
-            "(listed in `unreadable.csv`)."
+            f"- **{len(rejected)} record files were rejected** and enter no number: the cell "
+            "each belongs to has one run fewer (listed in `problems.csv` and `unreadable.csv`):"
         )
+        for r in rejected.head(MAX_FINDINGS).itertuples(index=False):
+            out.append(f"  - `{Path(r.path).name}`: {r.reason}")
+        if len(rejected) > MAX_FINDINGS:
+            out.append(f"  - ... and {len(rejected) - MAX_FINDINGS} more.")
     return out
 
 

@@ -96,6 +96,20 @@ def analyze_frame(
     }
 
 
+def with_rejected(problems: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
+    """The problems table with one `rejected` row per record file the loader refused."""
+    if rejected.empty:
+        return problems
+    rows = pd.DataFrame(
+        {
+            "run_id": [Path(p).stem for p in rejected["path"]],
+            "status": "rejected",
+            "error": rejected["reason"].to_numpy(),
+        }
+    )
+    return pd.concat([problems, rows], ignore_index=True)
+
+
 def _counts(df: pd.DataFrame) -> dict[str, Any]:
     return {
         "records": len(df),
@@ -156,6 +170,7 @@ def analyze(
     results = analyze_frame(df, s)
     results["records"] = df
     results["unreadable"] = pd.DataFrame(df.attrs.get("unreadable", []), columns=["path", "reason"])
+    results["problems"] = with_rejected(results["problems"], results["unreadable"])
     results["counts"] = _counts(df)
     results["path"] = str(Path(path).resolve())
     if s.shift:

@@ -1,7 +1,9 @@
 """Load run records (docs/records.md) into one tidy pandas table, fast and without crashing.
 
-Unreadable, torn or foreign files are skipped and listed in ``df.attrs["unreadable"]``; the
-caller reports them. Only the fields the analysis needs are kept (one row per record).
+Unreadable, torn or foreign files, and records that fail `store.schema.record_problem` (a
+missing field, a wrong type, a completed run without a finite accuracy), are rejected: skipped
+and listed with their reason in ``df.attrs["unreadable"]``, which the report lists. Only the
+fields the analysis needs are kept (one row per record).
 """
 
 from __future__ import annotations
@@ -19,16 +21,18 @@ import pandas as pd
 
 from transferlab._helpers import atomic_write
 from transferlab.analysis.keys import SCRATCH, split_identity
-from transferlab.store.schema import RECORD_SCHEMA, REQUIRED_FIELDS, STATUSES
+from transferlab.store.schema import record_problem
 
 #: Below this many files the records are parsed in-process (a process pool costs more).
 PARALLEL_MIN_FILES = 4000
 #: Files handed to one worker task.
 CHUNK_FILES = 2000
+#: Characters of a rejected file's reason that are kept.
+MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
 #: Version of the on-disk table cache (bump when COLUMNS or flattening change).
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -134,18 +138,8 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     The identity settings that may vary within a cell's key become two canonical strings
     (`variant_key`, `source_variant_key`; see analysis.keys).
     """
-    if record.get("schema") != RECORD_SCHEMA:
-        raise ValueError(
-            f"schema {record.get('schema')} record: made before run identities covered every "
-            f"setting (this analysis reads schema {RECORD_SCHEMA}); re-run it"
-        )
-    missing = [k for k in REQUIRED_FIELDS if k not in record]
-    if missing:
-        raise ValueError(f"not a record (lacks {missing})")
-    if record["status"] not in STATUSES:
-        raise ValueError(f"unknown status {record['status']!r}")
-    if not isinstance(record["identity"], Mapping):
-        raise ValueError("identity is not an object")
+    if (problem := record_problem(record)) is not None:
+        raise ValueError(problem)
     shared, source_side = split_identity(dict(record["identity"]))
     metrics = record.get("metrics")
     curve = record.get("val_curve") or ()
@@ -204,7 +198,8 @@ def _parse_files(paths: Sequence[str]) -> tuple[list[tuple], list[tuple[str, str
             row = flatten_record(record, name)
             rows.append(tuple(row[c] for c in COLUMNS))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            bad.append((name, f"{type(exc).__name__}: {exc}"[:300]))
+            reason = str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}"
+            bad.append((name, reason[:MAX_REASON]))
     return rows, bad
 
 
@@ -299,6 +294,8 @@ def load_records(
     size or modification time changed are parsed again.
     """
     files, root = record_files(path)
+    if not files:
+        raise RecordsPathError(f"{path} holds no record files: nothing to analyse")
     resolved = Path(path).expanduser().resolve()
     cache_file = _cache_path(root, resolved)
     cached = _read_cache(cache_file) if cache else None
@@ -318,6 +315,12 @@ def load_records(
         )
     df = records_frame(rows[p] for p in files if p in rows)
     df.attrs["unreadable"] = sorted(bad.items())
+    if df.empty:
+        first, reason = df.attrs["unreadable"][0]
+        raise RecordsPathError(
+            f"none of the {len(files)} record files under {path} can be analysed "
+            f"(e.g. {Path(first).name}: {reason})"
+        )
     df.attrs["results_root"] = str(root)
     df.attrs["path"] = str(resolved)
     return df

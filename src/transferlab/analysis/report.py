@@ -144,10 +144,13 @@ def _tables(results: dict[str, Any], figure_paths: list[Path], out: Path) -> lis
     """Every table of report.md, then the figures."""
     parts = _cell_tables(results) + _curve_tables(results) + _shift_tables(results)
     parts += [
-        "## Failed and diverged runs",
+        "## Runs that enter no number",
+        "",
+        "_Failed, diverged, conflicting and duplicate runs, and rejected record files (status "
+        "`rejected`, with the reason)._",
         "",
         markdown_table(results["problems"], csv_name="problems.csv"),
-        "## Unreadable record files",
+        "## Rejected record files",
         "",
         markdown_table(results.get("unreadable"), csv_name="unreadable.csv"),
         "## Figures",

@@ -8,6 +8,7 @@ study recipes live in their own folder, added with Hydra's `--config-dir DIR` (o
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.errors import ConfigError
+from transferlab.cli.signals import Interrupted, stop_on_signals
+from transferlab.errors import ConfigError, GridError
+from transferlab.sweep.progress import last_sweep_failures
+from transferlab.training.checks import check_writable
+from transferlab.training.config_schema import check_override_keys
 from transferlab.training.run import train
 
 log = logging.getLogger("transferlab")
@@ -28,9 +33,11 @@ log = logging.getLogger("transferlab")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 UID_LENGTH = 6
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 _CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 _SEARCHPATH_KEY = "hydra.searchpath"
 _FILE_SCHEME = "file://"
+_RESULTS_KEY = "paths.results"
 
 # Unique suffix for output folders: jobs started in the same second never share one.
 OmegaConf.register_new_resolver(
@@ -95,6 +102,12 @@ def _is_multirun() -> bool:
         return False
 
 
+def _is_lightning_sigterm(exc: SystemExit) -> bool:
+    """Lightning leaves its fit loop on SIGTERM with a `SystemExit` of status 0."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return exceptions is not None and isinstance(exc, exceptions.SIGTERMException)
+
+
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
@@ -106,6 +119,10 @@ def hydra_main(cfg: DictConfig) -> Any:
             return {"status": "invalid", "error": str(exc)}
         print(f"transferlab-run: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except SystemExit as exc:
+        if _is_lightning_sigterm(exc):  # a job process without our handler (joblib, submitit)
+            raise Interrupted(signal.SIGTERM) from None
+        raise
     except Exception as exc:
         if not _is_multirun():
             raise
@@ -116,18 +133,42 @@ def hydra_main(cfg: DictConfig) -> Any:
     test_acc = (record.get("metrics") or {}).get("test", {}).get("acc")
     log.info("run %s %s; test acc %s", record["run_id"], status, test_acc)
     if record["status"] == "failed" and not _is_multirun():
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     return record
 
 
+def _check_command_line(args: list[str]) -> None:
+    """Unknown presets and unknown keys, before Hydra composes anything (one line each)."""
+    check_group_overrides(args)
+    dirs = config_dirs(args)
+    groups = {p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()}
+    check_override_keys(args, groups)
+    results = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith(_RESULTS_KEY + "=")]
+    if results and "${" not in results[-1] and "," not in results[-1]:
+        check_writable(Path(results[-1]), _RESULTS_KEY)  # Hydra writes its logs there first
+
+
 def main() -> None:
-    """Console entry: check presets named on the command line, then hand over to Hydra."""
+    """Console entry: check the command line, run under Hydra, and exit with a status a batch
+    script can trust: 2 for bad input (in any job of a grid), 1 when a run or a sweep job
+    failed (diverged runs are results, not failures), 128 + n when stopped by signal n."""
+    stop_on_signals()
     try:
-        check_group_overrides(sys.argv[1:])
-    except ConfigError as exc:
+        _check_command_line(sys.argv[1:])
+        hydra_main()
+    except (ConfigError, GridError) as exc:
         print(f"transferlab-run: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    hydra_main()
+    except Interrupted as exc:
+        print(
+            f"transferlab-run: stopped by {exc}; launch the same command again to resume",
+            file=sys.stderr,
+        )
+        sys.exit(exc.exit_status)
+    failures = last_sweep_failures()
+    if failures:
+        print(f"transferlab-run: {failures}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

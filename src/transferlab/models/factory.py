@@ -43,6 +43,9 @@ CLOSE_MATCHES = 5
 CLOSE_MATCH_CUTOFF = 0.6
 #: classes of the throw-away model validate_model builds (on the meta device) to count stages
 _PROBE_CLASSES = 2
+#: Pixels across that a model's first feature map must keep: an image its stem reduces to a
+#: single pixel leaves nothing spatial to learn (it trains, to chance).
+MIN_FIRST_FEATURE_PIXELS = 2
 _ACCEPTS_IMG_SIZE: dict[str, bool] = {}
 
 
@@ -134,13 +137,15 @@ def validate_model(
     freeze_depth: int | None = None,
     init: str = "scratch",
     init_path: str | None = None,
+    image_size: int | None = None,
     **model_kwargs: Any,
 ) -> int:
     """Cheap pre-flight check (no data, no weights in memory); returns the model's stage count.
 
     Raises ConfigError for an unknown model/init, bad kwargs, a freeze depth out of range, a
     missing weights file or source checkpoint (``init_path`` may be None for ``init=source``
-    when the source stage has still to produce it), or hub weights that cannot be reached.
+    when the source stage has still to produce it), hub weights that cannot be reached, or an
+    ``image_size`` below the model's smallest useful input (`min_image_size`).
     """
     check_model_name(name)
     check_init(init)
@@ -159,7 +164,21 @@ def validate_model(
     names = [g for g, _ in depth_groups(model)]
     if freeze_depth is not None:
         check_freeze_depth(name, freeze_depth, names)
+    if image_size is not None and image_size < min_image_size(model):
+        raise ConfigError(
+            f"image_size={image_size} is too small for {name}: its first features downsample by "
+            f"{min_image_size(model) // MIN_FIRST_FEATURE_PIXELS}, so it needs image_size >= "
+            f"{min_image_size(model)}"
+        )
     return len(names)
+
+
+def min_image_size(model: nn.Module) -> int:
+    """The smallest input side that leaves the first feature map `MIN_FIRST_FEATURE_PIXELS`
+    across (from timm's `feature_info` reductions; 1 when the model does not declare them)."""
+    info = getattr(model, "feature_info", None) or [{}]
+    first = info[0] if isinstance(info[0], dict) else {}
+    return MIN_FIRST_FEATURE_PIXELS * int(first.get("reduction", 1))
 
 
 def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

@@ -8,7 +8,9 @@ builds `RunRecord`s, and the field table of docs/records.md is generated from th
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +168,84 @@ class RunRecord:
 FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
 #: Fields a file must have to count as a record.
 REQUIRED_FIELDS = ("schema", "run_id", "study", "stage", "status", "identity", "config")
+#: Fields the run code always writes (those without a default).
+_WRITTEN = tuple(f for f in dataclasses.fields(RunRecord) if f.default is dataclasses.MISSING)
+
+
+#: Python types of the JSON types named in the field table.
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "object": (dict,),
+    "list": (list,),
+}
+#: Metrics a completed record must carry as finite numbers, and their range.
+REQUIRED_METRICS = (("val", "acc"), ("test", "acc"))
+ACCURACY_RANGE = (0.0, 1.0)
+
+
+def _type_problem(name: str, value: Any, json_type: str) -> str | None:
+    kinds = [k.strip() for k in json_type.replace("\\|", "|").split("|")]
+    if value is None:
+        return None if "null" in kinds else f"{name} is null"
+    allowed = tuple(t for k in kinds for t in _JSON_TYPES.get(k, ()))
+    if isinstance(value, bool) and bool not in allowed:
+        return f"{name} is {value!r}, not {json_type.replace(chr(92), '')}"
+    if allowed and not isinstance(value, allowed):
+        return f"{name} is {value!r}, not {json_type.replace(chr(92), '')}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} is {value}"
+    return None
+
+
+def _metric_problem(record: Mapping[str, Any]) -> str | None:
+    """A completed record without a finite val and test accuracy, or with a non-finite metric."""
+    metrics = record.get("metrics") or {}
+    for split, key in REQUIRED_METRICS:
+        value = (metrics.get(split) or {}).get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"completed, but metrics.{split}.{key} is {value!r}"
+        low, high = ACCURACY_RANGE
+        if not math.isfinite(value) or not low <= value <= high:
+            return f"completed, but metrics.{split}.{key} is {value} (not in [{low}, {high}])"
+    for split in ("val", "test"):
+        for key, value in (metrics.get(split) or {}).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                return f"completed, but metrics.{split}.{key} is {value}"
+    return None
+
+
+def record_problem(record: Any) -> str | None:
+    """Why a record read from disk cannot enter an analysis (one line), or None if it can.
+
+    Checks the schema version, that every field a run writes is present with its JSON type
+    (finite numbers only), the status and stage names, and that a completed record carries a
+    finite validation and test accuracy: a damaged record must never change a cell silently.
+    """
+    if not isinstance(record, Mapping):
+        return "not a JSON object"
+    if record.get("schema") != RECORD_SCHEMA:
+        return (
+            f"schema {record.get('schema')} record: made before run identities covered every "
+            f"setting (this analysis reads schema {RECORD_SCHEMA}); re-run it"
+        )
+    missing = [f.name for f in _WRITTEN if f.name not in record]
+    if missing:
+        return f"not a whole record (lacks {', '.join(missing)})"
+    for f in dataclasses.fields(RunRecord):
+        if f.name in record and (
+            problem := _type_problem(f.name, record[f.name], f.metadata["type"])
+        ):
+            return problem
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}; valid choices: {', '.join(STATUSES)}"
+    if record["stage"] not in STAGES:
+        return f"unknown stage {record['stage']!r}; valid choices: {', '.join(STAGES)}"
+    if record["status"] == "completed":
+        return _metric_problem(record)
+    return None
 
 
 def field_table() -> str:

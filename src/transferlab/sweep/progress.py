@@ -29,6 +29,10 @@ PLAN_FILE = "sweep_plan.json"
 PROGRESS_FILE = "sweep_progress.jsonl"
 SUMMARY_FILE = "sweep_summary.json"
 OUTCOMES = ("completed", "skipped", "failed", "diverged", "invalid")
+#: Outcomes that make a sweep end with a non-zero status (a diverged run is a result).
+FAILURES = ("failed", "invalid")
+#: The summary of the last sweep this process ran (read by the command line for its status).
+_LAST_SUMMARY: dict[str, Any] = {}
 
 
 def grid_size(config: DictConfig) -> int:
@@ -115,6 +119,8 @@ class SweepProgress(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         summary = summarize_sweep(sweep_dir)
         atomic_write_json(sweep_dir / SUMMARY_FILE, summary)
+        _LAST_SUMMARY.clear()
+        _LAST_SUMMARY.update(summary, dir=str(sweep_dir))
         counts = ", ".join(f"{summary[k]} {k}" for k in OUTCOMES)
         log.info(
             "sweep finished: %s of %d jobs; wall time %s",
@@ -138,5 +144,16 @@ def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
         "jobs": plan["jobs"],
         **{k: counts.get(k, 0) for k in OUTCOMES},
         "wall_time_s": time.time() - plan["started"],
-        "failures": [x for x in lines if x["outcome"] in ("failed", "invalid")],
+        "failures": [x for x in lines if x["outcome"] in FAILURES],
     }
+
+
+def last_sweep_failures() -> str | None:
+    """A line saying how many jobs of this process's last sweep failed; None if none did."""
+    if not _LAST_SUMMARY or not _LAST_SUMMARY["failures"]:
+        return None
+    failed = len(_LAST_SUMMARY["failures"])
+    return (
+        f"{failed} of {_LAST_SUMMARY['jobs']} sweep jobs failed (listed above and in "
+        f"{Path(_LAST_SUMMARY['dir']) / SUMMARY_FILE})"
+    )

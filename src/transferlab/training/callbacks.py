@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import time
+from types import FrameType
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback
@@ -33,3 +35,29 @@ class TrainTimer(Callback):
     def samples_per_s(self) -> float | None:
         """Training samples per second of this attempt (None before any batch)."""
         return self.samples / self.seconds if self.seconds > 0 else None
+
+
+#: Set by submitit in the processes of its jobs (`local` or `slurm`).
+SUBMITIT_VARIABLE = "SUBMITIT_EXECUTOR"
+
+
+class LeaveSigtermToSubmitit(Callback):
+    """In a submitit job, SIGTERM belongs to submitit: it lets the job go on and requeues it on
+    its pre-emption signal (USR2), and the requeued job resumes from its epoch checkpoint.
+    Lightning would instead end the fit at the next batch (a `SystemExit(0)` before the
+    requeue). This callback keeps Lightning's notice of the signal and drops its stop.
+
+    The code adds it when `SUBMITIT_VARIABLE` is set; it reads Lightning's private signal
+    connector (a test pins the behaviour).
+    """
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        connector = trainer._signal_connector
+        lightning_handler = signal.getsignal(signal.SIGTERM)
+
+        def go_on(signum: int, frame: FrameType | None) -> None:
+            if callable(lightning_handler):
+                lightning_handler(signum, frame)
+            connector.received_sigterm = False
+
+        signal.signal(signal.SIGTERM, go_on)

@@ -6,14 +6,20 @@ choices; the command line prints it and exits with status 2.
 
 from __future__ import annotations
 
+import functools
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab._helpers import plain
 from transferlab.data import build_splits, normalize_spec, stratified_subset, validate_spec
 from transferlab.errors import ConfigError, choice_error
 from transferlab.models import INIT_CHOICES, validate_model
 from transferlab.store.identity import STAGE_ALIASES, normalize_run_config
+from transferlab.training.config_schema import check_run_config
 
 #: Settings that presets take from the stage budget: each must stay this reference, so that the
 #: budget (`train.*` for the target stage, `pretrain.*` for the source stage) is the only place
@@ -107,6 +113,29 @@ def _check_shared_base(source: Any, target: Any) -> None:
             )
 
 
+def check_writable(folder: Path, setting: str) -> None:
+    """Create `folder` and write a probe file in it: a results path that is a file, or a folder
+    this process cannot write, is a one-line error before any training."""
+    probe = folder / f".write-probe-{os.getpid()}"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{setting}={folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"{setting}={folder} is not a folder this process can write ({reason})"
+        ) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _validated_model(arguments: str) -> int:
+    """`validate_model` once per distinct set of arguments (a grid repeats them many times)."""
+    return validate_model(**json.loads(arguments))
+
+
 def preflight(cfg: DictConfig) -> int:
     """Check every setting of a run before any training; return the model's depth-group count.
 
@@ -125,14 +154,28 @@ def preflight(cfg: DictConfig) -> int:
     _check_budget("train", cfg.train)
     if uses_source:
         _check_budget("pretrain", cfg.pretrain)
-    groups = validate_model(
-        cfg.model.name,
-        freeze_depth=cfg.freeze_depth,
-        init="scratch" if uses_source else cfg.init,  # the source checkpoint does not exist yet
-        init_path=cfg.init_path,
-        **cfg.model.kwargs,
+    groups = _validated_model(
+        json.dumps(
+            {
+                "name": cfg.model.name,
+                "freeze_depth": cfg.freeze_depth,
+                # the source checkpoint does not exist yet
+                "init": "scratch" if uses_source else cfg.init,
+                "init_path": cfg.init_path,
+                "image_size": cfg.image_size,
+                **plain(cfg.model.kwargs),
+            },
+            sort_keys=True,
+        )
     )
     _check_data(cfg, cfg.target, cfg.target_size, cfg.seed)
     if uses_source:
         _check_data(cfg, cfg.source, cfg.source_size, cfg.seed)
     return groups
+
+
+def check_run(cfg: DictConfig) -> None:
+    """Every check a run makes before training: the schema, the structure, then each value."""
+    check_run_config(cfg)
+    check_structure(cfg)
+    preflight(cfg)

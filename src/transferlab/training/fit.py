@@ -5,6 +5,7 @@ from config, fit, select the epoch on validation and test it.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.models import create_model, freeze_groups, trainable_parameters
-from transferlab.training.callbacks import TrainTimer
+from transferlab.training.callbacks import (
+    SUBMITIT_VARIABLE,
+    LeaveSigtermToSubmitit,
+    TrainTimer,
+)
 from transferlab.training.checks import SELECTION_CALLBACK
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
@@ -77,12 +82,15 @@ def build_module(
 
 def build_callbacks(stage_cfg: DictConfig) -> dict[str, Callback]:
     """Every callback of the `callbacks` group, by its key (the resume checkpoint only when
-    resume=true)."""
-    return {
+    resume=true), and, in a submitit job, the one that leaves SIGTERM to submitit."""
+    callbacks = {
         name: instantiate(node)
         for name, node in (stage_cfg.get("callbacks") or {}).items()
         if node is not None and (name != RESUME_CALLBACK or stage_cfg.resume)
     }
+    if os.environ.get(SUBMITIT_VARIABLE):
+        callbacks["leave_sigterm_to_submitit"] = LeaveSigtermToSubmitit()
+    return callbacks
 
 
 def build_loggers(stage_cfg: DictConfig) -> list[Any]:
@@ -115,11 +123,16 @@ def build_trainer(
 
 
 def resumable_checkpoint(path: Path) -> str | None:
-    """`path` if it holds a readable checkpoint to resume from; a torn one is removed."""
+    """`path` if it holds a readable checkpoint to resume from; a torn one is removed.
+
+    Read with `weights_only=True` (tensors and plain containers only), as every checkpoint
+    under a results folder is: such folders are shared, copied and downloaded, and a pickled
+    object in a planted file would otherwise run code. A file that needs more is refused.
+    """
     if not path.exists():
         return None
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
+        torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file means: start afresh
         log.warning("checkpoint %s is unreadable (%s); starting the run afresh", path, exc)
         path.unlink(missing_ok=True)
@@ -153,6 +166,7 @@ def fit(
         ),
         val_dataloaders=eval_loader(splits.val, int(budget.batch_size)),
         ckpt_path=resume_from,
+        weights_only=True,
     )
 
 
@@ -177,6 +191,7 @@ def select_and_test(
         dataloaders=eval_loader(splits.test, batch_size),
         ckpt_path=selection.best_model_path or None,
         verbose=False,
+        weights_only=True,
     )
     result.best_epoch = _first_best(result.val_curve)
     if result.best_epoch is not None:

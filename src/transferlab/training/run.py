@@ -27,7 +27,8 @@ from transferlab.store import (
     stage_config,
 )
 from transferlab.store.locks import barrier, is_writer, process_lock
-from transferlab.training.checks import check_structure, preflight
+from transferlab.training.checks import check_structure, check_writable, preflight
+from transferlab.training.config_schema import check_run_config
 from transferlab.training.record import base_fields, finish, outcome_fields
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     it directly. A finished run already in the store is returned at once, without training,
     unless `force=true`; a lock keeps two processes from training the same run.
     """
+    check_run_config(cfg)
     check_structure(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -53,7 +55,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if (done := _finished(store, rid, cfg.force)) is not None:
         return done
     preflight(cfg)
-    store.records_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(store.records_dir, "paths.results")
     with process_lock(store.records_dir / f".{rid}.lock"):
         if (done := _finished(store, rid, cfg.force)) is not None:  # done by another process
             return done

@@ -1,0 +1,143 @@
+"""SIGTERM (pre-emption) and SIGINT (Ctrl-C) end `transferlab-run` with status 128 + the signal
+number, leave the interrupted run resumable (its epoch checkpoint, no record), and a re-launch
+resumes it; under submitit a job keeps SIGTERM's meaning of "requeue is coming", and its
+pre-emption signal still requeues the job, which resumes. Real processes throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+
+from transferlab.store import read_record
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 300
+# Long enough that a signal sent after the first epoch checkpoint arrives mid-training.
+EPOCHS = 60
+
+
+def _command(results: Path, study: str, *extra: str, multirun: bool = False) -> list[str]:
+    fast = [a for a in FAST if not a.startswith("train.epochs")]
+    return [
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        *(["-m"] if multirun else []),
+        *fast,
+        f"train.epochs={EPOCHS}",
+        "init=scratch",
+        "logger=[csv]",
+        "threads=1",
+        f"paths.results={results}",
+        f"study={study}",
+        *extra,
+    ]
+
+
+def _start(cmd: list[str], log: Path) -> subprocess.Popen:
+    with log.open("w") as handle:
+        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen) -> Path:
+    """The first file matching `pattern` under `folder`, once the process has written it."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob(pattern))
+        if found:
+            return found[0]
+        assert proc.poll() is None, "the run ended before it could be signalled"
+        time.sleep(0.2)
+    raise AssertionError(f"no {pattern} under {folder}")
+
+
+def _records(results: Path, study: str) -> dict[str, dict]:
+    return {p.stem: read_record(p) for p in (results / study / "records").glob("*.json")}
+
+
+def _finish(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_a_run_with_128_plus_n_and_the_run_resumes(signum, tmp_path):
+    results = tmp_path / "results"
+    cmd = _command(results, "sig")
+    proc = _start(cmd, tmp_path / "run.log")
+    checkpoint = _wait_for("sig/runs/*/checkpoints/last.ckpt", results, proc)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=TIMEOUT) == 128 + signum
+    log = (tmp_path / "run.log").read_text()
+    assert f"stopped by {signal.Signals(signum).name}" in log and "Traceback" not in log
+    assert checkpoint.exists() and not _records(results, "sig")  # resumable, nothing recorded
+    out = _finish(cmd)
+    assert "resuming from" in out
+    (record,) = _records(results, "sig").values()
+    assert record["status"] == "completed" and len(record["val_curve"]) == EPOCHS
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "local"])
+def test_sigterm_ends_a_sweep_with_143_under_joblib_and_submitit(launcher, tmp_path):
+    results = tmp_path / "results"
+    cmd = _command(results, launcher, f"hydra/launcher={launcher}", "seed=0,1", multirun=True)
+    proc = _start(cmd, tmp_path / "sweep.log")
+    _wait_for(f"{launcher}/runs/*/checkpoints/last.ckpt", results, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in (tmp_path / "sweep.log").read_text()
+    # Launched again, the sweep finishes every run, each once (submitit's jobs, processes of
+    # their own as on a cluster, may have finished theirs meanwhile: those are skipped).
+    _finish(cmd)
+    records = _records(results, launcher)
+    assert len(records) == 2 and all(r["status"] == "completed" for r in records.values())
+    assert all(len(r["val_curve"]) == EPOCHS for r in records.values())
+
+
+def test_submitit_job_goes_on_after_sigterm_and_requeues_on_preemption(tmp_path):
+    results = tmp_path / "results"
+    cmd = _command(results, "pre", "hydra/launcher=local", "seed=0", multirun=True)
+    proc = _start(cmd, tmp_path / "sweep.log")
+    _wait_for("pre/runs/*/checkpoints/last.ckpt", results, proc)
+    jobs = sorted((results / "pre" / "multirun").glob("*/.submitit/*/*_submitted.pkl"))
+    assert jobs, "no submitit job folder"
+    job_pid = _job_pid(proc.pid)
+    os.kill(job_pid, signal.SIGTERM)  # submitit's: bypassed, the job trains on
+    time.sleep(1.0)
+    assert _alive(job_pid), "the job ended on SIGTERM, before any requeue"
+    os.kill(job_pid, signal.SIGUSR2)  # submitit's pre-emption signal: checkpoint and requeue
+    assert proc.wait(timeout=TIMEOUT) == 0, (tmp_path / "sweep.log").read_text()[-3000:]
+    job_log = "".join(p.read_text() for p in jobs[0].parent.glob("*_log.*"))
+    assert "Requeued job" in job_log and "resuming from" in job_log
+    (record,) = _records(results, "pre").values()
+    assert record["status"] == "completed" and len(record["val_curve"]) == EPOCHS
+
+
+def _job_pid(sweep_pid: int) -> int:
+    """The process running the submitit job (a grandchild of the sweep)."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            pid, _, args = line.strip().partition(" ")
+            if "submitit.core._submit" in args:
+                return int(pid)
+        time.sleep(0.2)
+    raise AssertionError(f"no submitit job process under sweep {sweep_pid}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

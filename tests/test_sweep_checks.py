@@ -1,0 +1,66 @@
+"""A sweep checks its whole grid before the first job: a bad value anywhere is one line and
+exit status 2, with nothing trained and nothing recorded. Each case runs the real command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+
+
+def _sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        "-m",
+        *FAST,
+        "logger=[csv]",
+        f"paths.results={tmp_path / 'results'}",
+        *args,
+    ]
+    env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+CASES = {
+    # the issue's example: the bad size is the last value of the grid
+    "negative target size": (["target_size=20,-5"], ["target_size=-5", ">= 1"]),
+    "bad learning rate among good ones": (
+        ["init=scratch", "train.lr=0.01,-1", "seed=0,1"],
+        ["train.lr=-1", "train.lr must be > 0"],
+    ),
+    "fractional seed": (["init=scratch", "seed=0,1.5"], ["seed=1.5", "integer"]),
+    "freeze depth one model lacks": (
+        ["model=test_vit,test_resnet", "freeze_depth=0,7"],  # 8 depth groups, and 6
+        ["model=test_resnet", "freeze_depth=7"],
+    ),
+    "unknown key added in a grid": (["+freeze_dept=1,2"], ["freeze_dept", "freeze_depth"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_value_in_grid_stops_the_sweep_before_any_job(case, tmp_path):
+    args, fragments = CASES[case]
+    proc = _sweep(tmp_path, *args)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert errors[0].startswith("transferlab-run: error: sweep job ")
+    for fragment in fragments:
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    # nothing trained, nothing recorded, no job started
+    study = tmp_path / "results" / "default"
+    assert not (study / "records").exists() and not (study / "runs").exists()
+    assert not list(study.glob("multirun/*/0"))
+
+
+def test_good_grid_is_checked_then_runs(tmp_path):
+    proc = _sweep(tmp_path, "init=scratch", "train.epochs=1", "seed=0,1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "checked 2 jobs" in proc.stdout
+    assert len(list((tmp_path / "results" / "default" / "records").glob("*.json"))) == 2

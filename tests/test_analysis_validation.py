@@ -21,11 +21,8 @@ SPEC = SimulatedStudy(
 
 
 def _target(records: list[dict], source: str, seed: int) -> dict:
-    return next(
-        r
-        for r in records
-        if r["stage"] == "target" and r["seed"] == seed and (r["source"] or {}).get("name") == source
-    )
+    targets = [r for r in records if r["stage"] == "target" and r["seed"] == seed]
+    return next(r for r in targets if (r["source"] or {}).get("name") == source)
 
 
 def _damage(record: dict, how: str) -> None:

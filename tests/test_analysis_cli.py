@@ -154,9 +154,12 @@ def test_wandb_analysis_run_offline(study: Path, tmp_path: Path, monkeypatch: py
 
 def test_degenerate_studies_are_reported_not_crashed(tmp_path: Path):
     from transferlab.analysis import analyze
+    from transferlab.analysis.records import RecordsPathError
 
+    # No records at all is an error, not an empty report (the CLI's exit status 2).
     (tmp_path / "empty" / "records").mkdir(parents=True)
-    assert analyze(tmp_path / "empty", shift=False)["cells"].empty
+    with pytest.raises(RecordsPathError, match="holds no record files"):
+        analyze(tmp_path / "empty", shift=False)
     spec = SimulatedStudy(study="allfail", target_sizes=(20,), seeds=2, fail_rate=1.0)
     write_records(simulate_records(spec), tmp_path)
     res = analyze(tmp_path / "allfail", n_resamples=50)

@@ -51,6 +51,17 @@ CASES = {
     "non-numeric learning rate": (["train.lr=abc"], ["train.lr", "number", "'abc'"]),
     "negative thread count": (["threads=-1"], ["threads", ">= 1", "-1"]),
     "image smaller than the model's stem": (["image_size=3"], ["image_size=3", "test_resnet"]),
+    # overrides Hydra itself cannot apply, as one line with the nearest key
+    "a field of the budget reference": (["budget.lr=0.1"], ["budget.lr", "train.*"]),
+    "a + on a setting that exists": (["+seed=3"], ["+seed", "seed=..."]),
+    "typo in a preset argument": (
+        ["trainer.max_epoch=3"],
+        ["trainer.max_epoch", "did you mean trainer.max_epochs?"],
+    ),
+    "model argument the preset lacks": (
+        ["model.kwargs.drop_rate=0.1"],
+        ["+model.kwargs.drop_rate"],
+    ),
 }
 
 

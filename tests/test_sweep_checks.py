@@ -40,6 +40,10 @@ CASES = {
         ["model=test_resnet", "freeze_depth=7"],
     ),
     "unknown key added in a grid": (["+freeze_dept=1,2"], ["freeze_dept", "freeze_depth"]),
+    "typo in a preset argument in a grid": (
+        ["trainer.max_epoch=3,4"],
+        ["trainer.max_epoch=3", "did you mean trainer.max_epochs?"],
+    ),
 }
 
 

@@ -38,8 +38,11 @@ class CheckedSweeper(BasicSweeper):
 
     def check_grid(self, arguments: list[str]) -> None:
         """Compose and check every job; raise the first problem as a GridError."""
+        from hydra.errors import HydraException
+
         from transferlab.errors import ConfigError, GridError
         from transferlab.training.checks import check_run
+        from transferlab.training.config_schema import composition_error
 
         assert self.config is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -51,7 +54,9 @@ class CheckedSweeper(BasicSweeper):
                 jobs += 1
                 try:
                     check_run(_job_config(self._compose(job)))
-                except ConfigError as exc:
+                except (ConfigError, HydraException) as exc:
+                    if isinstance(exc, HydraException):
+                        exc = composition_error(exc, self.config)
                     point = " ".join(o for o in job if o.split("=", 1)[0] in swept)
                     raise GridError(f"sweep job {jobs} ({point}): {exc}") from None
         log.info("checked %d jobs in %.1fs", jobs, time.perf_counter() - started)

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +26,7 @@ from transferlab.cli.signals import Interrupted, stop_on_signals
 from transferlab.errors import ConfigError, GridError
 from transferlab.sweep.progress import last_sweep_failures
 from transferlab.training.checks import check_writable
-from transferlab.training.config_schema import check_override_keys
+from transferlab.training.config_schema import check_override_keys, composition_error
 from transferlab.training.run import train
 
 log = logging.getLogger("transferlab")
@@ -32,6 +34,8 @@ log = logging.getLogger("transferlab")
 #: The configs shipped with the package.
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 UID_LENGTH = 6
+CONFIG_NAME = "config"
+HYDRA_VERSION_BASE = "1.3"
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 _CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
@@ -108,7 +112,7 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
     return exceptions is not None and isinstance(exc, exceptions.SIGTERMException)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="../conf", config_name=CONFIG_NAME, version_base=HYDRA_VERSION_BASE)
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
     try:
@@ -148,6 +152,32 @@ def _check_command_line(args: list[str]) -> None:
         check_writable(Path(results[-1]), _RESULTS_KEY)  # Hydra writes its logs there first
 
 
+def _compose_check(args: list[str]) -> None:
+    """Compose a single run's config as Hydra will, so an override Hydra cannot apply
+    (`trainer.foo=1`, `+seed=3`) is one line naming the nearest key, not Hydra's report. Sweeps
+    are composed job by job by `CheckedSweeper`; other Hydra flags are left to Hydra."""
+    after_dir = {i + 1 for i, a in enumerate(args) if a in _CONFIG_DIR_FLAGS}
+    flags = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in _CONFIG_DIR_FLAGS]
+    if flags:
+        return
+    searchpath = [f"{_FILE_SCHEME}{d.resolve()}" for d in config_dirs(args)[1:]]
+    extra = [f"{_SEARCHPATH_KEY}=[{','.join(searchpath)}]"] if searchpath else []
+    overrides = [
+        a
+        for i, a in enumerate(args)
+        if i not in after_dir and not a.startswith(("-", "hydra.")) and "=" in a
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
+        try:
+            compose(config_name=CONFIG_NAME, overrides=[*extra, *overrides])
+        except HydraException as exc:
+            try:
+                base = compose(config_name=CONFIG_NAME, overrides=extra)
+            except HydraException:
+                base = None
+            raise composition_error(exc, base) from None
+
+
 def main() -> None:
     """Console entry: check the command line, run under Hydra, and exit with a status a batch
     script can trust: 2 for bad input (in any job of a grid), 1 when a run or a sweep job
@@ -155,6 +185,7 @@ def main() -> None:
     stop_on_signals()
     try:
         _check_command_line(sys.argv[1:])
+        _compose_check(sys.argv[1:])
         hydra_main()
     except (ConfigError, GridError) as exc:
         print(f"transferlab-run: error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from transferlab.data import build_splits, normalize_spec, stratified_subset, va
 from transferlab.errors import ConfigError, choice_error
 from transferlab.models import INIT_CHOICES, validate_model
 from transferlab.store.identity import STAGE_ALIASES, normalize_run_config
-from transferlab.training.config_schema import check_run_config
+from transferlab.training.config_schema import BUDGET_IS_A_REFERENCE, check_run_config
 
 #: Settings that presets take from the stage budget: each must stay this reference, so that the
 #: budget (`train.*` for the target stage, `pretrain.*` for the source stage) is the only place
@@ -54,10 +54,7 @@ def check_structure(cfg: DictConfig) -> None:
         raise choice_error("init", cfg.init, INIT_CHOICES)
     budget = _unresolved(cfg, "budget")
     if budget != STAGE_ALIASES["target"]["budget"]:
-        raise ConfigError(
-            f"budget={budget} cannot be set: each stage points it at its own budget; "
-            "set train.* (target stage) or pretrain.* (source stage) instead"
-        )
+        raise ConfigError(f"budget={budget} cannot be set: {BUDGET_IS_A_REFERENCE}")
     for key, (reference, field, required) in BUDGET_REFERENCES.items():
         value = _unresolved(cfg, key)
         if (value is _UNSET and not required) or value == reference:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -33,6 +34,13 @@ from transferlab.errors import ConfigError
 CONSTRUCTOR = "constructor"
 #: Channel counts every dataset can be converted to.
 CHANNEL_CHOICES = (1, 3)
+#: Why `budget` cannot be set (it points at the budget of the stage being trained).
+BUDGET_IS_A_REFERENCE = (
+    "each stage points it at its own budget; set train.* (target stage) or pretrain.* "
+    "(source stage) instead"
+)
+#: Nodes whose keys are open (checked by the code that reads them): new keys take a `+`.
+OPEN_NODES = ("model.kwargs", "source", "target")
 
 
 def _range(low: float | None = None, *, above: bool = False, choices: tuple = ()) -> Any:
@@ -282,8 +290,33 @@ def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None
         head, _, rest = key.partition(".")
         if head not in top:
             raise unknown_key(key, top)
+        if head == "budget":
+            raise ConfigError(f"{key} cannot be set: {BUDGET_IS_A_REFERENCE}")
         schema = hints.get(head)
         if rest and dataclasses.is_dataclass(schema):
             leaf = rest.split(".", 1)[0]
             if leaf not in schema_keys(schema):
                 raise unknown_key(key, schema_keys(schema))
+
+
+def composition_error(exc: Exception, base: DictConfig | None) -> ConfigError:
+    """One line for an override Hydra could not apply, naming the nearest valid key.
+
+    `base` is a composed config to look the valid keys up in (None: none known).
+    """
+    text = str(exc)
+    if match := re.search(r"Could not override '([^']+)'", text):
+        key = match.group(1)
+        parent = key.rpartition(".")[0]
+        if parent.startswith(OPEN_NODES):
+            return ConfigError(f"{key} is not set in this preset; add it with +{key}=...")
+        node = OmegaConf.select(base, parent, default=None) if parent else base
+        if isinstance(node, DictConfig) and "_target_" in node:
+            valid = constructor_parameters(str(node._target_)) or set(node)
+        else:
+            valid = {str(k) for k in node} if isinstance(node, DictConfig) else set()
+        return unknown_key(key, valid)
+    if match := re.search(r"An item is already at '([^']+)'", text):
+        key = match.group(1)
+        return ConfigError(f"+{key} adds a setting that exists already; set it with {key}=...")
+    return ConfigError(first_line(exc))

@@ -62,6 +62,11 @@ CASES = {
         ["model.kwargs.drop_rate=0.1"],
         ["+model.kwargs.drop_rate"],
     ),
+    "a preset group set to null": (["callbacks=null"], ["callbacks=null", "~callbacks"]),
+    "validation skipped on some epochs": (
+        ["+trainer.check_val_every_n_epoch=5"],
+        ["validation must run every epoch"],
+    ),
 }
 
 

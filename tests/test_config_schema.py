@@ -23,7 +23,7 @@ SHIPPED = (
     + [f"scheduler={m}" for m in _presets("scheduler")]
     + [f"trainer={m}" for m in _presets("trainer")]
     + [f"data@target={m}" for m in _presets("data")]
-    + ["logger=[wandb,csv,tensorboard]", "logger=[]", "experiment=quickstart", "study=2024"]
+    + ["logger=[wandb,csv,tensorboard]", "logger=[]", "experiment=quickstart", "study='2024'"]
     + ["+trainer.gradient_clip_val=1.0", "pretrain.seed=3", "target_size=null", "threads=2"]
 )
 
@@ -60,6 +60,9 @@ BAD = {
     "force=yes": ["force must be true or false, got 'yes'"],
     "resume=1": ["resume must be true or false, got 1"],
     "model.name=[1]": ["model.name must be a string"],
+    "study=2024": ["study must be a string", "study='2024'"],
+    "train.lr=inf": ["train.lr must be a finite number, got inf"],
+    "pretrain.weight_decay=nan": ["pretrain.weight_decay must be a finite number"],
 }
 
 

@@ -122,6 +122,16 @@ def test_submitit_job_goes_on_after_sigterm_and_requeues_on_preemption(tmp_path)
     assert record["status"] == "completed" and len(record["val_curve"]) == EPOCHS
 
 
+def test_interrupted_crosses_process_boundaries():
+    # A joblib worker stopped by a signal sends its Interrupted back pickled.
+    import pickle
+
+    from transferlab.cli.signals import Interrupted
+
+    back = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert isinstance(back, Interrupted) and back.exit_status == 143
+
+
 def _job_pid(sweep_pid: int) -> int:
     """The process running the submitit job (a grandchild of the sweep)."""
     deadline = time.monotonic() + TIMEOUT

@@ -54,8 +54,8 @@ class CheckedSweeper(BasicSweeper):
                 jobs += 1
                 try:
                     check_run(_job_config(self._compose(job)))
-                except (ConfigError, HydraException) as exc:
-                    if isinstance(exc, HydraException):
+                except (HydraException, ValueError) as exc:  # ValueError: a ConfigError too
+                    if not isinstance(exc, ConfigError):
                         exc = composition_error(exc, self.config)
                     point = " ".join(o for o in job if o.split("=", 1)[0] in swept)
                     raise GridError(f"sweep job {jobs} ({point}): {exc}") from None

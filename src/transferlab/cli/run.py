@@ -57,12 +57,8 @@ def config_dirs(args: list[str]) -> list[Path]:
         if flag in _CONFIG_DIR_FLAGS:
             dirs.append(Path(value or (args[i + 1] if i + 1 < len(args) else "")))
         if flag.lstrip("+") == _SEARCHPATH_KEY:
-            entries = value.strip("[]").split(",")
-            dirs += [
-                Path(e.strip()[len(_FILE_SCHEME) :])
-                for e in entries
-                if e.strip().startswith(_FILE_SCHEME)
-            ]
+            entries = [e.strip().strip("'\"") for e in value.strip("[]").split(",")]
+            dirs += [Path(e[len(_FILE_SCHEME) :]) for e in entries if e.startswith(_FILE_SCHEME)]
     return dirs
 
 
@@ -92,6 +88,11 @@ def check_group_overrides(args: list[str]) -> None:
         options = _group_options(key.split("@", 1)[0], dirs)
         if not options or "(" in value:  # not a config group, or a sweep function
             continue
+        if value == "null":
+            raise ConfigError(
+                f"{key}=null: a preset group takes a preset name ({', '.join(options)}); "
+                f"to drop the group, use ~{key}"
+            )
         for name in value.strip("[]").split(","):
             name = name.strip()
             if name and name != "null" and name not in options:
@@ -160,22 +161,41 @@ def _compose_check(args: list[str]) -> None:
     flags = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in _CONFIG_DIR_FLAGS]
     if flags:
         return
-    searchpath = [f"{_FILE_SCHEME}{d.resolve()}" for d in config_dirs(args)[1:]]
+    # The user's search path as given (file://, pkg://, quoted), then each --config-dir.
+    searchpath = [
+        e.strip()
+        for a in args
+        if a.lstrip("+").startswith(_SEARCHPATH_KEY + "=")
+        for e in a.split("=", 1)[1].strip("[]").split(",")
+        if e.strip()
+    ]
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in _CONFIG_DIR_FLAGS:
+            folder = Path(value or (args[i + 1] if i + 1 < len(args) else ""))
+            searchpath.append(f"{_FILE_SCHEME}{folder.resolve()}")
     extra = [f"{_SEARCHPATH_KEY}=[{','.join(searchpath)}]"] if searchpath else []
     overrides = [
         a
         for i, a in enumerate(args)
-        if i not in after_dir and not a.startswith(("-", "hydra.")) and "=" in a
+        if i not in after_dir and not a.startswith(("-", "hydra.")) and ("=" in a or a[:1] == "~")
     ]
+    presets = [a for a in overrides if "=" in a and "." not in a.split("=", 1)[0]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
         try:
             compose(config_name=CONFIG_NAME, overrides=[*extra, *overrides])
-        except HydraException as exc:
-            try:
-                base = compose(config_name=CONFIG_NAME, overrides=extra)
-            except HydraException:
-                base = None
-            raise composition_error(exc, base) from None
+        except (HydraException, ValueError) as exc:
+            raise composition_error(exc, _base(extra, presets)) from None
+
+
+def _base(extra: list[str], presets: list[str]) -> DictConfig | None:
+    """The config with the command line's preset choices only, to look valid keys up in."""
+    for overrides in ([*extra, *presets], extra):
+        try:
+            return compose(config_name=CONFIG_NAME, overrides=overrides)
+        except (HydraException, ValueError):
+            continue
+    return None
 
 
 def main() -> None:

@@ -25,6 +25,9 @@ class Interrupted(BaseException):  # noqa: N818 - not an error: the user or sche
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple:  # rebuilt from the number when sent between processes
+        return (Interrupted, (self.signum,))
+
     @property
     def exit_status(self) -> int:
         return SIGNAL_EXIT_BASE + self.signum

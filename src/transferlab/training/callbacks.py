@@ -52,6 +52,14 @@ class LeaveSigtermToSubmitit(Callback):
     """
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._go_on_after_sigterm(trainer)
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        self._go_on_after_sigterm(trainer)
+
+    @staticmethod
+    def _go_on_after_sigterm(trainer: Any) -> None:
+        """Wrap the handler Lightning just installed (each fit and test installs its own)."""
         connector = trainer._signal_connector
         lightning_handler = signal.getsignal(signal.SIGTERM)
 

@@ -70,6 +70,12 @@ def check_structure(cfg: DictConfig) -> None:
                 f"trainer.{key} is set by the code from the logger and callbacks groups; "
                 f"remove it (loggers: logger=[...], callbacks: +callbacks.<name>={{...}})"
             )
+    every = _unresolved(cfg, "trainer.check_val_every_n_epoch")
+    if every not in (_UNSET, None, 1) or _unresolved(cfg, "trainer.limit_val_batches") == 0:
+        raise ConfigError(
+            "trainer: validation must run every epoch (check_val_every_n_epoch=1, "
+            "limit_val_batches > 0): the epoch is chosen on validation accuracy"
+        )
     if SELECTION_CALLBACK not in (cfg.get("callbacks") or {}):
         raise ConfigError(
             f"callbacks.{SELECTION_CALLBACK} is required: the test runs on the weights of the "

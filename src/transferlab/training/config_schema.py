@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -39,6 +40,7 @@ BUDGET_IS_A_REFERENCE = (
     "each stage points it at its own budget; set train.* (target stage) or pretrain.* "
     "(source stage) instead"
 )
+_ABSENT = object()
 #: Nodes whose keys are open (checked by the code that reads them): new keys take a `+`.
 OPEN_NODES = ("model.kwargs", "source", "target")
 
@@ -161,23 +163,31 @@ def _type_ok(value: Any, kind: type | None) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is str:  # `study=2024` reaches the code as an int: a name all the same
-        return isinstance(value, (str, int)) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
     if kind in (dict, list):
         return isinstance(value, kind)
     return True
 
 
-_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}
 
 
 def _check_value(path: str, value: Any, spec: dataclasses.Field, hint: Any) -> None:
     kinds = _allowed(hint)
     if not any(_type_ok(value, k) for k in kinds):
         wanted = " or ".join(_TYPE_NAMES.get(k, "null" if k is None else k.__name__) for k in kinds)
-        raise ConfigError(f"{path} must be {wanted}, got {value!r}")
+        quote = f" (quote it: {path}='{value}')" if str in kinds and _type_ok(value, float) else ""
+        raise ConfigError(f"{path} must be {wanted}, got {value!r}{quote}")
     if value is None or isinstance(value, (bool, str, dict, list)):
         return
+    if not math.isfinite(value):
+        raise ConfigError(f"{path} must be a finite number, got {value!r}")
     meta = spec.metadata
     if meta.get("choices") and value not in meta["choices"]:
         listed = ", ".join(str(c) for c in meta["choices"])
@@ -308,8 +318,10 @@ def composition_error(exc: Exception, base: DictConfig | None) -> ConfigError:
     if match := re.search(r"Could not override '([^']+)'", text):
         key = match.group(1)
         parent = key.rpartition(".")[0]
-        if parent.startswith(OPEN_NODES):
-            return ConfigError(f"{key} is not set in this preset; add it with +{key}=...")
+        if key.startswith(OPEN_NODES) or parent.startswith(OPEN_NODES):
+            return ConfigError(f"{key} cannot be set that way in this preset; use +{key}=...")
+        if base is not None and OmegaConf.select(base, key, default=_ABSENT) is not _ABSENT:
+            return ConfigError(f"{key} cannot be replaced by that value: {first_line(exc)}")
         node = OmegaConf.select(base, parent, default=None) if parent else base
         if isinstance(node, DictConfig) and "_target_" in node:
             valid = constructor_parameters(str(node._target_)) or set(node)
@@ -319,4 +331,4 @@ def composition_error(exc: Exception, base: DictConfig | None) -> ConfigError:
     if match := re.search(r"An item is already at '([^']+)'", text):
         key = match.group(1)
         return ConfigError(f"+{key} adds a setting that exists already; set it with {key}=...")
-    return ConfigError(first_line(exc))
+    return ConfigError(f"cannot compose the config: {text.strip().splitlines()[0]}")

@@ -1,4 +1,5 @@
-"""Statistics helpers: paired tests, corrections, IQM, probability of improvement, ranks."""
+"""Statistics helpers: corrections, IQM, probability of improvement, ranks (paired tests:
+test_analysis_paired.py)."""
 
 from __future__ import annotations
 
@@ -10,34 +11,11 @@ from transferlab.analysis.stats import (
     adjust_pvalues,
     iqm,
     mean_ci,
-    min_wilcoxon_p,
     paired_bootstrap_ci,
-    paired_test,
     probability_of_improvement,
     rank_correlations,
     stratified_iqm,
 )
-
-
-def test_min_wilcoxon_p_for_five_pairs_is_0_0625():
-    assert min_wilcoxon_p(5) == pytest.approx(0.0625)
-    assert min_wilcoxon_p(6) == pytest.approx(0.03125)
-    assert stats.wilcoxon([0.1, 0.2, 0.3, 0.4, 0.5]).pvalue == pytest.approx(0.0625)
-
-
-def test_paired_test_auto_switches_to_wilcoxon_with_enough_pairs():
-    d5 = [0.1, 0.12, 0.09, 0.11, 0.1]
-    res = paired_test(d5)
-    assert res.test == "t" and res.p == pytest.approx(stats.ttest_1samp(d5, 0).pvalue)
-    assert "cannot reach" in res.note
-    d8 = [0.1, 0.12, 0.09, 0.11, 0.1, -0.02, 0.05, 0.07]
-    res = paired_test(d8)
-    assert res.test == "wilcoxon" and res.p == pytest.approx(stats.wilcoxon(d8).pvalue)
-    lo, hi = stats.ttest_1samp(d8, 0).confidence_interval(0.95)
-    assert (res.ci_low, res.ci_high) == pytest.approx((lo, hi))
-    strict = paired_test(d5, test="wilcoxon")
-    assert strict.min_p == pytest.approx(0.0625)
-    assert paired_test([0.3]).note.startswith("one pair")
 
 
 def test_corrections_match_definitions():

@@ -76,6 +76,9 @@ class SimulatedStudy:
     settings: Mapping[str, Any] = field(default_factory=dict)
     #: extra identity settings of every source stage and fine-tuned run (e.g. pretrain.lr)
     source_settings: Mapping[str, Any] = field(default_factory=dict)
+    #: examples in the validation and test sets: accuracies are multiples of 1 / this, so
+    #: runs tie as real ones do (None: continuous accuracies)
+    eval_examples: int | None = None
 
     def planted_gain(
         self, model: str, source: str, target: str, size: int | None, depth: int
@@ -179,6 +182,13 @@ class _Simulator:
             self.seed_effects[key] = float(self.rng.normal(0.0, self.spec.seed_sd))
         return self.seed_effects[key]
 
+    def observed(self, true_acc: float) -> float:
+        """An accuracy as measured: noisy, in [0, 1], on `eval_examples` examples if set."""
+        acc = float(np.clip(true_acc + self.rng.normal(0.0, self.spec.noise_sd), 0.0, 1.0))
+        if self.spec.eval_examples:
+            acc = round(acc * self.spec.eval_examples) / self.spec.eval_examples
+        return acc
+
     def record(
         self,
         *,
@@ -206,8 +216,8 @@ class _Simulator:
             status = "failed"
         elif draw < s.fail_rate + s.diverge_rate:
             status = "diverged"
-        val = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
-        test = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
+        val = self.observed(true_acc)
+        test = self.observed(true_acc)
         ok = status == "completed"
         run_id = identity_hash(ident)
         record = RunRecord(
@@ -335,3 +345,27 @@ def write_records(records: list[dict[str, Any]], results_root: str | Path) -> Pa
             json.dumps(record, indent=1, sort_keys=True)
         )
     return next(iter(study_dirs)).parent if len(study_dirs) == 1 else root
+
+
+def lone_effect_study(effect: float, *, seeds: int = 10, rng_seed: int = 0) -> SimulatedStudy:
+    """36 cells (3 sources x 3 target sizes x 4 freeze depths), one learning rate, accuracies
+    on 300 test examples (ties), and a single cell (`near`, 20 examples, depth 0) with a planted
+    gain of `effect` paired-difference SDs; every other cell is null."""
+    noise_sd = 0.02
+    shift = effect * noise_sd * math.sqrt(2)  # the SD of a paired difference
+
+    def gain(model: str, source: str, target: str, size: int | None, depth: int) -> float:
+        return shift if (source, size, depth) == ("near", 20, 0) else 0.0
+
+    return SimulatedStudy(
+        study="power",
+        sources={"near": 0.0, "far": 0.0, "other": 0.0},
+        target_sizes=(20, 100, 500),
+        freeze_depths=(0, 1, 2, 3),
+        lrs=(1e-3,),
+        seeds=seeds,
+        noise_sd=noise_sd,
+        gain=gain,
+        eval_examples=300,
+        rng_seed=rng_seed,
+    )

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import ARM, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
+from transferlab.analysis.paired import DEFAULT_TEST, paired_tests, seeds_needed
 from transferlab.analysis.selection import DEFAULT_RULE, BestMeanValidation
-from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, paired_tests
+from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
 
 _ABSENT = "<unset>"
 
@@ -181,10 +182,11 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
         return "no-paired-seeds", "fine-tuned and scratch runs share no seed"
     if row["n_pairs"] == 1:
         return "single-seed", "one paired seed: no test is possible"
+    needs = f"needs {seeds_needed(row['test'], int(row['family']), alpha)} seeds"
     if row["min_p"] > alpha:
         return "too-few-seeds", (
             f"{row['n_pairs']} pairs: a two-sided {row['test']} test "
-            f"cannot go below p = {row['min_p']:.4g} > alpha = {alpha}"
+            f"cannot go below p = {row['min_p']:.4g} > alpha = {alpha}; {needs}"
         )
     if not np.isfinite(row["p"]):
         return "inconclusive", row["note"] or "p-value undefined"
@@ -193,9 +195,9 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
     reason = f"q = {row['q']:.3g} >= alpha = {alpha}"
     if row["min_q"] >= alpha:
         reason += (
-            f"; even if every test reached its smallest attainable p ({row['test']}, "
-            f"{row['n_pairs']} pairs: {row['min_p']:.3g}) the corrected q would be "
-            f"{row['min_q']:.3g}: more seeds needed"
+            f"; no effect could be flagged: alone at its smallest attainable p "
+            f"({row['test']}, {row['n_pairs']} pairs: {row['min_p']:.3g}) among "
+            f"{int(row['family'])} cells, its q would be {row['min_q']:.3g}; {needs}"
         )
     return "inconclusive", reason
 
@@ -237,13 +239,16 @@ def _cells(
 def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     """Corrected q per study (the family), NTG, and a flag with its reason per cell.
 
-    min_q is the q each cell would get if every test of the family reached its smallest
-    attainable p."""
+    min_q is the q a cell would get if it alone reached its smallest attainable p while the
+    rest of its family (`family` cells) stayed null: family size times that p, for BH and Holm
+    alike. At or above alpha, no effect in that cell could be flagged, however large."""
     cells["q"] = np.nan
     cells["min_q"] = np.nan
+    cells["family"] = 0
     for _, family in cells[cells["n_pairs"].ge(2)].groupby("study", sort=False):
         cells.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
-        cells.loc[family.index, "min_q"] = adjust_pvalues(family["min_p"].to_numpy(), correction)
+        cells.loc[family.index, "min_q"] = np.minimum(1.0, family["min_p"] * len(family))
+        cells.loc[family.index, "family"] = len(family)
     # Wang et al.'s negative transfer gap: error with transfer minus error without = -gain
     cells["ntg"] = -cells["gain"]
     cells["ntg_ci_low"], cells["ntg_ci_high"] = -cells["ci_high"], -cells["ci_low"]
@@ -259,7 +264,7 @@ def build_cells(
     *,
     correction: str = "bh",
     alpha: float = 0.05,
-    test: str = "auto",
+    test: str = DEFAULT_TEST,
     confidence: float = CONFIDENCE,
     hparams: tuple[str, ...] = HPARAMS,
     rule: BestMeanValidation = DEFAULT_RULE,

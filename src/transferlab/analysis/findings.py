@@ -16,10 +16,17 @@ CORRECTION_NAMES = {
     "bh": "Benjamini-Hochberg (false discovery rate)",
     "holm": "Holm (family-wise error rate)",
 }
+#: Each paired test's name, and the interval printed with it (analysis.paired).
 TEST_NAMES = {
-    "auto": "the Wilcoxon signed-rank test from 6 pairs, the paired t-test below",
-    "t": "the paired t-test",
-    "wilcoxon": "the Wilcoxon signed-rank test",
+    "t": ("the paired t-test", "t-interval of the mean paired difference"),
+    "wilcoxon": (
+        "the Wilcoxon signed-rank test",
+        "Hodges-Lehmann interval of the pseudo-median paired difference",
+    ),
+    "signflip": (
+        "the exact sign-flip permutation test",
+        "interval of the mean paired difference by inverting the sign-flip test",
+    ),
 }
 
 
@@ -60,11 +67,12 @@ def _overview(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
         f"{untested} not testable. Significance: q < {s['alpha']} after "
         f"{CORRECTION_NAMES[s['correction']]} correction across the study's tested cells."
     )
-    test = TEST_NAMES[s["test"]]
+    test, interval = TEST_NAMES[s["test"]]
     out += [
         "",
         f"_gain = test accuracy fine-tuned minus scratch, mean over paired seeds; "
-        f"[low, high] = {conf}% t-interval of the paired difference; NTG = error with transfer "
+        f"[low, high] = {conf}% {interval} (per cell, not adjusted for the number of cells); "
+        "NTG = error with transfer "
         f"minus error without (Wang et al. 2019; > 0 is negative transfer); p from {test}; "
         f"q = {s['correction'].upper() if s['correction'] == 'bh' else 'Holm'}-adjusted p._",
         "",
@@ -99,9 +107,10 @@ def _unjudged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
     tested = cells.dropna(subset=["min_q"])
     if len(tested) and (tested["min_q"] >= s["alpha"]).all():
         out.append(
-            f"- **No cell can be flagged with these seeds**: even if every test reached its "
-            f"smallest attainable p, the corrected q would be at least "
-            f"{tested['min_q'].min():.3g} >= {s['alpha']}. Run more seeds per cell."
+            f"- **No cell can be flagged with these seeds**: even alone at its test's smallest "
+            f"attainable p, a cell's corrected q would be at least "
+            f"{tested['min_q'].min():.3g} >= {s['alpha']} (the reasons say how many seeds "
+            "would do). Run more seeds, or use the t-test (`--test t`)."
         )
     return out
 

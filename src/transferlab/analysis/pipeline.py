@@ -14,10 +14,11 @@ import pandas as pd
 
 from transferlab.analysis import curves as cv
 from transferlab.analysis.cells import build_cells
+from transferlab.analysis.paired import DEFAULT_TEST, TESTS
 from transferlab.analysis.records import load_records
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
 from transferlab.analysis.shift import DEFAULT_MAX_EXAMPLES, Backend, analyze_shift
-from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, CORRECTIONS, TESTS
+from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, CORRECTIONS
 from transferlab.analysis.summary import source_summaries
 from transferlab.errors import ConfigError, choice_error
 
@@ -34,7 +35,7 @@ class AnalysisSettings:
 
     correction: str = "bh"  # multiple-comparison control across a study's cells: bh | holm
     alpha: float = DEFAULT_ALPHA  # significance level after correction
-    test: str = "auto"  # paired test: auto (Wilcoxon from 6 pairs, t below) | t | wilcoxon
+    test: str = DEFAULT_TEST  # paired test per cell: t | wilcoxon | signflip (analysis.paired)
     confidence: float = CONFIDENCE  # level of every interval
     n_resamples: int = BOOTSTRAP_RESAMPLES  # bootstrap resamples of the summary intervals
     convergence_fraction: float = cv.CONVERGENCE_FRACTION  # share of scratch's final val acc

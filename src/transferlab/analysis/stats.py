@@ -1,11 +1,10 @@
-"""Statistics: paired tests with intervals, multiple-comparison control, IQM and probability
+"""Statistics: intervals, multiple-comparison control, IQM and probability
 of improvement with stratified bootstrap intervals (Agarwal et al. 2021), rank agreement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,36 +12,11 @@ from scipy import stats
 
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
-#: Pairs from which a two-sided exact Wilcoxon test can go below 0.05 (2 / 2**6 = 0.031).
-MIN_RANK_TEST_PAIRS = 6
 #: Bootstrap resamples for intervals.
 BOOTSTRAP_RESAMPLES = 2000
 #: Share trimmed from each end for the interquartile mean.
 IQM_TRIM = 0.25
-TESTS = ("auto", "t", "wilcoxon")
 CORRECTIONS = ("bh", "holm")
-
-
-@dataclass(frozen=True)
-class PairedResult:
-    """Outcome of a paired comparison of differences d = treated - control."""
-
-    n: int
-    mean: float
-    sd: float
-    ci_low: float
-    ci_high: float
-    p: float
-    p_t: float
-    p_wilcoxon: float
-    test: str
-    min_p: float
-    note: str
-
-
-def min_wilcoxon_p(n: int) -> float:
-    """Smallest two-sided p-value an exact Wilcoxon signed-rank test can give on n pairs."""
-    return min(1.0, 2.0 / 2.0**n) if n > 0 else 1.0
 
 
 def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -56,65 +30,6 @@ def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, 
         return mean, np.nan, np.nan
     half = stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
     return mean, float(mean - half), float(mean + half)
-
-
-def _untestable(n: int, means: Sequence[float], note: str) -> list[PairedResult]:
-    """Results of cells with too few pairs for any test: the mean (if any) and why."""
-    nan = float("nan")
-    return [
-        PairedResult(n, float(m), nan, nan, nan, nan, nan, nan, "none", 1.0, note) for m in means
-    ]
-
-
-def _block(d: np.ndarray, test: str, confidence: float) -> list[PairedResult]:
-    """Paired tests of equally long rows of differences at once (scipy works along axis 1)."""
-    k, n = d.shape
-    if n == 0:
-        return _untestable(0, [float("nan")] * k, "no pairs")
-    mean = d.mean(axis=1)
-    if n < 2:
-        return _untestable(n, mean, "one pair: no test is possible")
-    sd = d.std(axis=1, ddof=1)
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n)
-    varies = sd > 0
-    p_t = np.where(mean == 0.0, 1.0, np.nan)
-    if varies.any():
-        p_t[varies] = stats.ttest_1samp(d[varies], 0.0, axis=1).pvalue
-    nonzero = np.count_nonzero(d, axis=1)
-    p_w = np.ones(k)
-    if (nonzero > 0).any():
-        p_w[nonzero > 0] = stats.wilcoxon(d[nonzero > 0], zero_method="wilcox", axis=1).pvalue
-    use = test if test != "auto" else ("wilcoxon" if n >= MIN_RANK_TEST_PAIRS else "t")
-    out = []
-    for i in range(k):
-        note = ""
-        if not varies[i] and mean[i] != 0.0:
-            note = "identical differences over seeds: the t-test is undefined"
-        elif test == "auto" and use == "t":
-            note = (
-                f"{n} pairs: a rank test cannot reach p < 0.05 (min {min_wilcoxon_p(n):.4g}); "
-                "paired t-test used (assumes normal differences)"
-            )
-        if use == "wilcoxon":
-            p, min_p = p_w[i], min_wilcoxon_p(int(nonzero[i]))
-        else:
-            p, min_p = p_t[i], 0.0
-        out.append(
-            PairedResult(
-                n,
-                float(mean[i]),
-                float(sd[i]),
-                float(mean[i] - half[i]),
-                float(mean[i] + half[i]),
-                float(p),
-                float(p_t[i]),
-                float(p_w[i]),
-                use,
-                min_p,
-                note,
-            )
-        )
-    return out
 
 
 def grouped_mean_ci(
@@ -135,33 +50,6 @@ def grouped_mean_ci(
             "count": agg["count"],
         }
     )
-
-
-def paired_tests(
-    diffs: Sequence[Sequence[float]], *, test: str = "auto", confidence: float = CONFIDENCE
-) -> list[PairedResult]:
-    """`paired_test` for many sets of differences, vectorised over sets of equal length."""
-    if test not in TESTS:
-        raise ValueError(f"unknown test {test!r}; valid choices: {', '.join(TESTS)}")
-    arrays = [np.asarray(d, dtype=float) for d in diffs]
-    out: list[PairedResult | None] = [None] * len(arrays)
-    for n in sorted({a.size for a in arrays}):
-        index = [i for i, a in enumerate(arrays) if a.size == n]
-        block = np.stack([arrays[i] for i in index]) if n else np.empty((len(index), 0))
-        for i, res in zip(index, _block(block, test, confidence)):
-            out[i] = res
-    return out  # type: ignore[return-value]
-
-
-def paired_test(
-    diff: Sequence[float], *, test: str = "auto", confidence: float = CONFIDENCE
-) -> PairedResult:
-    """Mean, t-interval and p-value of paired differences (H0: no difference).
-
-    ``test="auto"`` uses the Wilcoxon signed-rank test where there are enough pairs for it to
-    reach p < 0.05 (MIN_RANK_TEST_PAIRS) and the paired t-test below that.
-    """
-    return paired_tests([diff], test=test, confidence=confidence)[0]
 
 
 def holm(p: np.ndarray) -> np.ndarray:

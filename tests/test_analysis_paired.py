@@ -1,0 +1,110 @@
+"""The paired tests of a cell: p-values and intervals against scipy and hand cases, the smallest
+attainable p and the seeds a flag needs, ties without the permutation slowdown, and the power
+and false-flag rate of the default test on simulated studies with tied accuracies."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers.simulate import lone_effect_study, simulate_records
+from scipy import stats
+
+from transferlab.analysis.cells import build_cells
+from transferlab.analysis.paired import (
+    DEFAULT_TEST,
+    _signed_rank_cdf,
+    min_attainable_p,
+    paired_test,
+    paired_tests,
+    seeds_needed,
+)
+from transferlab.analysis.records import flatten_record, records_frame
+
+D8 = [0.1, 0.12, 0.09, 0.11, 0.1, -0.02, 0.05, 0.07]
+
+
+def test_default_is_the_paired_t_test_with_its_interval():
+    res = paired_test(D8)
+    assert DEFAULT_TEST == "t" and res.test == "t"
+    ref = stats.ttest_1samp(D8, 0)
+    assert res.p == pytest.approx(ref.pvalue)
+    assert (res.ci_low, res.ci_high) == pytest.approx(tuple(ref.confidence_interval(0.95)))
+    assert res.min_p == 0.0
+
+
+def test_smallest_attainable_p_and_seeds_needed():
+    assert min_attainable_p("wilcoxon", 5) == pytest.approx(0.0625)
+    assert min_attainable_p("signflip", 10) == pytest.approx(2 / 1024)
+    assert min_attainable_p("t", 10) == 0.0
+    # 36 cells at alpha 0.05: a lone cell needs 36 * 2 / 2**n < 0.05, so 2**n > 1440: n = 11
+    assert seeds_needed("wilcoxon", 36, 0.05) == 11
+    assert seeds_needed("t", 36, 0.05) == 2
+
+
+def test_wilcoxon_is_exact_with_and_without_ties():
+    distinct = [0.1, 0.12, 0.09, 0.11, 0.13, -0.02, 0.05, 0.07]
+    exact = stats.wilcoxon(distinct, method="exact").pvalue
+    assert paired_test(distinct, test="wilcoxon").p == pytest.approx(exact)
+    # ties and a zero: scipy's own choice here is a permutation test over all sign flips
+    tied = [0.1, 0.1, 0.2, -0.05, 0.3, 0.1, 0.0, 0.15, -0.1, 0.2]
+    assert paired_test(tied, test="wilcoxon").p == pytest.approx(stats.wilcoxon(tied).pvalue)
+
+
+def test_signed_rank_null_distribution_matches_enumeration():
+    n = 6
+    sums = [
+        sum(r for r, s in zip(range(1, n + 1), signs) if s)
+        for signs in itertools.product((0, 1), repeat=n)
+    ]
+    counts = np.bincount(sums, minlength=n * (n + 1) // 2 + 1)
+    assert _signed_rank_cdf(n) == pytest.approx(np.cumsum(counts) / 2**n)
+
+
+def test_signflip_exact_p_on_three_pairs():
+    # 8 sign patterns of [1, 2, 3]: only +++ and --- reach |mean| 2: p = 2/8; 3 pairs: p >= 1/4
+    res = paired_test([1.0, 2.0, 3.0], test="signflip")
+    assert res.p == pytest.approx(0.25) and res.min_p == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("test", ["t", "wilcoxon", "signflip"])
+def test_intervals_cover_at_their_level(test):
+    # Symmetric noise around 0.05: each interval holds the centre in about 95% of 400 studies.
+    rng = np.random.default_rng(0)
+    diffs = 0.05 + rng.normal(0, 0.03, size=(400, 10))
+    results = paired_tests(list(diffs), test=test)
+    covered = np.mean([r.ci_low <= 0.05 <= r.ci_high for r in results])
+    assert 0.92 <= covered <= 0.99, covered
+    assert all(r.ci_low <= r.mean <= r.ci_high for r in results if test != "wilcoxon")
+
+
+def _study_cells(effect: float, rng_seed: int, test: str = DEFAULT_TEST) -> pd.DataFrame:
+    records = simulate_records(lone_effect_study(effect, rng_seed=rng_seed))
+    return build_cells(records_frame(flatten_record(r) for r in records), test=test).cells
+
+
+def _is_lone(cells: pd.DataFrame) -> pd.Series:
+    return cells["source"].eq("near") & cells["target_size"].eq(20) & cells["freeze_depth"].eq(0)
+
+
+def test_lone_large_effect_is_found_and_null_cells_rarely_flagged():
+    # 40 simulated studies of 36 cells at 10 seeds with tied accuracies; one cell +3 SD.
+    found, false_flags, null_cells = 0, 0, 0
+    for rng_seed in range(40):
+        cells = _study_cells(3.0, rng_seed)
+        lone = _is_lone(cells)
+        assert len(cells) == 36
+        found += int(cells.loc[lone, "flag"].iloc[0] == "positive")
+        false_flags += int(cells.loc[~lone, "flag"].isin(["positive", "negative"]).sum())
+        null_cells += int((~lone).sum())
+    assert found / 40 >= 0.8, f"power {found / 40:.2f}"
+    assert false_flags / null_cells <= 0.05, f"false flags {false_flags / null_cells:.3f}"
+
+
+def test_rank_test_cannot_flag_a_lone_effect_and_says_how_many_seeds_it_needs():
+    cells = _study_cells(3.0, 0, test="wilcoxon")
+    lone = cells[_is_lone(cells)].iloc[0]
+    assert lone["flag"] == "inconclusive" and lone["min_q"] >= 0.05
+    assert "needs 11 seeds" in lone["reason"]

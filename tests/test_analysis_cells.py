@@ -308,3 +308,55 @@ def test_a_planted_cache_file_is_ignored_not_executed(tmp_path: Path):
     df = load_records(study)
     assert not marker.exists() and len(df) == len(records)
     assert json.loads(cache.read_text())["version"]  # replaced by a real (JSON) cache
+
+
+def test_choices_at_the_edge_of_the_grid_are_marked():
+    # The simulator's scratch arms do best at the largest lr, fine-tuning at the smallest.
+    spec = SimulatedStudy(sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=3)
+    res = build_cells(frame(simulate_records(spec)))
+    (cell,) = res.cells.itertuples(index=False)
+    assert cell.ft_edge == "lr at the bottom of the grid"
+    assert cell.scratch_edge == "lr at the top of the grid"
+    chosen = res.selection[res.selection["chosen"]]
+    assert set(chosen["edge"]) == {"lr at the bottom of the grid", "lr at the top of the grid"}
+    assert (res.selection.loc[~res.selection["chosen"], "edge"] == "").all()
+    # a grid of three whose middle value validates best: interior, no mark
+    interior = SimulatedStudy(
+        sources={"src": 0.05},
+        target_sizes=(20,),
+        freeze_depths=(0,),
+        seeds=3,
+        lrs=(1e-4, 1e-3, 1e-2),
+    )
+    records = simulate_records(interior)
+    for r in records:
+        if r["stage"] == "target" and r["init"] == "source" and r["lr"] == 1e-3:
+            r["metrics"]["val"]["acc"] = 0.99
+    (cell,) = build_cells(frame(records)).cells.itertuples(index=False)
+    assert cell.ft_lr == 1e-3 and cell.ft_edge == ""
+    lone = build_cells(
+        frame(
+            simulate_records(
+                SimulatedStudy(
+                    sources={"src": 0.05},
+                    target_sizes=(20,),
+                    freeze_depths=(0,),
+                    seeds=3,
+                    lrs=(1e-3,),
+                )
+            )
+        )
+    )
+    assert lone.cells["ft_edge"].eq("").all()  # one value: not a grid, no edge
+
+
+def test_grid_edges_reach_the_report(tmp_path: Path):
+    spec = SimulatedStudy(sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=3)
+    study = write_records(simulate_records(spec), tmp_path)
+    from transferlab.analysis import analyze
+
+    analyze(study, tmp_path / "out", shift=False, figures=False)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**lr at the top of the grid** for 1 of 1 scratch arms" in report
+    assert "widen the grid" in report
+    assert "edge" in pd.read_csv(tmp_path / "out" / "selection.csv").columns

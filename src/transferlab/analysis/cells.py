@@ -259,6 +259,18 @@ def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     return cells
 
 
+def _with_edges(cells: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
+    """`ft_edge` and `scratch_edge`: the chosen settings of each arm at an edge of its grid."""
+    if selection.empty:
+        return cells.assign(ft_edge="", scratch_edge="")
+    chosen = selection[selection["chosen"]]
+    scratch = chosen["source"].eq(SCRATCH)
+    ft = chosen.loc[~scratch, [*ARM, "edge"]].rename(columns={"edge": "ft_edge"})
+    sc = chosen.loc[scratch, [*SETTING, "edge"]].rename(columns={"edge": "scratch_edge"})
+    cells = cells.merge(ft, on=ARM, how="left").merge(sc, on=SETTING, how="left")
+    return cells.fillna({"ft_edge": "", "scratch_edge": ""})
+
+
 def build_cells(
     df: pd.DataFrame,
     *,
@@ -287,6 +299,7 @@ def build_cells(
         hparams,
     )
     cells = _judge(cells, correction, alpha)
+    cells = _with_edges(cells, selection)
     cells["selection"] = rule.name
     cells = cells.sort_values(ARM, kind="stable", na_position="last").reset_index(drop=True)
     problem_cols = [*ARM, "seed", *hparams, "status", "error", "run_id"]

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from transferlab.analysis.keys import SETTING
 from transferlab.analysis.tables import fmt, size_label
 
 #: Cells listed by name in the findings.
@@ -115,6 +116,24 @@ def _unjudged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
     return out
 
 
+def _grid_edges(cells: pd.DataFrame) -> list[str]:
+    """Settings chosen at an edge of their grid: the optimum may lie outside it."""
+    out: list[str] = []
+    for arm, column in (("fine-tuned", "ft_edge"), ("scratch", "scratch_edge")):
+        if column not in cells:
+            continue
+        arms = cells if arm == "fine-tuned" else cells.drop_duplicates(SETTING)
+        marks = arms[column].str.split("; ").explode()
+        marks = marks[marks.astype(bool)]
+        for mark, count in marks.value_counts().sort_index().items():
+            example = arms.loc[marks[marks.eq(mark)].index[0]]
+            out.append(
+                f"- **{mark}** for {count} of {len(arms)} {arm} arms "
+                f"(e.g. {_cell_name(example)}): the best value may lie outside; widen the grid."
+            )
+    return out
+
+
 def _set_aside(results: dict[str, Any]) -> list[str]:
     """Runs and files that enter no number: failed, diverged, conflicting, rejected."""
     out: list[str] = []
@@ -195,7 +214,7 @@ def findings(results: dict[str, Any]) -> list[str]:
     out = ["## Findings", ""]
     if cells.empty:
         return [*out, "No fine-tuned target run was found, so there is nothing to compare.", ""]
-    out += _overview(cells, s) + _flagged(cells, s) + _unjudged(cells, s)
+    out += _overview(cells, s) + _flagged(cells, s) + _unjudged(cells, s) + _grid_edges(cells)
     out += _set_aside(results) + _per_source(results, s) + _crossings(results)
     return [*out, *_shift_findings(results), ""]
 

@@ -43,7 +43,22 @@ class BestMeanValidation:
         eligible = table[table["n_diverged"].eq(fewest) & table["val_acc"].notna()]
         best = eligible.sort_values("val_acc", ascending=False, kind="stable").drop_duplicates(ARM)
         table.loc[best.index, "chosen"] = True
+        table["edge"] = grid_edges(table, hparams).where(table["chosen"], "")
         return table
+
+
+def grid_edges(table: pd.DataFrame, hparams: tuple[str, ...]) -> pd.Series:
+    """Per configuration, the swept settings at the smallest or largest value its arm tried
+    (e.g. "lr at the top of the grid"): a choice at an edge says the optimum may lie outside
+    the grid, so the comparison may be unfair to that arm. Empty when interior or not swept."""
+    marks = pd.Series("", index=table.index)
+    for h in hparams:
+        values = table.groupby(ARM, dropna=False)[h]
+        swept = values.transform("nunique") > 1
+        for side, bound in (("top", values.transform("max")), ("bottom", values.transform("min"))):
+            at = swept & table[h].eq(bound)
+            marks = marks.where(~at, marks + f"{h} at the {side} of the grid; ")
+    return marks.str.rstrip("; ")
 
 
 #: The rule the analysis uses.

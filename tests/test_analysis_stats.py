@@ -79,3 +79,20 @@ def test_vectorised_bootstrap_statistics_agree_with_scipy():
         )
     lo, hi = paired_bootstrap_ci(x[0], y[0], "kendall", n_resamples=200)
     assert -1.0 <= lo <= hi <= 1.0
+
+
+def test_rank_correlation_p_is_exact_and_small_samples_get_no_number():
+    import itertools
+
+    x = [0.3, 0.1, 0.5, 0.2, 0.9, 0.4]
+    y = [1.0, 3.0, 2.0, 5.0, 6.0, 4.0]
+    out = rank_correlations(x, y, n_resamples=200)
+    for name, fn in (("spearman", stats.spearmanr), ("kendall", stats.kendalltau)):
+        observed = abs(fn(x, y).statistic)
+        extreme = [abs(fn(x, p).statistic) >= observed - 1e-12 for p in itertools.permutations(y)]
+        assert out[f"{name}_p"] == pytest.approx(np.mean(extreme))  # all 720 pairings
+    # five pairs in perfect order: only 2 of the 120 pairings are as extreme
+    assert rank_correlations(range(5), range(5))["spearman_p"] == pytest.approx(2 / 120)
+    # four pairs: the smallest exact p would be 1/12; no number at all
+    small = rank_correlations([1, 2, 3, 4], [1, 2, 3, 4])
+    assert small["n"] == 4 and all(np.isnan(v) for k, v in small.items() if k != "n")

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from transferlab.analysis.keys import SETTING
+from transferlab.analysis.stats import MIN_RANK_PAIRS
 from transferlab.analysis.tables import fmt, size_label
 
 #: Cells listed by name in the findings.
@@ -234,8 +235,9 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
         )
     else:
         out.append(
-            "- Shift against gain: no correlation computable (needs three or more "
-            "(source, target) pairs with distances)."
+            f"- Shift against gain: not testable (needs {MIN_RANK_PAIRS} or more "
+            "(source, target) pairs with distances; with fewer, no rank correlation can be "
+            "told from chance)."
         )
     unavailable = results["shift"]
     unavailable = unavailable[unavailable["status"].ne("ok")] if len(unavailable) else unavailable
@@ -253,7 +255,7 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
         )
     if not len(ag):
         out.append(
-            "- Estimator agreement: not computable (needs scores for three or more "
+            f"- Estimator agreement: not testable (needs scores for {MIN_RANK_PAIRS} or more "
             "sources on one target)."
         )
     return out

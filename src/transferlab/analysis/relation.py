@@ -12,7 +12,7 @@ import pandas as pd
 from transferlab.analysis.estimators import ESTIMATORS
 from transferlab.analysis.keys import PAIR, SCRATCH
 from transferlab.analysis.shift import SHIFT_MEASURES
-from transferlab.analysis.stats import CORRELATION_KEYS, rank_correlations
+from transferlab.analysis.stats import CORRELATION_KEYS, MIN_RANK_PAIRS, rank_correlations
 
 #: Columns of a rank-relation table (shift against gain; estimators share the tail).
 CORRELATION_COLUMNS = ["study", "model", "space", "distance", "n", *CORRELATION_KEYS, "note"]
@@ -42,7 +42,8 @@ def _correlate(
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """One row per group of ``keys`` and score column: the rank correlation of the score with
-    ``against`` across the group's rows, with ``note`` when fewer than three rows have both."""
+    ``against`` across the group's rows; below MIN_RANK_PAIRS rows with both, no number and
+    "not testable" with ``note`` instead."""
     rows = []
     for key, group in table.groupby(keys, dropna=False, sort=True):
         for name in scores:
@@ -52,7 +53,7 @@ def _correlate(
                     **dict(zip(keys, key)),
                     label: name,
                     **stats,
-                    "note": "" if stats["n"] >= 3 else note,
+                    "note": "" if stats["n"] >= MIN_RANK_PAIRS else f"not testable: {note}",
                 }
             )
     return rows
@@ -71,7 +72,7 @@ def shift_vs_gain(shift: pd.DataFrame, cells: pd.DataFrame, **kwargs: Any) -> pd
         SHIFT_MEASURES,
         "distance",
         "gain",
-        "fewer than three (source, target) pairs",
+        f"fewer than {MIN_RANK_PAIRS} (source, target) pairs",
         **kwargs,
     )
     return pd.DataFrame(rows).reindex(columns=CORRELATION_COLUMNS)
@@ -99,7 +100,7 @@ def estimator_agreement(
         tuple(ESTIMATORS),
         "estimator",
         "finetuned_acc",
-        "fewer than three sources with a score",
+        f"fewer than {MIN_RANK_PAIRS} sources with a score",
         **kwargs,
     )
     return joined, pd.DataFrame(rows).reindex(columns=columns)

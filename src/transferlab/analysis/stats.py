@@ -239,6 +239,36 @@ CORRELATION_KEYS = (
 )
 
 
+#: Fewest pairs a rank correlation is reported for: with 4 an exact test cannot go below
+#: p = 1/12 (Spearman), with 3 not below 1/3, so a number there would only mislead.
+MIN_RANK_PAIRS = 5
+#: Random pairings of the permutation test when n! is larger (exact enumeration below that).
+PERMUTATIONS = 9999
+
+
+def permutation_p(x: np.ndarray, y: np.ndarray, statistic: str, seed: int = 0) -> float:
+    """Two-sided permutation p-value of a rank correlation: y re-paired with x in every way
+    (exact up to n! <= PERMUTATIONS, else PERMUTATIONS random pairings), via scipy."""
+    rows = ROW_STATISTICS[statistic]
+
+    def stat(b: np.ndarray, axis: int = -1) -> np.ndarray:
+        b = np.moveaxis(b, axis, -1)
+        flat = b.reshape(-1, b.shape[-1])
+        return rows(np.broadcast_to(x, flat.shape), flat).reshape(b.shape[:-1])
+
+    # One sample re-ordered against fixed x: n! pairings (two samples would count n!**2).
+    result = stats.permutation_test(
+        (y,),
+        stat,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=PERMUTATIONS,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.pvalue)
+
+
 def rank_correlations(
     x: Sequence[float],
     y: Sequence[float],
@@ -247,25 +277,19 @@ def rank_correlations(
     n_resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Spearman rho, Kendall tau(-b) and weighted tau between x and y, with p-values and
-    bootstrap intervals; NaN where fewer than three finite pairs exist."""
+    """Spearman rho, Kendall tau(-b) and weighted tau between x and y, with permutation
+    p-values and bootstrap intervals; all NaN below MIN_RANK_PAIRS finite pairs."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     out: dict[str, float] = {"n": int(x.size)}
     out.update(dict.fromkeys(CORRELATION_KEYS, np.nan))
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if x.size < MIN_RANK_PAIRS or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
-    rho = stats.spearmanr(x, y)
-    tau = stats.kendalltau(x, y)
-    out.update(
-        spearman=float(rho.statistic),
-        spearman_p=float(rho.pvalue),
-        kendall=float(tau.statistic),
-        kendall_p=float(tau.pvalue),
-        weighted_tau=float(stats.weightedtau(x, y).statistic),
-    )
+    out["weighted_tau"] = float(stats.weightedtau(x, y).statistic)
     for name in ("spearman", "kendall"):
+        out[name] = float(ROW_STATISTICS[name](x[None], y[None])[0])
+        out[f"{name}_p"] = permutation_p(x, y, name, seed)
         lo, hi = paired_bootstrap_ci(
             x, y, name, confidence=confidence, n_resamples=n_resamples, seed=seed
         )

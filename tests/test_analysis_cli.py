@@ -75,9 +75,19 @@ def test_cli_writes_the_report_folder(study: Path, capsys: pytest.CaptureFixture
     assert set(zip(shift["space"], shift["status"])) == {("pixel", "ok"), ("feature", "ok")}
     assert len(shift) == 6 and shift[["mmd2", "proxy_a", "frechet", "otdd"]].notna().all().all()
     est = pd.read_csv(out / "estimators.csv")
-    assert len(est) == 3 and est[["logme", "leep", "nce", "hscore"]].notna().all().all()
+    assert (
+        len(est) == 3
+        and est[["logme", "leep", "nce", "hscore", "knn_loo", "linear_probe"]].notna().all().all()
+    )
     agreement = pd.read_csv(out / "estimator_agreement.csv")
-    assert set(agreement["estimator"]) == {"logme", "leep", "nce", "hscore"}
+    assert set(agreement["estimator"]) == {
+        "logme",
+        "leep",
+        "nce",
+        "hscore",
+        "knn_loo",
+        "linear_probe",
+    }
     names = {p.name.split("_")[0] for p in (out / "figures").glob("*.png")}
     assert {"gain-heatmap", "learning-curve", "freeze-profile", "gain-vs-shift", "estimators"} <= {
         p.stem.rsplit("-cli", 1)[0] for p in (out / "figures").glob("*.png")

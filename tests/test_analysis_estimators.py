@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from transferlab.analysis.estimators import all_estimators, hscore, leep, logme, logme_evidence, nce
+from transferlab.analysis.estimators import (
+    all_estimators,
+    hscore,
+    knn_loo_accuracy,
+    leep,
+    linear_probe_accuracy,
+    logme,
+    logme_evidence,
+    nce,
+)
 
 
 def test_leep_matches_hand_computation_on_4x2():
@@ -43,7 +52,7 @@ def test_nce_hand_values():
 def test_hscore_hand_value():
     f = np.array([[0.0], [2.0], [4.0], [6.0]])
     # cov f = mean((f - 3)^2) = 5; class means 1 and 5 -> centred +-2 -> cov 4; H = 4 / 5
-    assert hscore(f, np.array([0, 0, 1, 1])) == pytest.approx(0.8)
+    assert hscore(f, np.array([0, 0, 1, 1]), shrink=False) == pytest.approx(0.8)
 
 
 def _direct_fixed_point(f: np.ndarray, y: np.ndarray, alpha: float, beta: float):
@@ -96,3 +105,55 @@ def test_estimators_prefer_informative_features():
     assert nce(probs_good.argmax(1), labels) > nce(probs_bad.argmax(1), labels)
     scores = all_estimators(good, None, labels)
     assert np.isnan(scores["leep"]) and np.isfinite(scores["logme"])
+
+
+def test_shrunk_hscore_tells_signal_from_noise_when_dimension_reaches_samples():
+    # 500 examples of 512-d features: the plain H-score is classes - 1 whatever the features
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 50)
+    noise = rng.normal(size=(500, 512))
+    signal = noise + 2.0 * np.eye(512)[labels * 7]  # each class shifted along its own axis
+    assert hscore(noise, labels, shrink=False) == pytest.approx(9.0, abs=1e-6)
+    assert hscore(signal, labels, shrink=False) == pytest.approx(9.0, abs=1e-6)
+    assert hscore(signal, labels) > 2 * hscore(noise, labels)
+
+
+def test_knn_leave_one_out_on_a_hand_case():
+    # two tight pairs of class 0 and 1, and one class-1 point inside the class-0 pair's reach
+    f = np.array([[0.0], [0.1], [5.0], [5.1], [0.2]])
+    y = np.array([0, 0, 1, 1, 1])
+    # k = 1: 0 -> 0.1 (0, right), 0.1 -> 0 or 0.2 (0.0 at 0.1, 0.2 at 0.1: stable order picks
+    # 0.0: right), 5.0 -> 5.1 (right), 5.1 -> 5.0 (right), 0.2 -> 0.1 (class 0: wrong)
+    assert knn_loo_accuracy(f, y, k=1) == pytest.approx(4 / 5)
+    # k = 3: 0.0's neighbours 0.1, 0.2, 5.0 vote 0, 1, 1: wrong; 0.1's 0.0, 0.2, 5.0: wrong;
+    # 5.0's 5.1, 0.2, 0.1 vote 1, 1, 0: right; 5.1's likewise: right; 0.2's 0.1, 0.0, 5.0: wrong
+    assert knn_loo_accuracy(f, y, k=3) == pytest.approx(2 / 5)
+
+
+def test_linear_probe_separates_separable_features():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 40)
+    separable = rng.normal(size=(120, 8)) + 4 * np.eye(8)[labels]
+    assert linear_probe_accuracy(separable, labels) == pytest.approx(1.0)
+    noise = rng.normal(size=(120, 8))
+    assert linear_probe_accuracy(noise, labels) < 0.6
+
+
+def test_report_sets_each_estimator_beside_the_baselines():
+    import pandas as pd
+
+    from transferlab.analysis.findings import _estimator_lines
+
+    agreement = pd.DataFrame(
+        {
+            "estimator": ["logme", "hscore", "knn_loo", "linear_probe"] * 2,
+            "kendall": [0.8, 0.2, 0.4, 0.6, 0.6, 0.0, 0.4, 0.6],
+        }
+    )
+    lines = _estimator_lines(agreement)
+    logme_line = next(line for line in lines if line.startswith("- logme"))
+    hscore_line = next(line for line in lines if line.startswith("- hscore"))
+    assert "+0.70" in logme_line and "knn_loo +0.40, linear_probe +0.60" in logme_line
+    assert "beats both baselines" in logme_line
+    assert "does not beat the baselines" in hscore_line
+    assert not any(line.startswith("- knn_loo") for line in lines)  # baselines are the yardstick

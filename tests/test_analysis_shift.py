@@ -73,7 +73,7 @@ def test_distances_and_estimators_per_pair_with_cache(tmp_path: Path):
     assert pixel.loc["near", "mmd2"] < pixel.loc["far", "mmd2"]
     assert pixel.loc["near", "frechet"] < pixel.loc["far", "frechet"]
     assert (shift["n"] == 40).all()
-    assert est[["logme", "leep", "nce", "hscore"]].notna().all().all()
+    assert est[["logme", "leep", "nce", "hscore", "knn_loo", "linear_probe"]].notna().all().all()
     cache = tmp_path / "cache" / "features"
     assert len(list(cache.glob("out-*.npz"))) == 6  # (3 checkpoints) x (source, target)
     calls = backend.output_calls
@@ -88,7 +88,14 @@ def test_distances_and_estimators_per_pair_with_cache(tmp_path: Path):
     assert row["n"] == 3 and np.isnan(row["spearman"]) and np.isnan(row["spearman_p"])
     assert row["note"].startswith("not testable")
     joined, agreement = estimator_agreement(est, results["curves"], n_resamples=100)
-    assert set(agreement["estimator"]) == {"logme", "leep", "nce", "hscore"}
+    assert set(agreement["estimator"]) == {
+        "logme",
+        "leep",
+        "nce",
+        "hscore",
+        "knn_loo",
+        "linear_probe",
+    }
     assert (agreement["n"] == 3).all() and len(joined) == 6
     assert agreement["kendall"].isna().all() and agreement["note"].str.startswith("not").all()
 

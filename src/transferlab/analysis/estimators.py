@@ -1,6 +1,8 @@
 """Transferability estimators computed before fine-tuning, from the source model on target
 data: LogME (You et al. 2021), LEEP (Nguyen et al. 2020), NCE (Tran et al. 2019) and H-score
-(Bao et al. 2019). Definitions: /work/shared/REFERENCES.md. Higher is better for all four.
+(Bao et al. 2019) with a shrunk feature covariance (Ibrahim et al. 2022), and two baselines every
+estimator has to beat to be worth its name: the leave-one-out k-NN accuracy and a linear probe's
+validation accuracy on the same source features. Higher is better for all.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ LOGME_GAMMA_FLOOR = 1e-10
 #: Singular values below this share of the largest are treated as zero.
 SVD_RCOND = 1e-10
 ESTIMATORS = ("logme", "leep", "nce", "hscore")
+#: Baselines computed beside the estimators (and compared with them the same way).
+BASELINES = ("knn_loo", "linear_probe")
+#: Neighbours of the leave-one-out k-NN baseline.
+KNN_NEIGHBOURS = 5
+#: Share of the target sample the linear probe is validated on (stratified, seeded).
+PROBE_VAL_SHARE = 0.5
+#: Iterations of the linear probe's solver (standardised features converge well before).
+PROBE_MAX_ITER = 1000
 
 
 @dataclass(frozen=True)
@@ -124,9 +134,14 @@ def nce(source_labels: np.ndarray, labels: np.ndarray) -> float:
     return float(np.sum(joint[mask] * np.log(conditional[mask])))
 
 
-def hscore(features: np.ndarray, labels: np.ndarray) -> float:
-    """H-score: tr(pinv(cov f) cov(E[f | y])), how well class means separate relative to the
-    feature covariance."""
+def hscore(features: np.ndarray, labels: np.ndarray, *, shrink: bool = True) -> float:
+    """H-score: tr(cov(f)^-1 cov(E[f | y])), how well class means separate relative to the
+    feature covariance. With ``shrink`` (the default), cov(f) is the Ledoit-Wolf shrinkage
+    estimate (1 - a) S + a mu I and cov(E[f | y]) is scaled by (1 - a) (Ibrahim et al. 2022):
+    the plain pseudo-inverse (``shrink=False``, Bao et al. 2019) gives classes - 1 for any
+    features once the dimension reaches the sample count, so every source would score alike."""
+    from sklearn.covariance import ledoit_wolf
+
     f = np.asarray(features, dtype=np.float64)
     y = _labels(labels)
     centred = f - f.mean(axis=0)
@@ -134,21 +149,62 @@ def hscore(features: np.ndarray, labels: np.ndarray) -> float:
     np.add.at(sums, y, centred)
     class_means = sums / np.bincount(y)[:, None]
     g = class_means[y]  # E[f | y] for each example (centred)
-    cov_f = centred.T @ centred / len(f)
     cov_g = g.T @ g / len(f)
-    return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
+    if not shrink:
+        cov_f = centred.T @ centred / len(f)
+        return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
+    cov_f, amount = ledoit_wolf(centred, assume_centered=True)
+    return float(np.trace(np.linalg.solve(cov_f, (1 - amount) * cov_g)))
+
+
+def knn_loo_accuracy(features: np.ndarray, labels: np.ndarray, k: int = KNN_NEIGHBOURS) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour vote (Euclidean; a tie goes to the
+    lowest label): what the source features give with no training at all."""
+    from scipy.spatial.distance import cdist
+
+    f = np.asarray(features, dtype=np.float64)
+    y = _labels(labels)
+    distances = cdist(f, f)
+    np.fill_diagonal(distances, np.inf)  # leave each example out of its own vote
+    k = min(k, len(y) - 1)
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    votes = np.zeros((len(y), y.max() + 1))
+    np.add.at(votes, (np.repeat(np.arange(len(y)), k), y[nearest].ravel()), 1.0)
+    return float(np.mean(votes.argmax(axis=1) == y))
+
+
+def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Validation accuracy of a logistic regression on standardised source features, trained
+    on part of the target sample and validated on the rest (`PROBE_VAL_SHARE`)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = _labels(labels)
+    stratify = y if np.bincount(y).min() >= 2 else None
+    f_train, f_val, y_train, y_val = train_test_split(
+        features, y, test_size=PROBE_VAL_SHARE, random_state=seed, stratify=stratify
+    )
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))
+    return float(probe.fit(f_train, y_train).score(f_val, y_val))
 
 
 def all_estimators(
-    features: np.ndarray, source_probs: np.ndarray | None, labels: np.ndarray
+    features: np.ndarray, source_probs: np.ndarray | None, labels: np.ndarray, seed: int = 0
 ) -> dict[str, float]:
-    """The four scores of one (source model, target data) pair; LEEP and NCE need the source
-    model's softmax (NaN without it)."""
-    scores = {"logme": logme(features, labels), "hscore": hscore(features, labels)}
+    """The four scores and the two baselines of one (source model, target data) pair; LEEP and
+    NCE need the source model's softmax (NaN without it)."""
+    scores = {
+        "logme": logme(features, labels),
+        "hscore": hscore(features, labels),
+        "knn_loo": knn_loo_accuracy(features, labels),
+        "linear_probe": linear_probe_accuracy(features, labels, seed),
+    }
     if source_probs is None:
         scores.update(leep=np.nan, nce=np.nan)
     else:
         scores.update(
             leep=leep(source_probs, labels), nce=nce(np.argmax(source_probs, axis=1), labels)
         )
-    return {k: scores[k] for k in ESTIMATORS}
+    return {k: scores[k] for k in (*ESTIMATORS, *BASELINES)}

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
 from transferlab.analysis.stats import MIN_RANK_PAIRS
 from transferlab.analysis.tables import fmt, size_label
@@ -247,15 +248,30 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
         )
     ag = results["estimator_agreement"]
     ag = ag.dropna(subset=["kendall"]) if len(ag) else ag
-    for name, group in ag.groupby("estimator", sort=True) if len(ag) else []:
-        out.append(
-            f"- {name}: Kendall tau with fine-tuned accuracy {group['kendall'].mean():+.2f}"
-            f" (mean over {len(group)} target settings), weighted tau "
-            f"{group['weighted_tau'].mean():+.2f}."
-        )
-    if not len(ag):
+    if len(ag):
+        out += _estimator_lines(ag)
+    else:
         out.append(
             f"- Estimator agreement: not testable (needs scores for {MIN_RANK_PAIRS} or more "
             "sources on one target)."
+        )
+    return out
+
+
+def _estimator_lines(agreement: pd.DataFrame) -> list[str]:
+    """Each estimator's mean Kendall tau with fine-tuned accuracy, beside the baselines'."""
+    tau = agreement.groupby("estimator")["kendall"].mean()
+    settings = agreement.groupby("estimator").size()
+    baselines = {b: tau[b] for b in BASELINES if b in tau}
+    shown = ", ".join(f"{b} {t:+.2f}" for b, t in baselines.items())
+    out = []
+    for name in [e for e in ESTIMATORS if e in tau]:
+        verdict = ""
+        if baselines:
+            beaten = all(tau[name] > t for t in baselines.values())
+            verdict = "; beats both baselines" if beaten else "; **does not beat the baselines**"
+        out.append(
+            f"- {name}: Kendall tau with fine-tuned accuracy {tau[name]:+.2f} (mean over "
+            f"{settings[name]} target settings; baselines: {shown or 'none'}){verdict}."
         )
     return out

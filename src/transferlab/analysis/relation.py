@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.analysis.estimators import ESTIMATORS
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import PAIR, SCRATCH
 from transferlab.analysis.shift import SHIFT_MEASURES
 from transferlab.analysis.stats import CORRELATION_KEYS, MIN_RANK_PAIRS, rank_correlations
@@ -97,7 +97,7 @@ def estimator_agreement(
     rows = _correlate(
         joined,
         keys,
-        tuple(ESTIMATORS),
+        (*ESTIMATORS, *BASELINES),
         "estimator",
         "finetuned_acc",
         f"fewer than {MIN_RANK_PAIRS} sources with a score",

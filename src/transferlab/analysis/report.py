@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from transferlab.analysis import figures as fg
-from transferlab.analysis.estimators import ESTIMATORS
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.findings import findings
 from transferlab.analysis.keys import PAIR
 from transferlab.analysis.selection import DEFAULT_RULE
@@ -40,7 +40,7 @@ CSV_TABLES = (
 #: Columns of a table that was not computed, so its CSV still has a header.
 EMPTY = {
     "shift": [*PAIR, "space", "status", *DISTANCES, "reason"],
-    "estimators": [*PAIR, "status", *ESTIMATORS, "reason"],
+    "estimators": [*PAIR, "status", *ESTIMATORS, *BASELINES, "reason"],
 }
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from transferlab._helpers import atomic_write, first_line
 from transferlab.analysis import distances as dist
-from transferlab.analysis.estimators import ESTIMATORS, all_estimators
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS, all_estimators
 from transferlab.analysis.keys import PAIR
 
 #: Examples per dataset used for distances and estimators (both sides get the same number).
@@ -217,7 +217,7 @@ def _requests(record: Mapping[str, Any], max_examples: int, seed: int) -> tuple[
 
 #: Columns of the shift table and of the estimator table.
 SHIFT_COLUMNS = [*PAIR, "space", "status", *DISTANCES, "n", "dim", "gaussian_dim", "bandwidth"]
-ESTIMATOR_COLUMNS = [*PAIR, "status", *ESTIMATORS, "n"]
+ESTIMATOR_COLUMNS = [*PAIR, "status", *ESTIMATORS, *BASELINES, "n"]
 
 
 def _unavailable(exc: BaseException) -> dict[str, Any]:
@@ -255,7 +255,7 @@ def _feature_rows(
         src_out["features"], src["labels"], tgt_out["features"], tgt["labels"], ctx.seed
     )
     try:
-        scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"])
+        scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"], ctx.seed)
         estimators = {"status": "ok", "reason": "", "n": len(tgt["labels"]), **scores}
     except Exception as exc:  # degenerate features: report
         estimators = _unavailable(exc)

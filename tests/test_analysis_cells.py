@@ -360,3 +360,18 @@ def test_grid_edges_reach_the_report(tmp_path: Path):
     assert "**lr at the top of the grid** for 1 of 1 scratch arms" in report
     assert "widen the grid" in report
     assert "edge" in pd.read_csv(tmp_path / "out" / "selection.csv").columns
+
+
+def test_calibration_changes_are_paired_per_cell():
+    spec = SimulatedStudy(sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=4)
+    records = simulate_records(spec)
+    for r in records:
+        if r["stage"] == "target" and r["status"] == "completed":
+            worse = r["init"] == "source"  # fine-tuned runs: ECE up by 0.05, NLL down by seed
+            r["metrics"]["test"]["ece"] = 0.10 + (0.05 if worse else 0.0)
+            r["metrics"]["test"]["nll"] = 1.0 - (0.01 * r["seed"] if worse else 0.0)
+    (cell,) = build_cells(frame(records)).cells.itertuples(index=False)
+    assert cell.d_ece == pytest.approx(0.05) and cell.d_ece_low == pytest.approx(0.05)
+    assert cell.d_nll == pytest.approx(-0.015)  # mean of 0, -0.01, -0.02, -0.03
+    lo, hi = stats.ttest_1samp([0, -0.01, -0.02, -0.03], 0).confidence_interval(0.95)
+    assert (cell.d_nll_low, cell.d_nll_high) == pytest.approx((lo, hi))

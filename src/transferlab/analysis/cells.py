@@ -18,7 +18,12 @@ import pandas as pd
 from transferlab.analysis.keys import ARM, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
 from transferlab.analysis.paired import DEFAULT_TEST, paired_tests, seeds_needed
 from transferlab.analysis.selection import DEFAULT_RULE, BestMeanValidation
-from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
+from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, grouped_mean_ci
+
+#: Test metrics compared per cell beside accuracy (lower is better for both).
+CALIBRATION = ("test_ece", "test_nll")
+#: Column suffixes of a change and its interval (d_ece, d_ece_low, d_ece_high).
+CI_SUFFIXES = ("", "_low", "_high")
 
 _ABSENT = "<unset>"
 
@@ -108,7 +113,7 @@ def set_aside(runs: pd.DataFrame, hparams: tuple[str, ...]) -> tuple[pd.DataFram
 
 def _pairs(selected: pd.DataFrame, hparams: tuple[str, ...]) -> pd.DataFrame:
     """Selected fine-tuned runs joined with the selected scratch run of their setting and seed."""
-    cols = [*ARM, "seed", "test_acc", "val_acc", "val_curve", *hparams, "run_id"]
+    cols = [*ARM, "seed", "test_acc", *CALIBRATION, "val_acc", "val_curve", *hparams, "run_id"]
     is_scratch = selected["source"].eq(SCRATCH)
     ft = selected.loc[~is_scratch, cols]
     sc = selected.loc[is_scratch, cols].drop(columns=["source", "freeze_depth", "source_variant"])
@@ -144,7 +149,8 @@ def _cell_stats(pairs: pd.DataFrame, test: str, confidence: float) -> pd.DataFra
         "scratch_acc",
     ]
     if pairs.empty:
-        return pd.DataFrame(columns=cols)
+        changes = [f"d_{m.removeprefix('test_')}{e}" for m in CALIBRATION for e in CI_SUFFIXES]
+        return pd.DataFrame(columns=[*cols, *changes])
     groups = pairs.assign(diff=pairs["ft_test_acc"] - pairs["scratch_test_acc"]).groupby(
         ARM, dropna=False, sort=False
     )
@@ -170,7 +176,23 @@ def _cell_stats(pairs: pd.DataFrame, test: str, confidence: float) -> pd.DataFra
         }
         for k, r, ft, sc in zip(keys, results, means["ft_test_acc"], means["scratch_test_acc"])
     ]
-    return pd.DataFrame(rows, columns=cols)
+    stats = pd.DataFrame(rows, columns=cols)
+    return stats.merge(_calibration_changes(pairs, confidence), on=ARM, how="left")
+
+
+def _calibration_changes(pairs: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """Per cell, the mean paired change of test ECE and NLL (fine-tuned minus scratch; below
+    zero is better calibrated) with its t-interval, beside the accuracy gain."""
+    out = pairs[ARM].drop_duplicates()
+    for metric in CALIBRATION:
+        change = pairs[f"ft_{metric}"] - pairs[f"scratch_{metric}"]
+        summary = grouped_mean_ci(change.groupby([pairs[k] for k in ARM], dropna=False), confidence)
+        name = metric.removeprefix("test_")
+        summary = summary.rename(
+            columns={c: f"d_{name}{e}" for c, e in zip(("mean", "ci_low", "ci_high"), CI_SUFFIXES)}
+        ).drop(columns="count")
+        out = out.merge(summary.reset_index(), on=ARM, how="left")
+    return out
 
 
 def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:

@@ -75,7 +75,8 @@ def _overview(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
         "",
         f"_gain = test accuracy fine-tuned minus scratch, mean over paired seeds; "
         f"[low, high] = {conf}% {interval} (per cell, not adjusted for the number of cells); "
-        "NTG = error with transfer "
+        "d_ece, d_nll = change of test ECE and NLL, fine-tuned minus scratch (below 0: "
+        "better calibrated; intervals in `cells.csv`); NTG = error with transfer "
         f"minus error without (Wang et al. 2019; > 0 is negative transfer); p from {test}; "
         f"q = {s['correction'].upper() if s['correction'] == 'bh' else 'Holm'}-adjusted p._",
         "",

@@ -31,6 +31,8 @@ CELL_COLUMNS = [
     "q",
     "flag",
     "ntg",
+    "d_ece",
+    "d_nll",
     "ft_lr",
     "scratch_lr",
     "reason",

@@ -375,3 +375,28 @@ def test_calibration_changes_are_paired_per_cell():
     assert cell.d_nll == pytest.approx(-0.015)  # mean of 0, -0.01, -0.02, -0.03
     lo, hi = stats.ttest_1samp([0, -0.01, -0.02, -0.03], 0).confidence_interval(0.95)
     assert (cell.d_nll_low, cell.d_nll_high) == pytest.approx((lo, hi))
+
+
+def test_arms_under_different_validation_protocols_are_never_paired(tmp_path: Path):
+    records = []
+    for protocol in ("budget", "pool"):
+        spec = SimulatedStudy(
+            sources={"src": 0.05},
+            target_sizes=(20,),
+            freeze_depths=(0,),
+            seeds=3,
+            settings={"val_protocol": protocol},
+        )
+        records += simulate_records(spec)
+    res = build_cells(frame(records))
+    assert len(res.cells) == 2  # one cell per protocol, each with its own baseline
+    assert sorted(res.cells["ft_val_protocol"]) == ["budget", "pool"]
+    assert (res.cells["ft_val_protocol"] == res.cells["scratch_val_protocol"]).all()
+    assert res.cells["variant"].str.contains("val_protocol").all()
+    assert (res.pairs.groupby("variant")["scratch_run_id"].nunique() == 3).all()
+    study = write_records(records, tmp_path)
+    from transferlab.analysis import analyze
+
+    analyze(study, tmp_path / "out", shift=False, figures=False)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**oracle validation**" in report and "own labelled budget" in report

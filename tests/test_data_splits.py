@@ -128,3 +128,32 @@ def test_subset_size_errors_are_one_line_and_specific() -> None:
     )
     with pytest.raises(ConfigError, match="positive integer"):
         stratified_subset(labels, 0, 0)
+
+
+def test_budget_validation_is_held_out_of_the_budget_disjoint_and_nested():
+    from transferlab.data import budget_split
+
+    labels = torch.arange(10).repeat_interleave(30)  # 10 classes x 30
+    previous_val = None
+    for size in (20, 60, 200):
+        budget = stratified_subset(labels, size, seed=3)
+        train, val = budget_split(labels, size, 3, 0.2)
+        assert set(train.tolist()).isdisjoint(val.tolist())
+        assert sorted([*train.tolist(), *val.tolist()]) == budget.tolist()  # the same budget
+        drawn = torch.bincount(labels[budget], minlength=10).tolist()
+        held = [min(max(round(0.2 * n), 1), n - 1) for n in drawn]  # per class, 1..n-1
+        assert torch.bincount(labels[val], minlength=10).tolist() == held
+        assert torch.bincount(labels[train], minlength=10).min() >= 1
+        if previous_val is not None:  # nested across sizes, as the subsets are
+            assert set(previous_val.tolist()) <= set(val.tolist())
+        previous_val = val
+    # another seed draws another split of another budget
+    assert not torch.equal(budget_split(labels, 60, 4, 0.2)[1], budget_split(labels, 60, 3, 0.2)[1])
+
+
+def test_budget_too_small_to_split_names_the_minimum():
+    from transferlab.data import budget_split
+
+    labels = torch.arange(10).repeat_interleave(30)
+    with pytest.raises(ConfigError, match="target size >= 20 for 10 classes"):
+        budget_split(labels, 15, 0, 0.2)

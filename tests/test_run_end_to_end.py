@@ -51,7 +51,8 @@ def test_default_run_trains_source_then_target(finetune):
     assert record["status"] == source["status"] == "completed"
     assert record["init"] == "source" and record["source_run_id"] == source["run_id"]
     assert record["source"]["name"] == "shapes" and record["target"]["name"] == "digits"
-    assert record["train_examples"] == 50
+    # the 50 labelled target examples: 40 train, 10 (one per class) choose the epoch
+    assert (record["train_examples"], record["val_examples"]) == (40, 10)
     # shapes and digits have different label spaces: the head is replaced.
     assert record["head_reset"] is True
     for split in ("val", "test"):
@@ -146,3 +147,24 @@ def test_loggers_compose_from_config_without_code_changes(compose):
     run_dir = Path(record["config"]["run"]["dir"])
     assert list(run_dir.glob("tensorboard/events.out.tfevents.*"))
     assert not (run_dir / "wandb").exists() and not (run_dir / "csv").exists()
+
+
+def test_target_validates_on_its_own_budget_or_on_the_pool(compose):
+    from transferlab.data import build_splits
+
+    budget = train(compose("init=scratch", "target_size=50", "val_share=0.2"))
+    assert budget["val_protocol"] == "budget"
+    # 50 examples of 10 classes, one per class held out: 40 train, 10 validate
+    assert (budget["train_examples"], budget["val_examples"]) == (40, 10)
+    pool = train(compose("init=scratch", "target_size=50", "val_protocol=pool"))
+    fixed = build_splits({"name": "digits"}, image_size=16, channels=3).val
+    assert pool["val_protocol"] == "pool" and pool["train_examples"] == 50
+    assert pool["val_examples"] == len(fixed)  # oracle: the dataset's whole validation set
+    assert pool["run_id"] != budget["run_id"]
+
+
+def test_budget_too_small_to_hold_validation_out_is_refused_before_training(compose):
+    from transferlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="target size >= 20 for 10 classes"):
+        train(compose("init=scratch", "target_size=15"))

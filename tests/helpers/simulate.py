@@ -239,6 +239,7 @@ class _Simulator:
             batch_size=BATCH_SIZE,
             seed=seed,
             split_seed=0,
+            val_protocol=s.settings.get("val_protocol", "budget") if stage == "target" else "pool",
             source_run_id=source_run,
             source_checkpoint=None
             if source_run is None

@@ -249,6 +249,7 @@ def _cells(
         keys = ARM if arm == "ft" else SETTING
         info = frame.groupby(keys, dropna=False).agg(
             **{f"{arm}_{h}": (h, "first") for h in hparams},
+            **{f"{arm}_val_protocol": ("val_protocol", "first")},
             **{f"{arm}_val_acc": ("val_acc", "mean"), f"{arm}_seeds": ("seed", "nunique")},
         )
         cells = cells.merge(info.reset_index(), on=keys, how="left")

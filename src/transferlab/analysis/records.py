@@ -32,7 +32,7 @@ MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
 #: Version of the on-disk table cache (bump when COLUMNS or flattening change).
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -59,6 +59,7 @@ COLUMNS = (
     "batch_size",
     "seed",
     "split_seed",
+    "val_protocol",
     *(f"{split}_{key}" for split in ("val", "test") for key in METRIC_KEYS),
     "best_epoch",
     "val_curve",
@@ -167,6 +168,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "batch_size": record.get("batch_size"),
         "seed": record.get("seed"),
         "split_seed": record.get("split_seed"),
+        "val_protocol": record.get("val_protocol") or "pool",
         "best_epoch": record.get("best_epoch"),
         "val_curve": tuple(
             np.nan if (p.get("acc") if isinstance(p, Mapping) else None) is None else p["acc"]

@@ -44,6 +44,20 @@ EMPTY = {
 }
 
 
+#: How each validation protocol is named wherever a selected value is reported.
+PROTOCOL_NAMES = {
+    "budget": "held out of each arm's own labelled budget (`val_protocol=budget`)",
+    "pool": "the dataset's fixed validation set, labels a few-shot user would not have: "
+    "**oracle validation** (`val_protocol=pool`)",
+}
+
+
+def _protocols(cells: pd.DataFrame) -> str:
+    """The validation protocols the cells' selections used, by name."""
+    used = sorted(set(cells.get("ft_val_protocol", pd.Series(dtype=str)).dropna()))
+    return "; ".join(PROTOCOL_NAMES.get(p, p) for p in used) or "none"
+
+
 def _cell_tables(results: dict[str, Any]) -> list[str]:
     """The cells, the configurations chosen on validation and the per-source summary."""
     chosen = results["selection"]
@@ -62,7 +76,7 @@ def _cell_tables(results: dict[str, Any]) -> list[str]:
         "",
         f"_Selection rule: {DEFAULT_RULE.name}. Per arm, the configuration with the best mean "
         "validation accuracy over seeds among those with the fewest diverged runs; test "
-        "accuracy played no part._",
+        f"accuracy played no part. Validation: {_protocols(results['cells'])}._",
         "",
         markdown_table(chosen, csv_name="selection.csv"),
         "## Per-source summary",

@@ -10,7 +10,7 @@ from transferlab.data.build import build_splits, clear_cache
 from transferlab.data.registry import available_datasets, register_dataset
 from transferlab.data.shifts import available_shifts, register_shift
 from transferlab.data.spec import describe, normalize_spec, validate_spec
-from transferlab.data.splits import stratified_subset
+from transferlab.data.splits import budget_split, stratified_subset
 from transferlab.data.tensors import DatasetSplits, ImageTensors
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "normalize_spec",
     "register_dataset",
     "register_shift",
+    "budget_split",
     "stratified_subset",
     "validate_spec",
 ]

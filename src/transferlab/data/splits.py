@@ -13,6 +13,8 @@ from transferlab.errors import ConfigError
 DEFAULT_VAL_FRACTION = 0.2
 #: Fraction held out for testing, for datasets without an official test split.
 DEFAULT_TEST_FRACTION = 0.2
+#: Examples per class a labelled budget needs before one can be held out for validation.
+MIN_PER_CLASS_TO_SPLIT = 2
 
 
 def stratified_holdout(
@@ -81,9 +83,18 @@ def stratified_subset(
                 f"target size {size} needs {per} per class but class "
                 f"'{_class_name(classes, c)}' has {counts[c]} in {where}"
             )
+    return torch.sort(torch.cat(_class_draws(labels, class_ids, quota, extra, seed))).values
+
+
+def _class_draws(
+    labels: torch.Tensor, class_ids: Sequence[int], quota: int, extra: int, seed: int
+) -> list[torch.Tensor]:
+    """Each class's draw, in its seeded order: the first ``quota`` (or one more) members of a
+    fixed per-class permutation, so a larger size only adds examples (nesting)."""
     # Which classes get one of the `extra` examples: a seeded class order, fixed per seed, so
     # per-class counts only grow with size (nesting).
     gen = generator("subset", seed)
+    k = len(class_ids)
     rank = torch.empty(k, dtype=torch.long)
     rank[torch.randperm(k, generator=gen)] = torch.arange(k)
     chosen = []
@@ -91,4 +102,41 @@ def stratified_subset(
         members = torch.nonzero(labels == c).flatten()
         members = members[torch.randperm(len(members), generator=generator("subset", seed, c))]
         chosen.append(members[: quota + (1 if rank[i] < extra else 0)])
-    return torch.sort(torch.cat(chosen)).values
+    return chosen
+
+
+def budget_split(
+    labels: torch.Tensor,
+    size: int | None,
+    seed: int,
+    share: float,
+    *,
+    classes: Sequence[str] | None = None,
+    dataset: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) indices that share the labelled budget of `stratified_subset`
+    (together they are exactly that subset): each class gives ``round(share * n_c)`` of its
+    draw, at least one and never all, to validation. Validation takes each class's first
+    drawn examples, so it is nested across sizes as the subsets are. ConfigError when a class
+    has fewer than two examples in the budget (nothing to hold out)."""
+    budget = stratified_subset(labels, size, seed, classes=classes, dataset=dataset)
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    class_ids = list(range(len(classes))) if classes is not None else torch.unique(labels).tolist()
+    k, n = len(class_ids), len(budget)
+    quota, extra = divmod(n, k)
+    fewest = min(int((labels == c).sum()) for c in class_ids) if size is None else quota
+    if fewest < MIN_PER_CLASS_TO_SPLIT:
+        raise ConfigError(
+            f"val_protocol=budget holds validation examples out of the labelled budget, which "
+            f"needs at least {MIN_PER_CLASS_TO_SPLIT} per class: target size >= "
+            f"{MIN_PER_CLASS_TO_SPLIT * k} for {k} classes (got {n}); or use val_protocol=pool"
+        )
+    if size is None:  # the whole pool is the budget
+        kept, held = stratified_holdout(labels, share, seed, "budget-validation")
+        return kept, held
+    train, val = [], []
+    for draw in _class_draws(labels, class_ids, quota, extra, seed):
+        held = min(max(round(share * len(draw)), 1), len(draw) - 1)
+        val.append(draw[:held])
+        train.append(draw[held:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values

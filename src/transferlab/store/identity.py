@@ -61,7 +61,16 @@ UNUSED_BY_INIT = {
     "source": ("init_path",),
 }
 #: Settings of the target stage alone: left out of the source stage's identity.
-TARGET_ONLY = ("target", "target_size", "train", "init", "init_path", "freeze_depth")
+TARGET_ONLY = (
+    "target",
+    "target_size",
+    "train",
+    "init",
+    "init_path",
+    "freeze_depth",
+    "val_protocol",
+    "val_share",
+)
 #: Dataset nodes of the run config (their specs are normalised before hashing).
 DATASET_KEYS = ("source", "target")
 #: What a stage trains on, as references into the run config: the training code reads only

@@ -120,6 +120,18 @@ class RunRecord:
         "scalar parameters that trained (not frozen)", "int \\| null", None
     )
     train_examples: int | None = _doc("training examples actually used", "int \\| null", None)
+    val_examples: int | None = _doc(
+        "validation examples the epoch (and, in the analysis, the learning rate) was chosen on",
+        "int \\| null",
+        None,
+    )
+    val_protocol: str | None = _doc(
+        "where they came from: `budget` (held out of the target's labelled budget) or `pool` "
+        "(the dataset's fixed validation set: oracle validation for a few-shot target; always "
+        "`pool` for a source stage)",
+        "str \\| null",
+        None,
+    )
     num_classes: int | None = _doc("classes of the trained head", "int \\| null", None)
     head_reset: bool | None = _doc(
         "whether the classifier was re-initialised (null for scratch)", "bool \\| null", None

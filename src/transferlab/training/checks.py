@@ -15,7 +15,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import plain
-from transferlab.data import build_splits, normalize_spec, stratified_subset, validate_spec
+from transferlab.data import (
+    budget_split,
+    build_splits,
+    normalize_spec,
+    stratified_subset,
+    validate_spec,
+)
 from transferlab.errors import ConfigError, choice_error
 from transferlab.models import INIT_CHOICES, validate_model
 from transferlab.store.identity import STAGE_ALIASES, normalize_run_config
@@ -93,14 +99,22 @@ def _check_budget(name: str, budget: Any) -> None:
             raise ConfigError(f"{name}.{key} must be a positive integer, got {budget[key]!r}")
 
 
-def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int) -> None:
+def uses_budget_validation(cfg: DictConfig) -> bool:
+    """Whether a target stage (or the run config, which is the target's) validates on examples
+    held out of its labelled budget; a source stage always uses its dataset's validation set."""
+    return cfg.get("stage", "target") == "target" and cfg.get("val_protocol") == "budget"
+
+
+def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int, target: bool) -> None:
     """Build (and cache) the splits and draw the subset, so data errors come before training."""
     splits = build_splits(
         spec, image_size=cfg.image_size, channels=cfg.channels, split_seed=cfg.split_seed
     )
-    stratified_subset(
-        splits.train.labels, size, seed, classes=splits.classes, dataset=splits.description
-    )
+    labelled = {"classes": splits.classes, "dataset": splits.description}
+    if target and uses_budget_validation(cfg):
+        budget_split(splits.train.labels, size, seed, float(cfg.val_share), **labelled)
+    else:
+        stratified_subset(splits.train.labels, size, seed, **labelled)
 
 
 def _check_shared_base(source: Any, target: Any) -> None:
@@ -171,9 +185,9 @@ def preflight(cfg: DictConfig) -> int:
             sort_keys=True,
         )
     )
-    _check_data(cfg, cfg.target, cfg.target_size, cfg.seed)
+    _check_data(cfg, cfg.target, cfg.target_size, cfg.seed, target=True)
     if uses_source:
-        _check_data(cfg, cfg.source, cfg.source_size, cfg.seed)
+        _check_data(cfg, cfg.source, cfg.source_size, cfg.seed, target=False)
     return groups
 
 

@@ -35,6 +35,8 @@ from transferlab.errors import ConfigError
 CONSTRUCTOR = "constructor"
 #: Channel counts every dataset can be converted to.
 CHANNEL_CHOICES = (1, 3)
+#: Where a target stage's validation examples come from (conf/config.yaml explains).
+VAL_PROTOCOLS = ("budget", "pool")
 #: Why `budget` cannot be set (it points at the budget of the stage being trained).
 BUDGET_IS_A_REFERENCE = (
     "each stage points it at its own budget; set train.* (target stage) or pretrain.* "
@@ -45,9 +47,16 @@ _ABSENT = object()
 OPEN_NODES = ("model.kwargs", "source", "target")
 
 
-def _range(low: float | None = None, *, above: bool = False, choices: tuple = ()) -> Any:
-    """Field metadata: the smallest allowed value (exclusive when ``above``) or the choices."""
-    return field(metadata={"low": low, "above": above, "choices": choices})
+def _range(
+    low: float | None = None,
+    *,
+    above: bool = False,
+    below: float | None = None,
+    choices: tuple = (),
+) -> Any:
+    """Field metadata: the smallest allowed value (exclusive when ``above``), a bound the value
+    must stay under, or the choices."""
+    return field(metadata={"low": low, "above": above, "below": below, "choices": choices})
 
 
 def _constructor(*, optional: bool = False, each: bool = False) -> Any:
@@ -107,6 +116,8 @@ class RunConfig:
     source_size: int | None = _range(1)
     seed: int = _range(0)
     split_seed: int = _range(0)
+    val_protocol: str = _range(choices=VAL_PROTOCOLS)
+    val_share: float = _range(0, above=True, below=1)
     image_size: int = _range(1)
     channels: int = _range(choices=CHANNEL_CHOICES)
     threads: int | None = _range(1)
@@ -184,18 +195,20 @@ def _check_value(path: str, value: Any, spec: dataclasses.Field, hint: Any) -> N
         wanted = " or ".join(_TYPE_NAMES.get(k, "null" if k is None else k.__name__) for k in kinds)
         quote = f" (quote it: {path}='{value}')" if str in kinds and _type_ok(value, float) else ""
         raise ConfigError(f"{path} must be {wanted}, got {value!r}{quote}")
+    meta = spec.metadata
+    if value is not None and meta.get("choices") and value not in meta["choices"]:
+        listed = ", ".join(str(c) for c in meta["choices"])
+        raise ConfigError(f"{path}={value!r} is not allowed; valid choices: {listed}")
     if value is None or isinstance(value, (bool, str, dict, list)):
         return
     if not math.isfinite(value):
         raise ConfigError(f"{path} must be a finite number, got {value!r}")
-    meta = spec.metadata
-    if meta.get("choices") and value not in meta["choices"]:
-        listed = ", ".join(str(c) for c in meta["choices"])
-        raise ConfigError(f"{path}={value!r} is not allowed; valid choices: {listed}")
-    low = meta.get("low")
+    low, below = meta.get("low"), meta.get("below")
     if low is not None and (value <= low if meta.get("above") else value < low):
         bound = f"> {low}" if meta.get("above") else f">= {low}"
         raise ConfigError(f"{path} must be {bound}, got {value!r}")
+    if below is not None and value >= below:
+        raise ConfigError(f"{path} must be < {below}, got {value!r}")
 
 
 def _check_node(prefix: str, node: Any, schema: type) -> None:

@@ -42,6 +42,7 @@ class StageResult:
     num_depth_groups: int
     trainable_parameters: int
     train_examples: int
+    val_examples: int
     num_classes: int
     head_reset: bool | None
     val_curve: list[dict[str, float]] = field(default_factory=list)
@@ -223,6 +224,7 @@ def fit_stage(
         num_depth_groups=int(info["num_depth_groups"]),
         trainable_parameters=trainable_parameters(module.model),
         train_examples=len(train_split),
+        val_examples=len(splits.val),
         num_classes=len(splits.classes),
         head_reset=info.get("head_reset"),
         val_curve=list(module.val_curve),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import atomic_write_json
-from transferlab.data import build_splits, clear_cache, describe, stratified_subset
+from transferlab.data import budget_split, build_splits, clear_cache, describe, stratified_subset
 from transferlab.errors import ConfigError
 from transferlab.models import load_checkpoint, save_checkpoint
 from transferlab.store import (
@@ -27,7 +28,12 @@ from transferlab.store import (
     stage_config,
 )
 from transferlab.store.locks import barrier, is_writer, process_lock
-from transferlab.training.checks import check_structure, check_writable, preflight
+from transferlab.training.checks import (
+    check_structure,
+    check_writable,
+    preflight,
+    uses_budget_validation,
+)
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.record import base_fields, finish, outcome_fields
 
@@ -100,19 +106,28 @@ def _with_run_info(stage_cfg: DictConfig, rid: str, run_dir: Path) -> DictConfig
 
 
 def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
-    """The stage's splits and its class-stratified training subset (seeded by the run seed)."""
+    """The stage's splits and its class-stratified training subset (seeded by the run seed).
+
+    A target stage under `val_protocol=budget` validates on examples held out of its own
+    labelled budget (`budget_split`) instead of the dataset's fixed validation set."""
     splits = build_splits(
         stage_cfg.dataset,
         image_size=stage_cfg.image_size,
         channels=stage_cfg.channels,
         split_seed=stage_cfg.split_seed,
     )
+    labelled = {"classes": splits.classes, "dataset": splits.description}
+    if uses_budget_validation(stage_cfg):
+        train, val = budget_split(
+            splits.train.labels,
+            stage_cfg.train_size,
+            stage_cfg.seed,
+            float(stage_cfg.val_share),
+            **labelled,
+        )
+        return replace(splits, val=splits.train.subset(val)), splits.train.subset(train)
     subset = stratified_subset(
-        splits.train.labels,
-        stage_cfg.train_size,
-        stage_cfg.seed,
-        classes=splits.classes,
-        dataset=splits.description,
+        splits.train.labels, stage_cfg.train_size, stage_cfg.seed, **labelled
     )
     return splits, splits.train.subset(subset)
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import FAST
 
 from transferlab.store import read_record
@@ -151,3 +152,26 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_relaunched_run_is_one_wandb_run_with_its_whole_history(tmp_path):
+    from helpers.wandb_files import summarize
+
+    results = tmp_path / "results"
+    cmd = _command(results, "wb", "logger=[wandb,csv]")
+    proc = _start(cmd, tmp_path / "run.log")
+    checkpoint = _wait_for("wb/runs/*/checkpoints/last.ckpt", results, proc)
+    while torch.load(checkpoint, weights_only=True)["epoch"] < 2:  # some history to lose
+        assert proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+    run_dir = checkpoint.parent.parent
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # the stopped attempt
+    assert "resuming from" in _finish(cmd)
+    (folder,) = (run_dir / "wandb").glob("offline-run-*")  # one W&B run per run id
+    (log,) = folder.glob("run-*.wandb")
+    run = summarize(log)
+    assert run["id"] == run_dir.name
+    epochs = sorted(int(float(row["epoch_index"])) for row in run["history"] if "val/acc" in row)
+    assert epochs == list(range(EPOCHS))  # the restored epochs logged again, then the rest

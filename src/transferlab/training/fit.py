@@ -28,6 +28,8 @@ from transferlab.training.checks import SELECTION_CALLBACK
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 
+#: Where W&B writes a run's offline files, under its run folder (`logger/wandb.yaml`: save_dir).
+WANDB_FOLDER = "wandb"
 #: The callback (in the `callbacks` group) that writes the checkpoint a killed run resumes from.
 RESUME_CALLBACK = "resume_checkpoint"
 
@@ -142,6 +144,14 @@ def resumable_checkpoint(path: Path) -> str | None:
     return str(path)
 
 
+def drop_earlier_attempts(run_dir: Path, rid: str) -> None:
+    """Remove the offline W&B folders of this run's earlier attempts: a re-launched run is one
+    W&B run (its id is the run id), and two offline folders with one id collide on sync. A
+    resumed attempt logs the restored history again (`TransferClassifier.on_train_start`)."""
+    for folder in (run_dir / WANDB_FOLDER).glob(f"offline-run-*-{rid}"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _checkpoint_file(callback: Callback) -> Path:
     assert isinstance(callback, ModelCheckpoint)
     return Path(str(callback.dirpath)) / f"{callback.filename}{callback.FILE_EXTENSION}"
@@ -213,10 +223,11 @@ def fit_stage(
     L.seed_everything(int(stage_cfg.seed), workers=True, verbose=False)
     module, info = build_module(stage_cfg, splits, init_path)
     callbacks = build_callbacks(stage_cfg)
-    trainer = build_trainer(stage_cfg, callbacks, run_dir)
     resume_from = None
     if RESUME_CALLBACK in callbacks and not stage_cfg.force:
         resume_from = resumable_checkpoint(_checkpoint_file(callbacks[RESUME_CALLBACK]))
+    drop_earlier_attempts(run_dir, str(stage_cfg.run.id))
+    trainer = build_trainer(stage_cfg, callbacks, run_dir)
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)
     timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)
     result = StageResult(

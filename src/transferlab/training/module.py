@@ -116,6 +116,19 @@ class TransferClassifier(L.LightningModule):
         self.log_dict(values)
         self.test_results = {k.removeprefix("test/"): v for k, v in values.items()}
 
+    def on_train_start(self) -> None:
+        """A resumed run logs the epochs restored from its checkpoint again, so its loggers
+        (whose files of the earlier attempt are replaced) hold the whole curve."""
+        epochs = self.trainer.current_epoch
+        if not self.val_curve or epochs == 0:
+            return
+        per_epoch = self.trainer.global_step // epochs
+        for entry in self.val_curve:
+            metrics = {f"val/{k}": v for k, v in entry.items() if k != "epoch"}
+            metrics["epoch_index"] = float(entry["epoch"])
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=(entry["epoch"] + 1) * per_epoch - 1)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the validation curve in per-epoch checkpoints, so a resumed run has it whole."""
         checkpoint["transferlab"] = {"val_curve": self.val_curve}

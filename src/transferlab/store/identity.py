@@ -70,6 +70,7 @@ TARGET_ONLY = (
     "freeze_depth",
     "val_protocol",
     "val_share",
+    "augment",
 )
 #: Dataset nodes of the run config (their specs are normalised before hashing).
 DATASET_KEYS = ("source", "target")

@@ -135,6 +135,7 @@ class RunConfig:
     model: Model = _range()
     optimizer: Any = _constructor()
     scheduler: Any = _constructor(optional=True)
+    augment: Any = _constructor(optional=True)
     trainer: Any = _constructor()
     callbacks: Any = _constructor(each=True)
     logger: Any = _constructor(optional=True, each=True)

@@ -79,8 +79,17 @@ def build_module(
         optimizer=instantiate(stage_cfg.optimizer),
         scheduler=instantiate(stage_cfg.scheduler) if stage_cfg.get("scheduler") else None,
         frozen=frozen,
+        augment=_augmentation(stage_cfg),
+        seed=int(stage_cfg.seed),
     )
     return module, info
+
+
+def _augmentation(stage_cfg: DictConfig) -> Any:
+    """The `augment` preset of a target stage (source stages are not augmented)."""
+    if stage_cfg.stage != "target" or not stage_cfg.get("augment"):
+        return None
+    return instantiate(stage_cfg.augment)
 
 
 def build_callbacks(stage_cfg: DictConfig) -> dict[str, Callback]:

@@ -16,6 +16,8 @@ from transferlab.training.metrics import NegativeLogLikelihood, classification_m
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
+#: An augmentation: (uint8 images on the device, generator) -> images (training/augment.py).
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 class TransferClassifier(L.LightningModule):
@@ -32,9 +34,15 @@ class TransferClassifier(L.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: SchedulerFactory | None = None,
         frozen: list[nn.Module] | None = None,
+        augment: Augmentation | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.model = model
+        self.augment = augment
+        self.seed = seed
+        self._generator: torch.Generator | None = None
+        self._generator_state: torch.Tensor | None = None
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.frozen = list(frozen or [])
@@ -57,9 +65,19 @@ class TransferClassifier(L.LightningModule):
         return self.model(images)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 images become floats in [0, 1] on the device, after the (cheap) transfer."""
+        """uint8 images become floats in [0, 1] on the device, after the (cheap) transfer;
+        training batches are augmented first, whole, with the run's own generator."""
         images, labels = batch
+        if self.augment is not None and self.trainer.training:
+            images = self.augment(images, self._augment_generator(images.device))
         return to_float(images), labels
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+            if self._generator_state is not None:  # restored from a resume checkpoint
+                self._generator.set_state(self._generator_state)
+        return self._generator
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images, labels = batch
@@ -132,10 +150,13 @@ class TransferClassifier(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the validation curve in per-epoch checkpoints, so a resumed run has it whole."""
         checkpoint["transferlab"] = {"val_curve": self.val_curve}
+        if self._generator is not None:
+            checkpoint["transferlab"]["augment_state"] = self._generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("transferlab", {})
         self.val_curve = list(state.get("val_curve", []))
+        self._generator_state = state.get("augment_state")
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.model.parameters() if p.requires_grad]

@@ -84,7 +84,12 @@ DIFFERENT_TARGET = [
     ("freeze depth", ["freeze_depth=1"]),
     ("selection rule", ["callbacks.selection_checkpoint.monitor=val/nll"]),
     ("a new callback", ["+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping"]),
-    ("a new top-level setting", ["+augment=flip"]),
+    ("a new top-level setting", ["+mixup=0.2"]),
+    ("augmentation", ["augment=flip_crop"]),
+    ("augmentation parameter", ["augment=flip_crop", "augment.padding=4"]),
+    ("validation protocol", ["val_protocol=pool"]),
+    ("validation share", ["val_share=0.3"]),
+    ("input normalisation", ["input_norm=unit"]),
 ]
 
 

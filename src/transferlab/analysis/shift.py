@@ -81,17 +81,19 @@ class TorchBackend:
         return part.images[order].numpy(), part.labels[order].numpy()
 
     def outputs(self, checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features by extract_features; softmax of model(images / 255)."""
+        """Features by extract_features; softmax of the model's logits; the images fed as the
+        model was trained on them (the checkpoint's input statistics)."""
         import torch
 
-        from transferlab.data.image_ops import to_float
         from transferlab.models import extract_features, load_checkpoint_model
+        from transferlab.models.inputs import UNIT_STATS, prepare
 
-        model, _ = load_checkpoint_model(checkpoint)
+        model, meta = load_checkpoint_model(checkpoint)
+        stats = (meta["input_mean"], meta["input_std"]) if "input_mean" in meta else UNIT_STATS
         tensor = torch.from_numpy(np.ascontiguousarray(images))
-        feats = extract_features(model, tensor).numpy()
+        feats = extract_features(model, tensor, stats=stats).numpy()
         with torch.no_grad():
-            logits = model(to_float(tensor))
+            logits = model(prepare(tensor, stats))
         return feats, torch.softmax(logits.float(), dim=1).numpy()
 
 

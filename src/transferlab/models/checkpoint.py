@@ -42,6 +42,7 @@ def save_checkpoint(
     classes: tuple[str, ...],
     image_size: int,
     in_chans: int,
+    input_stats: tuple = ((0.0,), (1.0,)),
 ) -> None:
     """Write the weights plus what is needed to rebuild the model, atomically (temp + replace).
 
@@ -57,6 +58,8 @@ def save_checkpoint(
         "num_classes": len(classes),
         "image_size": int(image_size),
         "in_chans": int(in_chans),
+        "input_mean": [float(v) for v in input_stats[0]],
+        "input_std": [float(v) for v in input_stats[1]],
         "timm_version": str(timm.__version__),
         "torch_version": str(torch.__version__),
         "sha256": state_digest(state),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transferlab.data.image_ops import to_float
+from transferlab.models.inputs import UNIT_STATS, Stats, prepare
 
 #: images per forward pass in extract_features
 DEFAULT_FEATURE_BATCH = 256
@@ -13,7 +13,10 @@ DEFAULT_FEATURE_BATCH = 256
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module, images: torch.Tensor, batch_size: int = DEFAULT_FEATURE_BATCH
+    model: nn.Module,
+    images: torch.Tensor,
+    batch_size: int = DEFAULT_FEATURE_BATCH,
+    stats: Stats = UNIT_STATS,
 ) -> torch.Tensor:
     """Pre-logit features (``forward_features`` then ``forward_head(pre_logits=True)``).
 
@@ -32,7 +35,7 @@ def extract_features(
     chunks = []
     try:
         for start in range(0, images.shape[0], batch_size):
-            batch = to_float(images[start : start + batch_size].to(device), dtype)
+            batch = prepare(images[start : start + batch_size].to(device), stats, dtype)
             pooled = model.forward_head(model.forward_features(batch), pre_logits=True)
             chunks.append(pooled.reshape(batch.shape[0], -1).float().cpu())
     finally:

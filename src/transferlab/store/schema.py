@@ -18,7 +18,7 @@ from typing import Any
 RECORD_SCHEMA = 2
 #: Version of the rule that turns a config into a run id (see `transferlab.store.identity`):
 #: a record made under another rule is never taken as this run being done.
-IDENTITY_VERSION = 2
+IDENTITY_VERSION = 3
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.
@@ -135,6 +135,12 @@ class RunRecord:
     num_classes: int | None = _doc("classes of the trained head", "int \\| null", None)
     head_reset: bool | None = _doc(
         "whether the classifier was re-initialised (null for scratch)", "bool \\| null", None
+    )
+    input_norm: dict | None = _doc(
+        "`{mean, std}` per channel the [0, 1] pixels were standardised with (the model's "
+        "pretrained statistics with `input_norm=model`; 0 and 1 with `unit`)",
+        "object \\| null",
+        None,
     )
     metrics: dict = _doc(
         '`{"val": {...}, "test": {...}}` at the selected epoch; keys `acc`, `f1`, `precision`, '

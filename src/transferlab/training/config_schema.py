@@ -30,6 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from transferlab._helpers import first_line
 from transferlab.errors import ConfigError
+from transferlab.models.inputs import INPUT_NORMS
 
 #: Marks a field whose value is a constructor preset (a node with `_target_`).
 CONSTRUCTOR = "constructor"
@@ -120,6 +121,7 @@ class RunConfig:
     val_share: float = _range(0, above=True, below=1)
     image_size: int = _range(1)
     channels: int = _range(choices=CHANNEL_CHOICES)
+    input_norm: str = _range(choices=INPUT_NORMS)
     threads: int | None = _range(1)
     force: bool = _range()
     cache: bool = _range()

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.models import create_model, freeze_groups, trainable_parameters
+from transferlab.models.inputs import input_stats
 from transferlab.training.callbacks import (
     SUBMITIT_VARIABLE,
     LeaveSigtermToSubmitit,
@@ -47,6 +48,7 @@ class StageResult:
     val_examples: int
     num_classes: int
     head_reset: bool | None
+    input_stats: tuple = ()
     val_curve: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int | None = None
     val: dict[str, float] = field(default_factory=dict)
@@ -81,6 +83,7 @@ def build_module(
         frozen=frozen,
         augment=_augmentation(stage_cfg),
         seed=int(stage_cfg.seed),
+        input_stats=input_stats(model, splits.channels, str(stage_cfg.input_norm)),
     )
     return module, info
 
@@ -247,6 +250,7 @@ def fit_stage(
         val_examples=len(splits.val),
         num_classes=len(splits.classes),
         head_reset=info.get("head_reset"),
+        input_stats=module.input_stats,
         val_curve=list(module.val_curve),
         train_samples_per_s=timer.samples_per_s if timer is not None else None,
         is_global_zero=trainer.is_global_zero,

@@ -10,8 +10,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from transferlab.data.image_ops import to_float
 from transferlab.models import keep_frozen_in_eval
+from transferlab.models.inputs import UNIT_STATS, Stats, prepare
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -36,10 +36,12 @@ class TransferClassifier(L.LightningModule):
         frozen: list[nn.Module] | None = None,
         augment: Augmentation | None = None,
         seed: int = 0,
+        input_stats: Stats = UNIT_STATS,
     ) -> None:
         super().__init__()
         self.model = model
         self.augment = augment
+        self.input_stats = input_stats
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._generator_state: torch.Tensor | None = None
@@ -65,12 +67,13 @@ class TransferClassifier(L.LightningModule):
         return self.model(images)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """uint8 images become floats in [0, 1] on the device, after the (cheap) transfer;
-        training batches are augmented first, whole, with the run's own generator."""
+        """uint8 images become the model's input on the device, after the (cheap) transfer
+        (`models.inputs.prepare`); training batches are augmented first, whole, with the run's
+        own generator."""
         images, labels = batch
         if self.augment is not None and self.trainer.training:
             images = self.augment(images, self._augment_generator(images.device))
-        return to_float(images), labels
+        return prepare(images, self.input_stats), labels
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:

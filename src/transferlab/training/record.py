@@ -66,6 +66,7 @@ def outcome_fields(result: StageResult | None) -> dict[str, Any]:
         "val_examples": result.val_examples,
         "num_classes": result.num_classes,
         "head_reset": result.head_reset,
+        "input_norm": {"mean": list(result.input_stats[0]), "std": list(result.input_stats[1])},
         "best_epoch": result.best_epoch,
         "metrics": {"val": result.val, "test": result.test},
         "val_curve": result.val_curve,

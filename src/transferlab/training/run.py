@@ -141,6 +141,7 @@ def _save_source(stage_cfg: DictConfig, result: Any, splits: Any, path: Path) ->
         classes=tuple(splits.classes),
         image_size=splits.image_size,
         in_chans=splits.channels,
+        input_stats=result.input_stats,
     )
 
 

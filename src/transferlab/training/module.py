@@ -10,8 +10,9 @@ import lightning as L
 import torch
 from torch import nn
 
+from transferlab.data.image_ops import to_float
 from transferlab.models import keep_frozen_in_eval
-from transferlab.models.inputs import UNIT_STATS, Stats, prepare
+from transferlab.models.inputs import UNIT_STATS, Stats
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -42,6 +43,10 @@ class TransferClassifier(L.LightningModule):
         self.model = model
         self.augment = augment
         self.input_stats = input_stats
+        # On the module's device with it (no per-batch host-to-device copy), never saved.
+        mean, std = (torch.tensor(v, dtype=torch.float32)[:, None, None] for v in input_stats)
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
         self.seed = seed
         self._generator: torch.Generator | None = None
         self._generator_state: torch.Tensor | None = None
@@ -68,12 +73,12 @@ class TransferClassifier(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images become the model's input on the device, after the (cheap) transfer
-        (`models.inputs.prepare`); training batches are augmented first, whole, with the run's
-        own generator."""
+        (as `models.inputs.prepare`: [0, 1], standardised); training batches are augmented
+        first, whole, with the run's own generator."""
         images, labels = batch
         if self.augment is not None and self.trainer.training:
             images = self.augment(images, self._augment_generator(images.device))
-        return prepare(images, self.input_stats), labels
+        return (to_float(images) - self.input_mean) / self.input_std, labels
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:

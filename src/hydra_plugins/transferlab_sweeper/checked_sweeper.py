@@ -1,10 +1,12 @@
-"""Hydra's basic sweeper, with every job of the grid checked before the first one starts.
+"""Hydra's basic sweeper, with the grid planned before the first job starts.
 
-A bad value anywhere in a grid (`-m target_size=20,-5`) would otherwise be found only when its
-job starts, after other jobs have trained. Each job's config is composed exactly as its launcher
-will compose it and given the same checks as a single run (`transferlab.training.checks`); the
-first problem ends the sweep with one line naming the job and the problem, before anything
-trains. Hydra loads plugins from the `hydra_plugins` package only, hence this module's place.
+Every job is composed as its launcher will compose it and given the same checks as a single run
+(`transferlab.training.checks`): a bad value anywhere in a grid (`-m target_size=20,-5`) ends the
+sweep with one line naming the job, before anything trains. The plan (`transferlab.sweep.plan`)
+also leaves out the grid points whose run is already done and those that repeat an earlier
+grid point's run (a scratch run does not depend on the source grid), so a re-launched study
+starts only what is missing, and a finished one ends in seconds. Hydra loads plugins from the
+`hydra_plugins` package only, hence this module's place.
 """
 
 from __future__ import annotations
@@ -12,60 +14,114 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, open_dict
+from omegaconf import OmegaConf
 
 log = logging.getLogger("transferlab.sweep")
 
 
-def _job_config(config: DictConfig) -> DictConfig:
-    """A job's config as its task function receives it (without the `hydra` node)."""
-    job = config.copy()
-    with open_dict(job):
-        job.pop("hydra", None)
-    return job
-
-
 class CheckedSweeper(BasicSweeper):
-    """`BasicSweeper` that checks the whole grid first (see the module docstring)."""
+    """`BasicSweeper` that plans and checks the whole grid first (see the module docstring)."""
+
+    _planned: list[list[str]] | None = None
 
     def sweep(self, arguments: list[str]) -> Any:
-        self.check_grid(arguments)
+        from transferlab.sweep.progress import record_plan
+
+        plan = self.plan_grid(arguments)
+        record_plan(Path(self.config.hydra.sweep.dir), plan)
+        self._planned = plan.launch
         return super().sweep(arguments)
 
-    def check_grid(self, arguments: list[str]) -> None:
-        """Compose and check every job; raise the first problem as a GridError."""
+    def split_arguments(self, overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:
+        """The planned jobs (all of the grid before planning), in batches."""
+        jobs = self._planned
+        if jobs is None:
+            jobs = [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+        size = max_batch_size or max(len(jobs), 1)
+        return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+    def plan_grid(self, arguments: list[str]) -> Any:
+        """Compose (or find in the plan cache) and check every job; raise the first problem as
+        a GridError. Returns the plan: the jobs to launch and counts of those left out."""
+        from transferlab.sweep.plan import (
+            JobComposer,
+            PlanCache,
+            SweepPlan,
+            fingerprint,
+            is_done,
+            job_key,
+        )
+
+        assert self.config is not None and self.hydra_context is not None
+        loader = self.hydra_context.config_loader
+        overrides = OverridesParser.create(config_loader=loader).parse_overrides(
+            [*self._parse_config(), *arguments]
+        )
+        swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
+        composer = JobComposer(loader, self.config)
+        root = self._results_root()
+        cache = PlanCache(root, fingerprint(loader, self.config) if root else None)
+        started, plan, seen = time.perf_counter(), SweepPlan(), set()
+        for job in BasicSweeper.split_arguments(overrides, None)[0]:
+            plan.jobs += 1
+            key = job_key(job)
+            entry = cache.get(key)
+            if entry is None or not is_done(entry):
+                entry = self._checked_entry(composer, job, plan.jobs, swept)
+                cache.put(key, entry)
+                plan.composed += 1
+            run = (entry["records"], entry["run_id"])
+            if is_done(entry):
+                plan.done += 1
+            elif run in seen:
+                plan.duplicates += 1
+            else:
+                seen.add(run)
+                plan.launch.append(job)
+        cache.save()
+        log.info(
+            "planned %d jobs in %.1fs: %d to run, %d done before, %d repeat another job's run "
+            "(%d composed and checked)",
+            plan.jobs,
+            time.perf_counter() - started,
+            len(plan.launch),
+            plan.done,
+            plan.duplicates,
+            plan.composed,
+        )
+        return plan
+
+    def _results_root(self) -> str:
+        assert self.config is not None
+        try:
+            return str(OmegaConf.select(self.config, "paths.results", throw_on_resolution_failure=True))
+        except Exception:  # noqa: BLE001 - an interpolation only a job resolves: no cache
+            return ""
+
+    @staticmethod
+    def _checked_entry(composer: Any, job: Sequence[str], number: int, swept: set[str]) -> dict:
+        """Compose and check one job; its plan entry, or a GridError naming it."""
         from hydra.errors import HydraException
 
         from transferlab.errors import ConfigError, GridError
+        from transferlab.sweep.plan import job_entry
         from transferlab.training.checks import check_run
         from transferlab.training.config_schema import composition_error
 
-        assert self.config is not None and self.hydra_context is not None
-        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        overrides = parser.parse_overrides([*self._parse_config(), *arguments])
-        swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
-        started, jobs = time.perf_counter(), 0
-        for batch in self.split_arguments(overrides, None):
-            for job in batch:
-                jobs += 1
-                try:
-                    check_run(_job_config(self._compose(job)))
-                except (HydraException, ValueError) as exc:  # ValueError: a ConfigError too
-                    if not isinstance(exc, ConfigError):
-                        exc = composition_error(exc, self.config)
-                    point = " ".join(o for o in job if o.split("=", 1)[0] in swept)
-                    raise GridError(f"sweep job {jobs} ({point}): {exc}") from None
-        log.info("checked %d jobs in %.1fs", jobs, time.perf_counter() - started)
-
-    def _compose(self, job: Sequence[str]) -> DictConfig:
-        assert self.config is not None and self.hydra_context is not None
-        return self.hydra_context.config_loader.load_sweep_config(
-            master_config=self.config, sweep_overrides=list(job)
-        )
+        try:
+            cfg = composer.compose(job)
+            check_run(cfg)
+            return job_entry(cfg)
+        except (HydraException, ValueError) as exc:  # ValueError: a ConfigError too
+            if not isinstance(exc, ConfigError):
+                exc = composition_error(exc, composer.master)
+            point = " ".join(o for o in job if o.split("=", 1)[0] in swept)
+            raise GridError(f"sweep job {number} ({point}): {exc}") from None
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Every job was composed and checked by `check_grid` before the first batch."""
+        """Every job was composed and checked by `plan_grid` before the first batch."""

@@ -1,6 +1,6 @@
 """The results store: the record schema, run identity, atomically written records, locks."""
 
-from transferlab.store.identity import run_id, stage_config, stage_identity
+from transferlab.store.identity import run_id, stage_config, stage_configs, stage_identity
 from transferlab.store.records import RecordError, ResultsStore, is_current, read_record
 from transferlab.store.schema import FINAL_STATUSES, RECORD_SCHEMA, STATUSES, RunRecord
 
@@ -16,4 +16,5 @@ __all__ = [
     "read_record",
     "run_id",
     "stage_config",
+    "stage_configs",
 ]

@@ -204,3 +204,11 @@ def identity_hash(ident: Mapping[str, Any]) -> str:
     """The run id: the leading hex digits of sha256 over the canonical JSON of an identity."""
     text = json.dumps(ident, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_LENGTH]
+
+
+def stage_configs(cfg: DictConfig) -> tuple[DictConfig | None, DictConfig]:
+    """The stage configs of a run: its source stage (None unless `init=source`) and its target
+    stage, which knows its source stage's run id."""
+    source_cfg = stage_config(cfg, "source") if cfg.init == "source" else None
+    target_cfg = stage_config(cfg, "target", run_id(source_cfg) if source_cfg else None)
+    return source_cfg, target_cfg

@@ -99,15 +99,16 @@ class SweepProgress(Callback):
         finally:
             os.close(fd)
         plan = json.loads(plan_path.read_text())
+        total = plan.get("launch", plan["jobs"])
         # This job's own position: parallel jobs ending together must not both read `k = 2`.
         lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
         done = lines.index(line) + 1 if line in lines else len(lines)
         elapsed = time.time() - plan["started"]
-        left = elapsed / done * max(plan["jobs"] - done, 0)
+        left = elapsed / done * max(total - done, 0)
         log.info(
             "[%d/%d] job %s %s run %s; elapsed %s, about %s left",
             done,
-            plan["jobs"],
+            total,
             config.hydra.job.num,
             outcome,
             rid,
@@ -134,12 +135,24 @@ class SweepProgress(Callback):
             )
 
 
+def record_plan(sweep_dir: Path, plan: Any) -> None:
+    """Add the sweeper's plan to the sweep's plan file: how many jobs start, and how many grid
+    points were left out (done before, or repeating another job's run; counted as skipped)."""
+    path = sweep_dir / PLAN_FILE
+    recorded = json.loads(path.read_text()) if path.exists() else {"started": time.time()}
+    recorded.update(
+        jobs=plan.jobs, launch=len(plan.launch), done=plan.done, duplicates=plan.duplicates
+    )
+    atomic_write_json(path, recorded)
+
+
 def summarize_sweep(sweep_dir: Path) -> dict[str, Any]:
     """Counts of job outcomes in a sweep folder, its wall time and the failed jobs' errors."""
     plan = json.loads((sweep_dir / PLAN_FILE).read_text())
     progress = sweep_dir / PROGRESS_FILE
     lines = [json.loads(x) for x in progress.read_text().splitlines()] if progress.exists() else []
     counts = Counter(line["outcome"] for line in lines)
+    counts["skipped"] += plan.get("done", 0) + plan.get("duplicates", 0)
     return {
         "jobs": plan["jobs"],
         **{k: counts.get(k, 0) for k in OUTCOMES},

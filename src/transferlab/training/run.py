@@ -25,7 +25,7 @@ from transferlab.store import (
     is_current,
     read_record,
     run_id,
-    stage_config,
+    stage_configs,
 )
 from transferlab.store.locks import barrier, is_writer, process_lock
 from transferlab.training.checks import (
@@ -55,8 +55,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     store = ResultsStore(cfg.paths.results, cfg.study)
-    source_cfg = stage_config(cfg, "source") if cfg.init == "source" else None
-    target_cfg = stage_config(cfg, "target", run_id(source_cfg) if source_cfg else None)
+    source_cfg, target_cfg = stage_configs(cfg)
     rid = run_id(target_cfg)
     if (done := _finished(store, rid, cfg.force)) is not None:
         return done

@@ -1,0 +1,53 @@
+"""Put the quickstart's findings into the README, from the report `transferlab-analyze` wrote.
+
+    python scripts/quickstart_findings.py [results/quickstart/analysis]
+
+Copies the analysis files the digest reads (and the report and its gain heatmap) into
+`docs/quickstart/`, then replaces the README's block between the two markers with the digest
+of that snapshot (`transferlab.analysis.digest`). tests/test_readme_findings.py checks that the
+README's block is the digest of the snapshot, so the README never shows hand-copied figures.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from transferlab.analysis.digest import DIGEST_FILES, digest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = ROOT / "docs" / "quickstart"
+README = ROOT / "README.md"
+START, END = "<!-- quickstart-findings:start -->", "<!-- quickstart-findings:end -->"
+HEATMAP = "gain-heatmap-*.png"
+
+
+def readme_block(text: str) -> str:
+    """The text between the README's markers."""
+    if START not in text or END not in text:
+        raise ValueError(f"README lacks the markers {START} ... {END}")
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def snapshot(analysis: Path) -> None:
+    """Copy what the digest reads, the report and the gain heatmap into docs/quickstart/."""
+    SNAPSHOT.mkdir(parents=True, exist_ok=True)
+    for name in (*DIGEST_FILES, "report.md"):
+        shutil.copyfile(analysis / name, SNAPSHOT / name)
+    for figure in sorted((analysis / "figures").glob(HEATMAP))[:1]:
+        shutil.copyfile(figure, SNAPSHOT / "gain-heatmap.png")
+
+
+def main(argv: list[str]) -> int:
+    analysis = Path(argv[0] if argv else "results/quickstart/analysis")
+    snapshot(analysis)
+    text = README.read_text()
+    old = readme_block(text)
+    README.write_text(text.replace(old, digest(SNAPSHOT), 1))
+    print(f"README findings now show {SNAPSHOT.relative_to(ROOT)} (from {analysis})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,124 @@
+"""A short digest of an analysis folder, for a README: the gain of every cell in one table, the
+per-source summaries and what could not be judged, read from the files `transferlab-analyze`
+wrote (never typed by hand), so the figures a README shows are the figures the study produced.
+
+`scripts/quickstart_findings.py` puts the quickstart's digest into the README; a test checks
+that the README's block is the digest of the snapshot in `docs/quickstart/`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+#: Mark of a cell's flag in the gain table (inconclusive cells get none).
+FLAG_MARKS = {"positive": " (+)", "negative": " (−)"}
+#: Files of an analysis folder the digest reads.
+DIGEST_FILES = ("cells.csv", "summary.csv", "selection.csv", "shift_gain.csv",
+                "estimator_agreement.csv")
+
+
+def _gain(row: pd.Series) -> str:
+    if pd.isna(row["gain"]):
+        return f"n/a ({row['flag']})"
+    return f"{row['gain']:+.3f}{FLAG_MARKS.get(row['flag'], '')}"
+
+
+def gain_table(cells: pd.DataFrame) -> list[str]:
+    """One row per (model, source, freeze depth), one column per target size."""
+    sizes = sorted(cells["target_size"].unique())
+    keys = ["model", "source", "freeze_depth"]
+    lines = [
+        "| model | source | freeze depth | " + " | ".join(f"{s} examples" for s in sizes) + " |",
+        "|---|---|---|" + "---|" * len(sizes),
+    ]
+    for key, rows in cells.groupby(keys, sort=True):
+        by_size = {row["target_size"]: _gain(row) for _, row in rows.iterrows()}
+        lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | "
+            + " | ".join(by_size.get(s, "") for s in sizes)
+            + " |"
+        )
+    return lines
+
+
+def _overview(cells: pd.DataFrame) -> str:
+    flags = cells["flag"].value_counts()
+    pairs = sorted(cells["n_pairs"].dropna().astype(int).unique())
+    seeds = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]}"
+    tests = ", ".join(sorted(cells["test"].dropna().unique())) or "none"
+    protocols = ", ".join(sorted(cells["ft_val_protocol"].dropna().unique())) or "none"
+    return (
+        f"{len(cells)} cells, {seeds} paired seeds each: **{flags.get('positive', 0)} positive**, "
+        f"**{flags.get('negative', 0)} negative**, {flags.get('inconclusive', 0)} inconclusive, "
+        f"{len(cells) - flags.reindex(['positive', 'negative', 'inconclusive']).fillna(0).sum():.0f}"
+        f" not judged (paired {tests} test per cell, q < 0.05 after Benjamini-Hochberg across "
+        f"the study's cells; validation protocol: {protocols})."
+    )
+
+
+def _per_source(summary: pd.DataFrame) -> list[str]:
+    return [
+        f"- **{row.source}** ({row.model}): interquartile-mean gain {row.iqm_gain:+.3f} "
+        f"[{row.iqm_low:+.3f}, {row.iqm_high:+.3f}], P(fine-tuned beats scratch) "
+        f"{row.p_improve:.2f}; {row.positive} positive and {row.negative} negative of "
+        f"{row.cells} cells."
+        for row in summary.itertuples()
+    ]
+
+
+def _edges(selection: pd.DataFrame) -> str:
+    chosen = selection[selection["chosen"].astype(bool)]
+    scratch = chosen["source"] == "scratch"
+    at_edge = chosen["edge"].fillna("").astype(str).str.len() > 0
+    return (
+        f"Learning rates chosen on validation at an edge of the grid: {int(at_edge[~scratch].sum())}"
+        f" of {int((~scratch).sum())} fine-tuned arms and {int(at_edge[scratch].sum())} of "
+        f"{int(scratch.sum())} scratch arms (`selection.csv`, column `edge`)."
+    )
+
+
+def _relations(folder: Path) -> list[str]:
+    """Shift against gain and estimator agreement: their figures, or why there are none."""
+    lines = []
+    for name, what in (("shift_gain.csv", "Shift against gain"),
+                       ("estimator_agreement.csv", "Estimator agreement")):
+        path = folder / name
+        table = pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else None
+        if table is None or table.empty:
+            lines.append(f"- {what}: nothing to relate.")
+            continue
+        tested = table[table["kendall"].notna()]
+        if tested.empty:
+            lines.append(f"- {what}: {table['note'].dropna().iloc[0]}.")
+            continue
+        best = tested.loc[tested["kendall_p"].idxmin()]
+        lines.append(
+            f"- {what}: {len(tested)} rank correlations; the strongest, Kendall tau "
+            f"{best['kendall']:+.2f} (exact p = {best['kendall_p']:.3f}, {int(best['n'])} pairs)."
+        )
+    return lines
+
+
+def digest(folder: str | Path) -> str:
+    """The digest (Markdown) of the analysis folder `folder`."""
+    folder = Path(folder)
+    cells = pd.read_csv(folder / "cells.csv")
+    summary = pd.read_csv(folder / "summary.csv")
+    selection = pd.read_csv(folder / "selection.csv")
+    parts = [
+        _overview(cells),
+        "",
+        "_Gain = test accuracy fine-tuned minus scratch, mean over paired seeds; (+) and (−) "
+        "mark cells flagged positive or negative (intervals, p and q in `cells.csv`)._",
+        "",
+        *gain_table(cells),
+        "",
+        *_per_source(summary),
+        "",
+        _edges(selection),
+        "",
+        *_relations(folder),
+    ]
+    return "\n".join(parts) + "\n"

@@ -1,0 +1,185 @@
+"""Plan a sweep before any job starts: compose and check every job, find its run id, and leave
+out the grid points whose run is already done or that repeat an earlier grid point's run.
+
+Composing a job with Hydra costs tens of milliseconds, most of it building the defaults tree.
+Jobs that choose the same presets (config-group overrides) share one composition here, and only
+their plain `key=value` overrides are applied per job, exactly as Hydra applies them after
+composing (a test compares every job with Hydra's own composition).
+
+A re-launch should not compose at all: the run id of each grid point is kept in a plan cache
+under the results root, keyed by the job's overrides and a fingerprint of everything that can
+change a composed config (the config files on the search path, the environment variables they
+read, the master config and the package's code). A changed file or version misses the cache, and
+the jobs are composed and checked again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from transferlab._helpers import atomic_write_json
+
+log = logging.getLogger("transferlab.sweep")
+
+#: Where plan caches live, under the results root.
+PLAN_CACHE_DIR = ("cache", "plans")
+#: Config files whose text enters the fingerprint.
+CONFIG_SUFFIXES = (".yaml", ".yml")
+ENV_READ = re.compile(r"oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def job_config(config: DictConfig) -> DictConfig:
+    """A job's config as its task function receives it (without the `hydra` node)."""
+    job = config.copy()
+    with open_dict(job):
+        job.pop("hydra", None)
+    return job
+
+
+class JobComposer:
+    """Compose job configs as Hydra's launcher would, sharing the work of jobs that choose the
+    same presets: config-group overrides select a cached composition, plain overrides are then
+    applied as Hydra applies them (`ConfigLoaderImpl._apply_overrides_to_config`)."""
+
+    def __init__(self, config_loader: Any, master_config: DictConfig) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.loader = config_loader
+        self.master = master_config
+        self.parser = OverridesParser.create(config_loader=config_loader)
+        self._composed: dict[tuple[str, ...], DictConfig] = {}
+
+    def _is_group(self, override: Any) -> bool:
+        return override.package is not None or self.loader.repository.group_exists(
+            override.key_or_group
+        )
+
+    def compose(self, job: Sequence[str]) -> DictConfig:
+        """The job's config, without the `hydra` node."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        parsed = self.parser.parse_overrides(list(job))
+        groups = tuple(o.input_line for o in parsed if self._is_group(o) or o.is_hydra_override())
+        values = [o for o in parsed if o.input_line not in groups]
+        if groups not in self._composed:
+            full = self.loader.load_sweep_config(
+                master_config=self.master, sweep_overrides=list(groups)
+            )
+            self._composed[groups] = job_config(full)
+        cfg = copy.deepcopy(self._composed[groups])
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        return cfg
+
+
+def _source_files(config_loader: Any) -> Iterable[Path]:
+    """The config files on Hydra's search path (file:// and pkg:// sources)."""
+    from importlib import resources
+
+    for source in config_loader.get_sources():
+        if source.scheme() == "file":
+            root = Path(source.path)
+        elif source.scheme() == "pkg":
+            package = source.path.replace("/", ".")
+            try:
+                root = Path(str(resources.files(package)))
+            except (ModuleNotFoundError, TypeError):
+                continue
+        else:
+            continue
+        if root.is_dir():
+            yield from sorted(p for p in root.rglob("*") if p.suffix in CONFIG_SUFFIXES)
+
+
+def fingerprint(config_loader: Any, master_config: DictConfig) -> str:
+    """A hash of everything that can change what a job's overrides compose to: the config
+    files, the environment variables they read, the package's code and the master config
+    (unresolved: its interpolations are text, and what they read is hashed above)."""
+    digest = hashlib.sha256()
+    env_names: set[str] = set()
+    for path in _source_files(config_loader):
+        text = path.read_bytes()
+        digest.update(str(path).encode() + b"\0" + text)
+        env_names.update(ENV_READ.findall(text.decode(errors="ignore")))
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        digest.update(path.read_bytes())
+    for name in sorted(env_names):
+        digest.update(f"{name}={os.environ.get(name)}".encode())
+    master = OmegaConf.to_container(job_config(master_config), resolve=False)
+    digest.update(json.dumps(master, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def job_key(job: Sequence[str]) -> str:
+    """A grid point's key in the plan cache: its overrides, in order."""
+    return hashlib.sha256("\0".join(job).encode()).hexdigest()[:32]
+
+
+@dataclass
+class SweepPlan:
+    """The jobs to launch and why the others are left out."""
+
+    jobs: int = 0
+    launch: list[list[str]] = field(default_factory=list)
+    done: int = 0
+    duplicates: int = 0
+    composed: int = 0
+
+
+class PlanCache:
+    """Run ids of grid points by job key, one JSON file per fingerprint."""
+
+    def __init__(self, results_root: str | Path, key: str | None) -> None:
+        self.path = Path(results_root).joinpath(*PLAN_CACHE_DIR, f"{key}.json") if key else None
+        self.entries: dict[str, dict[str, Any]] = {}
+        if self.path is not None and self.path.exists():
+            try:
+                self.entries = json.loads(self.path.read_text())
+            except ValueError:
+                self.entries = {}
+        self._changed = False
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.entries.get(key)
+
+    def put(self, key: str, entry: dict[str, Any]) -> None:
+        self.entries[key] = entry
+        self._changed = True
+
+    def save(self) -> None:
+        if self.path is not None and self._changed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path, self.entries)
+
+
+def job_entry(cfg: DictConfig) -> dict[str, Any]:
+    """What the plan keeps of a composed, checked job: where its record goes and its run id."""
+    from transferlab.store import ResultsStore, run_id, stage_configs
+
+    store = ResultsStore(cfg.paths.results, cfg.study)
+    return {
+        "records": str(store.records_dir),
+        "run_id": run_id(stage_configs(cfg)[1]),
+        "force": bool(cfg.get("force")),
+    }
+
+
+def is_done(entry: dict[str, Any]) -> bool:
+    """Whether the run of a plan entry has a record a re-launch keeps (completed, diverged)."""
+    from transferlab.store.records import ResultsStore
+
+    if entry["force"]:
+        return False
+    records = Path(entry["records"])
+    return ResultsStore(records.parent.parent, records.parent.name).is_final(entry["run_id"])

@@ -1,0 +1,63 @@
+"""The README's quickstart findings are the digest of the quickstart's own report (a snapshot in
+docs/quickstart/, written by scripts/quickstart_findings.py), never hand-copied figures; and the
+digest reads what `transferlab-analyze` writes today."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+from helpers.simulate import SimulatedStudy, simulate_records, write_records
+
+from transferlab.analysis import analyze
+from transferlab.analysis.digest import digest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "quickstart_findings", ROOT / "scripts" / "quickstart_findings.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_block_is_the_digest_of_the_quickstart_snapshot():
+    script = _script()
+    block = script.readme_block((ROOT / "README.md").read_text())
+    assert block == digest(script.SNAPSHOT)
+    # The snapshot is a quickstart analysis: its cells are the quickstart's grid.
+    cells = pd.read_csv(script.SNAPSHOT / "cells.csv")
+    assert set(cells["study"]) == {"quickstart"}
+    assert (script.SNAPSHOT / "report.md").read_text().startswith("# Transfer analysis: quickstart")
+
+
+def test_digest_reads_a_fresh_analysis(tmp_path: Path):
+    spec = SimulatedStudy(
+        study="digest",
+        sources={"close": 0.1, "far": -0.1},
+        targets=("digits",),
+        target_sizes=(20, 100),
+        freeze_depths=(0, 2),
+        seeds=8,
+    )
+    folder = write_records(simulate_records(spec), tmp_path)
+    analyze(folder, shift=False)
+    cells = pd.read_csv(folder / "analysis" / "cells.csv")
+    text = digest(folder / "analysis")
+    flags = cells["flag"].value_counts()
+    assert text.startswith(f"{len(cells)} cells, 8 paired seeds each")
+    assert f"**{flags.get('positive', 0)} positive**" in text
+    assert f"**{flags.get('negative', 0)} negative**" in text
+    # Every cell's gain is in the table, in its (source, depth) row and size column.
+    for row in cells.itertuples():
+        table_row = next(
+            line for line in text.splitlines()
+            if line.startswith(f"| {row.model} | {row.source} | {row.freeze_depth} |")
+        )
+        column = sorted(cells["target_size"].unique()).index(row.target_size)
+        assert table_row.split(" | ")[3 + column].startswith(f"{row.gain:+.3f}")
+    assert "Shift against gain: nothing to relate" in text

@@ -1,0 +1,101 @@
+"""The sweep plan: jobs composed the fast way equal Hydra's own composition; grid points whose
+run is done or repeats another job's run are left out before launch and counted as skipped;
+a re-launch of a finished study reads run ids from the plan cache and composes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+from hydra import initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from transferlab.sweep.plan import JobComposer, job_config
+
+# Group overrides (presets, a package), plain values, an added key and a preset's argument.
+JOBS = [
+    ["data@source=digits_rot45", "init=source", "seed=0", "train.lr=0.01"],
+    ["data@source=shapes", "init=scratch", "seed=1", "+trainer.gradient_clip_val=1.0"],
+    ["model=test_vit", "optimizer=sgd", "freeze_depth=2", "target_size=20"],
+    ["data@source=shapes", "init=source", "seed=3", "augment=flip_crop", "train.lr=0.1"],
+]
+
+
+def test_fast_composition_equals_hydras_for_every_job():
+    with initialize_config_module("transferlab.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", overrides=["experiment=quickstart"], run_mode=RunMode.MULTIRUN
+        )
+        composer = JobComposer(loader, master)
+        for job in JOBS * 2:  # the second round reuses the cached compositions
+            hydra = job_config(loader.load_sweep_config(master_config=master, sweep_overrides=job))
+            fast = composer.compose(job)
+            assert OmegaConf.to_container(fast) == OmegaConf.to_container(hydra), job
+        assert len(composer._composed) == 4  # one per distinct choice of presets
+
+
+def _sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "logger=[csv]",
+        "train.epochs=1", "pretrain.epochs=1", "threads=1",
+        f"paths.results={tmp_path / 'results'}", "study=plan", *args,
+    ]
+    env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _summary(tmp_path: Path) -> dict:
+    sweeps = sorted((tmp_path / "results" / "plan" / "multirun").iterdir())
+    return json.loads((sweeps[-1] / "sweep_summary.json").read_text())
+
+
+def _started_jobs(tmp_path: Path) -> int:
+    sweeps = sorted((tmp_path / "results" / "plan" / "multirun").iterdir())
+    return len([p for p in sweeps[-1].iterdir() if p.is_dir()])
+
+
+@pytest.mark.slow
+def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path):
+    # 2 inits x 2 freeze depths: the scratch run ignores freeze_depth, so 4 points are 3 runs.
+    grid = ["init=source,scratch", "freeze_depth=0,2"]
+    first = _sweep(tmp_path, *grid)
+    assert "planned 4 jobs" in first.stdout and "3 to run" in first.stdout
+    assert "1 repeat another job's run" in first.stdout
+    assert _started_jobs(tmp_path) == 3
+    summary = _summary(tmp_path)
+    assert (summary["jobs"], summary["completed"], summary["skipped"]) == (4, 3, 1)
+    assert "[3/3]" in first.stdout  # progress counts the jobs that start
+    records = tmp_path / "results" / "plan" / "records"
+    assert len([p for p in records.glob("*.json")]) == 4  # 3 target runs + 1 source stage
+
+    # Re-launch: every run id from the plan cache, nothing composed, no job started.
+    again = _sweep(tmp_path, *grid)
+    assert "0 to run, 4 done before" in again.stdout and "(0 composed" in again.stdout
+    assert _started_jobs(tmp_path) == 0
+    summary = _summary(tmp_path)
+    assert (summary["jobs"], summary["completed"], summary["skipped"]) == (4, 0, 4)
+
+    # A torn record is not done: its job is composed, checked and run again.
+    torn = next(
+        p for p in records.glob("*.json")
+        if json.loads(p.read_text())["stage"] == "target"
+        and json.loads(p.read_text())["init"] == "source"
+    )
+    torn.write_text("{")
+    third = _sweep(tmp_path, *grid)
+    assert "1 to run, 3 done before" in third.stdout and "(1 composed" in third.stdout
+    assert json.loads(torn.read_text())["status"] == "completed"
+
+    # A new setting is a new run: the cache is keyed by the overrides, so it composes anew.
+    fourth = _sweep(tmp_path, *grid, "train.weight_decay=0.001")
+    assert "3 to run" in fourth.stdout and "(4 composed" in fourth.stdout

@@ -36,8 +36,8 @@ CASES = {
     "budget set directly": (["budget=null"], ["budget", "train.*"]),
     "trainer callbacks beside the group": (["+trainer.callbacks=[]"], ["trainer.callbacks"]),
     "selection checkpoint removed": (
-        ["~callbacks.selection_checkpoint"],
-        ["callbacks.selection_checkpoint"],
+        ["~callbacks.selection"],
+        ["callbacks.selection"],
     ),
     # a closed, typed config: typos, keys nothing reads, wrong types, values out of range
     "typo in a key": (["freeze_dept=2"], ["freeze_dept", "did you mean freeze_depth?"]),

@@ -34,6 +34,7 @@ def _command(results: Path, study: str, *extra: str, multirun: bool = False) -> 
         *(["-m"] if multirun else []),
         *fast,
         f"train.epochs={EPOCHS}",
+        "callbacks.resume_checkpoint.min_interval_s=0",  # every epoch: the test waits for one
         "init=scratch",
         "logger=[csv]",
         "threads=1",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,13 +43,13 @@ def test_fast_composition_equals_hydras_for_every_job():
         assert len(composer._composed) == 4  # one per distinct choice of presets
 
 
-def _sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _sweep(tmp_path: Path, *args: str, logger: str = "[csv]") -> subprocess.CompletedProcess:
     cmd = [
-        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "logger=[csv]",
+        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, f"logger={logger}",
         "train.epochs=1", "pretrain.epochs=1", "threads=1",
         f"paths.results={tmp_path / 'results'}", "study=plan", *args,
     ]
-    env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
+    env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -99,3 +100,21 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
     # A new setting is a new run: the cache is keyed by the overrides, so it composes anew.
     fourth = _sweep(tmp_path, *grid, "train.weight_decay=0.001")
     assert "3 to run" in fourth.stdout and "(4 composed" in fourth.stdout
+
+
+@pytest.mark.slow
+def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
+    proc = _sweep(tmp_path, "seed=0,1", "init=source,scratch", logger="[wandb,csv]")
+    console = (proc.stdout + proc.stderr).splitlines()
+    progress = [line for line in console if "] job " in line]
+    assert len(progress) == 4
+    assert all(re.search(r"\[#*\.*\] \[\d/4\] job \d completed run \w+: test acc [\d.]+ in", line)
+               for line in progress), progress
+    # Besides: the sweep folder, the plan and the summary; no Lightning, W&B or warning lines.
+    assert len(console) == len(progress) + 3, "\n".join(console)
+    # Lightning's own lines are in each run's log file.
+    logs = list((tmp_path / "results" / "plan" / "runs").glob("*/run.log"))
+    assert len(logs) == 6 and all("GPU available" in p.read_text() for p in logs)
+
+    loud = _sweep(tmp_path, "seed=2", "init=scratch", "verbose=true")
+    assert "GPU available" in loud.stdout + loud.stderr

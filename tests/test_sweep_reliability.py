@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow
 TIMEOUT = 420
 # The grid most tests sweep: 2 seeds x 2 target sizes, each target run after its source.
 GRID = {"seed": ["0", "1"], "target_size": ["20", "50"]}
-PROGRESS = re.compile(r"\[(\d+)/(\d+)\] job (\d+) (\w+) run \S+; elapsed \S+, about \S+ left")
+PROGRESS = re.compile(
+    r"\[(\d+)/(\d+)\] job (\d+) (\w+) run \S+(?:: [^;]*)?; elapsed \S+, about \S+ left"
+)
 FINISHED = re.compile(
     r"sweep finished: (\d+) completed, (\d+) skipped, (\d+) failed, (\d+) diverged, "
     r"(\d+) invalid of (\d+) jobs"
@@ -157,7 +159,13 @@ def _max_concurrent(records: list[dict]) -> int:
 def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
     results, epochs, kill_epoch = tmp_path / "results", 16, 12
     grid = {"seed": ["0", "1"], "target_size": ["20"]}
-    extra = (f"train.epochs={epochs}", "resume=true", "logger=[csv]")
+    # Throttled resume checkpoints (at most every 0.3 s, a few epochs here), as in real runs.
+    extra = (
+        f"train.epochs={epochs}",
+        "resume=true",
+        "logger=[csv]",
+        "callbacks.resume_checkpoint.min_interval_s=0.3",
+    )
     cmd = _command(*_args(results, "kill", *extra, grid=grid))
     # Its own process group: the kill takes the whole sweep, as a pre-empted job would go.
     proc = _start(cmd, tmp_path / "first.log", tmp_path, start_new_session=True)
@@ -181,7 +189,7 @@ def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
         proc.wait()
     checkpoint = results / "kill" / "runs" / victim / "checkpoints" / "last.ckpt"
     saved_epoch = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
-    assert saved_epoch >= kill_epoch  # last.ckpt follows every epoch, not only improved ones
+    assert saved_epoch >= kill_epoch  # last.ckpt follows the run, not only improved epochs
     assert not (results / "kill" / "records" / f"{victim}.json").exists()
 
     out = _run(cmd, tmp_path).stdout
@@ -192,7 +200,9 @@ def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
     assert all(r["status"] == "completed" for r in records.values())
     _no_temp_files(results, "kill")
     # The killed run went on from its checkpoint, not from epoch 0, and has its whole curve.
-    assert f"Restoring states from the checkpoint path at {checkpoint}" in out
+    assert f"resuming from {checkpoint}" in out
+    run_log = (results / "kill" / "runs" / victim / "run.log").read_text()
+    assert f"Restoring states from the checkpoint path at {checkpoint}" in run_log
     resumed = records[victim]
     assert [row["epoch"] for row in resumed["val_curve"]] == list(range(epochs))
     assert resumed["best_epoch"] is not None and resumed["metrics"]["test"]
@@ -305,13 +315,18 @@ def test_relaunch_of_finished_study_trains_nothing(concurrent_study):
     offline_before = _offline_runs(results, "conc")
     folder = results / "conc" / "records"
     before = {p.name: p.read_bytes() for p in folder.glob("*.json")}
+    logs_before = {p: p.read_text() for p in (results / "conc" / "runs").glob("*/run.log")}
+    assert logs_before
     out = _run(concurrent_study["cmd"], concurrent_study["root"]).stdout
     summary = _summary(out)
     assert summary["jobs"] == summary["skipped"] == 4
     assert summary["completed"] == summary["failed"] == 0
     assert _offline_runs(results, "conc") == offline_before
     assert {p.name: p.read_bytes() for p in folder.glob("*.json")} == before
-    assert "Trainer.fit" not in out  # no Trainer ran at all
+    assert "Trainer.fit" not in out
+    assert all(  # no Trainer ran at all: every run's log file is as the first launch left it
+        p.read_text() == logs_before[p] for p in logs_before
+    )
 
 
 # -------------------------------------------------- 4. damaged store files are redone

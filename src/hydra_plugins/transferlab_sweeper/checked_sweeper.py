@@ -31,7 +31,9 @@ class CheckedSweeper(BasicSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from transferlab.sweep.progress import record_plan
+        from transferlab.training.console import quiet_launchers
 
+        quiet_launchers(bool(self.config.get("verbose")))
         plan = self.plan_grid(arguments)
         record_plan(Path(self.config.hydra.sweep.dir), plan)
         self._planned = plan.launch

@@ -134,9 +134,10 @@ def hydra_main(cfg: DictConfig) -> Any:
         # One crashed job must not end the sweep: report it and go on.
         log.exception("job crashed")
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    status = "skipped" if record.get("skipped") else record["status"]
-    test_acc = (record.get("metrics") or {}).get("test", {}).get("acc")
-    log.info("run %s %s; test acc %s", record["run_id"], status, test_acc)
+    if not _is_multirun():  # in a sweep, the progress line says it
+        status = "skipped" if record.get("skipped") else record["status"]
+        test_acc = (record.get("metrics") or {}).get("test", {}).get("acc")
+        log.info("run %s %s; test acc %s", record["run_id"], status, test_acc)
     if record["status"] == "failed" and not _is_multirun():
         sys.exit(EXIT_FAILED)
     return record

@@ -39,6 +39,10 @@ class ImageTensors:
         """Number of examples."""
         return int(self.labels.shape[0])
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels), as a TensorDataset takes them."""
+        return self.images, self.labels
+
     def subset(self, idx: torch.Tensor) -> ImageTensors:
         """Examples at positions ``idx`` (a new ImageTensors; provenance is kept)."""
         idx = torch.as_tensor(idx, dtype=torch.long)

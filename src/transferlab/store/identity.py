@@ -42,6 +42,9 @@ NOT_IDENTITY = (
     "cache",  # share source checkpoints (a private source is trained alike)
     "resume",  # checkpoint every epoch to resume from
     "keep_checkpoints",  # keep Lightning checkpoints after the run
+    "feature_cache",  # frozen layers' outputs computed once instead of every step: the same
+    #                   numbers up to float rounding (as `threads`; a test compares both paths)
+    "verbose",  # what the console shows
     "source_run_id",  # a hash of the source settings, which are hashed themselves
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",

@@ -1,4 +1,5 @@
-"""A Hydra callback that prints `k/N` and time left per finished job, and a sweep summary.
+"""A Hydra callback that prints one line per finished job (a study-level progress bar, `k/N`,
+the run's status, id, test accuracy and seconds, elapsed time and time left) and a summary.
 
 Jobs may run in other processes (joblib, submitit), so progress lives in a JSON-lines file in
 the sweep folder: each job appends one short line (an O_APPEND write, whole under POSIX).
@@ -28,6 +29,9 @@ log = logging.getLogger("transferlab.sweep")
 PLAN_FILE = "sweep_plan.json"
 PROGRESS_FILE = "sweep_progress.jsonl"
 SUMMARY_FILE = "sweep_summary.json"
+#: Characters of the study-level progress bar, and of an error shown on a progress line.
+BAR_WIDTH = 20
+ERROR_CHARS = 80
 OUTCOMES = ("completed", "skipped", "failed", "diverged", "invalid")
 #: Outcomes that make a sweep end with a non-zero status (a diverged run is a result).
 FAILURES = ("failed", "invalid")
@@ -61,6 +65,27 @@ def _outcome(job_return: JobReturn) -> tuple[str, str | None, str | None]:
     if value.get("skipped"):
         return "skipped", value.get("run_id"), None
     return value.get("status", "failed"), value.get("run_id"), value.get("error")
+
+
+def _result(job_return: JobReturn) -> str:
+    """The run's key figure for the progress line: test accuracy and its seconds, or error."""
+    if job_return.status == JobStatus.FAILED:
+        return ""
+    value = job_return.return_value or {}
+    if value.get("skipped"):
+        return ""
+    acc = ((value.get("metrics") or {}).get("test") or {}).get("acc")
+    seconds = value.get("wall_time_s")
+    shown = f": test acc {acc:.3f}" if acc is not None else ""
+    shown += f" in {seconds:.1f}s" if seconds is not None else ""
+    if value.get("error"):
+        shown += f" ({str(value['error'])[:ERROR_CHARS]})"
+    return shown
+
+
+def _bar(done: int, total: int) -> str:
+    filled = round(BAR_WIDTH * done / total) if total else BAR_WIDTH
+    return "[" + "#" * filled + "." * (BAR_WIDTH - filled) + "]"
 
 
 def _format_seconds(seconds: float) -> str:
@@ -106,12 +131,14 @@ class SweepProgress(Callback):
         elapsed = time.time() - plan["started"]
         left = elapsed / done * max(total - done, 0)
         log.info(
-            "[%d/%d] job %s %s run %s; elapsed %s, about %s left",
+            "%s [%d/%d] job %s %s run %s%s; elapsed %s, about %s left",
+            _bar(done, total),
             done,
             total,
             config.hydra.job.num,
             outcome,
             rid,
+            _result(job_return),
             _format_seconds(elapsed),
             _format_seconds(left),
         )

@@ -69,3 +69,70 @@ class LeaveSigtermToSubmitit(Callback):
             connector.received_sigterm = False
 
         signal.signal(signal.SIGTERM, go_on)
+
+
+class BestWeights(Callback):
+    """Keeps, in memory, the weights of the epoch with the best `monitor` on validation (the
+    earliest wins a tie), for the test to run on: no checkpoint file round trip per run. The
+    weights travel in resume checkpoints (`state_dict`), so a resumed run still tests the best
+    epoch of the whole run."""
+
+    def __init__(self, monitor: str = "val/acc", mode: str = "max") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode={mode!r}: choose max or min")
+        self.monitor, self.mode = monitor, mode
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.weights: dict[str, Any] | None = None
+
+    def _better(self, score: float) -> bool:
+        if self.best_score is None:
+            return True
+        return score > self.best_score if self.mode == "max" else score < self.best_score
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if score == score and self._better(score):  # NaN never improves
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            self.weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch,
+                "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict.get("best_score")
+        self.best_epoch = state_dict.get("best_epoch")
+        self.weights = state_dict.get("weights")
+
+
+class ResumeCheckpoint(Callback):
+    """Writes `<dirpath>/<filename>.ckpt` after validation, at most every `min_interval_s`
+    seconds of this attempt, for a killed or requeued run to resume from: a run loses at
+    most that much work, and a run of seconds writes nothing. 0 writes every epoch."""
+
+    FILE_EXTENSION = ".ckpt"
+
+    def __init__(self, dirpath: str, filename: str = "last", min_interval_s: float = 30.0) -> None:
+        if min_interval_s < 0:
+            raise ValueError(f"min_interval_s={min_interval_s}: must be >= 0")
+        self.dirpath, self.filename, self.min_interval_s = dirpath, filename, min_interval_s
+        self._last = 0.0
+
+    @property
+    def path(self) -> str:
+        return f"{self.dirpath}/{self.filename}{self.FILE_EXTENSION}"
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._last = time.monotonic()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking:
+            return
+        due = time.monotonic() - self._last >= self.min_interval_s
+        # Every process decides alike (saving is collective under DDP): rank 0's clock rules.
+        if trainer.strategy.broadcast(due):
+            trainer.save_checkpoint(self.path)
+            self._last = time.monotonic()

@@ -39,7 +39,7 @@ BUDGET_REFERENCES = {
 #: Trainer arguments the code passes itself, from the `logger` and `callbacks` groups.
 CODE_OWNED = ("logger", "callbacks", "default_root_dir")
 #: The callback whose weights the test runs on (the epoch chosen on validation).
-SELECTION_CALLBACK = "selection_checkpoint"
+SELECTION_CALLBACK = "selection"
 _UNSET = object()
 
 

@@ -127,6 +127,8 @@ class RunConfig:
     cache: bool = _range()
     resume: bool = _range()
     keep_checkpoints: bool = _range()
+    feature_cache: bool = _range()
+    verbose: bool = _range()
     train: Budget = _range()
     pretrain: PretrainBudget = _range()
     budget: Any = _range()  # a reference to `train` (checked by check_structure)

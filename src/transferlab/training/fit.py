@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import DatasetSplits, ImageTensors
@@ -22,10 +22,13 @@ from transferlab.models import create_model, freeze_groups, trainable_parameters
 from transferlab.models.inputs import input_stats
 from transferlab.training.callbacks import (
     SUBMITIT_VARIABLE,
+    BestWeights,
     LeaveSigtermToSubmitit,
+    ResumeCheckpoint,
     TrainTimer,
 )
 from transferlab.training.checks import SELECTION_CALLBACK
+from transferlab.training.frozen_features import frozen_prefix_data
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 
@@ -35,6 +38,8 @@ WANDB_FOLDER = "wandb"
 RESUME_CALLBACK = "resume_checkpoint"
 
 log = logging.getLogger(__name__)
+#: Resuming, or starting afresh from a damaged checkpoint, is shown on the console too.
+resume_log = logging.getLogger("transferlab.resume")
 
 
 @dataclass
@@ -149,10 +154,10 @@ def resumable_checkpoint(path: Path) -> str | None:
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file means: start afresh
-        log.warning("checkpoint %s is unreadable (%s); starting the run afresh", path, exc)
+        resume_log.warning("checkpoint %s is unreadable (%s); starting the run afresh", path, exc)
         path.unlink(missing_ok=True)
         return None
-    log.info("resuming from %s", path)
+    resume_log.info("resuming from %s", path)
     return str(path)
 
 
@@ -162,11 +167,6 @@ def drop_earlier_attempts(run_dir: Path, rid: str) -> None:
     resumed attempt logs the restored history again (`TransferClassifier.on_train_start`)."""
     for folder in (run_dir / WANDB_FOLDER).glob(f"offline-run-*-{rid}"):
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _checkpoint_file(callback: Callback) -> Path:
-    assert isinstance(callback, ModelCheckpoint)
-    return Path(str(callback.dirpath)) / f"{callback.filename}{callback.FILE_EXTENSION}"
 
 
 def fit(
@@ -193,12 +193,6 @@ def fit(
     )
 
 
-def _first_best(curve: list[dict[str, float]]) -> int | None:
-    """Epoch of the highest validation accuracy; the earliest wins ties (as ModelCheckpoint)."""
-    scored = [(row["acc"], -i) for i, row in enumerate(curve) if row.get("acc") is not None]
-    return -max(scored)[1] if scored else None
-
-
 def select_and_test(
     trainer: L.Trainer,
     module: TransferClassifier,
@@ -207,20 +201,40 @@ def select_and_test(
     result: StageResult,
     batch_size: int,
 ) -> None:
-    """Test the weights of the epoch chosen on validation accuracy (never on test)."""
-    assert isinstance(selection, ModelCheckpoint)
-    trainer.test(
-        module,
-        dataloaders=eval_loader(splits.test, batch_size),
-        ckpt_path=selection.best_model_path or None,
-        verbose=False,
-        weights_only=True,
-    )
-    result.best_epoch = _first_best(result.val_curve)
-    if result.best_epoch is not None:
-        result.val = {k: v for k, v in result.val_curve[result.best_epoch].items() if k != "epoch"}
+    """Test the weights of the epoch chosen on validation accuracy (never on test), which the
+    selection callback kept in memory."""
+    assert isinstance(selection, BestWeights)
+    if selection.weights is not None:
+        module.load_state_dict(selection.weights)
+    trainer.test(module, dataloaders=eval_loader(splits.test, batch_size), verbose=False)
+    result.best_epoch = selection.best_epoch
+    chosen = [row for row in result.val_curve if row["epoch"] == selection.best_epoch]
+    if chosen:
+        result.val = {k: v for k, v in chosen[0].items() if k != "epoch"}
     result.test = dict(module.test_results)
     result.model = module.model
+
+
+def _frozen_prefix_once(
+    stage_cfg: DictConfig,
+    module: TransferClassifier,
+    trainer: L.Trainer,
+    splits: DatasetSplits,
+    train_split: ImageTensors,
+) -> tuple[DatasetSplits, Any]:
+    """With `feature_cache`, frozen depth groups and no augmentation, the splits as the frozen
+    prefix's outputs (computed once) and the module set to train the rest on them."""
+    frozen = int(stage_cfg.get("freeze_depth") or 0) > 0
+    if not (stage_cfg.get("feature_cache") and frozen) or module.augment is not None:
+        return splits, train_split
+    cached = frozen_prefix_data(
+        module, splits, train_split, int(stage_cfg.budget.batch_size), trainer.strategy.root_device
+    )
+    if cached is None:
+        return splits, train_split
+    rest, splits, train_split = cached
+    module.train_on_features(rest)
+    return splits, train_split
 
 
 def fit_stage(
@@ -237,9 +251,12 @@ def fit_stage(
     callbacks = build_callbacks(stage_cfg)
     resume_from = None
     if RESUME_CALLBACK in callbacks and not stage_cfg.force:
-        resume_from = resumable_checkpoint(_checkpoint_file(callbacks[RESUME_CALLBACK]))
+        resume = callbacks[RESUME_CALLBACK]
+        assert isinstance(resume, ResumeCheckpoint)
+        resume_from = resumable_checkpoint(Path(resume.path))
     drop_earlier_attempts(run_dir, str(stage_cfg.run.id))
     trainer = build_trainer(stage_cfg, callbacks, run_dir)
+    splits, train_split = _frozen_prefix_once(stage_cfg, module, trainer, splits, train_split)
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)
     timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)
     result = StageResult(

@@ -1,19 +1,23 @@
-"""DataLoaders over in-memory uint8 tensors: no workers, no per-example transforms."""
+"""DataLoaders over in-memory tensors (uint8 images, or a frozen prefix's outputs): no
+workers, no per-example transforms."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from transferlab.data import ImageTensors
+#: Examples a loader takes: ImageTensors, or training.frozen_features.FeatureTensors.
+Examples = Any
 
 
-def _dataset(split: ImageTensors) -> TensorDataset:
-    return TensorDataset(split.images, split.labels)
+def _dataset(split: Examples) -> TensorDataset:
+    return TensorDataset(*split.tensors())
 
 
 def train_loader(
-    split: ImageTensors, batch_size: int, seed: int, min_steps_per_epoch: int = 1
+    split: Examples, batch_size: int, seed: int, min_steps_per_epoch: int = 1
 ) -> DataLoader:
     """Shuffled batches in a seeded order; an epoch has at least `min_steps_per_epoch` steps.
 
@@ -33,6 +37,6 @@ def train_loader(
     )
 
 
-def eval_loader(split: ImageTensors, batch_size: int) -> DataLoader:
+def eval_loader(split: Examples, batch_size: int) -> DataLoader:
     """Batches in order, for validation and test."""
     return DataLoader(_dataset(split), batch_size=batch_size, shuffle=False)

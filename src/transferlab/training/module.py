@@ -60,6 +60,8 @@ class TransferClassifier(L.LightningModule):
         self.val_curve: list[dict[str, float]] = []
         self.test_results: dict[str, float] = {}
         self.diverged_reason: str | None = None
+        # Set by train_on_features; kept out of the module tree (it shares the model's layers).
+        object.__setattr__(self, "_rest", None)
 
     def train(self, mode: bool = True) -> TransferClassifier:
         """Switch modes, but frozen stages always stay in eval mode."""
@@ -68,13 +70,25 @@ class TransferClassifier(L.LightningModule):
             keep_frozen_in_eval(self.frozen)
         return self
 
+    def train_on_features(self, rest: nn.Module) -> None:
+        """Batches are from now on the frozen prefix's outputs, and only `rest` (the model's
+        layers after it) runs on them (`training/frozen_features.py`)."""
+        object.__setattr__(self, "_rest", rest)
+
+    def on_train_epoch_start(self) -> None:
+        """Frozen running-stat modules in eval mode for every epoch: Lightning (2.2 and later)
+        keeps the mode a module starts fit in, and timm builds models in training mode."""
+        keep_frozen_in_eval(self.frozen)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
+        return self.model(images) if self._rest is None else self._rest(images)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images become the model's input on the device, after the (cheap) transfer
         (as `models.inputs.prepare`: [0, 1], standardised); training batches are augmented
-        first, whole, with the run's own generator."""
+        first, whole, with the run's own generator. A frozen prefix's outputs pass as they are."""
+        if self._rest is not None:
+            return batch
         images, labels = batch
         if self.augment is not None and self.trainer.training:
             images = self.augment(images, self._augment_generator(images.device))

@@ -35,6 +35,7 @@ from transferlab.training.checks import (
     uses_budget_validation,
 )
 from transferlab.training.config_schema import check_run_config
+from transferlab.training.console import stage_output
 from transferlab.training.record import base_fields, finish, outcome_fields
 
 log = logging.getLogger(__name__)
@@ -154,19 +155,35 @@ def run_stage(
     """Train one stage and write its record; a crash is recorded as `failed`, not raised.
 
     `source_checkpoint` (relative to the results root) initialises a target stage;
-    `checkpoint_dir` receives a source stage's selected weights.
+    `checkpoint_dir` receives a source stage's selected weights. Lightning's and W&B's output
+    goes to the run's log file (and to the console only with `verbose=true`).
     """
-    from transferlab.training.fit import fit_stage  # imports Lightning: not needed to skip
-
     rid = run_id(stage_cfg)
     run_dir = store.run_dir(rid)
     run_dir.mkdir(parents=True, exist_ok=True)
     stage_cfg = _with_run_info(stage_cfg, rid, run_dir)
     base = {**base_fields(stage_cfg, rid), "source_checkpoint": source_checkpoint}
     init_path = str(store.root / source_checkpoint) if source_checkpoint else None
-    started, result, outcome = time.perf_counter(), None, {}
+    started = time.perf_counter()
+    with stage_output(run_dir, bool(stage_cfg.get("verbose"))):
+        result, outcome = _train_stage(stage_cfg, store, init_path, checkpoint_dir)
+    record = finish(base, outcome, time.perf_counter() - started)
+    if result is None or result.is_global_zero:
+        store.write(record)
+    barrier()
+    return record.to_dict()
+
+
+def _train_stage(
+    stage_cfg: DictConfig, store: ResultsStore, init_path: str | None, checkpoint_dir: Path | None
+) -> tuple[Any, dict[str, Any]]:
+    """(fit result or None, outcome fields) of one stage; a crash becomes a `failed` outcome."""
+    from transferlab.training.fit import fit_stage  # imports Lightning: not needed to skip
+
+    result, outcome = None, {}
     try:
         splits, train_split = _training_data(stage_cfg)
+        run_dir = Path(stage_cfg.run.dir)
         result = fit_stage(stage_cfg, splits, train_split, run_dir, init_path=init_path)
         outcome = outcome_fields(result)
         if result.status == "completed" and checkpoint_dir is not None:
@@ -176,15 +193,11 @@ def run_stage(
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a crashed run is recorded, and the sweep goes on
-        log.exception("run %s failed", rid)
+        log.exception("run %s failed", stage_cfg.run.id)
         outcome = {**outcome, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     finally:
         _finish_loggers()
-    record = finish(base, outcome, time.perf_counter() - started)
-    if result is None or result.is_global_zero:
-        store.write(record)
-    barrier()
-    return record.to_dict()
+    return result, outcome
 
 
 def _finish_loggers() -> None:

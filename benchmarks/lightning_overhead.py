@@ -4,10 +4,11 @@ Three paths train the default run's target stage (digits, test_resnet, init=scra
 same data, seed, batch order, AdamW + cosine schedule and epochs, validate every epoch with
 the project's metrics and test the epoch best on validation (same accuracies = same work):
   lightning  the real path, ``fit_stage``, trainer composed from conf/ (lean cpu preset, no
-             progress bar, logger csv or none; best.ckpt, and last.ckpt every epoch when
-             resume=true, the config default: --no-resume shows what that costs)
+             progress bar, logger csv or none; the selected epoch's weights kept in memory,
+             resume checkpoints at most every 30 s, the config defaults)
   barebones  the same module under ``Trainer(barebones=True)`` (best weights kept in memory)
-  plain      a hand-written loop over the same model, loaders, optimizer and metrics
+  plain      a hand-written loop over the same model, inputs, loaders, optimizer and metrics
+             (benchmarks/plain_loop.py)
 
 Usage: python benchmarks/lightning_overhead.py [--image-size 32] [--target-size 100|all]
        [--epochs 10] [--batch-size 32] [--repeats 3] [--logger csv|none] [--no-resume]
@@ -33,15 +34,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from plain_loop import fit_plain, snapshot  # noqa: E402 - benchmarks/ is on sys.path
 
 import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.data import DatasetSplits, ImageTensors, build_splits, stratified_subset
 from transferlab.models import create_model, freeze_groups
+from transferlab.models.inputs import input_stats
 from transferlab.store import run_id
 from transferlab.store import stage_config as stage_view
 from transferlab.training.fit import fit_stage
 from transferlab.training.loaders import eval_loader, train_loader
-from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
 from transferlab.training.module import TransferClassifier
 from transferlab.training.run import _with_run_info
 
@@ -93,11 +95,6 @@ def run_lightning(stage: DictConfig, splits: DatasetSplits, train: ImageTensors)
     return result.val["acc"], result.test["acc"]
 
 
-def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the weights in memory (cheaper than ``copy.deepcopy`` of the state dict)."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
 class KeepBest(L.Callback):
     """The weights of the first epoch with the best val accuracy, in memory."""
 
@@ -119,6 +116,7 @@ def run_barebones(stage: DictConfig, splits: DatasetSplits, train: ImageTensors)
         optimizer=instantiate(stage.optimizer),
         scheduler=instantiate(stage.scheduler),
         frozen=freeze_groups(model, int(stage.freeze_depth)),
+        input_stats=input_stats(model, splits.channels, str(stage.input_norm)),
     )
     trainer = L.Trainer(
         barebones=True,
@@ -134,43 +132,10 @@ def run_barebones(stage: DictConfig, splits: DatasetSplits, train: ImageTensors)
     return best.acc, module.test_results["acc"]
 
 
-def evaluate(model: torch.nn.Module, loader: Any, metrics: Any, nll: Any) -> dict[str, float]:
-    """The project's validation/test metrics (acc, f1, ..., ece, nll) over one loader."""
-    metrics.reset()
-    nll.reset()
-    model.eval()
-    with torch.inference_mode():
-        for images, labels in loader:
-            logits = model(images.float().div_(255.0)).float()
-            metrics.update(logits, labels)
-            nll.update(logits, labels)
-    values = {k: float(v) for k, v in metrics.compute().items()}
-    return {**values, "nll": float(nll.compute())}
-
-
 def run_plain(stage: DictConfig, splits: DatasetSplits, train: ImageTensors) -> Outcome:
-    """The same work by hand: train, validate each epoch, keep the best, test it."""
-    torch.use_deterministic_algorithms(bool(stage.trainer.deterministic))
-    model, bs, k = make_model(stage, splits), int(stage.budget.batch_size), len(splits.classes)
-    metrics, nll = classification_metrics(k), NegativeLogLikelihood()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = instantiate(stage.optimizer)(params)
-    scheduler = instantiate(stage.scheduler)(optimizer)
-    loader, val_loader = make_train_loader(stage, train), eval_loader(splits.val, bs)
-    best_acc, best_state = -1.0, None
-    for _ in range(int(stage.budget.epochs)):
-        model.train()
-        for images, labels in loader:
-            loss = torch.nn.functional.cross_entropy(model(images.float().div_(255.0)), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        acc = evaluate(model, val_loader, metrics, nll)["acc"]
-        if acc > best_acc:
-            best_acc, best_state = acc, snapshot(model)
-    model.load_state_dict(best_state)
-    return best_acc, evaluate(model, eval_loader(splits.test, bs), metrics, nll)["acc"]
+    """The same work by hand (benchmarks/plain_loop.py): train, validate, keep the best, test."""
+    _, val, test = fit_plain(stage, splits, train)
+    return val, test
 
 
 PATHS = {"lightning": run_lightning, "barebones": run_barebones, "plain": run_plain}

@@ -42,7 +42,9 @@ def _initial_state(model: str, depth: int) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in net.state_dict().items()}
 
 
-@pytest.mark.parametrize(("model", "depth"), [("test_resnet", 3), ("test_resnet", 5), ("test_vit", 7)])
+@pytest.mark.parametrize(
+    ("model", "depth"), [("test_resnet", 3), ("test_resnet", 5), ("test_vit", 7)]
+)
 def test_cached_prefix_gives_the_same_metrics(compose, tmp_path, caplog, model, depth):
     with caplog.at_level(logging.INFO, logger="transferlab.training.frozen_features"):
         cached = _fit(compose, tmp_path, model, depth, cache=True)
@@ -64,7 +66,7 @@ def test_frozen_groups_stay_bit_identical_under_a_real_trainer(compose, tmp_path
     result = _fit(compose, tmp_path, "test_resnet", depth, cache)
     net = result.model
     frozen = set()
-    for name, params in _groups(net)[:depth]:
+    for _name, params in _groups(net)[:depth]:
         frozen.update(params)
     after = net.state_dict()
     frozen_keys = [k for k in after if any(k.startswith(p.rsplit(".", 1)[0] + ".") for p in frozen)]

@@ -55,7 +55,8 @@ def test_digest_reads_a_fresh_analysis(tmp_path: Path):
     # Every cell's gain is in the table, in its (source, depth) row and size column.
     for row in cells.itertuples():
         table_row = next(
-            line for line in text.splitlines()
+            line
+            for line in text.splitlines()
             if line.startswith(f"| {row.model} | {row.source} | {row.freeze_depth} |")
         )
         column = sorted(cells["target_size"].unique()).index(row.target_size)

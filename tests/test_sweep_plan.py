@@ -45,9 +45,18 @@ def test_fast_composition_equals_hydras_for_every_job():
 
 def _sweep(tmp_path: Path, *args: str, logger: str = "[csv]") -> subprocess.CompletedProcess:
     cmd = [
-        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, f"logger={logger}",
-        "train.epochs=1", "pretrain.epochs=1", "threads=1",
-        f"paths.results={tmp_path / 'results'}", "study=plan", *args,
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        "-m",
+        *FAST,
+        f"logger={logger}",
+        "train.epochs=1",
+        "pretrain.epochs=1",
+        "threads=1",
+        f"paths.results={tmp_path / 'results'}",
+        "study=plan",
+        *args,
     ]
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
@@ -88,7 +97,8 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
 
     # A torn record is not done: its job is composed, checked and run again.
     torn = next(
-        p for p in records.glob("*.json")
+        p
+        for p in records.glob("*.json")
         if json.loads(p.read_text())["stage"] == "target"
         and json.loads(p.read_text())["init"] == "source"
     )
@@ -108,8 +118,10 @@ def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
     console = (proc.stdout + proc.stderr).splitlines()
     progress = [line for line in console if "] job " in line]
     assert len(progress) == 4
-    assert all(re.search(r"\[#*\.*\] \[\d/4\] job \d completed run \w+: test acc [\d.]+ in", line)
-               for line in progress), progress
+    assert all(
+        re.search(r"\[#*\.*\] \[\d/4\] job \d completed run \w+: test acc [\d.]+ in", line)
+        for line in progress
+    ), progress
     # Besides: the sweep folder, the plan and the summary; no Lightning, W&B or warning lines.
     assert len(console) == len(progress) + 3, "\n".join(console)
     # Lightning's own lines are in each run's log file.

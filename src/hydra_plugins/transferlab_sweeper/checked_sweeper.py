@@ -101,7 +101,9 @@ class CheckedSweeper(BasicSweeper):
     def _results_root(self) -> str:
         assert self.config is not None
         try:
-            return str(OmegaConf.select(self.config, "paths.results", throw_on_resolution_failure=True))
+            return str(
+                OmegaConf.select(self.config, "paths.results", throw_on_resolution_failure=True)
+            )
         except Exception:  # noqa: BLE001 - an interpolation only a job resolves: no cache
             return ""
 

@@ -15,8 +15,13 @@ import pandas as pd
 #: Mark of a cell's flag in the gain table (inconclusive cells get none).
 FLAG_MARKS = {"positive": " (+)", "negative": " (−)"}
 #: Files of an analysis folder the digest reads.
-DIGEST_FILES = ("cells.csv", "summary.csv", "selection.csv", "shift_gain.csv",
-                "estimator_agreement.csv")
+DIGEST_FILES = (
+    "cells.csv",
+    "summary.csv",
+    "selection.csv",
+    "shift_gain.csv",
+    "estimator_agreement.csv",
+)
 
 
 def _gain(row: pd.Series) -> str:
@@ -49,12 +54,12 @@ def _overview(cells: pd.DataFrame) -> str:
     seeds = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]}"
     tests = ", ".join(sorted(cells["test"].dropna().unique())) or "none"
     protocols = ", ".join(sorted(cells["ft_val_protocol"].dropna().unique())) or "none"
+    judged = int(flags.reindex(["positive", "negative", "inconclusive"]).fillna(0).sum())
     return (
         f"{len(cells)} cells, {seeds} paired seeds each: **{flags.get('positive', 0)} positive**, "
         f"**{flags.get('negative', 0)} negative**, {flags.get('inconclusive', 0)} inconclusive, "
-        f"{len(cells) - flags.reindex(['positive', 'negative', 'inconclusive']).fillna(0).sum():.0f}"
-        f" not judged (paired {tests} test per cell, q < 0.05 after Benjamini-Hochberg across "
-        f"the study's cells; validation protocol: {protocols})."
+        f"{len(cells) - judged} not judged (paired {tests} test per cell, q < 0.05 after "
+        f"Benjamini-Hochberg across the study's cells; validation protocol: {protocols})."
     )
 
 
@@ -73,17 +78,20 @@ def _edges(selection: pd.DataFrame) -> str:
     scratch = chosen["source"] == "scratch"
     at_edge = chosen["edge"].fillna("").astype(str).str.len() > 0
     return (
-        f"Learning rates chosen on validation at an edge of the grid: {int(at_edge[~scratch].sum())}"
-        f" of {int((~scratch).sum())} fine-tuned arms and {int(at_edge[scratch].sum())} of "
-        f"{int(scratch.sum())} scratch arms (`selection.csv`, column `edge`)."
+        "Learning rates chosen on validation at an edge of the grid: "
+        f"{int(at_edge[~scratch].sum())} of {int((~scratch).sum())} fine-tuned arms and "
+        f"{int(at_edge[scratch].sum())} of {int(scratch.sum())} scratch arms "
+        "(`selection.csv`, column `edge`)."
     )
 
 
 def _relations(folder: Path) -> list[str]:
     """Shift against gain and estimator agreement: their figures, or why there are none."""
     lines = []
-    for name, what in (("shift_gain.csv", "Shift against gain"),
-                       ("estimator_agreement.csv", "Estimator agreement")):
+    for name, what in (
+        ("shift_gain.csv", "Shift against gain"),
+        ("estimator_agreement.csv", "Estimator agreement"),
+    ):
         path = folder / name
         table = pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else None
         if table is None or table.empty:

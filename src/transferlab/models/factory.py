@@ -11,9 +11,8 @@ before any weights are loaded.
 
 from __future__ import annotations
 
-import functools
-
 import difflib
+import functools
 from pathlib import Path
 from typing import Any
 

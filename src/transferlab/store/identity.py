@@ -18,6 +18,7 @@ listed here: forgetting to list a harmless setting re-runs a run, never mixes tw
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
 import json
@@ -88,8 +89,10 @@ _REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
 
 
 def _copy(cfg: DictConfig) -> DictConfig:
-    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    """An open (non-struct) deep copy; interpolations stay unresolved."""
+    out = copy.deepcopy(cfg)
     OmegaConf.set_struct(out, False)
+    OmegaConf.set_readonly(out, False)
     return out
 
 

@@ -99,8 +99,11 @@ class BestWeights(Callback):
             self.weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_epoch": self.best_epoch,
-                "weights": self.weights}
+        return {
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "weights": self.weights,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_score = state_dict.get("best_score")

@@ -35,6 +35,8 @@ KNOWN_WARNINGS = (
     (r".*does not have many workers.*", r"lightning\.pytorch\..*"),
     # a deprecation inside Lightning's own code, not in ours
     (r".*isinstance\(treespec, LeafSpec\).*", r"lightning\.pytorch\.utilities\._pytree"),
+    # frozen running-stat modules are kept in eval mode on purpose (freeze_depth)
+    (r".*module\(s\) in eval mode at the start of training.*", r"lightning\.pytorch\..*"),
     # few batches per epoch in small target sets: every epoch is logged anyway
     (r".*smaller than the logging interval.*", r"lightning\.pytorch\..*"),
 )

@@ -39,8 +39,9 @@ class FeatureTensors:
 
 
 @torch.no_grad()
-def _outputs(prefix: nn.Module, split: ImageTensors, stats: Any, batch_size: int,
-             device: torch.device) -> FeatureTensors:
+def _outputs(
+    prefix: nn.Module, split: ImageTensors, stats: Any, batch_size: int, device: torch.device
+) -> FeatureTensors:
     chunks = [
         prefix(prepare(split.images[i : i + batch_size].to(device), stats)).cpu()
         for i in range(0, len(split), batch_size)
@@ -74,6 +75,8 @@ def frozen_prefix_data(
         name: _outputs(prefix, data, stats, batch_size, device)
         for name, data in (("train", train_split), ("val", splits.val), ("test", splits.test))
     }
-    log.info("frozen prefix computed once: inputs of the trained part are %s",
-             tuple(outputs["train"].inputs.shape[1:]))
+    log.info(
+        "frozen prefix computed once: inputs of the trained part are %s",
+        tuple(outputs["train"].inputs.shape[1:]),
+    )
     return rest, replace(splits, val=outputs["val"], test=outputs["test"]), outputs["train"]

@@ -34,11 +34,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from plain_loop import fit_plain, snapshot  # noqa: E402 - benchmarks/ is on sys.path
+from plain_loop import build, fit_plain, snapshot  # noqa: E402 - benchmarks/ is on sys.path
 
 import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.data import DatasetSplits, ImageTensors, build_splits, stratified_subset
-from transferlab.models import create_model, freeze_groups
+from transferlab.models import freeze_groups
 from transferlab.models.inputs import input_stats
 from transferlab.store import run_id
 from transferlab.store import stage_config as stage_view
@@ -68,17 +68,7 @@ def stage_config(args: argparse.Namespace) -> DictConfig:
 
 def make_model(stage: DictConfig, splits: DatasetSplits) -> torch.nn.Module:
     """A fresh model, seeded and initialised as ``fit_stage`` does it."""
-    L.seed_everything(int(stage.seed), workers=True, verbose=False)
-    model, _ = create_model(
-        stage.model.name,
-        num_classes=len(splits.classes),
-        in_chans=splits.channels,
-        image_size=splits.image_size,
-        init=stage.init,
-        target_classes=tuple(splits.classes),
-        **stage.model.kwargs,
-    )
-    return model
+    return build(stage, splits, None)[0]
 
 
 def make_train_loader(stage: DictConfig, train: ImageTensors) -> Any:

@@ -42,7 +42,7 @@ NAIVE = [
     "feature_cache=false",
     "verbose=true",
     "trainer.enable_model_summary=true",
-    "+trainer.num_sanity_val_steps=2",
+    "trainer.num_sanity_val_steps=2",
     "callbacks.resume_checkpoint.min_interval_s=0",
     "+callbacks.best_file={_target_: lightning.pytorch.callbacks.ModelCheckpoint,"
     " dirpath: '${run.dir}/checkpoints', filename: best, monitor: val/acc, mode: max}",
@@ -69,8 +69,11 @@ def run_cli(results: Path, seeds: int, extra: list[str]) -> float:
         *extra,
     ]
     started = time.perf_counter()
-    with open(results.parent / f"{results.name}.log", "w") as log:
-        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT)
+    log = results.parent / f"{results.name}.log"
+    with open(log, "w") as out:
+        status = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        sys.exit(f"{' '.join(cmd)}\nexited {status}:\n{log.read_text()[-3000:]}")
     return time.perf_counter() - started
 
 

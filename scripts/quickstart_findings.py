@@ -43,8 +43,10 @@ def main(argv: list[str]) -> int:
     analysis = Path(argv[0] if argv else "results/quickstart/analysis")
     snapshot(analysis)
     text = README.read_text()
-    old = readme_block(text)
-    README.write_text(text.replace(old, digest(SNAPSHOT), 1))
+    readme_block(text)  # the markers are there
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    README.write_text(f"{before}{START}\n{digest(SNAPSHOT)}{END}{after}")
     print(f"README findings now show {SNAPSHOT.relative_to(ROOT)} (from {analysis})")
     return 0
 

@@ -40,9 +40,10 @@ CASES = {
         ["model=test_resnet", "freeze_depth=7"],
     ),
     "unknown key added in a grid": (["+freeze_dept=1,2"], ["freeze_dept", "freeze_depth"]),
+    # found in the sweep's first job, before the grid is planned
     "typo in a preset argument in a grid": (
         ["trainer.max_epoch=3,4"],
-        ["trainer.max_epoch=3", "did you mean trainer.max_epochs?"],
+        ["trainer.max_epoch", "did you mean trainer.max_epochs?"],
     ),
 }
 
@@ -54,7 +55,9 @@ def test_bad_value_in_grid_stops_the_sweep_before_any_job(case, tmp_path):
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert errors[0].startswith("transferlab-run: error: sweep job ")
+    first_job = case == "typo in a preset argument in a grid"
+    prefix = "transferlab-run: error: " + ("" if first_job else "sweep job ")
+    assert errors[0].startswith(prefix)
     for fragment in fragments:
         assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
     # nothing trained, nothing recorded, no job started
@@ -66,5 +69,15 @@ def test_bad_value_in_grid_stops_the_sweep_before_any_job(case, tmp_path):
 def test_good_grid_is_checked_then_runs(tmp_path):
     proc = _sweep(tmp_path, "init=scratch", "train.epochs=1", "seed=0,1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "checked 2 jobs" in proc.stdout
+    assert "planned 2 jobs" in proc.stdout and "(2 composed and checked)" in proc.stdout
     assert len(list((tmp_path / "results" / "default" / "records").glob("*.json"))) == 2
+
+
+def test_override_hydra_cannot_apply_to_a_sweep_is_one_line(tmp_path):
+    # Hydra composes a sweep's base config before any job; its report would be several lines.
+    proc = _sweep(tmp_path, "+trainer.num_sanity_val_steps=2", "seed=0,1")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("transferlab-run: error: +trainer.num_sanity_val_steps adds")
+    assert not (tmp_path / "results" / "default").exists()

@@ -114,7 +114,9 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
 
 @pytest.mark.slow
 def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
-    proc = _sweep(tmp_path, "seed=0,1", "init=source,scratch", logger="[wandb,csv]")
+    # Frozen layers (kept in eval mode on purpose: Lightning would warn), W&B logging on.
+    grid = ("seed=0,1", "init=source,scratch", "freeze_depth=3")
+    proc = _sweep(tmp_path, *grid, logger="[wandb,csv]")
     console = (proc.stdout + proc.stderr).splitlines()
     progress = [line for line in console if "] job " in line]
     assert len(progress) == 4

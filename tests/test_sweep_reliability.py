@@ -157,7 +157,7 @@ def _max_concurrent(records: list[dict]) -> int:
 
 
 def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
-    results, epochs, kill_epoch = tmp_path / "results", 16, 12
+    results, epochs, kill_epoch = tmp_path / "results", 40, 12
     grid = {"seed": ["0", "1"], "target_size": ["20"]}
     # Throttled resume checkpoints (at most every 0.3 s, a few epochs here), as in real runs.
     extra = (
@@ -431,7 +431,8 @@ def test_diverged_and_failed_points_are_recorded_and_sweep_goes_on(tmp_path):
 
 def test_parallel_launcher_runs_grid_in_two_worker_processes(tmp_path):
     results = tmp_path / "results"
-    extra = ("init=scratch", "logger=[csv]", "hydra/launcher=parallel")
+    # verbose=true: the launcher's own lines (dropped from the console by default) are shown.
+    extra = ("init=scratch", "logger=[csv]", "hydra/launcher=parallel", "verbose=true")
     out = _run(_command(*_args(results, "par", *extra)), tmp_path).stdout
     assert "Joblib.Parallel(n_jobs=2" in out
     targets, _ = _expected_ids("init=scratch", "logger=[csv]")

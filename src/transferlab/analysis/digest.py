@@ -66,9 +66,9 @@ def _overview(cells: pd.DataFrame) -> str:
 def _per_source(summary: pd.DataFrame) -> list[str]:
     return [
         f"- **{row.source}** ({row.model}): interquartile-mean gain {row.iqm_gain:+.3f} "
-        f"[{row.iqm_low:+.3f}, {row.iqm_high:+.3f}], P(fine-tuned beats scratch) "
-        f"{row.p_improve:.2f}; {row.positive} positive and {row.negative} negative of "
-        f"{row.cells} cells."
+        f"(95% stratified-bootstrap interval {row.iqm_low:+.3f} to {row.iqm_high:+.3f}), "
+        f"P(a fine-tuned run beats a scratch run of its cell) {row.p_improve:.2f}; "
+        f"{row.positive} positive and {row.negative} negative of {row.cells} cells."
         for row in summary.itertuples()
     ]
 

@@ -39,6 +39,7 @@ HYDRA_VERSION_BASE = "1.3"
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 _CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+_MULTIRUN_FLAGS = ("-m", "--multirun")
 _SEARCHPATH_KEY = "hydra.searchpath"
 _FILE_SCHEME = "file://"
 _RESULTS_KEY = "paths.results"
@@ -154,14 +155,34 @@ def _check_command_line(args: list[str]) -> None:
         check_writable(Path(results[-1]), _RESULTS_KEY)  # Hydra writes its logs there first
 
 
+def _first_grid_point(overrides: list[str]) -> list[str] | None:
+    """The overrides of a sweep's first job (each swept value's first choice); None when the
+    sweep cannot be read here (its jobs are then composed one by one by `CheckedSweeper`)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        return [
+            f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
+            if o.is_sweep_override()
+            else o.input_line
+            for o in parsed
+        ]
+    except Exception:  # noqa: BLE001 - e.g. glob() over a config group: left to the sweeper
+        return None
+
+
 def _compose_check(args: list[str]) -> None:
-    """Compose a single run's config as Hydra will, so an override Hydra cannot apply
-    (`trainer.foo=1`, `+seed=3`) is one line naming the nearest key, not Hydra's report. Sweeps
-    are composed job by job by `CheckedSweeper`; other Hydra flags are left to Hydra."""
+    """Compose the run's config as Hydra will (a sweep's first job, with the `hydra` node), so
+    an override Hydra cannot apply (`trainer.foo=1`, `+seed=3`) is one line naming the nearest
+    key, not Hydra's report. Every job of a sweep is then composed and checked by
+    `CheckedSweeper`; other Hydra flags (`--cfg`, `--info`, ...) are left to Hydra."""
     after_dir = {i + 1 for i, a in enumerate(args) if a in _CONFIG_DIR_FLAGS}
-    flags = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in _CONFIG_DIR_FLAGS]
+    known = (*_CONFIG_DIR_FLAGS, *_MULTIRUN_FLAGS)
+    flags = [a for a in args if a.startswith("-") and a.split("=", 1)[0] not in known]
     if flags:
         return
+    multirun = any(a in _MULTIRUN_FLAGS for a in args)
     # The user's search path as given (file://, pkg://, quoted), then each --config-dir.
     searchpath = [
         e.strip()
@@ -181,10 +202,16 @@ def _compose_check(args: list[str]) -> None:
         for i, a in enumerate(args)
         if i not in after_dir and not a.startswith(("-", "hydra.")) and ("=" in a or a[:1] == "~")
     ]
+    if multirun and (overrides := _first_grid_point(overrides)) is None:
+        return
     presets = [a for a in overrides if "=" in a and "." not in a.split("=", 1)[0]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
         try:
-            compose(config_name=CONFIG_NAME, overrides=[*extra, *overrides])
+            compose(
+                config_name=CONFIG_NAME,
+                overrides=[*extra, *overrides],
+                return_hydra_config=multirun,
+            )
         except (HydraException, ValueError) as exc:
             raise composition_error(exc, _base(extra, presets)) from None
 

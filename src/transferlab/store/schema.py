@@ -17,8 +17,10 @@ from typing import Any
 #: Version of the record layout; bump when a field changes meaning or name.
 RECORD_SCHEMA = 2
 #: Version of the rule that turns a config into a run id (see `transferlab.store.identity`):
-#: a record made under another rule is never taken as this run being done.
-IDENTITY_VERSION = 3
+#: a record made under another rule is never taken as this run being done. Also bumped when
+#: the code changes what a config means: 4 keeps frozen BatchNorm statistics fixed under
+#: Lightning 2.2+ (before, a run with freeze_depth > 0 let them adapt to the target).
+IDENTITY_VERSION = 4
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.

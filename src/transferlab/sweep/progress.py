@@ -68,19 +68,21 @@ def _outcome(job_return: JobReturn) -> tuple[str, str | None, str | None]:
 
 
 def _result(job_return: JobReturn) -> str:
-    """The run's key figure for the progress line: test accuracy and its seconds, or error."""
+    """The run's key figures for the progress line: test accuracy, seconds, error."""
     if job_return.status == JobStatus.FAILED:
         return ""
     value = job_return.return_value or {}
     if value.get("skipped"):
         return ""
     acc = ((value.get("metrics") or {}).get("test") or {}).get("acc")
-    seconds = value.get("wall_time_s")
-    shown = f": test acc {acc:.3f}" if acc is not None else ""
-    shown += f" in {seconds:.1f}s" if seconds is not None else ""
-    if value.get("error"):
-        shown += f" ({str(value['error'])[:ERROR_CHARS]})"
-    return shown
+    parts = [f"test acc {acc:.3f}"] if acc is not None else []
+    if value.get("wall_time_s") is not None:
+        parts.append(f"in {value['wall_time_s']:.1f}s")
+    shown = " ".join(parts)
+    if value.get("error"):  # `;` ends the figures on the line: keep it out of them
+        error = str(value["error"])[:ERROR_CHARS].replace(";", ",")
+        shown = f"{shown}, {error}" if shown else error
+    return f": {shown}" if shown else ""
 
 
 def _bar(done: int, total: int) -> str:

@@ -288,7 +288,7 @@ def test_records_of_an_older_schema_are_listed_not_analysed(tmp_path: Path):
 
 
 def test_a_planted_cache_file_is_ignored_not_executed(tmp_path: Path):
-    """The records cache is JSON: a pickle planted where it lives runs no code."""
+    """The records cache is read as arrays without pickle: a pickle planted there runs no code."""
     import pickle
 
     from transferlab.analysis.records import _cache_path
@@ -307,7 +307,26 @@ def test_a_planted_cache_file_is_ignored_not_executed(tmp_path: Path):
         path.write_bytes(pickle.dumps(Payload()))
     df = load_records(study)
     assert not marker.exists() and len(df) == len(records)
-    assert json.loads(cache.read_text())["version"]  # replaced by a real (JSON) cache
+    with np.load(cache, allow_pickle=False) as arrays:  # replaced by a real cache
+        assert int(arrays["version"]) > 0
+
+
+def test_cached_table_equals_parsing_every_file(tmp_path: Path):
+    records = simulate_records(SimulatedStudy(study="a", target_sizes=(20, 50), seeds=3))
+    study = write_records(records, tmp_path)
+    fresh = load_records(study, cache=False)
+    load_records(study)  # writes the cache
+    cached = load_records(study)  # reads it
+    pd.testing.assert_frame_equal(cached, fresh)
+    # A changed, a torn and a new file: only they are parsed again.
+    first, second = sorted((study / "records").glob("*.json"))[:2]
+    changed = {**json.loads(first.read_text()), "error": "edited"}
+    first.write_text(json.dumps(changed))
+    second.write_text("{")
+    (study / "records" / "new.json").write_text(json.dumps({**changed, "run_id": "new"}))
+    again = load_records(study)
+    pd.testing.assert_frame_equal(again, load_records(study, cache=False))
+    assert "edited" in set(again["error"]) and len(again.attrs["unreadable"]) >= 1
 
 
 def test_choices_at_the_edge_of_the_grid_are_marked():

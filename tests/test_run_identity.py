@@ -30,7 +30,7 @@ SAME_TARGET = [
     ("keep checkpoints", [], ["keep_checkpoints=true"]),
     ("progress bar", [], ["trainer.enable_progress_bar=false"]),
     ("model summary", [], ["trainer.enable_model_summary=true"]),
-    ("logging frequency", [], ["trainer.log_every_n_steps=50"]),
+    ("logging frequency", [], ["trainer.log_every_n_steps=1"]),
     ("checkpoint folder", [], ["callbacks.resume_checkpoint.dirpath=/tmp/x"]),
     ("resume interval", [], ["callbacks.resume_checkpoint.min_interval_s=0"]),
     ("dataset location", ["data@target=mnist"], ["data@target=mnist", "target.root=/x"]),

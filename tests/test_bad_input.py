@@ -39,6 +39,11 @@ CASES = {
         ["~callbacks.selection"],
         ["callbacks.selection"],
     ),
+    "negative resume interval": (
+        ["callbacks.resume_checkpoint.min_interval_s=-1"],
+        ["min_interval_s=-1", ">= 0"],
+    ),
+    "unknown selection mode": (["callbacks.selection.mode=best"], ["'best'", "max", "min"]),
     # a closed, typed config: typos, keys nothing reads, wrong types, values out of range
     "typo in a key": (["freeze_dept=2"], ["freeze_dept", "did you mean freeze_depth?"]),
     "typo in an added key": (["+freeze_dept=2"], ["freeze_dept", "did you mean freeze_depth?"]),

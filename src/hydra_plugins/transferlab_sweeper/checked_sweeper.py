@@ -73,12 +73,14 @@ class CheckedSweeper(BasicSweeper):
             plan.jobs += 1
             key = job_key(job)
             entry = cache.get(key)
-            if entry is None or not is_done(entry):
+            done = entry is not None and is_done(entry)
+            if not done:  # not known to be done: compose and check it (its id may be new)
                 entry = self._checked_entry(composer, job, plan.jobs, swept)
                 cache.put(key, entry)
                 plan.composed += 1
+                done = is_done(entry)
             run = (entry["records"], entry["run_id"])
-            if is_done(entry):
+            if done:
                 plan.done += 1
             elif run in seen:
                 plan.duplicates += 1

@@ -40,6 +40,10 @@ BUDGET_REFERENCES = {
 CODE_OWNED = ("logger", "callbacks", "default_root_dir")
 #: The callback whose weights the test runs on (the epoch chosen on validation).
 SELECTION_CALLBACK = "selection"
+#: The callback writing the checkpoint a killed run resumes from (left out when resume=false).
+RESUME_CALLBACK = "resume_checkpoint"
+#: What the selection callback can do with its monitored metric.
+SELECTION_MODES = ("max", "min")
 _UNSET = object()
 
 
@@ -86,6 +90,22 @@ def check_structure(cfg: DictConfig) -> None:
         raise ConfigError(
             f"callbacks.{SELECTION_CALLBACK} is required: the test runs on the weights of the "
             "epoch chosen on validation"
+        )
+    _check_callback_values(cfg)
+
+
+def _check_callback_values(cfg: DictConfig) -> None:
+    """Values the shipped callbacks would refuse only when built, after a source trained."""
+    mode = OmegaConf.select(cfg, f"callbacks.{SELECTION_CALLBACK}.mode")
+    if mode is not None and mode not in SELECTION_MODES:
+        raise choice_error(f"callbacks.{SELECTION_CALLBACK}.mode", mode, SELECTION_MODES)
+    interval = OmegaConf.select(cfg, f"callbacks.{RESUME_CALLBACK}.min_interval_s")
+    if interval is not None and not (
+        isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval >= 0
+    ):
+        raise ConfigError(
+            f"callbacks.{RESUME_CALLBACK}.min_interval_s={interval!r}: must be a number of "
+            "seconds >= 0 between resume checkpoints (0: every epoch)"
         )
 
 

@@ -27,15 +27,13 @@ from transferlab.training.callbacks import (
     ResumeCheckpoint,
     TrainTimer,
 )
-from transferlab.training.checks import SELECTION_CALLBACK
+from transferlab.training.checks import RESUME_CALLBACK, SELECTION_CALLBACK
 from transferlab.training.frozen_features import frozen_prefix_data
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 
 #: Where W&B writes a run's offline files, under its run folder (`logger/wandb.yaml`: save_dir).
 WANDB_FOLDER = "wandb"
-#: The callback (in the `callbacks` group) that writes the checkpoint a killed run resumes from.
-RESUME_CALLBACK = "resume_checkpoint"
 
 log = logging.getLogger(__name__)
 #: Resuming, or starting afresh from a damaged checkpoint, is shown on the console too.

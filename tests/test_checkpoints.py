@@ -13,7 +13,8 @@ RUN = ["init=scratch", "logger=[csv]", "train.epochs=3", "keep_checkpoints=true"
 
 
 def _checkpoints(results: Path) -> list[Path]:
-    return sorted((results / "ck" / "runs").glob("*/checkpoints/*.ckpt"))
+    """Every checkpoint file anywhere under the study's run folders."""
+    return sorted((results / "ck" / "runs").rglob("*.ckpt"))
 
 
 def test_throttled_resume_checkpoint_writes_none_in_a_short_run(compose, tmp_path):
@@ -32,3 +33,14 @@ def test_resume_checkpoint_holds_the_best_weights_so_far(compose, tmp_path):
     assert kept["best_epoch"] == record["best_epoch"]
     assert kept["best_score"] == record["metrics"]["val"]["acc"]
     assert set(kept["weights"]) == set(state["state_dict"])
+
+
+def test_a_finished_run_leaves_no_checkpoint_on_disk(compose, tmp_path):
+    """Lightning's default per-epoch checkpoint (under the first logger's folder) stays off: a
+    study of a thousand runs would otherwise keep a thousand copies of the weights."""
+    run = ["init=scratch", "logger=[wandb,csv]", "train.epochs=2", "study=ck"]
+    record = train(compose(*run, "callbacks.resume_checkpoint.min_interval_s=0"))
+    assert record["status"] == "completed"
+    run_dir = tmp_path / "results" / "ck" / "runs" / record["run_id"]
+    assert run_dir.is_dir()
+    assert _checkpoints(tmp_path / "results") == []

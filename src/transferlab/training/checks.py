@@ -36,8 +36,9 @@ BUDGET_REFERENCES = {
     "trainer.max_epochs": ("${budget.epochs}", "epochs", True),
     "scheduler.T_max": ("${budget.epochs}", "epochs", False),
 }
-#: Trainer arguments the code passes itself, from the `logger` and `callbacks` groups.
-CODE_OWNED = ("logger", "callbacks", "default_root_dir")
+#: Trainer arguments the code passes itself, from the `logger` and `callbacks` groups
+#: (Lightning's own checkpointing follows the callbacks: on only with a ModelCheckpoint there).
+CODE_OWNED = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
 #: The callback whose weights the test runs on (the epoch chosen on validation).
 SELECTION_CALLBACK = "selection"
 #: The callback writing the checkpoint a killed run resumes from (left out when resume=false).

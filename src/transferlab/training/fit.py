@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import DatasetSplits, ImageTensors
@@ -127,7 +127,9 @@ def build_trainer(
     stage_cfg: DictConfig, callbacks: dict[str, Callback], run_dir: Path
 ) -> L.Trainer:
     """The Trainer preset, with the loggers and callbacks from their groups; the resolved stage
-    config is logged as the run's hyper-parameters."""
+    config is logged as the run's hyper-parameters. Lightning's default ModelCheckpoint is off
+    (the selection callback keeps the chosen weights in memory and the resume callback writes
+    its own file): left on, it would write every run's weights each epoch and keep them."""
     loggers = build_loggers(stage_cfg)
     resolved = OmegaConf.to_container(stage_cfg, resolve=True)
     for logger in loggers:
@@ -137,6 +139,7 @@ def build_trainer(
         logger=loggers or False,
         callbacks=list(callbacks.values()),
         default_root_dir=str(run_dir),
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks.values()),
     )
 
 

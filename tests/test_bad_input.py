@@ -63,6 +63,15 @@ CASES = {
         ["trainer.max_epoch=3"],
         ["trainer.max_epoch", "did you mean trainer.max_epochs?"],
     ),
+    "trainer argument the preset leaves out": (
+        ["trainer.gradient_clip_val=1"],
+        ["trainer.gradient_clip_val", "+trainer.gradient_clip_val="],
+    ),
+    "Lightning checkpointing set by hand": (
+        ["+trainer.enable_checkpointing=true"],
+        ["trainer.enable_checkpointing", "set by the code"],
+    ),
+    "unknown memory layout": (["channels_last=maybe"], ["channels_last", "'maybe'", "auto"]),
     "model argument the preset lacks": (
         ["model.kwargs.drop_rate=0.1"],
         ["+model.kwargs.drop_rate"],

@@ -43,6 +43,10 @@ class ImageTensors:
         """(images, labels), as a TensorDataset takes them."""
         return self.images, self.labels
 
+    def to(self, device: torch.device) -> ImageTensors:
+        """The same examples on `device` (no copy when they are there already)."""
+        return ImageTensors(self.images.to(device), self.labels.to(device), self.origin.to(device))
+
     def subset(self, idx: torch.Tensor) -> ImageTensors:
         """Examples at positions ``idx`` (a new ImageTensors; provenance is kept)."""
         idx = torch.as_tensor(idx, dtype=torch.long)

@@ -45,6 +45,8 @@ NOT_IDENTITY = (
     "keep_checkpoints",  # keep Lightning checkpoints after the run
     "feature_cache",  # frozen layers' outputs computed once instead of every step: the same
     #                   numbers up to float rounding (as `threads`; a test compares both paths)
+    "data_on_device",  # where the examples live (a GPU's memory or the host's): same numbers
+    "channels_last",  # memory layout of weights and batches: same numbers up to float rounding
     "verbose",  # what the console shows
     "source_run_id",  # a hash of the source settings, which are hashed themselves
     "trainer.enable_progress_bar",

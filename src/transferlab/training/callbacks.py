@@ -7,6 +7,7 @@ import time
 from types import FrameType
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import Callback
 
 
@@ -28,6 +29,8 @@ class TrainTimer(Callback):
     def on_train_batch_end(
         self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the step
+            torch.cuda.synchronize(pl_module.device)
         self.seconds += time.perf_counter() - self._start
         self.samples += len(batch[-1])
 

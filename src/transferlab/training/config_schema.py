@@ -36,6 +36,8 @@ from transferlab.models.inputs import INPUT_NORMS
 CONSTRUCTOR = "constructor"
 #: Channel counts every dataset can be converted to.
 CHANNEL_CHOICES = (1, 3)
+#: What `channels_last` can be: auto (on a GPU, for convolutional models) or forced on or off.
+CHANNELS_LAST_CHOICES = ("auto", True, False)
 #: Where a target stage's validation examples come from (conf/config.yaml explains).
 VAL_PROTOCOLS = ("budget", "pool")
 #: Why `budget` cannot be set (it points at the budget of the stage being trained).
@@ -128,6 +130,8 @@ class RunConfig:
     resume: bool = _range()
     keep_checkpoints: bool = _range()
     feature_cache: bool = _range()
+    data_on_device: bool = _range()
+    channels_last: bool | str = _range(choices=CHANNELS_LAST_CHOICES)
     verbose: bool = _range()
     train: Budget = _range()
     pretrain: PretrainBudget = _range()
@@ -343,6 +347,8 @@ def composition_error(exc: Exception, base: DictConfig | None) -> ConfigError:
         node = OmegaConf.select(base, parent, default=None) if parent else base
         if isinstance(node, DictConfig) and "_target_" in node:
             valid = constructor_parameters(str(node._target_)) or set(node)
+            if key.rpartition(".")[2] in valid:  # an argument the preset leaves at its default
+                return ConfigError(f"{key} is not in the {parent} preset; add it with +{key}=...")
         else:
             valid = {str(k) for k in node} if isinstance(node, DictConfig) else set()
         return unknown_key(key, valid)

@@ -31,6 +31,7 @@ from transferlab.training.checks import RESUME_CALLBACK, SELECTION_CALLBACK
 from transferlab.training.frozen_features import frozen_prefix_data
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
+from transferlab.training.placement import data_device, place_data, wants_channels_last
 
 #: Where W&B writes a run's offline files, under its run folder (`logger/wandb.yaml`: save_dir).
 WANDB_FOLDER = "wandb"
@@ -257,6 +258,10 @@ def fit_stage(
         resume_from = resumable_checkpoint(Path(resume.path))
     drop_earlier_attempts(run_dir, str(stage_cfg.run.id))
     trainer = build_trainer(stage_cfg, callbacks, run_dir)
+    device = data_device(trainer, bool(stage_cfg.data_on_device))
+    splits, train_split = place_data(splits, train_split, device)
+    if wants_channels_last(stage_cfg.channels_last, module.model, trainer.strategy.root_device):
+        module.use_channels_last()
     splits, train_split = _frozen_prefix_once(stage_cfg, module, trainer, splits, train_split)
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)
     timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)

@@ -37,13 +37,19 @@ class FeatureTensors:
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.inputs, self.labels
 
+    def to(self, device: torch.device) -> FeatureTensors:
+        """The same examples on `device`."""
+        return FeatureTensors(self.inputs.to(device), self.labels.to(device))
+
 
 @torch.no_grad()
 def _outputs(
     prefix: nn.Module, split: ImageTensors, stats: Any, batch_size: int, device: torch.device
 ) -> FeatureTensors:
+    """The prefix's outputs for `split`, computed on `device` and kept where the split's images
+    are (on the GPU when the data live there, `training/placement.py`)."""
     chunks = [
-        prefix(prepare(split.images[i : i + batch_size].to(device), stats)).cpu()
+        prefix(prepare(split.images[i : i + batch_size].to(device), stats)).to(split.images.device)
         for i in range(0, len(split), batch_size)
     ]
     return FeatureTensors(torch.cat(chunks), split.labels)

@@ -14,6 +14,7 @@ from transferlab.data.image_ops import to_float
 from transferlab.models import keep_frozen_in_eval
 from transferlab.models.inputs import UNIT_STATS, Stats
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
+from transferlab.training.placement import to_channels_last
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -62,6 +63,7 @@ class TransferClassifier(L.LightningModule):
         self.diverged_reason: str | None = None
         # Set by train_on_features; kept out of the module tree (it shares the model's layers).
         object.__setattr__(self, "_rest", None)
+        self.channels_last = False
 
     def train(self, mode: bool = True) -> TransferClassifier:
         """Switch modes, but frozen stages always stay in eval mode."""
@@ -75,6 +77,11 @@ class TransferClassifier(L.LightningModule):
         layers after it) runs on them (`training/frozen_features.py`)."""
         object.__setattr__(self, "_rest", rest)
 
+    def use_channels_last(self) -> None:
+        """Weights and every 4-d batch in NHWC layout from now on (`training/placement.py`)."""
+        self.model.to(memory_format=torch.channels_last)
+        self.channels_last = True
+
     def on_train_epoch_start(self) -> None:
         """Frozen running-stat modules in eval mode for every epoch: Lightning (2.2 and later)
         keeps the mode a module starts fit in, and timm builds models in training mode."""
@@ -86,13 +93,14 @@ class TransferClassifier(L.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images become the model's input on the device, after the (cheap) transfer
         (as `models.inputs.prepare`: [0, 1], standardised); training batches are augmented
-        first, whole, with the run's own generator. A frozen prefix's outputs pass as they are."""
-        if self._rest is not None:
-            return batch
-        images, labels = batch
-        if self.augment is not None and self.trainer.training:
-            images = self.augment(images, self._augment_generator(images.device))
-        return (to_float(images) - self.input_mean) / self.input_std, labels
+        first, whole, with the run's own generator. A frozen prefix's outputs pass as they are.
+        With `channels_last`, 4-d inputs are laid out NHWC, as the weights are."""
+        inputs, labels = batch
+        if self._rest is None:
+            if self.augment is not None and self.trainer.training:
+                inputs = self.augment(inputs, self._augment_generator(inputs.device))
+            inputs = (to_float(inputs) - self.input_mean) / self.input_std
+        return (to_channels_last(inputs) if self.channels_last else inputs), labels
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:

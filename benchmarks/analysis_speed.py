@@ -1,6 +1,6 @@
 """How long loading and analysing ~100,000 records takes (simulated study, planted gains).
 
-    python benchmarks/analysis_speed.py [--dir DIR] [--targets 10] [--seeds 10] [--report]
+    python benchmarks/analysis_speed.py [--dir DIR] [--targets 10] [--seeds 10] [--report] [--save]
 
 Writing the record files is set-up and not timed; with --dir an existing folder is reused.
 """
@@ -18,6 +18,7 @@ from transferlab.analysis import analyze_frame, load_records
 # the simulator is test code: it lives in tests/helpers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers.simulate import SimulatedStudy, simulate_records, write_records  # noqa: E402
+from saved import add_save_flag, save  # noqa: E402 - benchmarks/ is on sys.path
 
 #: The default grid: 2 models x 8 sources x 10 targets x 5 sizes x 4 depths x 3 lrs x 10 seeds
 #: fine-tuned runs plus the scratch runs = 99,016 records.
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--report", action="store_true", help="also time writing the report")
+    add_save_flag(parser)
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="transferlab-bench-"))
     study = root / "bench"
@@ -79,6 +81,17 @@ def main() -> None:
         f"total with the table cache:    {reloaded + analysed - loaded:6.2f} s (target <= 5 s: "
         "a study analysed again after some records changed)"
     )
+    if args.save:
+        save(
+            args.save,
+            "analysis_speed",
+            {
+                "records": len(df),
+                "parse_s": round(loaded - started, 2),
+                "analyse_s": round(analysed - loaded, 2),
+                "cached_load_s": round(reloaded, 2),
+            },
+        )
     if args.report:
         from transferlab.analysis.report import write_report
 

@@ -16,6 +16,7 @@ already live on the host): the figures then say nothing about a GPU, and the scr
 `--study` also times the study_speed grid (benchmarks/study_speed.py, 2 seeds) on the device.
 
 Usage: python benchmarks/gpu_speed.py [--steps 200] [--repeats 3] [--batch-size 256] [--study]
+       [--save]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from saved import add_save_flag, save  # noqa: E402 - benchmarks/ is on sys.path
 
 import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.store import run_id
@@ -97,7 +99,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--study", action="store_true", help="also time the study_speed grid")
+    add_save_flag(parser)
     args = parser.parse_args()
+    figures: dict[str, float | int] = {"batch": args.batch_size, "steps": args.steps}
     gpu = torch.cuda.is_available()
     trainer = "gpu" if gpu else "cpu"
     device = torch.cuda.get_device_name(0) if gpu else "CPU (no GPU: not a GPU figure)"
@@ -113,8 +117,12 @@ def main() -> None:
         wall = statistics.median(r[1] for r in rounds)
         base = base or rate
         print(f"{name:<10} {rate:>10.0f} {rate / base:>7.2f}x {wall:>8.2f} {rounds[0][2]:>9.3f}")
+        figures[f"{name}_samples_per_s"] = round(rate)
     if args.study:
-        print(f"study_speed grid, 2 seeds, trainer={trainer}: {time_study(trainer):.1f} s wall")
+        figures["study_s"] = round(time_study(trainer), 1)
+        print(f"study_speed grid, 2 seeds, trainer={trainer}: {figures['study_s']} s wall")
+    if args.save:
+        save(args.save, "gpu_speed", figures)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ the project's metrics and test the epoch best on validation (same accuracies = s
              (benchmarks/plain_loop.py)
 
 Usage: python benchmarks/lightning_overhead.py [--image-size 32] [--target-size 100|all]
-       [--epochs 10] [--batch-size 32] [--repeats 3] [--logger csv|none] [--no-resume]
+       [--epochs 10] [--batch-size 32] [--repeats 3] [--logger csv|none] [--no-resume] [--save]
 Prints per path the median and best wall seconds of a whole run (model built to test done;
 one warm-up round first, then rounds interleaved), that median over optimizer steps, its
 ratio and difference to the plain loop, and the best-epoch val and test accuracy.
@@ -35,6 +35,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from plain_loop import build, fit_plain, snapshot  # noqa: E402 - benchmarks/ is on sys.path
+from saved import add_save_flag, save  # noqa: E402
 
 import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.data import DatasetSplits, ImageTensors, build_splits, stratified_subset
@@ -140,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--logger", choices=["csv", "none"], default="csv")
     parser.add_argument("--no-resume", action="store_true", help="no per-epoch last.ckpt")
+    add_save_flag(parser)
     args = parser.parse_args()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -175,6 +177,14 @@ def main() -> None:
         print(
             f"{name:<11}{wall:>9.3f}{min(times[name]):>8.3f}{wall / steps:>8.4f}"
             f"{wall / plain:>9.2f}x{wall - plain:>+12.3f}{val:>9.3f}{test:>10.3f}"
+        )
+    if args.save:
+        figures = {f"{name}_s": round(statistics.median(times[name]), 3) for name in PATHS}
+        same = len({outcome[name] for name in PATHS}) == 1
+        save(
+            args.save,
+            "lightning_overhead",
+            {**figures, "steps": steps, "image_size": args.image_size, "same_accuracies": same},
         )
 
 

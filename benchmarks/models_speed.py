@@ -1,6 +1,7 @@
 """Forward+backward time of each model preset (conf/model/*.yaml) on a CPU batch.
 
-Usage: python benchmarks/models_speed.py [--batch 64] [--sizes 16 32] [--repeats 5] [extra presets]
+Usage: python benchmarks/models_speed.py [--batch 64] [--sizes 16 32] [--repeats 5] [--save]
+       [presets]
 Prints one row per preset and image size: parameters, median and best seconds per step.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from saved import add_save_flag, save  # noqa: E402 - benchmarks/ is on sys.path
 
 from transferlab.models import create_model
 
@@ -42,7 +44,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("only", nargs="*", help="preset names (default: all)")
+    add_save_flag(parser)
     args = parser.parse_args()
+    figures: dict[str, float] = {"batch": args.batch}
     torch.manual_seed(0)
     print(f"torch threads: {torch.get_num_threads()}, batch {args.batch}")
     print(f"{'preset':<18}{'model':<16}{'px':>4}{'params':>11}{'median s':>10}{'best s':>9}")
@@ -73,6 +77,9 @@ def main() -> None:
                 f"{key:<18}{spec['name']:<16}{size:>4}{params:>11,}"
                 f"{statistics.median(times):>10.3f}{min(times):>9.3f}"
             )
+            figures[f"{key}_{size}px_ms"] = round(1000 * statistics.median(times), 1)
+    if args.save:
+        save(args.save, "models_speed", figures)
 
 
 if __name__ == "__main__":

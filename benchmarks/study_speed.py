@@ -15,7 +15,7 @@ The grid is the quickstart's shape scaled down (documented in GRID): 2 sources x
 x 2 freeze depths x 2 learning rates x 2 seeds x {source, scratch} = 64 grid points, 40
 distinct target runs and 4 source stages. A last line times a re-launch of the finished study.
 
-Usage: python benchmarks/study_speed.py [--seeds 2] [--skip-naive]
+Usage: python benchmarks/study_speed.py [--seeds 2] [--skip-naive] [--save]
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from saved import add_save_flag, save  # noqa: E402 - benchmarks/ is on sys.path
 
 #: The quickstart's grid, scaled down (same settings per run: experiment=quickstart).
 GRID = {
@@ -151,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--skip-naive", action="store_true")
+    add_save_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "offline")
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,6 +177,18 @@ def main() -> None:
         )
     print(f"transferlab / floor = {times['transferlab'] / times['floor']:.2f} (target <= 1.25)")
     print(f"re-launch of the finished study: {relaunch:.1f} s (nothing trained)")
+    if args.save:
+        figures = {f"{way}_s": round(t, 1) for way, t in times.items()}
+        save(
+            args.save,
+            "study_speed",
+            {
+                **figures,
+                "grid_points": points,
+                "target_runs": n_runs,
+                "relaunch_s": round(relaunch, 1),
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,196 @@
+"""Put the measured performance figures into the README, from what the benchmarks saved.
+
+    python benchmarks/<benchmark>.py --save     # each writes docs/performance/<benchmark>.json
+    python scripts/performance_table.py         # the README's table, from those files
+
+The table is rendered between the README's two markers; tests/test_readme_performance.py
+checks it equals the rendering of `docs/performance/`, so the README never shows a typed
+figure. Each target is the project's throughput goal; a row says whether the figure reaches it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "performance"
+README = ROOT / "README.md"
+START, END = "<!-- performance:start -->", "<!-- performance:end -->"
+
+#: The throughput targets (see each row): minutes, seconds, or ratios.
+QUICKSTART_TARGET_MIN = 12
+RELAUNCH_TARGET_S = 10
+NAIVE_SPEEDUP_TARGET = 10
+FLOOR_RATIO_TARGET = 1.25
+ONE_RUN_RATIO_TARGET = 1.10
+ANALYSIS_TARGET_S = 5
+
+Row = tuple[str, str, str, str]  # what, figure, target, how
+
+
+def verdict(value: float, target: float, *, at_most: bool = True, unit: str = "") -> str:
+    """'reached' or 'not reached', with the target."""
+    ok = value <= target if at_most else value >= target
+    bound = f"{'<=' if at_most else '>='} {target:g}{unit}"
+    return f"{bound}: {'reached' if ok else '**not reached**'}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60):d} s"
+
+
+def quickstart_rows(f: dict[str, Any]) -> list[Row]:
+    how = "`python benchmarks/quickstart_speed.py`"
+    reproduced = "equal" if f["findings_reproduced"] else "**differ from**"
+    return [
+        (
+            f"quickstart study from a clean results folder ({f['grid_points']} grid points, "
+            f"{f['target_runs']} target runs; the rest repeat a run and are planned away)",
+            f"{_minutes(f['wall_s'])}, of which {f['plan_s']:g} s plan the grid; the console "
+            f"holds {f['console_lines']} lines; its findings {reproduced} the README's",
+            verdict(f["wall_s"] / 60, QUICKSTART_TARGET_MIN, unit=" min"),
+            how,
+        ),
+        (
+            "the same command again (every run done: nothing composed or trained)",
+            f"{f['relaunch_s']:g} s",
+            verdict(f["relaunch_s"], RELAUNCH_TARGET_S, unit=" s"),
+            how,
+        ),
+        ("`transferlab-analyze` on the quickstart study", f"{f['analyze_s']:g} s", "", how),
+    ]
+
+
+def study_rows(f: dict[str, Any]) -> list[Row]:
+    naive, built, floor = f["naive_s"], f["transferlab_s"], f["floor_s"]
+    return [
+        (
+            f"one study grid three ways ({f['grid_points']} grid points of the quickstart's "
+            f"shape, {f['target_runs']} target runs): naive template, transferlab, compute floor",
+            f"naive {naive:g} s, transferlab {built:g} s, floor {floor:g} s: "
+            f"{naive / built:.1f}x faster than naive, {built / floor:.2f}x the floor",
+            f"{verdict(naive / built, NAIVE_SPEEDUP_TARGET, at_most=False, unit='x')}; "
+            f"{verdict(built / floor, FLOOR_RATIO_TARGET, unit='x')}",
+            "`python benchmarks/study_speed.py`",
+        )
+    ]
+
+
+def one_run_rows(f: dict[str, Any]) -> list[Row]:
+    lightning, plain = f["lightning_s"], f["plain_s"]
+    same = "same accuracies" if f["same_accuracies"] else "**accuracies differ**"
+    return [
+        (
+            f"one target run, Lightning (`fit_stage`) vs a plain PyTorch loop, {f['steps']} "
+            f"steps at {f['image_size']} px ({same})",
+            f"{lightning:.2f} s vs {plain:.2f} s ({lightning / plain:.2f}x, "
+            f"{lightning - plain:+.2f} s); `Trainer(barebones=True)` "
+            f"{f['barebones_s'] / plain:.2f}x",
+            verdict(lightning / plain, ONE_RUN_RATIO_TARGET, unit="x"),
+            f"`python benchmarks/lightning_overhead.py --image-size {f['image_size']}`",
+        )
+    ]
+
+
+def analysis_rows(f: dict[str, Any]) -> list[Row]:
+    again = f["cached_load_s"] + f["analyse_s"]
+    return [
+        (
+            f"analysing {f['records']:,} simulated records again (columnar table cache)",
+            f"{f['cached_load_s']:g} s load + {f['analyse_s']:g} s analysis = {again:.1f} s; "
+            f"{f['parse_s'] + f['analyse_s']:.1f} s when every file is parsed the first time",
+            verdict(again, ANALYSIS_TARGET_S, unit=" s"),
+            "`python benchmarks/analysis_speed.py`",
+        )
+    ]
+
+
+def models_rows(f: dict[str, Any]) -> list[Row]:
+    steps = [(k.split("_")[-2], v) for k, v in f.items() if k.startswith("test_resnet_")]
+    sizes = " / ".join(size for size, _ in steps)
+    times = " / ".join(f"{ms:g}" for _, ms in steps)
+    return [
+        (
+            f"forward + backward of a batch of {f['batch']} at {sizes}, `test_resnet`",
+            f"{times} ms",
+            "",
+            "`python benchmarks/models_speed.py`",
+        )
+    ]
+
+
+GPU_VARIANTS = ("fp32", "bf16", "nhwc", "on-device")
+
+
+def gpu_rows(f: dict[str, Any] | None, machine: dict[str, Any] | None) -> list[Row]:
+    how = "`python benchmarks/gpu_speed.py --study`"
+    what = "GPU path, resnet18 at 32 px: training samples/s, each step of the path"
+    if f is None or not (machine or {}).get("gpu"):
+        missing = "not measured: no GPU was available where these figures were taken"
+        return [(what, missing, "", how)]
+    rates = ", ".join(f"{v} {f[f'{v}_samples_per_s']:,}" for v in GPU_VARIANTS)
+    study = f"; the study grid {f['study_s']:g} s" if "study_s" in f else ""
+    return [(what, f"{machine['gpu']}: {rates}{study}", "", how)]
+
+
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "quickstart_speed": quickstart_rows,
+    "study_speed": study_rows,
+    "lightning_overhead": one_run_rows,
+    "analysis_speed": analysis_rows,
+    "models_speed": models_rows,
+}
+
+
+def render(folder: Path = FIGURES) -> str:
+    """The README's performance block, from the benchmark files in `folder`."""
+    rows: list[Row] = []
+    machines, dates = set(), set()
+    for name, make in SECTIONS.items():
+        saved = _load(folder, name)
+        if saved is None:
+            rows.append((f"`{name}`", "not measured yet", "", f"`benchmarks/{name}.py --save`"))
+            continue
+        rows.extend(make(saved["figures"]))
+        machines.add(f"{saved['machine']['cpu_cores']} CPU cores")
+        dates.add(saved["measured"])
+    gpu = _load(folder, "gpu_speed")
+    rows.extend(gpu_rows(gpu and gpu["figures"], gpu and gpu["machine"]))
+    head = (
+        f"Measured on {', '.join(sorted(machines)) or 'no machine yet'} (no GPU unless the GPU "
+        f"row names one), {', '.join(sorted(dates))}; each benchmark prints its figures and "
+        "saves them with `--save`, and `python scripts/performance_table.py` writes this table."
+    )
+    lines = [head, "", "| what | figure | target | how |", "|---|---|---|---|"]
+    lines += [f"| {what} | {figure} | {target} | {how} |" for what, figure, target, how in rows]
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(text: str) -> str:
+    """The text between the README's markers."""
+    if START not in text or END not in text:
+        raise ValueError(f"README lacks the markers {START} ... {END}")
+    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def main() -> int:
+    text = README.read_text()
+    readme_block(text)  # the markers are there
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    README.write_text(f"{before}{START}\n{render()}{END}{after}")
+    print(f"README performance table now shows {FIGURES.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

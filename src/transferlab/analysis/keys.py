@@ -6,7 +6,8 @@ setting that varies across a study's records is part of the cell, except the see
 paired on it) and the optimisation settings chosen per arm on validation (`HPARAMS`): settings
 both arms share (optimizer, scheduler, image size, ...) form the `variant` column and must match
 between a fine-tuned arm and its baseline; settings of the source stage (`source_size`,
-`pretrain.*`, `init_path`) form `source_variant` and only tell fine-tuned arms apart.
+`pretrain.*`, `init_path`) and of the fine-tuning method (`method.*`, which a scratch run does
+not have) form `source_variant` and only tell fine-tuned arms apart.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", 
 NAMED_PREFIXES = ("target.", "source.")
 #: Identity settings of the source stage (or the weights a target started from).
 SOURCE_SIDE_KEYS = ("source_size", "init_path")
-SOURCE_SIDE_PREFIXES = ("pretrain.",)
+SOURCE_SIDE_PREFIXES = ("pretrain.", "method.")
 #: Statuses counted per arm.
 STATUS_COUNTS = STATUSES
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from transferlab._helpers import atomic_write
 from transferlab.analysis.keys import SCRATCH, split_identity
-from transferlab.store.schema import record_problem
+from transferlab.store.schema import IDENTITY_VERSION, record_problem
 
 #: Below this many files the records are parsed in-process (a process pool costs more).
 PARALLEL_MIN_FILES = 4000
@@ -32,7 +32,7 @@ MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
 #: Version of the on-disk table cache (bump when COLUMNS or flattening change).
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -141,6 +141,11 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     """
     if (problem := record_problem(record)) is not None:
         raise ValueError(problem)
+    if (version := record.get("identity_version")) != IDENTITY_VERSION:
+        raise ValueError(
+            f"made under run identity rule {version} (this transferlab uses {IDENTITY_VERSION}):"
+            " superseded, not analysed; re-run the study to replace it"
+        )
     shared, source_side = split_identity(dict(record["identity"]))
     metrics = record.get("metrics")
     curve = record.get("val_curve") or ()

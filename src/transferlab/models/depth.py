@@ -90,17 +90,29 @@ def freeze_groups(model: nn.Module, depth: int) -> list[nn.Module]:
     eval mode, since ``requires_grad=False`` alone still lets train mode update their statistics.
     Idempotent: calling it again with another depth re-freezes from scratch.
     """
-    table = _group_table(model)
-    check_freeze_depth(model_display_name(model), depth, [name for name, _, _ in table])
-    frozen_params = {p for _, params, _ in table[:depth] for p in params}
+    names = [name for name, _, _ in _group_table(model)]
+    check_freeze_depth(model_display_name(model), depth, names)
+    return freeze_group_set(model, range(depth))
+
+
+def freeze_group_set(model: nn.Module, frozen: Iterable[int]) -> list[nn.Module]:
+    """Freeze the depth groups at the indices `frozen` (any subset), unfreeze the others, and
+    return the frozen groups' running-stat modules (to keep in eval mode)."""
+    table, frozen = _group_table(model), set(frozen)
+    frozen_params = {p for i, (_, params, _) in enumerate(table) if i in frozen for p in params}
     for name, param in model.named_parameters():
         param.requires_grad_(name not in frozen_params)
-    frozen_buffers = {b for _, _, buffers in table[:depth] for b in buffers}
+    frozen_buffers = {b for i, (_, _, buffers) in enumerate(table) if i in frozen for b in buffers}
+    return running_stat_modules(model, frozen_buffers)
+
+
+def running_stat_modules(model: nn.Module, buffers: set[str]) -> list[nn.Module]:
+    """The modules of `model` owning any of the running-statistics `buffers` (full names)."""
     return [
         module
         for module_name, module in model.named_modules()
         if any(
-            _join(module_name, buf) in frozen_buffers
+            _join(module_name, buf) in buffers
             for buf, _ in module.named_buffers(recurse=False)
             if buf.startswith(RUNNING_STAT_PREFIX)
         )

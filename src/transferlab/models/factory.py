@@ -157,11 +157,7 @@ def validate_model(
         resolve_hub_weights(name)
     elif init == "source" and init_path is not None:
         _check_source_model(name, load_checkpoint(init_path), init_path)
-    try:
-        with torch.device("meta"):  # no memory, no init cost: only the structure is needed
-            model = timm.create_model(name, num_classes=_PROBE_CLASSES, **model_kwargs)
-    except Exception:  # bad kwargs, or a model that cannot be built on meta: the CPU tells why
-        model = _create(name, num_classes=_PROBE_CLASSES, **model_kwargs)
+    model = model_structure(name, **model_kwargs)
     names = [g for g, _ in depth_groups(model)]
     if freeze_depth is not None:
         check_freeze_depth(name, freeze_depth, names)
@@ -172,6 +168,16 @@ def validate_model(
             f"{min_image_size(model)}"
         )
     return len(names)
+
+
+def model_structure(name: str, **model_kwargs: Any) -> nn.Module:
+    """Model `name`'s layers without weights (on the meta device: no memory, no init cost),
+    for checks of settings against its structure."""
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, num_classes=_PROBE_CLASSES, **model_kwargs)
+    except Exception:  # bad kwargs, or a model that cannot be built on meta: the CPU tells why
+        return _create(name, num_classes=_PROBE_CLASSES, **model_kwargs)
 
 
 def min_image_size(model: nn.Module) -> int:

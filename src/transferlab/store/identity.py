@@ -61,7 +61,7 @@ NOT_IDENTITY = (
 #: Settings a target run cannot use, per init: left out of its identity (and null in its stage
 #: config). A scratch run trains every layer: its freeze depth is 0 whatever the grid says.
 UNUSED_BY_INIT = {
-    "scratch": ("source", "source_size", "pretrain", "freeze_depth", "init_path"),
+    "scratch": ("source", "source_size", "pretrain", "freeze_depth", "init_path", "method"),
     "hub": ("source", "source_size", "pretrain", "init_path"),
     "file": ("source", "source_size", "pretrain"),
     "source": ("init_path",),
@@ -74,6 +74,7 @@ TARGET_ONLY = (
     "init",
     "init_path",
     "freeze_depth",
+    "method",
     "val_protocol",
     "val_share",
     "augment",
@@ -102,12 +103,30 @@ def normalize_run_config(cfg: DictConfig) -> DictConfig:
     """A copy of the run config with the settings its init cannot use set to null.
 
     The one place of the rule "scratch means freeze depth 0": a scratch run's freeze depth
-    becomes 0 rather than null, since it trains every layer.
+    becomes 0 rather than null, since it trains every layer; so does the freeze depth of a
+    method other than fine-tuning, which says itself what trains (grid points that differ only
+    in it are one run).
     """
     out = _copy(cfg)
     for key in UNUSED_BY_INIT.get(str(cfg.init), ()):
         out[key] = 0 if key == "freeze_depth" else None
+    if not uses_freeze_depth(out.get("method")):
+        out.freeze_depth = 0  # the method says itself what trains
     return out
+
+
+def uses_freeze_depth(method: Any) -> bool:
+    """Whether a `method` preset reads `freeze_depth` (fine-tuning does; no method means it)."""
+    if not method or "_target_" not in method:
+        return True
+    from hydra.utils import get_object
+
+    from transferlab.methods import FineTune
+
+    try:
+        return get_object(str(method._target_)) is FineTune
+    except Exception:  # noqa: BLE001 - an unknown target is reported by the config checks
+        return True
 
 
 def stage_config(cfg: DictConfig, stage: str, source_run_id: str | None = None) -> DictConfig:
@@ -122,7 +141,7 @@ def stage_config(cfg: DictConfig, stage: str, source_run_id: str | None = None) 
     for key, reference in STAGE_ALIASES[stage].items():
         out[key] = reference
     if stage == "source":
-        out.init, out.init_path, out.freeze_depth = "scratch", None, 0
+        out.init, out.init_path, out.freeze_depth, out.method = "scratch", None, 0, None
         out.target = out.target_size = out.train = None  # one source serves every target
         if cfg.pretrain.get("seed") is not None:
             out.seed = cfg.pretrain.seed

@@ -19,8 +19,9 @@ RECORD_SCHEMA = 2
 #: Version of the rule that turns a config into a run id (see `transferlab.store.identity`):
 #: a record made under another rule is never taken as this run being done. Also bumped when
 #: the code changes what a config means: 4 keeps frozen BatchNorm statistics fixed under
-#: Lightning 2.2+ (before, a run with freeze_depth > 0 let them adapt to the target).
-IDENTITY_VERSION = 4
+#: Lightning 2.2+ (before, a run with freeze_depth > 0 let them adapt to the target); 5 adds
+#: the fine-tuning method (`method.*`) to every transferred target run.
+IDENTITY_VERSION = 5
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.
@@ -157,6 +158,18 @@ class RunRecord:
         "one `{epoch, acc, f1, precision, recall, ece, nll}` per epoch", "list", None
     )
     train_samples_per_s: float | None = _doc("training throughput", "float \\| null", None)
+    method: str | None = _doc(
+        "how a transferred target stage trained: `finetune`, or another method with its "
+        "settings, e.g. `lp_ft(probe_share=0.5)` (null for a source stage or a scratch run)",
+        "str \\| null",
+        None,
+    )
+    phases: list | None = _doc(
+        "how the epochs were spent: `[{phase, epochs}]` (LP-FT: the linear probe, then "
+        "fine-tuning)",
+        "list \\| null",
+        None,
+    )
     checkpoint: str | None = _doc(
         "this stage's selected weights (source stages), relative to the results root",
         "str \\| null",

@@ -174,6 +174,23 @@ def _validated_model(arguments: str) -> int:
     return validate_model(**json.loads(arguments))
 
 
+@functools.lru_cache(maxsize=256)
+def _checked_method(arguments: str) -> None:
+    """The method's settings against the model's structure (`Method.check`), once per distinct
+    set of arguments: a tuned stage the model lacks, LoRA targets it does not have, a negative
+    penalty weight are one-line errors before any training."""
+    from hydra.utils import instantiate
+
+    from transferlab.methods import Context
+    from transferlab.models.factory import model_structure
+
+    args = json.loads(arguments)
+    method = instantiate(args["method"])
+    model = model_structure(args["model"], **args["kwargs"])
+    context = Context(freeze_depth=args["freeze_depth"], epochs=args["epochs"], head_reset=True)
+    method.check(model, context)
+
+
 def preflight(cfg: DictConfig) -> int:
     """Check every setting of a run before any training; return the model's depth-group count.
 
@@ -206,6 +223,19 @@ def preflight(cfg: DictConfig) -> int:
             sort_keys=True,
         )
     )
+    if cfg.get("method"):
+        _checked_method(
+            json.dumps(
+                {
+                    "method": plain(cfg.method),
+                    "model": cfg.model.name,
+                    "kwargs": plain(cfg.model.kwargs),
+                    "freeze_depth": cfg.freeze_depth,
+                    "epochs": cfg.train.epochs,
+                },
+                sort_keys=True,
+            )
+        )
     _check_data(cfg, cfg.target, cfg.target_size, cfg.seed, target=True)
     if uses_source:
         _check_data(cfg, cfg.source, cfg.source_size, cfg.seed, target=False)

@@ -141,6 +141,7 @@ class RunConfig:
     source: dict | None = _range()  # open: a dataset spec, checked by validate_spec
     target: dict = _range()
     model: Model = _range()
+    method: Any = _constructor(optional=True)  # null for scratch (normalize_run_config)
     optimizer: Any = _constructor()
     scheduler: Any = _constructor(optional=True)
     augment: Any = _constructor(optional=True)

@@ -17,8 +17,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab import methods
 from transferlab.data import DatasetSplits, ImageTensors
-from transferlab.models import create_model, freeze_groups, trainable_parameters
+from transferlab.methods import Context, Method
+from transferlab.models import create_model, trainable_parameters
 from transferlab.models.inputs import input_stats
 from transferlab.training.callbacks import (
     SUBMITIT_VARIABLE,
@@ -59,6 +61,7 @@ class StageResult:
     test: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     train_samples_per_s: float | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
     is_global_zero: bool = True
     model: Any = None
 
@@ -78,7 +81,8 @@ def build_module(
         target_classes=tuple(splits.classes),
         **stage_cfg.model.kwargs,
     )
-    frozen = freeze_groups(model, int(stage_cfg.freeze_depth))
+    method, context = stage_method(stage_cfg, info)
+    frozen = method.setup(model, context)
     module = TransferClassifier(
         model,
         num_classes=len(splits.classes),
@@ -88,8 +92,23 @@ def build_module(
         augment=_augmentation(stage_cfg),
         seed=int(stage_cfg.seed),
         input_stats=input_stats(model, splits.channels, str(stage_cfg.input_norm)),
+        method=method,
     )
+    info.update(method=method, context=context)
     return module, info
+
+
+def stage_method(stage_cfg: DictConfig, info: dict[str, Any]) -> tuple[Method, Context]:
+    """The stage's fine-tuning method (the `method` preset; plain fine-tuning with the stage's
+    freeze depth for a source stage or a scratch run, which have none) and what it knows."""
+    node = stage_cfg.get("method")
+    method = instantiate(node) if node else methods.DEFAULT()
+    context = Context(
+        freeze_depth=int(stage_cfg.freeze_depth),
+        epochs=int(stage_cfg.budget.epochs),
+        head_reset=info.get("head_reset"),
+    )
+    return method, context
 
 
 def _augmentation(stage_cfg: DictConfig) -> Any:
@@ -219,6 +238,7 @@ def select_and_test(
 
 def _frozen_prefix_once(
     stage_cfg: DictConfig,
+    context: Context,
     module: TransferClassifier,
     trainer: L.Trainer,
     splits: DatasetSplits,
@@ -226,7 +246,7 @@ def _frozen_prefix_once(
 ) -> tuple[DatasetSplits, Any]:
     """With `feature_cache`, frozen depth groups and no augmentation, the splits as the frozen
     prefix's outputs (computed once) and the module set to train the rest on them."""
-    frozen = int(stage_cfg.get("freeze_depth") or 0) > 0
+    frozen = module.method.frozen_prefix_depth(context) > 0
     if not (stage_cfg.get("feature_cache") and frozen) or module.augment is not None:
         return splits, train_split
     cached = frozen_prefix_data(
@@ -262,7 +282,9 @@ def fit_stage(
     splits, train_split = place_data(splits, train_split, device)
     if wants_channels_last(stage_cfg.channels_last, module.model, trainer.strategy.root_device):
         module.use_channels_last()
-    splits, train_split = _frozen_prefix_once(stage_cfg, module, trainer, splits, train_split)
+    splits, train_split = _frozen_prefix_once(
+        stage_cfg, info["context"], module, trainer, splits, train_split
+    )
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)
     timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)
     result = StageResult(
@@ -276,6 +298,7 @@ def fit_stage(
         input_stats=module.input_stats,
         val_curve=list(module.val_curve),
         train_samples_per_s=timer.samples_per_s if timer is not None else None,
+        phases=info["method"].phases(info["context"]),
         is_global_zero=trainer.is_global_zero,
     )
     if module.diverged_reason is not None:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from transferlab.data.image_ops import to_float
+from transferlab.methods import Method
 from transferlab.models import keep_frozen_in_eval
 from transferlab.models.inputs import UNIT_STATS, Stats
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
@@ -26,7 +27,8 @@ class TransferClassifier(L.LightningModule):
     """Trains `model` on one stage; keeps `frozen` modules in eval mode (fixed BatchNorm stats).
 
     `optimizer` is the optimizer preset's partial: it carries the stage budget's learning rate
-    and weight decay, so the code sets neither.
+    and weight decay, so the code sets neither. `method` (transferlab.methods) has set up what
+    trains; it also gives the optimiser's parameter groups, an extra loss and phase changes.
     """
 
     def __init__(
@@ -39,9 +41,11 @@ class TransferClassifier(L.LightningModule):
         augment: Augmentation | None = None,
         seed: int = 0,
         input_stats: Stats = UNIT_STATS,
+        method: Method | None = None,
     ) -> None:
         super().__init__()
         self.model = model
+        self.method = method or Method()
         self.augment = augment
         self.input_stats = input_stats
         # On the module's device with it (no per-batch host-to-device copy), never saved.
@@ -83,8 +87,10 @@ class TransferClassifier(L.LightningModule):
         self.channels_last = True
 
     def on_train_epoch_start(self) -> None:
-        """Frozen running-stat modules in eval mode for every epoch: Lightning (2.2 and later)
-        keeps the mode a module starts fit in, and timm builds models in training mode."""
+        """The method's phase for this epoch, and frozen running-stat modules in eval mode for
+        every epoch: Lightning (2.2 and later) keeps the mode a module starts fit in, and timm
+        builds models in training mode."""
+        self.frozen = self.method.on_epoch_start(self.model, self.current_epoch, self.frozen)
         keep_frozen_in_eval(self.frozen)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -110,8 +116,19 @@ class TransferClassifier(L.LightningModule):
         return self._generator
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        images, labels = batch
-        loss = nn.functional.cross_entropy(self(images), labels)
+        inputs, labels = batch
+        features = None
+        if self.method.needs_features and self._rest is None:
+            pooled = self.model.forward_features(inputs)
+            features = self.model.forward_head(pooled, pre_logits=True)
+            logits = self.model.forward_head(pooled)
+        else:
+            logits = self(inputs)
+        loss = nn.functional.cross_entropy(logits, labels)
+        penalty = self.method.penalty(self.model, features)
+        if penalty is not None:
+            self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=len(labels))
+            loss = loss + penalty
         self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
         return loss
 
@@ -189,8 +206,15 @@ class TransferClassifier(L.LightningModule):
         self._generator_state = state.get("augment_state")
 
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        """The optimizer preset over the method's parameter groups; a group's `lr_scale`
+        multiplies the budget's learning rate (the partial's `lr`)."""
+        groups = self.method.parameter_groups(self.model)
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        for group in groups:
+            scale = group.pop("lr_scale", 1.0)
+            if scale != 1.0:
+                group["lr"] = base_lr * scale
+        optimizer = self.optimizer_factory(groups)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

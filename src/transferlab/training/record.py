@@ -22,6 +22,18 @@ def dataset_entry(spec: Any) -> dict[str, Any] | None:
     return {"name": plain["name"], "description": describe(plain), "spec": plain}
 
 
+def method_label(stage_cfg: DictConfig) -> str | None:
+    """The stage's fine-tuning method with its settings (None: a source stage or scratch run)."""
+    node = stage_cfg.get("method")
+    if not node:
+        return None
+    from hydra.utils import instantiate
+
+    from transferlab.methods import label
+
+    return label(instantiate(node))
+
+
 def base_fields(stage_cfg: DictConfig, rid: str) -> dict[str, Any]:
     """The record fields known before training: settings, identity, provenance."""
     budget, is_target = stage_cfg.budget, stage_cfg.stage == "target"
@@ -32,6 +44,7 @@ def base_fields(stage_cfg: DictConfig, rid: str) -> dict[str, Any]:
         "init": stage_cfg.init,
         "model": stage_cfg.model.name,
         "freeze_depth": int(stage_cfg.freeze_depth),
+        "method": method_label(stage_cfg),
         "source": dataset_entry(stage_cfg.get("source")),
         "target": dataset_entry(stage_cfg.target) if is_target else None,
         "source_size": stage_cfg.get("source_size"),
@@ -71,6 +84,7 @@ def outcome_fields(result: StageResult | None) -> dict[str, Any]:
         "metrics": {"val": result.val, "test": result.test},
         "val_curve": result.val_curve,
         "train_samples_per_s": result.train_samples_per_s,
+        "phases": result.phases,
     }
 
 

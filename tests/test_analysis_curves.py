@@ -30,7 +30,7 @@ def _curves(rows):
         "val_acc",
     ]
     frame = pd.DataFrame([dict(zip(cols, ["s", "m", "t", *r])) for r in rows])
-    return frame.assign(variant="", source_variant="")  # nothing else varies
+    return frame.assign(variant="", method="", source_variant="")  # nothing else varies
 
 
 def test_effective_data_is_read_off_the_scratch_curve_in_log_size():

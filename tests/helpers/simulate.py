@@ -229,6 +229,7 @@ class _Simulator:
             init=init,
             model=model,
             freeze_depth=depth,
+            method="finetune" if stage == "target" and init != "scratch" else None,
             source=None if source is None else _dataset(source, s.specs),
             target=None if target is None else _dataset(target, s.specs),
             source_size=None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis.keys import ARM, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
+from transferlab.analysis.keys import ARM, ARM_KEYS, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
 from transferlab.analysis.paired import DEFAULT_TEST, paired_tests, seeds_needed
 from transferlab.analysis.selection import DEFAULT_RULE, BestMeanValidation
 from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, grouped_mean_ci
@@ -116,7 +116,7 @@ def _pairs(selected: pd.DataFrame, hparams: tuple[str, ...]) -> pd.DataFrame:
     cols = [*ARM, "seed", "test_acc", *CALIBRATION, "val_acc", "val_curve", *hparams, "run_id"]
     is_scratch = selected["source"].eq(SCRATCH)
     ft = selected.loc[~is_scratch, cols]
-    sc = selected.loc[is_scratch, cols].drop(columns=["source", "freeze_depth", "source_variant"])
+    sc = selected.loc[is_scratch, cols].drop(columns=ARM_KEYS)
     return (
         ft.add_prefix("ft_")
         .rename(columns={f"ft_{k}": k for k in [*ARM, "seed"]})
@@ -236,7 +236,7 @@ def _cells(
     counts = _status_counts(runs)
     is_scratch = counts["source"].eq(SCRATCH)
     ft_counts = counts[~is_scratch].rename(columns={s: f"ft_{s}" for s in STATUS_COUNTS})
-    sc_counts = counts[is_scratch].drop(columns=["source", "freeze_depth", "source_variant"])
+    sc_counts = counts[is_scratch].drop(columns=ARM_KEYS)
     sc_counts = sc_counts.rename(columns={s: f"scratch_{s}" for s in STATUS_COUNTS})
     cells = ft_counts.merge(sc_counts, on=SETTING, how="left")
     for s in STATUS_COUNTS:

@@ -6,8 +6,8 @@ setting that varies across a study's records is part of the cell, except the see
 paired on it) and the optimisation settings chosen per arm on validation (`HPARAMS`): settings
 both arms share (optimizer, scheduler, image size, ...) form the `variant` column and must match
 between a fine-tuned arm and its baseline; settings of the source stage (`source_size`,
-`pretrain.*`, `init_path`) and of the fine-tuning method (`method.*`, which a scratch run does
-not have) form `source_variant` and only tell fine-tuned arms apart.
+`pretrain.*`, `init_path`) form `source_variant` and only tell fine-tuned arms apart, as the
+fine-tuning method does (`method`: its name and settings, from the record).
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from transferlab.store.schema import STATUSES
 SCRATCH = "scratch"
 #: A target setting: both arms of a cell are trained on it.
 SETTING = ["study", "model", "target", "target_size", "variant"]
-#: An arm: one way of training on a target setting (scratch, or a source at a freeze depth).
-ARM = [*SETTING, "source", "freeze_depth", "source_variant"]
+#: What tells the arms of one target setting apart (scratch: source `scratch`, no method).
+ARM_KEYS = ["source", "method", "freeze_depth", "source_variant"]
+#: An arm: one way of training on a target setting (scratch, or a source with a fine-tuning
+#: method, at a freeze depth for `finetune`).
+ARM = [*SETTING, *ARM_KEYS]
 #: A (source, target) pair, for domain shift and estimators.
 PAIR = ["study", "model", "source", "target"]
 #: One learning curve: an arm over target sizes.
-CURVE = ["study", "model", "target", "variant", "source", "freeze_depth", "source_variant"]
+CURVE = ["study", "model", "target", "variant", *ARM_KEYS]
 #: One row of the per-source summary.
 SOURCE_SUMMARY = ["study", "model", "source"]
 #: Swept optimisation settings chosen per arm on validation (record columns) ...
@@ -34,10 +37,10 @@ HPARAM_KEYS = tuple(f"train.{h}" for h in HPARAMS)
 SEED_KEYS = ("seed", "pretrain.seed")
 #: Identity settings already in the setting and arm columns (dataset specs by description).
 NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", "freeze_depth")
-NAMED_PREFIXES = ("target.", "source.")
+NAMED_PREFIXES = ("target.", "source.", "method.")
 #: Identity settings of the source stage (or the weights a target started from).
 SOURCE_SIDE_KEYS = ("source_size", "init_path")
-SOURCE_SIDE_PREFIXES = ("pretrain.", "method.")
+SOURCE_SIDE_PREFIXES = ("pretrain.",)
 #: Statuses counted per arm.
 STATUS_COUNTS = STATUSES
 

@@ -14,6 +14,7 @@ import pandas as pd
 
 from transferlab.analysis import curves as cv
 from transferlab.analysis.cells import build_cells
+from transferlab.analysis.methods import method_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
 from transferlab.analysis.records import load_records
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
@@ -76,8 +77,17 @@ def analyze_frame(
         df, correction=s.correction, alpha=s.alpha, test=s.test, confidence=s.confidence
     )
     curves = cv.learning_curves(analysis.selected, s.confidence)
+    methods = method_comparison(
+        analysis.pairs,
+        analysis.cells,
+        correction=s.correction,
+        alpha=s.alpha,
+        test=s.test,
+        confidence=s.confidence,
+    )
     return {
         "cells": analysis.cells,
+        "methods": methods,
         "pairs": analysis.pairs,
         "selection": analysis.selection,
         "problems": analysis.problems,

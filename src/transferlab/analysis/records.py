@@ -32,7 +32,7 @@ MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
 #: Version of the on-disk table cache (bump when COLUMNS or flattening change).
-CACHE_VERSION = 6
+CACHE_VERSION = 7
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -44,6 +44,7 @@ COLUMNS = (
     "init",
     "model",
     "num_depth_groups",
+    "method",
     "freeze_depth",
     "source",
     "target",
@@ -158,6 +159,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "init": record.get("init"),
         "model": record.get("model"),
         "num_depth_groups": record.get("num_depth_groups"),
+        "method": record.get("method") or "",
         "freeze_depth": record.get("freeze_depth"),
         "source": _name(record.get("source")),
         "target": _name(record.get("target")),

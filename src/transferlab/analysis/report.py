@@ -25,6 +25,7 @@ CSV_TABLES = (
     "cells",
     "selection",
     "summary",
+    "methods",
     "curves",
     "crossings",
     "effective_data",
@@ -83,7 +84,34 @@ def _cell_tables(results: dict[str, Any]) -> list[str]:
         "",
         markdown_table(results["summary"], csv_name="summary.csv"),
     ]
+    if len(results.get("methods", ())):
+        parts += _method_tables(results["methods"])
     return parts
+
+
+def _method_tables(methods: pd.DataFrame) -> list[str]:
+    """Each fine-tuning method against plain full fine-tuning, and where it removes negative
+    transfer."""
+    rescued = methods[methods["rescues"].ne("")]
+    lines = [
+        f"- {r.method or 'finetune'} (depth {r.freeze_depth}), {r.source} \u2192 {r.target} at "
+        f"{r.target_size} examples: {r.rescues} (gain vs scratch {r.gain_vs_scratch:+.3f})"
+        for r in rescued.itertuples()
+    ]
+    return [
+        "## Method comparison",
+        "",
+        "_Each fine-tuned arm against plain full fine-tuning (`finetune`, depth 0) from the same "
+        "source on the same target setting, paired by seed: d_vs_finetune = mean test-accuracy "
+        "difference (above 0: the method is better), its interval, p and q (corrected per study "
+        "as the cells); vs_finetune = better | worse | inconclusive | too-few-seeds | "
+        "too-few-pairs; gain_vs_scratch / vs_scratch = the arm's own cell; finetune_vs_scratch "
+        "= the reference's cell; rescues = where plain fine-tuning's negative transfer is gone._",
+        "",
+        *(lines or ["No method removes a negative transfer of plain fine-tuning here."]),
+        "",
+        markdown_table(methods, csv_name="methods.csv"),
+    ]
 
 
 def _curve_tables(results: dict[str, Any]) -> list[str]:

@@ -1,0 +1,130 @@
+"""Fine-tuning methods compared: every fine-tuned arm against plain full fine-tuning from the
+same source on the same target setting, paired by seed, beside its comparison with scratch.
+
+The reference arm is `finetune` at freeze depth 0. A comparison pairs the two arms' selected
+runs (learning rate and epoch chosen per arm on validation) on seed, with the cells' paired
+test and multiple-comparison control (one family per study). Where plain fine-tuning shows
+negative transfer against scratch (its cell flagged `negative`) and a method's cell does not,
+the row says the method removes it (`rescues`): not significant any more, or positive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from transferlab.analysis.keys import ARM, SETTING
+from transferlab.analysis.paired import DEFAULT_TEST, paired_tests
+from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
+
+#: The reference: plain full fine-tuning.
+REFERENCE_METHOD = "finetune"
+REFERENCE_DEPTH = 0
+#: An arm's reference shares its target setting, its source and the source stage's settings.
+MATCH = [*SETTING, "source", "source_variant"]
+COLUMNS = [
+    *ARM,
+    "n_pairs",
+    "d_vs_finetune",
+    "ci_low",
+    "ci_high",
+    "p",
+    "q",
+    "vs_finetune",
+    "gain_vs_scratch",
+    "vs_scratch",
+    "finetune_vs_scratch",
+    "rescues",
+    "note",
+]
+
+
+def _is_reference(frame: pd.DataFrame) -> pd.Series:
+    return frame["method"].eq(REFERENCE_METHOD) & frame["freeze_depth"].eq(REFERENCE_DEPTH)
+
+
+def _differences(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per (arm, seed): its test accuracy minus the reference arm's on the same seed."""
+    runs = pairs[[*ARM, "seed", "ft_test_acc"]]
+    ref = runs[_is_reference(runs)][[*MATCH, "seed", "ft_test_acc"]]
+    joined = runs[~_is_reference(runs)].merge(
+        ref.rename(columns={"ft_test_acc": "ref_test_acc"}), on=[*MATCH, "seed"], how="inner"
+    )
+    return joined.assign(diff=joined["ft_test_acc"] - joined["ref_test_acc"])
+
+
+def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
+    if row["n_pairs"] < 2:
+        return "too-few-pairs", f"{row['n_pairs']} paired seed(s) with plain fine-tuning"
+    if row["min_p"] > alpha:
+        return "too-few-seeds", (
+            f"{row['n_pairs']} pairs: the test cannot go below p = {row['min_p']:.3g} > {alpha}"
+        )
+    if not np.isfinite(row["q"]):
+        return "inconclusive", row["note"] or "p-value undefined"
+    if row["q"] < alpha:
+        return ("better", "") if row["d_vs_finetune"] > 0 else ("worse", "")
+    return "inconclusive", f"q = {row['q']:.3g} >= alpha = {alpha}"
+
+
+def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """Each arm's own cell (gain and flag against scratch) and its reference's flag."""
+    own = cells[[*ARM, "gain", "flag"]].rename(
+        columns={"gain": "gain_vs_scratch", "flag": "vs_scratch"}
+    )
+    ref = cells[_is_reference(cells)][[*MATCH, "flag"]].rename(
+        columns={"flag": "finetune_vs_scratch"}
+    )
+    table = table.merge(own, on=ARM, how="left").merge(ref, on=MATCH, how="left")
+    removed = table["finetune_vs_scratch"].eq("negative") & table["vs_scratch"].isin(
+        ["positive", "inconclusive"]
+    )
+    table["rescues"] = np.where(
+        removed,
+        "plain fine-tuning's negative transfer becomes "
+        + table["vs_scratch"].map({"positive": "positive transfer", "inconclusive": "none"}),
+        "",
+    )
+    return table
+
+
+def method_comparison(
+    pairs: pd.DataFrame,
+    cells: pd.DataFrame,
+    *,
+    correction: str = "bh",
+    alpha: float = 0.05,
+    test: str = DEFAULT_TEST,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """One row per fine-tuned arm other than plain full fine-tuning (see the module docstring);
+    empty when a study has no such arm or no reference to compare it with."""
+    diffs = _differences(pairs)
+    if diffs.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    groups = diffs.groupby(ARM, dropna=False, sort=True)
+    keys, values = zip(*((k, g["diff"].to_numpy()) for k, g in groups))
+    results = paired_tests(values, test=test, confidence=confidence)
+    table = pd.DataFrame(
+        [
+            {
+                **dict(zip(ARM, k)),
+                "n_pairs": r.n,
+                "d_vs_finetune": r.mean,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+                "p": r.p,
+                "min_p": r.min_p,
+                "note": r.note,
+            }
+            for k, r in zip(keys, results)
+        ]
+    )
+    table["q"] = np.nan
+    testable = table["n_pairs"].ge(2) & np.isfinite(table["p"])
+    for _, family in table[testable].groupby("study", sort=False):
+        table.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
+    flags = [_flag(row, alpha) for _, row in table.iterrows()]
+    table["vs_finetune"] = [f for f, _ in flags]
+    table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
+    return _with_scratch(table, cells)[COLUMNS]

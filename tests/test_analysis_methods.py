@@ -1,0 +1,135 @@
+"""Fine-tuning methods in the analysis: a small real study (3 methods x 2 sources x 6 seeds, a
+real Hydra multirun) analysed end to end with the method comparison in the report, its numbers
+checked against the records the study wrote; and the comparison's verdicts on planted data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from transferlab.analysis import analyze
+from transferlab.analysis.keys import ARM
+from transferlab.analysis.methods import method_comparison
+
+SEEDS = 6
+METHODS = ("finetune", "lp_ft", "lora")
+SOURCES = ("digits_label_permuted", "shapes")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("methods") / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        "-m",
+        "study=methods",
+        f"paths.results={results}",
+        "image_size=16",
+        "target_size=40",
+        "train.epochs=2",
+        "pretrain.epochs=2",
+        "source_size=300",
+        "pretrain.seed=0",
+        f"data@source={','.join(SOURCES)}",
+        f"method={','.join(METHODS)}",
+        "init=source,scratch",
+        f"seed={','.join(str(s) for s in range(SEEDS))}",
+        "logger=[csv]",
+        "hydra/launcher=basic",
+    ]
+    env = {**os.environ, "TRANSFERLAB_DATA": str(results.parent / "data")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return results / "methods"
+
+
+def _records(study: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((study / "records").glob("*.json"))]
+
+
+def test_records_name_the_method_and_how_its_epochs_were_spent(study):
+    targets = [r for r in _records(study) if r["stage"] == "target"]
+    by_method: dict[str | None, list[dict]] = {}
+    for record in targets:
+        by_method.setdefault(record["method"], []).append(record)
+    assert len(by_method[None]) == SEEDS  # scratch: one run per seed, whatever the method
+    assert len(by_method["finetune"]) == len(by_method["lp_ft(probe_share=0.5)"]) == 2 * SEEDS
+    for record in by_method["lp_ft(probe_share=0.5)"]:
+        assert record["phases"] == [
+            {"phase": "linear_probe", "epochs": 1},
+            {"phase": "finetune", "epochs": 1},
+        ]
+    lora = next(m for m in by_method if m and m.startswith("lora("))
+    assert max(r["trainable_parameters"] for r in by_method[lora]) < min(
+        r["trainable_parameters"] for r in by_method["finetune"]
+    )
+
+
+def test_each_method_is_compared_with_plain_finetuning_in_the_report(study, tmp_path):
+    tables = analyze(study, tmp_path / "report", shift=False)
+    assert tables["unreadable"].empty
+    methods = tables["methods"]
+    assert len(methods) == len(SOURCES) * (len(METHODS) - 1)
+    assert set(methods["n_pairs"]) == {SEEDS}
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Method comparison" in report
+    assert (tmp_path / "report" / "methods.csv").is_file()
+    # d_vs_finetune is the mean per-seed difference of the records' test accuracies (one
+    # learning rate here, so the selected run of an arm and seed is its only run)
+    acc = {
+        (r["source"]["description"], r["method"], r["seed"]): r["metrics"]["test"]["acc"]
+        for r in _records(study)
+        if r["stage"] == "target" and r["init"] == "source"
+    }
+    for row in methods.itertuples():
+        diffs = [
+            acc[(row.source, row.method, s)] - acc[(row.source, "finetune", s)]
+            for s in range(SEEDS)
+        ]
+        assert row.d_vs_finetune == pytest.approx(sum(diffs) / SEEDS)
+        assert row.vs_finetune in ("better", "worse", "inconclusive")
+
+
+def _planted(gains: dict[str, list[float]], flags: dict[str, str]) -> tuple:
+    """Pairs and cells of one target setting: per method, its per-seed test accuracies."""
+    base = {"study": "s", "model": "m", "target": "t", "target_size": 20, "variant": ""}
+    pairs, cells = [], []
+    for method, accs in gains.items():
+        arm = {**base, "source": "src", "method": method, "freeze_depth": 0, "source_variant": ""}
+        pairs += [{**arm, "seed": i, "ft_test_acc": a} for i, a in enumerate(accs)]
+        cells.append({**arm, "gain": sum(accs) / len(accs) - 0.5, "flag": flags[method]})
+    return pd.DataFrame(pairs), pd.DataFrame(cells)
+
+
+def test_a_method_that_removes_negative_transfer_is_called_out():
+    reference = [0.40, 0.42, 0.41, 0.43, 0.40, 0.42, 0.41, 0.44]
+    better = [a + 0.10 + 0.005 * i for i, a in enumerate(reference)]  # clearly above
+    same = [a + (0.01 if i % 2 else -0.01) for i, a in enumerate(reference)]
+    pairs, cells = _planted(
+        {"finetune": reference, "lp_ft": better, "l2sp": same},
+        {"finetune": "negative", "lp_ft": "inconclusive", "l2sp": "negative"},
+    )
+    table = method_comparison(pairs, cells).set_index("method")
+    assert list(table.reset_index()[ARM].columns) == ARM
+    assert table.loc["lp_ft", "vs_finetune"] == "better"
+    assert table.loc["lp_ft", "d_vs_finetune"] == pytest.approx(0.10 + 0.005 * 3.5)
+    assert table.loc["lp_ft", "rescues"] == "plain fine-tuning's negative transfer becomes none"
+    assert table.loc["l2sp", "vs_finetune"] == "inconclusive"
+    assert table.loc["l2sp", "rescues"] == ""  # still negative against scratch
+    assert "finetune" not in table.index  # the reference is not compared with itself
+
+
+def test_too_few_pairs_are_said_not_tested():
+    pairs, cells = _planted(
+        {"finetune": [0.4], "lora": [0.5]}, {"finetune": "single-seed", "lora": "single-seed"}
+    )
+    row = method_comparison(pairs, cells).iloc[0]
+    assert row["vs_finetune"] == "too-few-pairs" and pd.isna(row["q"])

@@ -133,3 +133,14 @@ def test_too_few_pairs_are_said_not_tested():
     )
     row = method_comparison(pairs, cells).iloc[0]
     assert row["vs_finetune"] == "too-few-pairs" and pd.isna(row["q"])
+
+
+def test_the_gain_heatmap_gives_each_method_its_own_row():
+    from transferlab.analysis.figures import _row_labels
+
+    plain = [("finetune", 0), ("finetune", 3)]
+    assert _row_labels(plain) == (["0", "3"], True)
+    mixed = [("finetune", 0), ("lora(r=4)", 0), ("lora(r=8)", 0), ("lp_ft(probe_share=0.5)", 0)]
+    labels, only_plain = _row_labels(mixed)
+    assert not only_plain and len(set(labels)) == len(mixed)
+    assert labels == ["finetune (0)", "lora(r=4)", "lora(r=8)", "lp_ft"]

@@ -9,6 +9,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,28 @@ def _size_order(values: pd.Series) -> list:
     return known + ([pd.NA] if values.isna().any() else [])
 
 
+#: How plain fine-tuning is named in the heatmaps' rows.
+PLAIN = "finetune"
+
+
+def _arm_row(row: Any) -> tuple[str, int]:
+    """(method with its settings, freeze depth): one heatmap row."""
+    return str(getattr(row, "method", "") or PLAIN), int(row.freeze_depth)
+
+
+def _row_labels(rows: list[tuple[str, int]]) -> tuple[list[str], bool]:
+    """Row labels (the depth alone when every row is plain fine-tuning; a method's name
+    without its settings unless two rows share it) and whether every row is plain."""
+    names = [method.split("(", 1)[0] for method, _ in rows]
+    if all(name == PLAIN for name in names):
+        return [str(depth) for _, depth in rows], True
+    labels = [
+        f"{name} ({depth})" if name == PLAIN else (name if names.count(name) == 1 else method)
+        for name, (method, depth) in zip(names, rows)
+    ]
+    return labels, False
+
+
 def gain_heatmaps(cells: pd.DataFrame, out: Path) -> list[Path]:
     """Per (study, model, target): one panel per source, gain over freeze depth x target size;
     + / - mark cells flagged positive / negative after correction, ? too few seeds."""
@@ -70,17 +93,18 @@ def gain_heatmaps(cells: pd.DataFrame, out: Path) -> list[Path]:
     for (study, model, target), frame in cells.groupby(["study", "model", "target"], sort=True):
         sources = sorted(frame["source"].unique())
         sizes = _size_order(frame["target_size"])
-        depths = sorted(int(d) for d in frame["freeze_depth"].unique())
+        rows = sorted({_arm_row(r) for r in frame.itertuples(index=False)})
+        labels, plain = _row_labels(rows)
         span = max(
             float(np.nanmax(np.abs(frame["gain"]))) if frame["gain"].notna().any() else 0.0,
             MIN_COLOUR_RANGE,
         )
         fig, axes = _grid(len(sources))
         for ax, source in zip(axes, sources):
-            grid = np.full((len(depths), len(sizes)), np.nan)
+            grid = np.full((len(rows), len(sizes)), np.nan)
             marks = np.full(grid.shape, "", dtype=object)
             for row in frame[frame["source"].eq(source)].itertuples(index=False):
-                i = depths.index(int(row.freeze_depth))
+                i = rows.index(_arm_row(row))
                 j = next(
                     k for k, s in enumerate(sizes) if size_label(s) == size_label(row.target_size)
                 )
@@ -93,9 +117,9 @@ def gain_heatmaps(cells: pd.DataFrame, out: Path) -> list[Path]:
                 text = "n/a" if np.isnan(value) else f"{value:+.2f}{marks[i, j]}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8)
             ax.set_xticks(range(len(sizes)), [size_label(s) for s in sizes])
-            ax.set_yticks(range(len(depths)), depths)
+            ax.set_yticks(range(len(rows)), labels)
             ax.set_xlabel("target size")
-            ax.set_ylabel("freeze depth")
+            ax.set_ylabel("freeze depth" if plain else "method (freeze depth)")
             ax.set_title(f"{source}", fontsize=9)
             fig.colorbar(image, ax=ax, label="gain (test acc)")
         fig.suptitle(

@@ -35,9 +35,11 @@ TEST_NAMES = {
 
 def _cell_name(row: Any) -> str:
     extra = "; ".join(v for v in (row.variant, row.source_variant) if v)
+    method = getattr(row, "method", "") or "finetune"
+    how = f"freeze depth {row.freeze_depth}" if method == "finetune" else f"method {method}"
     return (
         f"**{row.source} \u2192 {row.target}** ({row.model}, {size_label(row.target_size)}"
-        f" target examples, freeze depth {row.freeze_depth}{'; ' + extra if extra else ''})"
+        f" target examples, {how}{'; ' + extra if extra else ''})"
     )
 
 

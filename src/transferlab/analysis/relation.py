@@ -14,13 +14,18 @@ from transferlab.analysis.keys import PAIR, SCRATCH
 from transferlab.analysis.shift import SHIFT_MEASURES
 from transferlab.analysis.stats import CORRELATION_KEYS, MIN_RANK_PAIRS, rank_correlations
 
+#: Method labels of plain fine-tuning ("" in tables made without a method column's values).
+PLAIN_METHODS = ("finetune", "")
 #: Columns of a rank-relation table (shift against gain; estimators share the tail).
 CORRELATION_COLUMNS = ["study", "model", "space", "distance", "n", *CORRELATION_KEYS, "note"]
 
 
 def full_finetuning(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows at each source's smallest freeze depth (0 = full fine-tuning)."""
+    """Plain fine-tuning rows (method `finetune`) at each source's smallest freeze depth
+    (0 = full fine-tuning): the transfer the shift is related to, whatever other methods ran."""
     frame = frame[~frame["source"].eq(SCRATCH)]
+    if "method" in frame.columns:
+        frame = frame[frame["method"].isin(PLAIN_METHODS)]
     lowest = frame.groupby(PAIR, dropna=False)["freeze_depth"].transform("min")
     return frame[frame["freeze_depth"].eq(lowest)]
 

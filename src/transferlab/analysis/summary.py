@@ -69,7 +69,9 @@ def source_summaries(
 ) -> pd.DataFrame:
     """One row per (study, model, source): IQM gain and P(fine-tuned > scratch) with intervals,
     and how many of its cells were flagged positive or negative."""
-    cell_keys = [c for c in ("target", "target_size", "freeze_depth") if c in pairs.columns]
+    cell_keys = [
+        c for c in ("target", "target_size", "method", "freeze_depth") if c in pairs.columns
+    ]
     pairs = pairs.assign(
         gain=pairs["ft_test_acc"] - pairs["scratch_test_acc"],
         _cell=pairs.groupby(cell_keys, dropna=False).ngroup(),

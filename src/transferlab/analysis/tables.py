@@ -18,6 +18,7 @@ DIGITS = 3
 CELL_COLUMNS = [
     "model",
     "source",
+    "method",
     "target",
     "target_size",
     "freeze_depth",
@@ -82,6 +83,8 @@ def latex_cells(cells: pd.DataFrame) -> str:
     """The cell table as a LaTeX tabular (booktabs)."""
     table = cells[[c for c in CELL_COLUMNS if c not in ("reason", "ntg")]].copy()
     table = table.drop(columns=[c for c in ("variant", "source_variant") if not table[c].any()])
+    if table["method"].nunique() <= 1:  # one method (plain fine-tuning): nothing to tell apart
+        table = table.drop(columns="method")
     table["target_size"] = table["target_size"].map(size_label)
     table["gain"] = [
         f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" if np.isfinite(g) else "--"

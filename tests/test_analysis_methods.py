@@ -63,10 +63,14 @@ def test_records_name_the_method_and_how_its_epochs_were_spent(study):
     assert len(by_method[None]) == SEEDS  # scratch: one run per seed, whatever the method
     assert len(by_method["finetune"]) == len(by_method["lp_ft(probe_share=0.5)"]) == 2 * SEEDS
     for record in by_method["lp_ft(probe_share=0.5)"]:
-        assert record["phases"] == [
-            {"phase": "linear_probe", "epochs": 1},
-            {"phase": "finetune", "epochs": 1},
-        ]
+        probe, tune = record["phases"]
+        assert (probe["phase"], probe["epochs"], tune["phase"], tune["epochs"]) == (
+            "linear_probe",
+            1,
+            "finetune",
+            1,
+        )
+        assert 0 < probe["trainable_parameters"] < tune["trainable_parameters"]
     lora = next(m for m in by_method if m and m.startswith("lora("))
     assert max(r["trainable_parameters"] for r in by_method[lora]) < min(
         r["trainable_parameters"] for r in by_method["finetune"]

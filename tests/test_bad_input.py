@@ -72,6 +72,20 @@ CASES = {
         ["trainer.enable_checkpointing", "set by the code"],
     ),
     "unknown memory layout": (["channels_last=maybe"], ["channels_last", "'maybe'", "auto"]),
+    "unknown fine-tuning method": (["method=freeze"], ["method", "freeze", "lp_ft", "lora"]),
+    "surgical stage the model lacks": (
+        ["method=surgical", "method.tune_stages=[1,9]"],
+        ["method.tune_stages=[1, 9]", "6 depth groups", "0..5"],
+    ),
+    "LoRA target the model lacks": (
+        ["method=lora", "method.target_modules=[attn.qkv]"],
+        ["method.target_modules", "attn.qkv", "candidates"],
+    ),
+    "negative L2-SP weight": (["method=l2sp", "method.alpha=-0.1"], ["method.alpha=-0.1", ">= 0"]),
+    "LP-FT probe taking every epoch": (
+        ["method=lp_ft", "method.probe_share=0.99"],
+        ["method.probe_share=0.99", "2 of 2 epochs"],
+    ),
     "model argument the preset lacks": (
         ["model.kwargs.drop_rate=0.1"],
         ["+model.kwargs.drop_rate"],

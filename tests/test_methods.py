@@ -111,11 +111,17 @@ def test_lora_keeps_base_weights_and_trains_adapters_and_head(
 def test_lp_ft_moves_the_head_first_and_the_body_after(compose, tmp_path, model, monkeypatch):
     stage = _stage(compose, model, "method=lp_ft", "method.probe_share=0.5")
     result, snaps = _fit(stage, tmp_path, monkeypatch)
-    assert result.phases == [
-        {"phase": "linear_probe", "epochs": 1},
-        {"phase": "finetune", "epochs": 1},
-    ]
     net, before, (probe, tuned) = result.model, snaps.initial, snaps.states
+    params = dict(net.named_parameters())
+    head_count = sum(params[n].numel() for n in depth_groups(net)[-1][1])
+    assert result.phases == [
+        {"phase": "linear_probe", "epochs": 1, "trainable_parameters": head_count},
+        {
+            "phase": "finetune",
+            "epochs": 1,
+            "trainable_parameters": sum(p.numel() for p in params.values()),
+        },
+    ]
     head = set(_group_keys(net, probe, len(depth_groups(net)) - 1))
     body = [k for k in probe if k not in head and probe[k].is_floating_point()]
     assert all(torch.equal(probe[k], before[k]) for k in body)  # BatchNorm statistics too

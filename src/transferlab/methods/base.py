@@ -60,7 +60,8 @@ class Method:
         return frozen
 
     def phases(self, context: Context) -> list[dict[str, Any]]:
-        """How the epochs were spent: `[{"phase", "epochs"}]`."""
+        """How the epochs were spent: `[{"phase", "epochs"}]` (with the parameters each phase
+        trained where that changes between phases)."""
         return [{"phase": self.name, "epochs": context.epochs}]
 
     def settings(self) -> dict[str, Any]:

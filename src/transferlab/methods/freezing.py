@@ -9,7 +9,12 @@ from torch import nn
 
 from transferlab.errors import ConfigError
 from transferlab.methods.base import Context, Method, check_range, group_names, out_of_groups
-from transferlab.models.depth import check_freeze_depth, freeze_group_set, model_display_name
+from transferlab.models.depth import (
+    check_freeze_depth,
+    freeze_group_set,
+    model_display_name,
+    trainable_parameters,
+)
 
 
 class FineTune(Method):
@@ -65,8 +70,8 @@ class LPFT(Method):
 
     def __init__(self, probe_share: float = 0.5) -> None:
         self.probe_share = probe_share
-        self._model: nn.Module | None = None
         self._probe_epochs = 0
+        self._trainable = (0, 0)  # parameters trained in each phase, counted at setup
 
     def probe_epochs(self, epochs: int) -> int:
         return round(self.probe_share * epochs)
@@ -83,7 +88,9 @@ class LPFT(Method):
     def setup(self, model: nn.Module, context: Context) -> list[nn.Module]:
         self.check(model, context)
         self._probe_epochs = self.probe_epochs(context.epochs)
-        return freeze_group_set(model, range(len(group_names(model)) - 1))
+        frozen = freeze_group_set(model, range(len(group_names(model)) - 1))
+        self._trainable = (trainable_parameters(model), sum(p.numel() for p in model.parameters()))
+        return frozen
 
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         return [{"params": list(model.parameters()), "lr_scale": 1.0}]
@@ -99,9 +106,11 @@ class LPFT(Method):
 
     def phases(self, context: Context) -> list[dict[str, Any]]:
         probe = self.probe_epochs(context.epochs)
+        head, everything = self._trainable
+        rest = context.epochs - probe
         return [
-            {"phase": "linear_probe", "epochs": probe},
-            {"phase": "finetune", "epochs": context.epochs - probe},
+            {"phase": "linear_probe", "epochs": probe, "trainable_parameters": head},
+            {"phase": "finetune", "epochs": rest, "trainable_parameters": everything},
         ]
 
     def settings(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transferlab._helpers import marked_block, replace_marked_block
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "performance"
 README = ROOT / "README.md"
@@ -177,17 +179,11 @@ def render(folder: Path = FIGURES) -> str:
 
 def readme_block(text: str) -> str:
     """The text between the README's markers."""
-    if START not in text or END not in text:
-        raise ValueError(f"README lacks the markers {START} ... {END}")
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return marked_block(text, START, END)
 
 
 def main() -> int:
-    text = README.read_text()
-    readme_block(text)  # the markers are there
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    README.write_text(f"{before}{START}\n{render()}{END}{after}")
+    replace_marked_block(README, START, END, render())
     print(f"README performance table now shows {FIGURES.relative_to(ROOT)}")
     return 0
 

@@ -14,6 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from transferlab._helpers import marked_block, replace_marked_block
 from transferlab.analysis.digest import DIGEST_FILES, digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +26,7 @@ HEATMAP = "gain-heatmap-*.png"
 
 def readme_block(text: str) -> str:
     """The text between the README's markers."""
-    if START not in text or END not in text:
-        raise ValueError(f"README lacks the markers {START} ... {END}")
-    return text.split(START, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return marked_block(text, START, END)
 
 
 def snapshot(analysis: Path) -> None:
@@ -42,11 +41,7 @@ def snapshot(analysis: Path) -> None:
 def main(argv: list[str]) -> int:
     analysis = Path(argv[0] if argv else "results/quickstart/analysis")
     snapshot(analysis)
-    text = README.read_text()
-    readme_block(text)  # the markers are there
-    before, rest = text.split(START, 1)
-    after = rest.split(END, 1)[1]
-    README.write_text(f"{before}{START}\n{digest(SNAPSHOT)}{END}{after}")
+    replace_marked_block(README, START, END, digest(SNAPSHOT))
     print(f"README findings now show {SNAPSHOT.relative_to(ROOT)} (from {analysis})")
     return 0
 

@@ -16,10 +16,8 @@ from transferlab.analysis.digest import digest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "quickstart_findings", ROOT / "scripts" / "quickstart_findings.py"
-    )
+def _script(name: str = "quickstart_findings"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -62,3 +60,14 @@ def test_digest_reads_a_fresh_analysis(tmp_path: Path):
         column = sorted(cells["target_size"].unique()).index(row.target_size)
         assert table_row.split(" | ")[3 + column].startswith(f"{row.gain:+.3f}")
     assert "Shift against gain: nothing to relate" in text
+
+
+def test_methods_recipe_block_is_the_digest_of_the_methods_snapshot():
+    from transferlab.analysis.digest import methods_digest
+
+    script = _script("methods_findings")
+    block = script.readme_block(script.README.read_text())
+    assert block == methods_digest(script.SNAPSHOT)
+    methods = pd.read_csv(script.SNAPSHOT / "methods.csv")
+    assert set(methods["study"]) == {"methods"}
+    assert (script.SNAPSHOT / "report.md").read_text().startswith("# Transfer analysis: methods")

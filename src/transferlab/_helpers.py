@@ -96,3 +96,18 @@ def atomic_write_json(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` as indented, key-sorted JSON atomically (non-finite floats as null)."""
     text = json.dumps(finite(dict(payload)), indent=1, sort_keys=True, default=_json_default)
     return atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def marked_block(text: str, start: str, end: str) -> str:
+    """The text between the markers `start` and `end` of a generated document section."""
+    if start not in text or end not in text:
+        raise ValueError(f"the text lacks the markers {start} ... {end}")
+    return text.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
+def replace_marked_block(path: Path, start: str, end: str, body: str) -> None:
+    """Write `body` between the markers `start` and `end` of the file at `path`."""
+    text = path.read_text()
+    marked_block(text, start, end)  # the markers are there
+    before, rest = text.split(start, 1)
+    path.write_text(f"{before}{start}\n{body}{end}{rest.split(end, 1)[1]}")

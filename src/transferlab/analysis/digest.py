@@ -31,17 +31,22 @@ def _gain(row: pd.Series) -> str:
 
 
 def gain_table(cells: pd.DataFrame) -> list[str]:
-    """One row per (model, source, freeze depth), one column per target size."""
+    """One row per (model, source, [method,] freeze depth), one column per target size (the
+    method column only where more than one method ran)."""
     sizes = sorted(cells["target_size"].unique())
-    keys = ["model", "source", "freeze_depth"]
+    methods = "method" in cells.columns and cells["method"].nunique() > 1
+    keys = ["model", "source", *(["method"] if methods else []), "freeze_depth"]
+    names = [k.replace("_", " ") for k in keys]
     lines = [
-        "| model | source | freeze depth | " + " | ".join(f"{s} examples" for s in sizes) + " |",
-        "|---|---|---|" + "---|" * len(sizes),
+        "| " + " | ".join(names) + " | " + " | ".join(f"{s} examples" for s in sizes) + " |",
+        "|" + "---|" * (len(keys) + len(sizes)),
     ]
     for key, rows in cells.groupby(keys, sort=True):
         by_size = {row["target_size"]: _gain(row) for _, row in rows.iterrows()}
         lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | "
+            "| "
+            + " | ".join(str(k) for k in key)
+            + " | "
             + " | ".join(by_size.get(s, "") for s in sizes)
             + " |"
         )
@@ -130,3 +135,52 @@ def digest(folder: str | Path) -> str:
         *_relations(folder),
     ]
     return "\n".join(parts) + "\n"
+
+
+#: Mark of a method's verdict against plain fine-tuning.
+METHOD_MARKS = {"better": " (+)", "worse": " (−)"}
+
+
+def _against_finetune(row: pd.Series) -> str:
+    if pd.isna(row["d_vs_finetune"]):
+        return f"n/a ({row['vs_finetune']})"
+    return f"{row['d_vs_finetune']:+.3f}{METHOD_MARKS.get(row['vs_finetune'], '')}"
+
+
+def methods_digest(folder: str | Path) -> str:
+    """The method comparison of an analysis folder (`methods.csv`) in short: verdict counts,
+    one row per (source, target size) with each method's difference from plain fine-tuning,
+    and where a method removes plain fine-tuning's negative transfer."""
+    methods = pd.read_csv(Path(folder) / "methods.csv", keep_default_na=False, na_values=[""])
+    methods["name"] = methods["method"].str.split("(", n=1).str[0]
+    verdicts = methods["vs_finetune"].value_counts()
+    names = sorted(methods["name"].unique())
+    lines = [
+        f"{len(methods)} comparisons with plain full fine-tuning, "
+        f"{int(methods['n_pairs'].min())} to {int(methods['n_pairs'].max())} paired seeds each: "
+        f"**{verdicts.get('better', 0)} better**, **{verdicts.get('worse', 0)} worse**, "
+        f"{verdicts.get('inconclusive', 0)} inconclusive (BH q < 0.05 per study).",
+        "",
+        "_Test accuracy minus plain full fine-tuning's from the same source, mean over paired "
+        "seeds; (+) and (−) mark a significant difference (intervals, p and q in "
+        "`methods.csv`); the last column is plain fine-tuning against scratch._",
+        "",
+        "| source | examples | " + " | ".join(names) + " | finetune vs scratch |",
+        "|" + "---|" * (len(names) + 3),
+    ]
+    for (source, size), rows in methods.groupby(["source", "target_size"], sort=True):
+        by_name = {row["name"]: _against_finetune(row) for _, row in rows.iterrows()}
+        reference = rows["finetune_vs_scratch"].iloc[0]
+        lines.append(
+            f"| {source} | {size} | "
+            + " | ".join(by_name.get(n, "") for n in names)
+            + f" | {reference} |"
+        )
+    rescued = methods[methods["rescues"].fillna("").ne("")]
+    lines.append("")
+    lines += [
+        f"- {r.name} on {r.source} at {r.target_size} examples: {r.rescues} "
+        f"(gain against scratch {r.gain_vs_scratch:+.3f})."
+        for r in rescued.itertuples()
+    ] or ["- No method removes a negative transfer of plain fine-tuning here."]
+    return "\n".join(lines) + "\n"

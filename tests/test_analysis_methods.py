@@ -148,3 +148,29 @@ def test_the_gain_heatmap_gives_each_method_its_own_row():
     labels, only_plain = _row_labels(mixed)
     assert not only_plain and len(set(labels)) == len(mixed)
     assert labels == ["finetune (0)", "lora(r=4)", "lora(r=8)", "lp_ft"]
+
+
+def test_the_methods_digest_names_rescues_and_new_negative_transfer(tmp_path):
+    from transferlab.analysis.digest import methods_digest
+
+    reference = [0.40, 0.42, 0.41, 0.43, 0.40, 0.42, 0.41, 0.44]
+    pairs, cells = _planted(
+        {
+            "finetune": reference,
+            "lp_ft": [a + 0.10 + 0.005 * i for i, a in enumerate(reference)],
+            "lora": [a - 0.10 - 0.005 * i for i, a in enumerate(reference)],
+        },
+        {"finetune": "negative", "lp_ft": "positive", "lora": "negative"},
+    )
+    method_comparison(pairs, cells).to_csv(tmp_path / "methods.csv", index=False)
+    text = methods_digest(tmp_path)
+    assert "**1 better**, **1 worse**" in text
+    rescued = "lp_ft on src at 20 examples: plain fine-tuning's negative transfer becomes positive"
+    assert rescued in text
+    assert "lora on src" not in text  # negative like plain fine-tuning: neither rescued nor new
+    cells.loc[cells["method"].eq("finetune"), "flag"] = "inconclusive"
+    method_comparison(pairs, cells).to_csv(tmp_path / "methods.csv", index=False)
+    text = methods_digest(tmp_path)
+    new = "lora on src at 20 examples: negative transfer that plain fine-tuning does not show"
+    assert new in text
+    assert "No method removes" in text

@@ -68,6 +68,13 @@ def _size_order(values: pd.Series) -> list:
 PLAIN = "finetune"
 
 
+def _method_names(frame: pd.DataFrame) -> pd.Series:
+    """Each row's method with its settings (plain fine-tuning, and scratch: PLAIN)."""
+    if "method" not in frame.columns:
+        return pd.Series(PLAIN, index=frame.index)
+    return frame["method"].fillna("").replace("", PLAIN)
+
+
 def _arm_row(row: Any) -> tuple[str, int]:
     """(method with its settings, freeze depth): one heatmap row."""
     return str(getattr(row, "method", "") or PLAIN), int(row.freeze_depth)
@@ -139,13 +146,13 @@ def _band(ax, frame: pd.DataFrame, x: str, label: str, style: str = "-o") -> Non
 
 
 def learning_curves(curves: pd.DataFrame, out: Path) -> list[Path]:
-    """Per (study, model, target, freeze depth): test accuracy against training examples (log)
-    for each source and for scratch, with 95% interval bands over seeds."""
+    """Per (study, model, target, method or freeze depth): test accuracy against training
+    examples (log) for each source and for scratch, with 95% interval bands over seeds."""
     paths = []
     scratch = curves[curves["source"].eq(SCRATCH)]
-    ft = curves[~curves["source"].eq(SCRATCH)]
-    for (study, model, target, depth), frame in ft.groupby(
-        ["study", "model", "target", "freeze_depth"], sort=True
+    ft = curves[~curves["source"].eq(SCRATCH)].assign(_method=lambda f: _method_names(f))
+    for (study, model, target, method, depth), frame in ft.groupby(
+        ["study", "model", "target", "_method", "freeze_depth"], sort=True
     ):
         fig = Figure(figsize=(5.5, 4), dpi=DPI)
         ax = fig.subplots()
@@ -162,18 +169,21 @@ def learning_curves(curves: pd.DataFrame, out: Path) -> list[Path]:
         ax.minorticks_off()
         ax.set_xlabel("target training examples")
         ax.set_ylabel("test accuracy")
-        ax.set_title(f"{target}, {model}, freeze depth {depth}", fontsize=10)
+        how = f"freeze depth {depth}" if method == PLAIN else f"method {method}"
+        ax.set_title(f"{target}, {model}, {how}", fontsize=10)
         ax.legend(fontsize=7)
-        name = slug("learning_curve", study, model, target, f"depth{depth}")
+        arm = f"depth{depth}" if method == PLAIN else method
+        name = slug("learning_curve", study, model, target, arm)
         paths.append(_save(fig, out / f"{name}.png"))
     return paths
 
 
 def freeze_profiles(curves: pd.DataFrame, out: Path) -> list[Path]:
-    """Per (study, model, target): one panel per target size, test accuracy against freeze
-    depth for each source, scratch as a horizontal band."""
+    """Per (study, model, target): one panel per target size, plain fine-tuning's test accuracy
+    against freeze depth for each source, scratch as a horizontal band."""
     paths = []
-    for (study, model, target), frame in curves.groupby(["study", "model", "target"], sort=True):
+    plain = curves[_method_names(curves).eq(PLAIN)]  # freeze depth is plain fine-tuning's
+    for (study, model, target), frame in plain.groupby(["study", "model", "target"], sort=True):
         sizes = _size_order(frame["target_size"])
         fig, axes = _grid(len(sizes))
         for ax, size in zip(axes, sizes):

@@ -11,9 +11,10 @@ of that snapshot. tests/test_readme_findings.py checks the block is the digest o
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
+
+from quickstart_findings import snapshot  # noqa: E402 - scripts/ is on sys.path
 
 from transferlab._helpers import marked_block, replace_marked_block
 from transferlab.analysis.digest import methods_digest
@@ -23,7 +24,6 @@ SNAPSHOT = ROOT / "docs" / "methods"
 README = ROOT / "src" / "transferlab" / "conf" / "experiment" / "README.md"
 START, END = "<!-- methods-findings:start -->", "<!-- methods-findings:end -->"
 FILES = ("methods.csv", "cells.csv", "report.md")
-HEATMAP = "gain-heatmap-*.png"
 
 
 def readme_block(text: str) -> str:
@@ -31,18 +31,9 @@ def readme_block(text: str) -> str:
     return marked_block(text, START, END)
 
 
-def snapshot(analysis: Path) -> None:
-    """Copy what the digest reads, the report and the gain heatmap into docs/methods/."""
-    SNAPSHOT.mkdir(parents=True, exist_ok=True)
-    for name in FILES:
-        shutil.copyfile(analysis / name, SNAPSHOT / name)
-    for figure in sorted((analysis / "figures").glob(HEATMAP))[:1]:
-        shutil.copyfile(figure, SNAPSHOT / "gain-heatmap.png")
-
-
 def main(argv: list[str]) -> int:
     analysis = Path(argv[0] if argv else "results/methods/analysis")
-    snapshot(analysis)
+    snapshot(analysis, SNAPSHOT, FILES)
     replace_marked_block(README, START, END, methods_digest(SNAPSHOT))
     print(f"{README.relative_to(ROOT)} now shows {SNAPSHOT.relative_to(ROOT)} (from {analysis})")
     return 0

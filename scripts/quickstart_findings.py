@@ -22,6 +22,8 @@ SNAPSHOT = ROOT / "docs" / "quickstart"
 README = ROOT / "README.md"
 START, END = "<!-- quickstart-findings:start -->", "<!-- quickstart-findings:end -->"
 HEATMAP = "gain-heatmap-*.png"
+#: What the snapshot keeps: the files the digest reads, and the report.
+FILES = (*DIGEST_FILES, "report.md")
 
 
 def readme_block(text: str) -> str:
@@ -29,13 +31,13 @@ def readme_block(text: str) -> str:
     return marked_block(text, START, END)
 
 
-def snapshot(analysis: Path) -> None:
-    """Copy what the digest reads, the report and the gain heatmap into docs/quickstart/."""
-    SNAPSHOT.mkdir(parents=True, exist_ok=True)
-    for name in (*DIGEST_FILES, "report.md"):
-        shutil.copyfile(analysis / name, SNAPSHOT / name)
+def snapshot(analysis: Path, folder: Path = SNAPSHOT, files: tuple[str, ...] = FILES) -> None:
+    """Copy `files` of the analysis folder and its first gain heatmap into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        shutil.copyfile(analysis / name, folder / name)
     for figure in sorted((analysis / "figures").glob(HEATMAP))[:1]:
-        shutil.copyfile(figure, SNAPSHOT / "gain-heatmap.png")
+        shutil.copyfile(figure, folder / "gain-heatmap.png")
 
 
 def main(argv: list[str]) -> int:

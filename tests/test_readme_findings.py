@@ -4,10 +4,10 @@ digest reads what `transferlab-analyze` writes today."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
+from helpers.scripts import load_script
 from helpers.simulate import SimulatedStudy, simulate_records, write_records
 
 from transferlab.analysis import analyze
@@ -17,10 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script(name: str = "quickstart_findings"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(name)
 
 
 def test_readme_block_is_the_digest_of_the_quickstart_snapshot():

@@ -4,22 +4,18 @@ target says so; and a benchmark's `--save` writes what the table reads."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+from helpers.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "performance_table", ROOT / "scripts" / "performance_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("performance_table")
 
 
 def test_readme_table_is_the_rendering_of_the_saved_figures():

@@ -376,7 +376,10 @@ def test_grid_edges_reach_the_report(tmp_path: Path):
 
     analyze(study, tmp_path / "out", shift=False, figures=False)
     report = (tmp_path / "out" / "report.md").read_text()
+    assert "### Choices at an edge of the grid" in report
+    flagged = pd.read_csv(tmp_path / "out" / "cells.csv")["flag"].isin(["positive", "negative"])
     assert "**lr at the top of the grid** for 1 of 1 scratch arms" in report
+    assert f"flagged cells that rest on them: {flagged.sum()})" in report
     assert "widen the grid" in report
     assert "edge" in pd.read_csv(tmp_path / "out" / "selection.csv").columns
 

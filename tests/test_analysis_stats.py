@@ -12,6 +12,7 @@ from transferlab.analysis.stats import (
     iqm,
     mean_ci,
     paired_bootstrap_ci,
+    permutation_p,
     probability_of_improvement,
     rank_correlations,
     stratified_iqm,
@@ -93,6 +94,9 @@ def test_rank_correlation_p_is_exact_and_small_samples_get_no_number():
         assert out[f"{name}_p"] == pytest.approx(np.mean(extreme))  # all 720 pairings
     # five pairs in perfect order: only 2 of the 120 pairings are as extreme
     assert rank_correlations(range(5), range(5))["spearman_p"] == pytest.approx(2 / 120)
+    # three pairs in perfect order: 2 of the 6 pairings are as extreme, so p cannot go below 1/3
+    for name in ("spearman", "kendall"):
+        assert permutation_p(np.arange(3.0), np.arange(3.0), name) == pytest.approx(1 / 3)
     # four pairs: the smallest exact p would be 1/12; no number at all
     small = rank_correlations([1, 2, 3, 4], [1, 2, 3, 4])
     assert small["n"] == 4 and all(np.isnan(v) for k, v in small.items() if k != "n")

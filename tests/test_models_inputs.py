@@ -62,3 +62,42 @@ def test_run_records_its_statistics_and_source_checkpoint_carries_them(compose, 
     expected = extract_features(net.eval(), images, stats=(mean, std))
     assert torch.allclose(torch.from_numpy(feats), expected, atol=1e-5)
     assert not torch.allclose(expected, extract_features(net, images), atol=1e-3)
+
+
+def test_a_pretrained_tag_brings_its_own_statistics():
+    """Hub weights are named by their tag; every arm builds that name, so all are fed alike."""
+    imagenet, _ = create_model("resnet18.a1_in1k", num_classes=10, in_chans=3, image_size=32)
+    assert input_stats(imagenet, 3) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    augreg, _ = create_model(
+        "vit_tiny_patch16_224.augreg_in21k", num_classes=10, in_chans=3, image_size=32
+    )
+    assert input_stats(augreg, 3) == ((0.5,) * 3, (0.5,) * 3)
+
+
+def test_file_weights_are_fed_images_standardised_with_their_models_statistics(compose, tmp_path):
+    from helpers.probes import FirstBatch
+
+    torch.manual_seed(0)
+    hub_like, _ = create_model("resnet10t", num_classes=1000, in_chans=3, image_size=16)
+    path = tmp_path / "weights.pth"
+    torch.save(hub_like.state_dict(), path)
+    FirstBatch.take()
+    record = train(
+        compose(
+            "model.name=resnet10t",
+            "init=file",
+            f"init_path={path}",
+            "train.epochs=1",
+            "+callbacks.probe._target_=helpers.probes.FirstBatch",
+        )
+    )
+    seen = FirstBatch.take()
+    assert record["status"] == "completed" and record["init"] == "file"
+    channels = seen["inputs"].shape[1]
+    mean, std = input_stats(timm.create_model("resnet10t"), channels)
+    assert mean != UNIT_STATS[0] * channels
+    assert record["input_norm"] == {"mean": list(mean), "std": list(std)}
+    assert seen["stats"] == (mean, std)
+    # digits have black background pixels: the smallest input of each channel is (0 - mean) / std
+    smallest = seen["inputs"].amin(dim=(0, 2, 3))
+    assert torch.allclose(smallest, -torch.tensor(mean) / torch.tensor(std), atol=1e-6)

@@ -5,7 +5,8 @@
 Each simulated study has 36 cells (tests/helpers/simulate.py: `lone_effect_study`), 10 seeds,
 accuracies on 300 test examples (so runs tie), and one cell with a planted gain of `effect`
 paired-difference SDs. Power: the share of studies whose planted cell is flagged; false flags:
-the share of null cells flagged. Then 200 cells with tied differences are tested with scipy's
+the share of null cells flagged. Null studies (no effect in any cell): the share of cells
+flagged and of studies with any flag. Then 200 cells with tied differences are tested with scipy's
 own Wilcoxon method choice and with ours, side by side.
 """
 
@@ -30,28 +31,47 @@ from helpers.simulate import lone_effect_study, simulate_records  # noqa: E402
 TIE_CELLS, TIE_PAIRS = 200, 10
 
 
-def power(studies: int, seeds: int, effect: float) -> None:
+def _frames(studies: int, seeds: int, effect: float) -> list:
     frames = []
     for rng_seed in range(studies):
         spec = lone_effect_study(effect, seeds=seeds, rng_seed=rng_seed)
-        records = simulate_records(spec)
-        frames.append(records_frame(flatten_record(r) for r in records))
+        frames.append(records_frame(flatten_record(r) for r in simulate_records(spec)))
+    return frames
+
+
+def _is_lone(cells):
+    return cells["source"].eq("near") & cells["target_size"].eq(20) & cells["freeze_depth"].eq(0)
+
+
+def power(studies: int, seeds: int, effect: float) -> None:
+    frames = _frames(studies, seeds, effect)
     print(f"{studies} studies x 36 cells, {seeds} seeds, lone effect {effect} SD, alpha 0.05 (BH)")
     for test in TESTS:
         found = flagged = null = 0
         for df in frames:
             cells = build_cells(df, test=test).cells
-            lone = (
-                cells["source"].eq("near")
-                & cells["target_size"].eq(20)
-                & cells["freeze_depth"].eq(0)
-            )
+            lone = _is_lone(cells)
             found += int(cells.loc[lone, "flag"].iloc[0] == "positive")
             flagged += int(cells.loc[~lone, "flag"].isin(["positive", "negative"]).sum())
             null += int((~lone).sum())
         print(
             f"  {test:9s} power {found / studies:.3f}   false flags {flagged / null:.4f} "
             f"of {null} null cells"
+        )
+
+
+def null_studies(studies: int, seeds: int) -> None:
+    """Studies with no effect anywhere: the share of cells flagged, and of studies with any."""
+    frames = _frames(studies, seeds, 0.0)
+    print(f"{studies} null studies x 36 cells, {seeds} seeds, alpha 0.05 (BH)")
+    for test in TESTS:
+        flags = [
+            int(build_cells(df, test=test).cells["flag"].isin(["positive", "negative"]).sum())
+            for df in frames
+        ]
+        print(
+            f"  {test:9s} cells flagged {sum(flags) / (36 * studies):.4f}   "
+            f"studies with a flag {np.mean([f > 0 for f in flags]):.3f}"
         )
 
 
@@ -78,6 +98,7 @@ def main() -> None:
     parser.add_argument("--effect", type=float, default=3.0)
     args = parser.parse_args()
     power(args.studies, args.seeds, args.effect)
+    null_studies(args.studies, args.seeds)
     ties()
 
 

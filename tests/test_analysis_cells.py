@@ -399,6 +399,19 @@ def test_calibration_changes_are_paired_per_cell():
     assert (cell.d_nll_low, cell.d_nll_high) == pytest.approx((lo, hi))
 
 
+def test_an_augmentation_is_part_of_the_cell_and_of_its_baseline():
+    records = []
+    for augment in ({"augment": None}, {"augment._target_": "FlipCrop", "augment.padding": 2}):
+        spec = SimulatedStudy(
+            sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=3, settings=augment
+        )
+        records += simulate_records(spec)
+    res = build_cells(frame(records))
+    assert len(res.cells) == 2 and res.cells["variant"].str.contains("augment").all()
+    baselines = res.pairs.groupby("variant")["scratch_run_id"].agg(set)
+    assert baselines.iloc[0].isdisjoint(baselines.iloc[1])  # each cell its own scratch runs
+
+
 def test_arms_under_different_validation_protocols_are_never_paired(tmp_path: Path):
     records = []
     for protocol in ("budget", "pool"):
@@ -422,3 +435,11 @@ def test_arms_under_different_validation_protocols_are_never_paired(tmp_path: Pa
     analyze(study, tmp_path / "out", shift=False, figures=False)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "**oracle validation**" in report and "own labelled budget" in report
+    # every selected value is printed with its protocol: the cell table and each cell's line
+    table = report.split("\n## Cells\n")[1].split("\n## ")[0]
+    assert "ft_val_protocol" in table and "| budget |" in table and "| pool |" in table
+    from transferlab.analysis.findings import _cell_line
+
+    lines = {row.ft_val_protocol: _cell_line(row, {}) for row in res.cells.itertuples()}
+    assert lines["budget"].endswith("(chosen on budget validation)")
+    assert lines["pool"].endswith("(chosen on **oracle validation**)")

@@ -42,6 +42,12 @@ def test_smallest_attainable_p_and_seeds_needed():
     # 36 cells at alpha 0.05: a lone cell needs 36 * 2 / 2**n < 0.05, so 2**n > 1440: n = 11
     assert seeds_needed("wilcoxon", 36, 0.05) == 11
     assert seeds_needed("t", 36, 0.05) == 2
+    # zero differences carry no sign: 10 pairs with 2 ties reach no lower than 8 distinct ones
+    tied = [0.0, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    for test in ("wilcoxon", "signflip"):
+        result = paired_test(tied, test=test)
+        assert result.min_p == pytest.approx(2 / 2**8)
+        assert result.p == pytest.approx(result.min_p)  # every non-zero difference positive
 
 
 def test_wilcoxon_is_exact_with_and_without_ties():
@@ -51,6 +57,23 @@ def test_wilcoxon_is_exact_with_and_without_ties():
     # ties and a zero: scipy's own choice here is a permutation test over all sign flips
     tied = [0.1, 0.1, 0.2, -0.05, 0.3, 0.1, 0.0, 0.15, -0.1, 0.2]
     assert paired_test(tied, test="wilcoxon").p == pytest.approx(stats.wilcoxon(tied).pvalue)
+
+
+def test_tied_cells_are_tested_all_at_once_not_by_scipy_one_cell_at_a_time(monkeypatch):
+    """What makes ties fast: 200 tied cells are enumerated together; scipy's per-cell
+    permutation test (its choice under ties, about 1000x slower) is never called."""
+    rng = np.random.default_rng(0)
+    tied = rng.integers(-3, 4, size=(200, 10)) / 100  # accuracies on 100 examples: many ties
+    expected = [stats.wilcoxon(row, zero_method="wilcox").pvalue for row in tied[:5]]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scipy's per-cell test called")
+
+    monkeypatch.setattr(stats, "wilcoxon", refuse)
+    monkeypatch.setattr(stats, "permutation_test", refuse)
+    results = paired_tests(tied, test="wilcoxon")
+    assert [r.p for r in results[:5]] == pytest.approx(expected)
+    assert len(paired_tests(tied, test="signflip")) == 200
 
 
 def test_signed_rank_null_distribution_matches_enumeration():
@@ -101,6 +124,15 @@ def test_lone_large_effect_is_found_and_null_cells_rarely_flagged():
         null_cells += int((~lone).sum())
     assert found / 40 >= 0.8, f"power {found / 40:.2f}"
     assert false_flags / null_cells <= 0.05, f"false flags {false_flags / null_cells:.3f}"
+
+
+def test_null_studies_flag_at_most_five_percent_of_cells():
+    # 20 studies of 36 cells at 10 seeds with tied accuracies and no effect anywhere.
+    flagged = sum(
+        int(_study_cells(0.0, rng_seed)["flag"].isin(["positive", "negative"]).sum())
+        for rng_seed in range(100, 120)
+    )
+    assert flagged / (20 * 36) <= 0.05, f"false flags {flagged / (20 * 36):.3f}"
 
 
 def test_rank_test_cannot_flag_a_lone_effect_and_says_how_many_seeds_it_needs():

@@ -134,7 +134,7 @@ def test_budget_validation_is_held_out_of_the_budget_disjoint_and_nested():
     from transferlab.data import budget_split
 
     labels = torch.arange(10).repeat_interleave(30)  # 10 classes x 30
-    previous_val = None
+    previous_val = previous_train = None
     for size in (20, 60, 200):
         budget = stratified_subset(labels, size, seed=3)
         train, val = budget_split(labels, size, 3, 0.2)
@@ -144,9 +144,10 @@ def test_budget_validation_is_held_out_of_the_budget_disjoint_and_nested():
         held = [min(max(round(0.2 * n), 1), n - 1) for n in drawn]  # per class, 1..n-1
         assert torch.bincount(labels[val], minlength=10).tolist() == held
         assert torch.bincount(labels[train], minlength=10).min() >= 1
-        if previous_val is not None:  # nested across sizes, as the subsets are
+        if previous_val is not None:  # both nested across sizes, as the subsets are
             assert set(previous_val.tolist()) <= set(val.tolist())
-        previous_val = val
+            assert set(previous_train.tolist()) <= set(train.tolist())
+        previous_val, previous_train = val, train
     # another seed draws another split of another budget
     assert not torch.equal(budget_split(labels, 60, 4, 0.2)[1], budget_split(labels, 60, 3, 0.2)[1])
 

@@ -40,6 +40,7 @@ SAME_TARGET = [
     ("scratch: source", ["init=scratch"], ["init=scratch", "data@source=digits_rot45"]),
     ("scratch: source budget", ["init=scratch"], ["init=scratch", "pretrain.lr=0.1"]),
     ("scratch: source size", ["init=scratch"], ["init=scratch", "source_size=300"]),
+    ("pool: validation share", ["val_protocol=pool"], ["val_protocol=pool", "val_share=0.3"]),
 ]
 
 # (name, overrides of B): the target run must differ from the default run's.

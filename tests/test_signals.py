@@ -176,3 +176,5 @@ def test_relaunched_run_is_one_wandb_run_with_its_whole_history(tmp_path):
     assert run["id"] == run_dir.name
     epochs = sorted(int(float(row["epoch_index"])) for row in run["history"] if "val/acc" in row)
     assert epochs == list(range(EPOCHS))  # the restored epochs logged again, then the rest
+    trained = sorted(int(float(row["epoch"])) for row in run["history"] if "train/loss" in row)
+    assert trained == list(range(EPOCHS))  # and the training loss of every epoch

@@ -63,9 +63,11 @@ def test_augment_preset_is_checked_in_the_target_identity_and_shared_by_both_arm
     assert scratch.augment == stage_config(flipped, "target", source).augment
 
 
-def test_a_run_with_augmentation_trains_and_repeats_exactly(compose):
-    first = train(compose("init=scratch", "augment=flip_crop", "train.epochs=1", "study=a"))
-    again = train(compose("init=scratch", "augment=flip_crop", "train.epochs=1", "study=b"))
+@pytest.mark.parametrize("preset", ["flip_crop", "trivial_augment"])
+def test_a_run_with_augmentation_trains_and_repeats_exactly(compose, preset):
+    first = train(compose("init=scratch", f"augment={preset}", "train.epochs=1", "study=a"))
+    again = train(compose("init=scratch", f"augment={preset}", "train.epochs=1", "study=b"))
     assert first["status"] == again["status"] == "completed"
     assert first["metrics"]["test"]["acc"] == again["metrics"]["test"]["acc"]
-    assert first["config"]["augment"]["_target_"].endswith("FlipCrop")
+    expected = {"flip_crop": "FlipCrop", "trivial_augment": "TrivialAugment"}[preset]
+    assert first["config"]["augment"]["_target_"].endswith(expected)

@@ -208,7 +208,8 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
     if row["min_p"] > alpha:
         return "too-few-seeds", (
             f"{row['n_pairs']} pairs: a two-sided {row['test']} test "
-            f"cannot go below p = {row['min_p']:.4g} > alpha = {alpha}; {needs}"
+            f"cannot go below p = {row['min_p']:.4g} > alpha = {alpha} (a pair with a zero "
+            f"difference has no sign); {needs}"
         )
     if not np.isfinite(row["p"]):
         return "inconclusive", row["note"] or "p-value undefined"

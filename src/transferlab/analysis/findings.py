@@ -44,11 +44,17 @@ def _cell_name(row: Any) -> str:
     )
 
 
+#: How a selected value's validation protocol is named beside it.
+PROTOCOL_LABELS = {"budget": "budget validation", "pool": "**oracle validation**"}
+
+
 def _cell_line(row: Any, settings: dict[str, Any]) -> str:
+    protocol = getattr(row, "ft_val_protocol", None)
     return (
         f"- {_cell_name(row)}: gain {row.gain:+.3f} [{row.ci_low:+.3f}, {row.ci_high:+.3f}], "
         f"NTG {row.ntg:+.3f}, p = {fmt(row.p)} ({row.test}), q = {fmt(row.q)}, "
-        f"{row.n_pairs} seeds; lr fine-tuned {fmt(row.ft_lr)}, scratch {fmt(row.scratch_lr)}"
+        f"{row.n_pairs} seeds; lr fine-tuned {fmt(row.ft_lr)}, scratch {fmt(row.scratch_lr)} "
+        f"(chosen on {PROTOCOL_LABELS.get(protocol, protocol)})"
     )
 
 

@@ -56,11 +56,15 @@ class PairedResult:
     note: str
 
 
-def min_attainable_p(test: str, n: int) -> float:
-    """Smallest two-sided p-value `test` can give on n pairs (0 for the t-test)."""
+def min_attainable_p(test: str, n: int, nonzero: int | None = None) -> float:
+    """Smallest two-sided p-value `test` can give on n pairs (0 for the t-test). The rank and
+    sign-flip tests give a zero difference no sign, so only the `nonzero` ones (all n unless
+    given) count: their 2^nonzero sign patterns hold two extreme ones."""
     if n < 2:
         return 1.0
-    return 0.0 if test == "t" else min(1.0, 2.0 / 2.0**n)
+    if test == "t":
+        return 0.0
+    return min(1.0, 2.0 / 2.0 ** (n if nonzero is None else nonzero))
 
 
 def seeds_needed(test: str, family: int, alpha: float) -> int:
@@ -203,7 +207,7 @@ def paired_block(d: np.ndarray, test: str, confidence: float) -> list[PairedResu
         low, high = _signflip_ci(d, signs, confidence)
     else:
         p = p_t
-    min_p = min_attainable_p(test, n)
+    min_p = [min_attainable_p(test, n, int(m)) for m in np.count_nonzero(d, axis=1)]
     return [
         PairedResult(
             n,
@@ -215,7 +219,7 @@ def paired_block(d: np.ndarray, test: str, confidence: float) -> list[PairedResu
             float(p_t[i]),
             float(p_w[i]),
             test,
-            min_p,
+            min_p[i],
             _note(test, n, float(sd[i]), float(mean[i]), float(p[i])),
         )
         for i in range(k)

@@ -14,7 +14,7 @@ import pandas as pd
 MAX_REPORT_ROWS = 60
 #: Digits shown for accuracies, gains and p-values.
 DIGITS = 3
-#: Columns of the cell table in report.md (cells.tex drops reason and ntg).
+#: Columns of the cell table in report.md (cells.tex drops reason, ntg and the protocol).
 CELL_COLUMNS = [
     "model",
     "source",
@@ -36,6 +36,7 @@ CELL_COLUMNS = [
     "d_nll",
     "ft_lr",
     "scratch_lr",
+    "ft_val_protocol",
     "reason",
 ]
 
@@ -81,7 +82,7 @@ def markdown_table(
 
 def latex_cells(cells: pd.DataFrame) -> str:
     """The cell table as a LaTeX tabular (booktabs)."""
-    table = cells[[c for c in CELL_COLUMNS if c not in ("reason", "ntg")]].copy()
+    table = cells[[c for c in CELL_COLUMNS if c not in ("reason", "ntg", "ft_val_protocol")]].copy()
     table = table.drop(columns=[c for c in ("variant", "source_variant") if not table[c].any()])
     if table["method"].nunique() <= 1:  # one method (plain fine-tuning): nothing to tell apart
         table = table.drop(columns="method")

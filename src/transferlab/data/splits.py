@@ -116,9 +116,10 @@ def budget_split(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, validation) indices that share the labelled budget of `stratified_subset`
     (together they are exactly that subset): each class gives ``round(share * n_c)`` of its
-    draw, at least one and never all, to validation. Validation takes each class's first
-    drawn examples, so it is nested across sizes as the subsets are. ConfigError when a class
-    has fewer than two examples in the budget (nothing to hold out)."""
+    draw, at least one and never all, to validation. Whether an example validates depends on
+    its place in its class's draw only (`_validates`), so validation and training are both
+    nested across sizes, as the subsets are. ConfigError when a class has fewer than two
+    examples in the budget (nothing to hold out)."""
     budget = stratified_subset(labels, size, seed, classes=classes, dataset=dataset)
     labels = torch.as_tensor(labels, dtype=torch.long)
     class_ids = list(range(len(classes))) if classes is not None else torch.unique(labels).tolist()
@@ -136,7 +137,21 @@ def budget_split(
         return kept, held
     train, val = [], []
     for draw in _class_draws(labels, class_ids, quota, extra, seed):
-        held = min(max(round(share * len(draw)), 1), len(draw) - 1)
-        val.append(draw[:held])
-        train.append(draw[held:])
+        held = _validates(len(draw), share)
+        val.append(draw[held])
+        train.append(draw[~held])
     return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values
+
+
+def _held_count(n: int, share: float) -> int:
+    """How many of a class's first `n` drawn examples validate: round(share * n), at least one
+    and never all (none of a single example)."""
+    return min(max(round(share * n), 1), n - 1) if n > 1 else 0
+
+
+def _validates(n: int, share: float) -> torch.Tensor:
+    """Which of a class's first `n` drawn examples validate: place i does when the count
+    grows there. The count grows by at most one per example, so the first n' < n places are
+    split exactly as a draw of n' would be: validation and training both nest."""
+    counts = torch.tensor([_held_count(i, share) for i in range(n + 1)])
+    return counts[1:] > counts[:-1]

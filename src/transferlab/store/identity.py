@@ -105,11 +105,13 @@ def normalize_run_config(cfg: DictConfig) -> DictConfig:
     The one place of the rule "scratch means freeze depth 0": a scratch run's freeze depth
     becomes 0 rather than null, since it trains every layer; so does the freeze depth of a
     method other than fine-tuning, which says itself what trains (grid points that differ only
-    in it are one run).
+    in it are one run). Under `val_protocol=pool` the budget's validation share is unused.
     """
     out = _copy(cfg)
     for key in UNUSED_BY_INIT.get(str(cfg.init), ()):
         out[key] = 0 if key == "freeze_depth" else None
+    if cfg.get("val_protocol") == "pool":
+        out.val_share = None  # the fixed validation set: no share of the budget is held out
     if not uses_freeze_depth(out.get("method")):
         out.freeze_depth = 0  # the method says itself what trains
     return out

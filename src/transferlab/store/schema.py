@@ -20,8 +20,10 @@ RECORD_SCHEMA = 2
 #: a record made under another rule is never taken as this run being done. Also bumped when
 #: the code changes what a config means: 4 keeps frozen BatchNorm statistics fixed under
 #: Lightning 2.2+ (before, a run with freeze_depth > 0 let them adapt to the target); 5 adds
-#: the fine-tuning method (`method.*`) to every transferred target run.
-IDENTITY_VERSION = 5
+#: the fine-tuning method (`method.*`) to every transferred target run; 6 holds validation out
+#: of the budget so that training examples nest across target sizes too (and drops `val_share`
+#: from a pool-validated run).
+IDENTITY_VERSION = 6
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.

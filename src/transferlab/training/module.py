@@ -63,6 +63,9 @@ class TransferClassifier(L.LightningModule):
         self.val_nll = NegativeLogLikelihood()
         self.test_nll = NegativeLogLikelihood()
         self.val_curve: list[dict[str, float]] = []
+        # Per-epoch means of the logged training losses, kept for a resumed run to log again.
+        self.train_curve: list[dict[str, float]] = []
+        self._train_sums: dict[str, list[torch.Tensor]] = {}
         self.test_results: dict[str, float] = {}
         self.diverged_reason: str | None = None
         # Set by train_on_features; kept out of the module tree (it shares the model's layers).
@@ -92,6 +95,7 @@ class TransferClassifier(L.LightningModule):
         builds models in training mode."""
         self.frozen = self.method.on_epoch_start(self.model, self.current_epoch, self.frozen)
         keep_frozen_in_eval(self.frozen)
+        self._train_sums = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images) if self._rest is None else self._rest(images)
@@ -127,10 +131,17 @@ class TransferClassifier(L.LightningModule):
         loss = nn.functional.cross_entropy(logits, labels)
         penalty = self.method.penalty(self.model, features)
         if penalty is not None:
-            self.log("train/penalty", penalty, on_step=False, on_epoch=True, batch_size=len(labels))
+            self._log_train("train/penalty", penalty, len(labels))
             loss = loss + penalty
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(labels))
+        self._log_train("train/loss", loss, len(labels))
         return loss
+
+    def _log_train(self, name: str, value: torch.Tensor, n: int) -> None:
+        """Log a training loss as its epoch mean, and keep its sum for the train curve."""
+        self.log(name, value, on_step=False, on_epoch=True, batch_size=n)
+        total = self._train_sums.setdefault(name, [value.new_zeros(()), value.new_zeros(())])
+        total[0] += value.detach() * n
+        total[1] += n
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """A NaN/inf loss stops the run on every process and marks it diverged."""
@@ -172,6 +183,8 @@ class TransferClassifier(L.LightningModule):
         entry = {"epoch": self.current_epoch}
         entry.update({k.removeprefix("val/"): v for k, v in values.items()})
         self.val_curve.append(entry)
+        means = {k: float(total / count) for k, (total, count) in self._train_sums.items()}
+        self.train_curve.append({"epoch": self.current_epoch, **means})
         if not math.isfinite(values["val/nll"]) and self.diverged_reason is None:
             self.diverged_reason = f"non-finite validation loss at epoch {self.current_epoch}"
             self.trainer.should_stop = True
@@ -182,27 +195,31 @@ class TransferClassifier(L.LightningModule):
         self.test_results = {k.removeprefix("test/"): v for k, v in values.items()}
 
     def on_train_start(self) -> None:
-        """A resumed run logs the epochs restored from its checkpoint again, so its loggers
-        (whose files of the earlier attempt are replaced) hold the whole curve."""
+        """A resumed run logs the epochs restored from its checkpoint again (validation
+        metrics and training losses), so its loggers, whose files of the earlier attempt are
+        replaced, hold the whole curve."""
         epochs = self.trainer.current_epoch
         if not self.val_curve or epochs == 0:
             return
         per_epoch = self.trainer.global_step // epochs
+        train = {entry["epoch"]: entry for entry in self.train_curve}
         for entry in self.val_curve:
             metrics = {f"val/{k}": v for k, v in entry.items() if k != "epoch"}
-            metrics["epoch_index"] = float(entry["epoch"])
+            metrics.update({k: v for k, v in train.get(entry["epoch"], {}).items() if k != "epoch"})
+            metrics["epoch_index"] = metrics["epoch"] = float(entry["epoch"])
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=(entry["epoch"] + 1) * per_epoch - 1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the validation curve in per-epoch checkpoints, so a resumed run has it whole."""
-        checkpoint["transferlab"] = {"val_curve": self.val_curve}
+        """Keep the curves in per-epoch checkpoints, so a resumed run has them whole."""
+        checkpoint["transferlab"] = {"val_curve": self.val_curve, "train_curve": self.train_curve}
         if self._generator is not None:
             checkpoint["transferlab"]["augment_state"] = self._generator.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("transferlab", {})
         self.val_curve = list(state.get("val_curve", []))
+        self.train_curve = list(state.get("train_curve", []))
         self._generator_state = state.get("augment_state")
 
     def configure_optimizers(self) -> Any:

@@ -369,6 +369,33 @@ def test_choices_at_the_edge_of_the_grid_are_marked():
     assert lone.cells["ft_edge"].eq("").all()  # one value: not a grid, no edge
 
 
+def test_an_edge_puts_at_risk_only_the_flags_it_could_overturn():
+    # fine-tuning's lr sits at the bottom of the grid, scratch's at the top (the simulator's)
+    spec = SimulatedStudy(
+        sources={"good": 0.3, "bad": -0.3}, target_sizes=(20,), freeze_depths=(0,), seeds=6
+    )
+    records = simulate_records(spec)
+    cells = build_cells(frame(records)).cells.set_index("source")
+    assert cells.loc["good", "flag"] == "positive" and cells.loc["bad", "flag"] == "negative"
+    assert cells["edge_risk"].all()  # a better baseline / a better fine-tuned lr
+    spec = SimulatedStudy(
+        sources={"good": 0.3, "bad": -0.3},
+        target_sizes=(20,),
+        freeze_depths=(0,),
+        seeds=6,
+        lrs=(1e-4, 1e-3, 1e-2),
+    )
+    records = simulate_records(spec)
+    for r in records:  # the baseline's best lr now inside its grid
+        if r["stage"] == "target" and r["init"] == "scratch" and r["lr"] == 1e-3:
+            r["metrics"]["val"]["acc"] = 0.99
+    cells = build_cells(frame(records)).cells.set_index("source")
+    assert cells.loc["good", "scratch_edge"] == "" and cells.loc["good", "ft_edge"] != ""
+    # a positive cell whose fine-tuned arm could only gain more is not at risk
+    assert cells.loc["good", "flag"] == "positive" and not cells.loc["good", "edge_risk"]
+    assert cells.loc["bad", "flag"] == "negative" and cells.loc["bad", "edge_risk"]
+
+
 def test_grid_edges_reach_the_report(tmp_path: Path):
     spec = SimulatedStudy(sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=3)
     study = write_records(simulate_records(spec), tmp_path)
@@ -377,9 +404,11 @@ def test_grid_edges_reach_the_report(tmp_path: Path):
     analyze(study, tmp_path / "out", shift=False, figures=False)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "### Choices at an edge of the grid" in report
-    flagged = pd.read_csv(tmp_path / "out" / "cells.csv")["flag"].isin(["positive", "negative"])
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv")
     assert "**lr at the top of the grid** for 1 of 1 scratch arms" in report
-    assert f"flagged cells that rest on them: {flagged.sum()})" in report
+    # the simulator's fine-tuned arm gains, and its baseline sits at the top of the grid
+    assert cells["flag"].eq("positive").all() and cells["edge_risk"].all()
+    assert "**Flags an edge could overturn: 1**" in report
     assert "widen the grid" in report
     assert "edge" in pd.read_csv(tmp_path / "out" / "selection.csv").columns
 

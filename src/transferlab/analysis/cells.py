@@ -284,7 +284,8 @@ def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
 
 
 def _with_edges(cells: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
-    """`ft_edge` and `scratch_edge`: the chosen settings of each arm at an edge of its grid."""
+    """`ft_edge` and `scratch_edge`: the chosen settings of each arm at an edge of its grid;
+    `edge_risk`: the cell's flag is one such a choice could overturn."""
     if selection.empty:
         return cells.assign(ft_edge="", scratch_edge="")
     chosen = selection[selection["chosen"]]
@@ -292,7 +293,13 @@ def _with_edges(cells: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
     ft = chosen.loc[~scratch, [*ARM, "edge"]].rename(columns={"edge": "ft_edge"})
     sc = chosen.loc[scratch, [*SETTING, "edge"]].rename(columns={"edge": "scratch_edge"})
     cells = cells.merge(ft, on=ARM, how="left").merge(sc, on=SETTING, how="left")
-    return cells.fillna({"ft_edge": "", "scratch_edge": ""})
+    cells = cells.fillna({"ft_edge": "", "scratch_edge": ""})
+    # A better value beyond the edge could overturn a flag only in one direction: a better
+    # fine-tuned arm can undo negative transfer, a better baseline can undo positive transfer.
+    cells["edge_risk"] = (cells["flag"].eq("negative") & cells["ft_edge"].ne("")) | (
+        cells["flag"].eq("positive") & cells["scratch_edge"].ne("")
+    )
+    return cells
 
 
 def build_cells(

@@ -78,15 +78,17 @@ def _per_source(summary: pd.DataFrame) -> list[str]:
     ]
 
 
-def _edges(selection: pd.DataFrame) -> str:
+def _edges(selection: pd.DataFrame, cells: pd.DataFrame) -> str:
     chosen = selection[selection["chosen"].astype(bool)]
     scratch = chosen["source"] == "scratch"
     at_edge = chosen["edge"].fillna("").astype(str).str.len() > 0
+    risky = int(cells["edge_risk"].sum()) if "edge_risk" in cells else 0
     return (
         "Learning rates chosen on validation at an edge of the grid: "
         f"{int(at_edge[~scratch].sum())} of {int((~scratch).sum())} fine-tuned arms and "
         f"{int(at_edge[scratch].sum())} of {int(scratch.sum())} scratch arms "
-        "(`selection.csv`, column `edge`)."
+        f"(`selection.csv`, column `edge`); flags such a choice could overturn: {risky} "
+        "(`cells.csv`, column `edge_risk`)."
     )
 
 
@@ -130,7 +132,7 @@ def digest(folder: str | Path) -> str:
         "",
         *_per_source(summary),
         "",
-        _edges(selection),
+        _edges(selection, cells),
         "",
         *_relations(folder),
     ]

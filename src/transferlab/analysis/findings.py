@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.analysis.curves import SIGNIFICANT
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
 from transferlab.analysis.stats import MIN_RANK_PAIRS
@@ -139,25 +138,20 @@ def _grid_edges(cells: pd.DataFrame) -> list[str]:
         marks = arms[column].str.split("; ").explode()
         marks = marks[marks.astype(bool)]
         for mark, count in marks.value_counts().sort_index().items():
-            at_edge = arms.loc[marks[marks.eq(mark)].index.unique()]
-            flagged = int(cells.loc[_cells_of(cells, at_edge, arm), "flag"].isin(SIGNIFICANT).sum())
+            example = arms.loc[marks[marks.eq(mark)].index[0]]
             out.append(
                 f"- **{mark}** for {count} of {len(arms)} {arm} arms "
-                f"(e.g. {_cell_name(at_edge.iloc[0])}; "
-                f"flagged cells that rest on them: {flagged}): "
-                "the best value may lie outside; widen the grid."
+                f"(e.g. {_cell_name(example)}): the best value may lie outside; widen the grid."
             )
-    if out:
-        out = ["", "### Choices at an edge of the grid", "", *out]
-    return out
-
-
-def _cells_of(cells: pd.DataFrame, arms: pd.DataFrame, arm: str) -> pd.Series:
-    """Which cells use one of `arms`: the arm's own cell, or every cell of a scratch setting."""
-    if arm == "fine-tuned":
-        return cells.index.isin(arms.index)
-    keys = set(map(tuple, arms[list(SETTING)].to_numpy()))
-    return cells[list(SETTING)].apply(tuple, axis=1).isin(keys)
+    if not out:
+        return out
+    risky = cells[cells["edge_risk"]] if "edge_risk" in cells else cells.iloc[:0]
+    out.append(
+        f"- **Flags an edge could overturn: {len(risky)}** (a negative cell whose fine-tuned "
+        "arm, or a positive cell whose scratch arm, chose an edge value; `edge_risk` in "
+        "`cells.csv`)" + (f", e.g. {_cell_name(risky.iloc[0])}." if len(risky) else ".")
+    )
+    return ["", "### Choices at an edge of the grid", "", *out]
 
 
 def _set_aside(results: dict[str, Any]) -> list[str]:

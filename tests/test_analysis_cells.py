@@ -135,6 +135,25 @@ def test_too_few_seeds_is_said_not_called_inconclusive():
     assert one["flag"] == "single-seed" and np.isnan(one["p"])
 
 
+@pytest.mark.parametrize("tied_seeds", [6, 10])
+def test_a_rank_test_on_tied_arms_says_so_and_asks_for_no_seeds(tied_seeds):
+    spec = SimulatedStudy(
+        sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=10, lrs=(1e-3,)
+    )
+    records = simulate_records(spec)
+    scratch = {r["seed"]: r for r in records if r["stage"] == "target" and r["init"] == "scratch"}
+    for r in records:
+        if r["stage"] == "target" and r["init"] == "source":
+            acc = scratch[r["seed"]]["metrics"]["test"]["acc"]
+            r["metrics"]["test"]["acc"] = acc + (0.0 if r["seed"] < tied_seeds else 0.05)
+    (cell,) = build_cells(frame(records), test="wilcoxon").cells.itertuples(index=False)
+    assert cell.flag == "inconclusive" and "needs" not in cell.reason
+    if tied_seeds == 10:
+        assert cell.reason == "every paired difference is zero: the arms tie on every seed"
+    else:  # four signed pairs: 2 / 2**4
+        assert cell.min_p == pytest.approx(0.125) and "zero difference" in cell.reason
+
+
 def test_holm_with_six_seeds_says_more_seeds_are_needed():
     # 8 cells, a rank test on 6 seeds (smallest p 1/32): alone, a cell's q is at least 8/32;
     # 8 * 2 / 2**n < 0.05 first holds at n = 9
@@ -394,6 +413,14 @@ def test_an_edge_puts_at_risk_only_the_flags_it_could_overturn():
     # a positive cell whose fine-tuned arm could only gain more is not at risk
     assert cells.loc["good", "flag"] == "positive" and not cells.loc["good", "edge_risk"]
     assert cells.loc["bad", "flag"] == "negative" and cells.loc["bad", "edge_risk"]
+    records = simulate_records(spec)
+    for r in records:  # the harmful source's best lr inside its grid; the baseline's at the top
+        if r["stage"] == "target" and (r["source"] or {}).get("name") == "bad" and r["lr"] == 1e-3:
+            r["metrics"]["val"]["acc"] = 0.99
+    cells = build_cells(frame(records)).cells.set_index("source")
+    assert cells.loc["bad", "ft_edge"] == "" and cells.loc["bad", "scratch_edge"] != ""
+    # a negative cell whose baseline could only get better is not at risk either
+    assert cells.loc["bad", "flag"] == "negative" and not cells.loc["bad", "edge_risk"]
 
 
 def test_grid_edges_reach_the_report(tmp_path: Path):

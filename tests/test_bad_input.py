@@ -93,7 +93,11 @@ CASES = {
     "a preset group set to null": (["callbacks=null"], ["callbacks=null", "~callbacks"]),
     "validation skipped on some epochs": (
         ["+trainer.check_val_every_n_epoch=5"],
-        ["validation must run every epoch"],
+        ["validation must run once at the end of every epoch"],
+    ),
+    "validation in the middle of an epoch": (
+        ["+trainer.val_check_interval=0.5"],
+        ["validation must run once at the end of every epoch", "val_check_interval=1.0"],
     ),
 }
 

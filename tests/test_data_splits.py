@@ -135,7 +135,7 @@ def test_budget_validation_is_held_out_of_the_budget_disjoint_and_nested():
 
     labels = torch.arange(10).repeat_interleave(30)  # 10 classes x 30
     previous_val = previous_train = None
-    for size in (20, 60, 200):
+    for size in (20, 60, 200, None):  # None: the whole pool is the budget
         budget = stratified_subset(labels, size, seed=3)
         train, val = budget_split(labels, size, 3, 0.2)
         assert set(train.tolist()).isdisjoint(val.tolist())

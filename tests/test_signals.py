@@ -168,7 +168,13 @@ def test_relaunched_run_is_one_wandb_run_with_its_whole_history(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
     run_dir = checkpoint.parent.parent
-    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1  # the stopped attempt
+    (stopped,) = (run_dir / "wandb").glob("offline-run-*/run-*.wandb")  # the stopped attempt
+    first = {
+        int(float(row["epoch"])): float(row["train/loss"])
+        for row in summarize(stopped)["history"]
+        if "train/loss" in row
+    }
+    resumed_at = torch.load(checkpoint, weights_only=True)["epoch"]
     assert "resuming from" in _finish(cmd)
     (folder,) = (run_dir / "wandb").glob("offline-run-*")  # one W&B run per run id
     (log,) = folder.glob("run-*.wandb")
@@ -176,5 +182,12 @@ def test_relaunched_run_is_one_wandb_run_with_its_whole_history(tmp_path):
     assert run["id"] == run_dir.name
     epochs = sorted(int(float(row["epoch_index"])) for row in run["history"] if "val/acc" in row)
     assert epochs == list(range(EPOCHS))  # the restored epochs logged again, then the rest
-    trained = sorted(int(float(row["epoch"])) for row in run["history"] if "train/loss" in row)
-    assert trained == list(range(EPOCHS))  # and the training loss of every epoch
+    trained = {
+        int(float(row["epoch"])): float(row["train/loss"])
+        for row in run["history"]
+        if "train/loss" in row
+    }
+    assert sorted(trained) == list(range(EPOCHS))  # and the training loss of every epoch,
+    # the restored epochs' losses are the ones the stopped attempt logged
+    restored = [e for e in first if e < resumed_at]
+    assert restored and all(trained[e] == pytest.approx(first[e], rel=1e-6) for e in restored)

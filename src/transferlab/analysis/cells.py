@@ -16,7 +16,12 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import ARM, ARM_KEYS, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
-from transferlab.analysis.paired import DEFAULT_TEST, paired_tests, seeds_needed
+from transferlab.analysis.paired import (
+    DEFAULT_TEST,
+    min_attainable_p,
+    paired_tests,
+    seeds_needed,
+)
 from transferlab.analysis.selection import DEFAULT_RULE, BestMeanValidation
 from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, grouped_mean_ci
 
@@ -205,11 +210,12 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
     if row["n_pairs"] == 1:
         return "single-seed", "one paired seed: no test is possible"
     needs = f"needs {seeds_needed(row['test'], int(row['family']), alpha)} seeds"
+    if row["min_p"] > min_attainable_p(row["test"], int(row["n_pairs"])):  # zero differences
+        return _tied(row, alpha)
     if row["min_p"] > alpha:
         return "too-few-seeds", (
             f"{row['n_pairs']} pairs: a two-sided {row['test']} test "
-            f"cannot go below p = {row['min_p']:.4g} > alpha = {alpha} (a pair with a zero "
-            f"difference has no sign); {needs}"
+            f"cannot go below p = {row['min_p']:.4g} > alpha = {alpha}; {needs}"
         )
     if not np.isfinite(row["p"]):
         return "inconclusive", row["note"] or "p-value undefined"
@@ -223,6 +229,20 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
             f"{int(row['family'])} cells, its q would be {row['min_q']:.3g}; {needs}"
         )
     return "inconclusive", reason
+
+
+def _tied(row: pd.Series, alpha: float) -> tuple[str, str]:
+    """A rank or sign-flip test on a cell whose arms tie on some seeds: only the non-zero
+    differences carry a sign, which lowers what the test can reach; more seeds may tie too."""
+    if row["min_p"] >= 1.0:
+        return "inconclusive", "every paired difference is zero: the arms tie on every seed"
+    if row["min_p"] <= alpha and row["q"] < alpha:
+        return ("negative", "") if row["gain"] < 0 else ("positive", "")
+    return "inconclusive", (
+        f"{row['n_pairs']} pairs, some with a zero difference, which has no sign: a two-sided "
+        f"{row['test']} test cannot go below p = {row['min_p']:.4g} here (q = {row['q']:.3g}); "
+        "the t-test (`--test t`) uses every pair"
+    )
 
 
 def _cells(
@@ -287,7 +307,7 @@ def _with_edges(cells: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
     """`ft_edge` and `scratch_edge`: the chosen settings of each arm at an edge of its grid;
     `edge_risk`: the cell's flag is one such a choice could overturn."""
     if selection.empty:
-        return cells.assign(ft_edge="", scratch_edge="")
+        return cells.assign(ft_edge="", scratch_edge="", edge_risk=False)
     chosen = selection[selection["chosen"]]
     scratch = chosen["source"].eq(SCRATCH)
     ft = chosen.loc[~scratch, [*ARM, "edge"]].rename(columns={"edge": "ft_edge"})

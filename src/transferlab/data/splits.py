@@ -132,9 +132,8 @@ def budget_split(
             f"needs at least {MIN_PER_CLASS_TO_SPLIT} per class: target size >= "
             f"{MIN_PER_CLASS_TO_SPLIT * k} for {k} classes (got {n}); or use val_protocol=pool"
         )
-    if size is None:  # the whole pool is the budget
-        kept, held = stratified_holdout(labels, share, seed, "budget-validation")
-        return kept, held
+    if size is None:  # the whole pool is the budget: every member, in the subsets' order
+        quota, extra = max(int((labels == c).sum()) for c in class_ids), 0
     train, val = [], []
     for draw in _class_draws(labels, class_ids, quota, extra, seed):
         held = _validates(len(draw), share)

@@ -82,10 +82,16 @@ def check_structure(cfg: DictConfig) -> None:
                 f"remove it (loggers: logger=[...], callbacks: +callbacks.<name>={{...}})"
             )
     every = _unresolved(cfg, "trainer.check_val_every_n_epoch")
-    if every not in (_UNSET, None, 1) or _unresolved(cfg, "trainer.limit_val_batches") == 0:
+    interval = _unresolved(cfg, "trainer.val_check_interval")
+    if (
+        every not in (_UNSET, None, 1)
+        or interval not in (_UNSET, None, 1, 1.0)
+        or _unresolved(cfg, "trainer.limit_val_batches") == 0
+    ):
         raise ConfigError(
-            "trainer: validation must run every epoch (check_val_every_n_epoch=1, "
-            "limit_val_batches > 0): the epoch is chosen on validation accuracy"
+            "trainer: validation must run once at the end of every epoch "
+            "(check_val_every_n_epoch=1, val_check_interval=1.0, limit_val_batches > 0): the "
+            "epoch is chosen on validation accuracy"
         )
     if SELECTION_CALLBACK not in (cfg.get("callbacks") or {}):
         raise ConfigError(

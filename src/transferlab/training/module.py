@@ -65,7 +65,7 @@ class TransferClassifier(L.LightningModule):
         self.val_curve: list[dict[str, float]] = []
         # Per-epoch means of the logged training losses, kept for a resumed run to log again.
         self.train_curve: list[dict[str, float]] = []
-        self._train_sums: dict[str, list[torch.Tensor]] = {}
+        self._train_sums: dict[str, tuple[torch.Tensor, int]] = {}
         self.test_results: dict[str, float] = {}
         self.diverged_reason: str | None = None
         # Set by train_on_features; kept out of the module tree (it shares the model's layers).
@@ -137,11 +137,12 @@ class TransferClassifier(L.LightningModule):
         return loss
 
     def _log_train(self, name: str, value: torch.Tensor, n: int) -> None:
-        """Log a training loss as its epoch mean, and keep its sum for the train curve."""
+        """Log a training loss as its epoch mean, and keep its sum (fp32, whatever the
+        precision) for the train curve. Like the logged mean, the sum is this process's own
+        (no sync across DDP ranks)."""
         self.log(name, value, on_step=False, on_epoch=True, batch_size=n)
-        total = self._train_sums.setdefault(name, [value.new_zeros(()), value.new_zeros(())])
-        total[0] += value.detach() * n
-        total[1] += n
+        total, count = self._train_sums.get(name, (torch.zeros((), device=value.device), 0))
+        self._train_sums[name] = (total + value.detach().float() * n, count + n)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """A NaN/inf loss stops the run on every process and marks it diverged."""

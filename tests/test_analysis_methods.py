@@ -118,8 +118,13 @@ def test_a_method_that_removes_negative_transfer_is_called_out():
     better = [a + 0.10 + 0.005 * i for i, a in enumerate(reference)]  # clearly above
     same = [a + (0.01 if i % 2 else -0.01) for i, a in enumerate(reference)]
     pairs, cells = _planted(
-        {"finetune": reference, "lp_ft": better, "l2sp": same},
-        {"finetune": "negative", "lp_ft": "inconclusive", "l2sp": "negative"},
+        {"finetune": reference, "lp_ft": better, "l2sp": same, "bss": same},
+        {
+            "finetune": "negative",
+            "lp_ft": "inconclusive",
+            "l2sp": "negative",
+            "bss": "inconclusive",
+        },
     )
     table = method_comparison(pairs, cells).set_index("method")
     assert list(table.reset_index()[ARM].columns) == ARM
@@ -128,6 +133,8 @@ def test_a_method_that_removes_negative_transfer_is_called_out():
     assert table.loc["lp_ft", "rescues"] == "plain fine-tuning's negative transfer becomes none"
     assert table.loc["l2sp", "vs_finetune"] == "inconclusive"
     assert table.loc["l2sp", "rescues"] == ""  # still negative against scratch
+    # no longer flagged against scratch, but no better than plain fine-tuning: removes nothing
+    assert table.loc["bss", "vs_finetune"] == "inconclusive" and table.loc["bss", "rescues"] == ""
     assert "finetune" not in table.index  # the reference is not compared with itself
 
 
@@ -159,8 +166,9 @@ def test_the_methods_digest_names_rescues_and_new_negative_transfer(tmp_path):
             "finetune": reference,
             "lp_ft": [a + 0.10 + 0.005 * i for i, a in enumerate(reference)],
             "lora": [a - 0.10 - 0.005 * i for i, a in enumerate(reference)],
+            "l2sp": [a + (0.01 if i % 2 else -0.01) for i, a in enumerate(reference)],
         },
-        {"finetune": "negative", "lp_ft": "positive", "lora": "negative"},
+        {"finetune": "negative", "lp_ft": "positive", "lora": "negative", "l2sp": "negative"},
     )
     method_comparison(pairs, cells).to_csv(tmp_path / "methods.csv", index=False)
     text = methods_digest(tmp_path)
@@ -173,4 +181,5 @@ def test_the_methods_digest_names_rescues_and_new_negative_transfer(tmp_path):
     text = methods_digest(tmp_path)
     new = "lora on src at 20 examples: negative transfer that plain fine-tuning does not show"
     assert new in text
+    assert "l2sp on src" not in text  # flagged against scratch, but no worse than plain
     assert "No method removes" in text

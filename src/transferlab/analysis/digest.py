@@ -185,8 +185,10 @@ def methods_digest(folder: str | Path) -> str:
         f"(gain against scratch {r.gain_vs_scratch:+.3f})."
         for r in rescued.itertuples()
     ] or ["- No method removes a negative transfer of plain fine-tuning here."]
-    caused = methods[
-        methods["vs_scratch"].eq("negative") & methods["finetune_vs_scratch"].ne("negative")
+    caused = methods[  # significantly worse than plain fine-tuning, which is not negative
+        methods["vs_scratch"].eq("negative")
+        & methods["finetune_vs_scratch"].ne("negative")
+        & methods["vs_finetune"].eq("worse")
     ]
     lines += [
         f"- {r.name} on {r.source} at {r.target_size} examples: negative transfer that plain "

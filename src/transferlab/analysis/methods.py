@@ -4,8 +4,10 @@ same source on the same target setting, paired by seed, beside its comparison wi
 The reference arm is `finetune` at freeze depth 0. A comparison pairs the two arms' selected
 runs (learning rate and epoch chosen per arm on validation) on seed, with the cells' paired
 test and multiple-comparison control (one family per study). Where plain fine-tuning shows
-negative transfer against scratch (its cell flagged `negative`) and a method's cell does not,
-the row says the method removes it (`rescues`): not significant any more, or positive.
+negative transfer against scratch (its cell flagged `negative`), a method removes it
+(`rescues`) when it is significantly better than plain fine-tuning and its own cell is no longer
+negative: not significant any more, or positive. A cell that merely loses its flag while not
+beating plain fine-tuning removes nothing (its interval got wider, not its gain larger).
 """
 
 from __future__ import annotations
@@ -76,8 +78,10 @@ def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
         columns={"flag": "finetune_vs_scratch"}
     )
     table = table.merge(own, on=ARM, how="left").merge(ref, on=MATCH, how="left")
-    removed = table["finetune_vs_scratch"].eq("negative") & table["vs_scratch"].isin(
-        ["positive", "inconclusive"]
+    removed = (
+        table["finetune_vs_scratch"].eq("negative")
+        & table["vs_finetune"].eq("better")
+        & table["vs_scratch"].isin(["positive", "inconclusive"])
     )
     table["rescues"] = np.where(
         removed,

@@ -106,7 +106,8 @@ def _method_tables(methods: pd.DataFrame) -> list[str]:
         "difference (above 0: the method is better), its interval, p and q (corrected per study "
         "as the cells); vs_finetune = better | worse | inconclusive | too-few-seeds | "
         "too-few-pairs; gain_vs_scratch / vs_scratch = the arm's own cell; finetune_vs_scratch "
-        "= the reference's cell; rescues = where plain fine-tuning's negative transfer is gone._",
+        "= the reference's cell; rescues = where the method beats plain fine-tuning and "
+        "removes its negative transfer._",
         "",
         *(lines or ["No method removes a negative transfer of plain fine-tuning here."]),
         "",

@@ -210,11 +210,12 @@ def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
     # The resumed attempt trained only the epochs after the checkpoint (its csv log is fresh).
     rows = (results / "kill" / "runs" / victim / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
-    trained = {
-        int(row.split(",")[header.index("epoch")])
-        for row in rows[1:]
-        if row.split(",")[header.index("train/loss")]
-    }
+    cols = [row.split(",") for row in rows[1:]]
+    loss, epoch = header.index("train/loss"), header.index("epoch")
+    restored = header.index("restored_from_checkpoint")  # rows logged again, not trained
+    trained = {int(float(row[epoch])) for row in cols if row[loss] and not row[restored]}
+    relogged = {int(float(row[epoch])) for row in cols if row[loss] and row[restored]}
+    assert relogged == set(range(saved_epoch + 1))  # the restored curve is whole
     assert trained == set(range(saved_epoch + 1, epochs))
     summary = _summary(out)
     assert summary["completed"] + summary["skipped"] == summary["jobs"] == 2

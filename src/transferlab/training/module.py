@@ -23,6 +23,10 @@ SchedulerFactory = Callable[..., Any]
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+#: Metric set on the rows a resumed run logs again from its checkpoint (not trained again).
+RESTORED = "restored_from_checkpoint"
+
+
 class TransferClassifier(L.LightningModule):
     """Trains `model` on one stage; keeps `frozen` modules in eval mode (fixed BatchNorm stats).
 
@@ -198,7 +202,7 @@ class TransferClassifier(L.LightningModule):
     def on_train_start(self) -> None:
         """A resumed run logs the epochs restored from its checkpoint again (validation
         metrics and training losses), so its loggers, whose files of the earlier attempt are
-        replaced, hold the whole curve."""
+        replaced, hold the whole curve; those rows carry `restored_from_checkpoint`."""
         epochs = self.trainer.current_epoch
         if not self.val_curve or epochs == 0:
             return
@@ -207,7 +211,9 @@ class TransferClassifier(L.LightningModule):
         for entry in self.val_curve:
             metrics = {f"val/{k}": v for k, v in entry.items() if k != "epoch"}
             metrics.update({k: v for k, v in train.get(entry["epoch"], {}).items() if k != "epoch"})
-            metrics["epoch_index"] = metrics["epoch"] = float(entry["epoch"])
+            metrics["epoch_index"] = float(entry["epoch"])
+            metrics["epoch"] = int(entry["epoch"])
+            metrics[RESTORED] = 1.0  # logged again from the checkpoint, not trained now
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=(entry["epoch"] + 1) * per_epoch - 1)
 

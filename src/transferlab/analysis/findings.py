@@ -145,7 +145,7 @@ def _grid_edges(cells: pd.DataFrame) -> list[str]:
             )
     if not out:
         return out
-    risky = cells[cells["edge_risk"]] if "edge_risk" in cells else cells.iloc[:0]
+    risky = cells[cells["edge_risk"]]
     out.append(
         f"- **Flags an edge could overturn: {len(risky)}** (a negative cell whose fine-tuned "
         "arm, or a positive cell whose scratch arm, chose an edge value; `edge_risk` in "

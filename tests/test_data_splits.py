@@ -72,7 +72,8 @@ def test_the_cache_returns_the_same_splits_object() -> None:
 def test_shifted_views_share_the_base_split_so_source_never_sees_target_test() -> None:
     target = digits()
     source = build_splits(ROT45, image_size=SIZE)
-    # the rotated source trains on exactly the base examples the target trains on ...
+    # both views hold the same whole training pool (a run's stages split it into a source
+    # and a target part: tests/test_data_pools.py) ...
     assert torch.equal(source.train.origin, target.train.origin)
     # ... so no source training (or validation) example is a target test example
     assert not origins(source.train) & origins(target.test)

@@ -43,6 +43,8 @@ class DataRequest:
     max_examples: int
     split: str = "train"
     seed: int = 0
+    pool: str = "all"  # the part of the training pool the stage drew from (data.build)
+    target_share: float | None = None
 
     def key(self) -> str:
         """Stable identity for caching."""
@@ -74,6 +76,8 @@ class TorchBackend:
             image_size=request.image_size,
             channels=request.channels,
             split_seed=request.split_seed,
+            pool=request.pool,
+            target_share=request.target_share,
         )
         part = getattr(splits, request.split)
         order = np.random.default_rng(request.seed).permutation(len(part))[: request.max_examples]
@@ -214,7 +218,15 @@ def _requests(record: Mapping[str, Any], max_examples: int, seed: int) -> tuple[
     target = (record.get("target") or {}).get("spec")
     if source is None or target is None:
         raise ValueError("record lacks the source or target spec")
-    return DataRequest(spec=source, **common), DataRequest(spec=target, **common)
+    share = ident.get("target_pool_share")
+    if share is None:  # a record made before the pool was split: both drew from all of it
+        return DataRequest(spec=source, **common), DataRequest(spec=target, **common)
+    from transferlab.data import source_pool
+
+    return (
+        DataRequest(spec=source, pool=source_pool(source, target), target_share=share, **common),
+        DataRequest(spec=target, pool="target", target_share=share, **common),
+    )
 
 
 #: Columns of the shift table and of the estimator table.

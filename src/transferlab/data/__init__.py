@@ -6,7 +6,7 @@ Everything lives in memory as uint8 (N, C, H, W) tensors; see :func:`build_split
 
 from transferlab.data import builtin as _builtin  # noqa: F401  (registers datasets)
 from transferlab.data import torchvision_sets as _torchvision_sets  # noqa: F401
-from transferlab.data.build import build_splits, clear_cache
+from transferlab.data.build import POOL_PARTS, build_splits, clear_cache, source_pool
 from transferlab.data.registry import available_datasets, register_dataset
 from transferlab.data.shifts import available_shifts, register_shift
 from transferlab.data.spec import describe, normalize_spec, validate_spec
@@ -14,6 +14,7 @@ from transferlab.data.splits import budget_split, stratified_subset
 from transferlab.data.tensors import DatasetSplits, ImageTensors
 
 __all__ = [
+    "POOL_PARTS",
     "DatasetSplits",
     "ImageTensors",
     "available_datasets",
@@ -24,6 +25,7 @@ __all__ = [
     "normalize_spec",
     "register_dataset",
     "register_shift",
+    "source_pool",
     "budget_split",
     "stratified_subset",
     "validate_spec",

@@ -3,7 +3,11 @@
 The base dataset is split first (fixed by its options and ``split_seed``), then the spec's
 shifts are applied to each split, so two views of one base dataset (e.g. ``digits`` and
 ``digits`` rotated) share one split and a source's training pool never holds a target's test
-example. ``origin`` records each example's index in the base dataset.
+example. The training pool is further split into a source part and a target part (``pool``):
+a target stage draws its labelled budget (training and budget validation) from the target part
+only, and a source that is a view of the target's base dataset trains on the source part only,
+so it never sees the target's examples (`source_pool`). ``origin`` records each example's index
+in the base dataset.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ SPLITS_CACHE_SIZE = 8
 #: Channel counts images can be built with.
 CHANNEL_CHOICES = (1, 3)
 SPLIT_NAMES = ("train", "val", "test")
+#: Which part of the base dataset's training pool a stage draws from: all of it, the part kept
+#: for sources of the same base dataset, or the part kept for targets.
+POOL_PARTS = ("all", "source", "target")
 
 
 def _canonical(value: Any) -> str:
@@ -56,10 +63,41 @@ def _load_base(key: str, image_size: int, channels: int) -> BaseData:
     return base
 
 
+def base_name(spec: Mapping[str, Any]) -> str:
+    """The base dataset a spec is a view of (its registered name): views of one base dataset
+    share its split and its examples."""
+    return str(normalize_spec(spec)["name"])
+
+
+def source_pool(source: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+    """The part of its training pool a source trains on: the source part when it is a view of
+    the target's base dataset (disjoint from every example a target can draw), else all of it."""
+    return "source" if base_name(source) == base_name(target) else "all"
+
+
+def _pool_part(
+    train: ImageTensors, pool: str, target_share: float | None, split_seed: int, tag: str
+) -> ImageTensors:
+    """The ``pool`` part of a training pool: class-stratified, fixed by ``split_seed``; the
+    target part holds ``round(target_share * n_c)`` examples of each class, the source part the
+    rest."""
+    if pool == "all":
+        return train
+    if target_share is None:
+        raise ConfigError(f"pool={pool!r} needs target_pool_share, got None")
+    source, target = stratified_holdout(train.labels, target_share, split_seed, f"pool:{tag}")
+    return train.subset(target if pool == "target" else source)
+
+
 def _base_splits(
-    norm: Mapping[str, Any], image_size: int, channels: int, split_seed: int
+    norm: Mapping[str, Any],
+    image_size: int,
+    channels: int,
+    split_seed: int,
+    part: tuple[str, float | None] = ("all", None),
 ) -> tuple[dict[str, ImageTensors], tuple[str, ...], int | None]:
-    """Split the (unshifted) base dataset: train pool, val and test, with origins."""
+    """Split the (unshifted) base dataset: train pool (its ``pool`` part), val and test, with
+    origins."""
     entry = get_dataset(norm["name"])
     loader_options = {k: norm[k] for k in entry.options}
     key = _canonical({"name": entry.name, "options": loader_options})
@@ -79,14 +117,19 @@ def _base_splits(
         kept, held = stratified_holdout(labels, norm["test_fraction"], split_seed, f"test:{tag}")
         pool, test = everything.subset(kept), everything.subset(held)
     kept, held = stratified_holdout(pool.labels, norm["val_fraction"], split_seed, f"val:{tag}")
-    parts = {"train": pool.subset(kept), "val": pool.subset(held), "test": test}
+    train = _pool_part(pool.subset(kept), *part, split_seed, tag)
+    parts = {"train": train, "val": pool.subset(held), "test": test}
     return parts, tuple(base.classes), offset
 
 
 @lru_cache(maxsize=SPLITS_CACHE_SIZE)
-def _build(key: str, image_size: int, channels: int, split_seed: int) -> DatasetSplits:
+def _build(
+    key: str, image_size: int, channels: int, split_seed: int, pool: str, target_share: float | None
+) -> DatasetSplits:
     norm = json.loads(key)
-    parts, classes, offset = _base_splits(norm, image_size, channels, split_seed)
+    parts, classes, offset = _base_splits(
+        norm, image_size, channels, split_seed, (pool, target_share)
+    )
     out: dict[str, ImageTensors] = {}
     out_classes = classes
     for split in SPLIT_NAMES:
@@ -107,19 +150,30 @@ def _build(key: str, image_size: int, channels: int, split_seed: int) -> Dataset
 
 
 def build_splits(
-    spec: Mapping[str, Any], *, image_size: int, channels: int = 3, split_seed: int = 0
+    spec: Mapping[str, Any],
+    *,
+    image_size: int,
+    channels: int = 3,
+    split_seed: int = 0,
+    pool: str = "all",
+    target_share: float | None = None,
 ) -> DatasetSplits:
     """Load, split and shift the dataset ``spec`` describes, at ``image_size`` and ``channels``.
 
-    Results are cached in-process (keyed by the normalised spec, size, channels, split_seed):
-    the returned tensors are shared, so callers must not modify them in place.
+    ``pool`` chooses the part of the training pool in ``train`` (`POOL_PARTS`; the target part
+    holds ``target_share`` of each class). Validation and test splits are the same for every
+    part. Results are cached in-process (keyed by the normalised spec, size, channels,
+    split_seed and part): the returned tensors are shared, so callers must not modify them.
     """
     checks.integer("build_splits", "image_size", image_size, low=1)
     checks.integer("build_splits", "split_seed", split_seed)
     if channels not in CHANNEL_CHOICES:
         raise ConfigError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
+    if pool not in POOL_PARTS:
+        raise ConfigError(f"pool must be one of {', '.join(POOL_PARTS)}, got {pool!r}")
+    share = None if pool == "all" else target_share
     norm = normalize_spec(spec)
-    return _build(_canonical(norm), image_size, channels, split_seed)
+    return _build(_canonical(norm), image_size, channels, split_seed, pool, share)
 
 
 def clear_cache() -> None:

@@ -137,12 +137,21 @@ def stage_config(cfg: DictConfig, stage: str, source_run_id: str | None = None) 
 
     The source stage trains a fresh model (init scratch, nothing frozen) with `pretrain.seed`
     when that is set; the target stage is normalised by its init (`normalize_run_config`).
+    `pool` names the part of its dataset's training pool the stage draws from: a target always
+    its part, a source the other part when it is a view of the target's base dataset (see
+    `transferlab.data.build`), so no source trains on an example a target can draw.
     """
     out = normalize_run_config(cfg) if stage == "target" else _copy(cfg)
     out.stage = stage
     for key, reference in STAGE_ALIASES[stage].items():
         out[key] = reference
+    out.pool = "target"
     if stage == "source":
+        from transferlab.data import source_pool  # cheap: no data is loaded
+
+        out.pool = source_pool(cfg.source, cfg.target)
+        if out.pool == "all":  # a source of another base dataset: the share is unused
+            out.target_pool_share = None
         out.init, out.init_path, out.freeze_depth, out.method = "scratch", None, 0, None
         out.target = out.target_size = out.train = None  # one source serves every target
         if cfg.pretrain.get("seed") is not None:

@@ -22,8 +22,11 @@ RECORD_SCHEMA = 2
 #: Lightning 2.2+ (before, a run with freeze_depth > 0 let them adapt to the target); 5 adds
 #: the fine-tuning method (`method.*`) to every transferred target run; 6 holds validation out
 #: of the budget so that training examples nest across target sizes too (and drops `val_share`
-#: from a pool-validated run).
-IDENTITY_VERSION = 6
+#: from a pool-validated run); 7 splits each dataset's training pool into a source part and a
+#: target part (targets draw their budget from theirs; a source of the target's base dataset
+#: trains on the other), makes the frozen-feature shortcut, resumed runs and the methods exact,
+#: and identifies datasets and weights that a path defines by their content.
+IDENTITY_VERSION = 7
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.

@@ -19,6 +19,7 @@ from transferlab.data import (
     budget_split,
     build_splits,
     normalize_spec,
+    source_pool,
     stratified_subset,
     validate_spec,
 )
@@ -132,13 +133,19 @@ def uses_budget_validation(cfg: DictConfig) -> bool:
     return cfg.get("stage", "target") == "target" and cfg.get("val_protocol") == "budget"
 
 
-def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int, target: bool) -> None:
-    """Build (and cache) the splits and draw the subset, so data errors come before training."""
+def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int, pool: str) -> None:
+    """Build (and cache) the splits of the stage's `pool` part and draw the subset, so data
+    errors (a size its part cannot supply) come before training."""
     splits = build_splits(
-        spec, image_size=cfg.image_size, channels=cfg.channels, split_seed=cfg.split_seed
+        spec,
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        split_seed=cfg.split_seed,
+        pool=pool,
+        target_share=cfg.target_pool_share,
     )
     labelled = {"classes": splits.classes, "dataset": splits.description}
-    if target and uses_budget_validation(cfg):
+    if pool == "target" and uses_budget_validation(cfg):
         budget_split(splits.train.labels, size, seed, float(cfg.val_share), **labelled)
     else:
         stratified_subset(splits.train.labels, size, seed, **labelled)
@@ -242,9 +249,10 @@ def preflight(cfg: DictConfig) -> int:
                 sort_keys=True,
             )
         )
-    _check_data(cfg, cfg.target, cfg.target_size, cfg.seed, target=True)
+    _check_data(cfg, cfg.target, cfg.target_size, cfg.seed, pool="target")
     if uses_source:
-        _check_data(cfg, cfg.source, cfg.source_size, cfg.seed, target=False)
+        pool = source_pool(cfg.source, cfg.target)
+        _check_data(cfg, cfg.source, cfg.source_size, cfg.seed, pool=pool)
     return groups
 
 

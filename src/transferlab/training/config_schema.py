@@ -121,6 +121,7 @@ class RunConfig:
     split_seed: int = _range(0)
     val_protocol: str = _range(choices=VAL_PROTOCOLS)
     val_share: float = _range(0, above=True, below=1)
+    target_pool_share: float = _range(0, above=True, below=1)
     image_size: int = _range(1)
     channels: int = _range(choices=CHANNEL_CHOICES)
     input_norm: str = _range(choices=INPUT_NORMS)

@@ -106,7 +106,8 @@ def _with_run_info(stage_cfg: DictConfig, rid: str, run_dir: Path) -> DictConfig
 
 
 def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
-    """The stage's splits and its class-stratified training subset (seeded by the run seed).
+    """The stage's splits and its class-stratified training subset (seeded by the run seed),
+    drawn from the stage's part of the training pool (`stage_config`'s `pool`).
 
     A target stage under `val_protocol=budget` validates on examples held out of its own
     labelled budget (`budget_split`) instead of the dataset's fixed validation set."""
@@ -115,6 +116,8 @@ def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
         image_size=stage_cfg.image_size,
         channels=stage_cfg.channels,
         split_seed=stage_cfg.split_seed,
+        pool=stage_cfg.pool,
+        target_share=stage_cfg.target_pool_share,
     )
     labelled = {"classes": splits.classes, "dataset": splits.description}
     if uses_budget_validation(stage_cfg):

@@ -19,6 +19,7 @@ from transferlab.models.inputs import input_stats, prepare
 from transferlab.models.prefix import split_frozen_prefix
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
+from transferlab.training.seeding import Stream, epoch_seed
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -104,7 +105,9 @@ def fit_plain(
     loader = train_loader(data["train"], bs, int(stage.seed), min_steps)
     metrics, nll = classification_metrics(k), NegativeLogLikelihood()
     best_acc, best_state = -1.0, None
-    for _ in range(int(stage.budget.epochs)):
+    for epoch in range(int(stage.budget.epochs)):
+        loader.sampler.set_epoch(epoch)  # each epoch's order and draws, as Lightning's run has
+        torch.manual_seed(epoch_seed(int(stage.seed), epoch, Stream.GLOBAL))
         train_mode()
         for inputs, labels in loader:
             loss = torch.nn.functional.cross_entropy(forward(inputs), labels)

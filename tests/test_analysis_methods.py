@@ -61,8 +61,9 @@ def test_records_name_the_method_and_how_its_epochs_were_spent(study):
     for record in targets:
         by_method.setdefault(record["method"], []).append(record)
     assert len(by_method[None]) == SEEDS  # scratch: one run per seed, whatever the method
-    assert len(by_method["finetune"]) == len(by_method["lp_ft(probe_share=0.5)"]) == 2 * SEEDS
-    for record in by_method["lp_ft(probe_share=0.5)"]:
+    lp_ft = "lp_ft(probe_lr=0.01, probe_optimizer=adamw, probe_scheduler=cosine, probe_share=0.3)"
+    assert len(by_method["finetune"]) == len(by_method[lp_ft]) == 2 * SEEDS
+    for record in by_method[lp_ft]:
         probe, tune = record["phases"]
         assert (probe["phase"], probe["epochs"], tune["phase"], tune["epochs"]) == (
             "linear_probe",

@@ -27,6 +27,15 @@ CASES = {
     "non-positive learning rate": (["train.lr=0"], ["train.lr", "0"]),
     "torchvision data missing": (["data@target=mnist"], ["mnist", "download=true"]),
     "hub weights offline": (["init=hub"], ["init=file"]),
+    # identified by content: a missing folder or file still fails where it is read, in one line
+    "image folder missing": (
+        ["data@target=image_folder", "target.root=/nowhere", "init=scratch"],
+        ["image_folder", "/nowhere"],
+    ),
+    "weights file missing": (
+        ["init=file", "init_path=/nowhere.safetensors"],
+        ["weights file", "/nowhere.safetensors", "does not exist"],
+    ),
     # one source of truth per setting: the budget, the logger and callbacks groups
     "optimizer lr beside the budget": (["optimizer.lr=0.5"], ["optimizer.lr=0.5", "train.lr"]),
     "trainer epochs beside the budget": (
@@ -85,6 +94,22 @@ CASES = {
     "LP-FT probe taking every epoch": (
         ["method=lp_ft", "method.probe_share=0.99"],
         ["method.probe_share=0.99", "2 of 2 epochs"],
+    ),
+    "LP-FT probe learning rate of zero": (
+        ["method=lp_ft", "method.probe_lr=0"],
+        ["method.probe_lr=0", "> 0"],
+    ),
+    "LP-FT probe optimiser that is no preset": (
+        ["method=lp_ft", "method.probe_optimizer=lbfgs"],
+        ["method.probe_optimizer='lbfgs'", "adamw, sgd"],
+    ),
+    "LP-FT probe schedule that is no preset": (
+        ["method=lp_ft", "method.probe_scheduler=step"],
+        ["method.probe_scheduler='step'", "cosine, none"],
+    ),
+    "typo in an LP-FT setting": (
+        ["method=lp_ft", "+method.probe_lrr=0.1"],
+        ["method.probe_lrr", "did you mean method.probe_lr?"],
     ),
     "model argument the preset lacks": (
         ["model.kwargs.drop_rate=0.1"],

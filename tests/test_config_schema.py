@@ -22,6 +22,7 @@ SHIPPED = (
     + [f"optimizer={m}" for m in _presets("optimizer")]
     + [f"scheduler={m}" for m in _presets("scheduler")]
     + [f"trainer={m}" for m in _presets("trainer")]
+    + [f"method={m}" for m in _presets("method")]
     + [f"data@target={m}" for m in _presets("data")]
     + ["logger=[wandb,csv,tensorboard]", "logger=[]", "experiment=quickstart", "study='2024'"]
     + ["+trainer.gradient_clip_val=1.0", "pretrain.seed=3", "target_size=null", "threads=2"]

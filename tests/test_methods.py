@@ -14,6 +14,7 @@ from torch import nn
 
 from transferlab.methods import BSS, L2SP, Context, LoRA
 from transferlab.models import create_model, depth_groups
+from transferlab.models.weights import classifier_parameters
 from transferlab.store import stage_config
 from transferlab.training.fit import build_module, fit_stage
 from transferlab.training.run import _training_data, _with_run_info
@@ -49,8 +50,8 @@ class Snapshots(L.Callback):
         self.states.append(_state(module))
 
 
-def _fit(stage, tmp_path: Path, monkeypatch):
-    """Fit the stage with the real callbacks plus `Snapshots`; (result, snapshots)."""
+def _fit(stage, tmp_path: Path, monkeypatch, *extra: L.Callback):
+    """Fit the stage with the real callbacks plus `Snapshots` and `extra`; (result, snapshots)."""
     import transferlab.training.fit as fit
 
     run_dir = tmp_path / "run"
@@ -58,7 +59,8 @@ def _fit(stage, tmp_path: Path, monkeypatch):
     splits, train = _training_data(stage)
     snapshots = Snapshots()
     real = fit.build_callbacks
-    monkeypatch.setattr(fit, "build_callbacks", lambda c: {**real(c), "snap": snapshots})
+    added = {"snap": snapshots, **{f"extra{i}": c for i, c in enumerate(extra)}}
+    monkeypatch.setattr(fit, "build_callbacks", lambda c: {**real(c), **added})
     return fit_stage(stage, splits, train, run_dir), snapshots
 
 
@@ -107,25 +109,26 @@ def test_lora_keeps_base_weights_and_trains_adapters_and_head(
     assert result.trainable_parameters < base
 
 
-@pytest.mark.parametrize("model", MODELS)
-def test_lp_ft_moves_the_head_first_and_the_body_after(compose, tmp_path, model, monkeypatch):
-    stage = _stage(compose, model, "method=lp_ft", "method.probe_share=0.5")
+@pytest.mark.parametrize(
+    ("model", "method"), [(m, "lp_ft") for m in MODELS] + [("test_convnext", "lp_ft_shared")]
+)
+def test_lp_ft_probes_the_classifier_alone_then_tunes_everything(
+    compose, tmp_path, model, method, monkeypatch
+):
+    stage = _stage(compose, model, f"method={method}", "method.probe_share=0.5")
     result, snaps = _fit(stage, tmp_path, monkeypatch)
     net, before, (probe, tuned) = result.model, snaps.initial, snaps.states
     params = dict(net.named_parameters())
-    head_count = sum(params[n].numel() for n in depth_groups(net)[-1][1])
-    assert result.phases == [
-        {"phase": "linear_probe", "epochs": 1, "trainable_parameters": head_count},
-        {
-            "phase": "finetune",
-            "epochs": 1,
-            "trainable_parameters": sum(p.numel() for p in params.values()),
-        },
+    classifier = classifier_parameters(net)  # ConvNeXt's head group also holds head.norm
+    assert [(p["phase"], p["epochs"], p["trainable_parameters"]) for p in result.phases] == [
+        ("linear_probe", 1, sum(params[n].numel() for n in classifier)),
+        ("finetune", 1, sum(p.numel() for p in params.values())),
     ]
-    head = set(_group_keys(net, probe, len(depth_groups(net)) - 1))
-    body = [k for k in probe if k not in head and probe[k].is_floating_point()]
-    assert all(torch.equal(probe[k], before[k]) for k in body)  # BatchNorm statistics too
-    assert any(not torch.equal(probe[k], before[k]) for k in head if probe[k].is_floating_point())
+    moved = {
+        k for k in probe if probe[k].is_floating_point() and not torch.equal(probe[k], before[k])
+    }
+    assert moved == classifier  # the rest (a neck, BatchNorm statistics) stayed where it was
+    body = [k for k in probe if k not in classifier and probe[k].is_floating_point()]
     assert any(not torch.equal(tuned[k], probe[k]) for k in body if "running_" not in k)
 
 
@@ -186,13 +189,48 @@ def test_bss_penalty_is_the_smallest_squared_singular_values():
     assert float(BSS(eta=0.1, k=2).penalty(None, rotated)) == pytest.approx(0.1 * (1.0 + 4.0))
 
 
-def test_bss_trains_with_its_penalty_logged(compose, tmp_path, monkeypatch):
-    stage = _stage(compose, "test_resnet", "method=bss", "method.eta=0.01")
-    result, _ = _fit(stage, tmp_path, monkeypatch)
+class PoolCalls(L.Callback):
+    """Counts training batches and the model's global pooling (the start of timm's
+    `forward_head`) run in training mode."""
+
+    def __init__(self) -> None:
+        self.batches = self.pools = 0
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        def count(pool: nn.Module, *_: object) -> None:
+            self.pools += pool.training
+
+        module.model.global_pool.register_forward_hook(count)
+
+    def on_train_batch_end(self, *_: object) -> None:
+        self.batches += 1
+
+
+def test_bss_trains_with_its_penalty_on_the_features_of_one_forward_pass(
+    compose, tmp_path, monkeypatch
+):
+    # dropout before the classifier: a second pass would draw another mask
+    overrides = ("method=bss", "method.eta=0.01", "+model.kwargs.drop_rate=0.5")
+    calls = PoolCalls()
+    result, _ = _fit(_stage(compose, "test_resnet", *overrides), tmp_path, monkeypatch, calls)
     assert result.status == "completed"
+    assert calls.batches > 0 and calls.pools == calls.batches  # once per training step
     metrics = (tmp_path / "run" / "csv").rglob("metrics.csv")
     header = next(iter(metrics)).read_text().splitlines()[0]
     assert "train/penalty" in header
+
+
+def test_l2sp_pulls_a_transferred_neck_to_its_start_and_decays_only_the_new_classifier():
+    model, _ = create_model("test_convnext", num_classes=3, in_chans=3, image_size=32)
+    assert "head.norm.weight" in depth_groups(model)[-1][1]  # a neck in the head group
+    method = L2SP(alpha=0.5, beta=0.25)
+    method.setup(model, Context(freeze_depth=0, epochs=1, head_reset=True))
+    with torch.no_grad():
+        model.head.norm.weight.add_(0.1)  # the transferred neck moves by 0.1 per weight
+    near = 0.1**2 * model.head.norm.weight.numel()
+    fc = model.get_classifier()
+    far = float(fc.weight.pow(2).sum() + fc.bias.pow(2).sum())  # the re-initialised classifier
+    assert float(method.penalty(model, None)) == pytest.approx(0.5 / 2 * near + 0.25 / 2 * far)
 
 
 def test_lora_adapts_every_linear_and_plain_conv_outside_the_head():

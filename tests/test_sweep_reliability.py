@@ -427,6 +427,35 @@ def test_diverged_and_failed_points_are_recorded_and_sweep_goes_on(tmp_path):
     assert "2 of 4 sweep jobs failed" in tail
 
 
+def test_target_runs_of_a_diverged_source_are_results_kept_on_relaunch(tmp_path):
+    results = tmp_path / "results"
+    # The source stage's lr 1e30 with plain SGD overflows; the target budget is sane.
+    extra = ("optimizer=sgd", "scheduler=none", "pretrain.lr=1e30", "logger=[csv]")
+    cmd = _command(*_args(results, "div", *extra))
+    first = _run(cmd, tmp_path, status=0).stdout  # a diverged run is a result, not a failure
+    targets, sources = _expected_ids(*extra)
+    records = _records(results, "div")
+    assert set(records) == {*targets.values(), *sources.values()}
+    for point, rid in targets.items():
+        source = sources[point]
+        assert records[source]["status"] == "diverged"
+        assert records[rid]["status"] == "diverged" and records[rid]["source_run_id"] == source
+        assert records[rid]["error"].startswith(f"source stage {source} diverged: non-finite")
+        assert not records[rid]["metrics"].get("test")  # nothing trained, nothing tested
+    summary = _summary(first)
+    assert (summary["diverged"], summary["failed"], summary["jobs"]) == (4, 0, 4)
+    # The analysis reads them as diverged runs, like any other.
+    from transferlab.analysis.records import flatten_record
+
+    assert {flatten_record(records[rid])["status"] for rid in targets.values()} == {"diverged"}
+    before = {p.name: p.read_bytes() for p in (results / "div" / "records").glob("*.json")}
+    again = _run(cmd, tmp_path, status=0).stdout
+    summary = _summary(again)
+    assert summary["skipped"] == summary["jobs"] == 4 and summary["diverged"] == 0
+    assert "Trainer.fit" not in again
+    assert {p.name: p.read_bytes() for p in (results / "div" / "records").glob("*.json")} == before
+
+
 # ------------------------------------------------------------- 6. launchers, real processes
 
 

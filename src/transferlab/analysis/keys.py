@@ -6,7 +6,7 @@ setting that varies across a study's records is part of the cell, except the see
 paired on it) and the optimisation settings chosen per arm on validation (`HPARAMS`): settings
 both arms share (optimizer, scheduler, image size, ...) form the `variant` column and must match
 between a fine-tuned arm and its baseline; settings of the source stage (`source_size`,
-`pretrain.*`, `init_path`) form `source_variant` and only tell fine-tuned arms apart, as the
+`pretrain.*`, `init_weights`) form `source_variant` and only tell fine-tuned arms apart, as the
 fine-tuning method does (`method`: its name and settings, from the record).
 """
 
@@ -39,7 +39,7 @@ SEED_KEYS = ("seed", "pretrain.seed")
 NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", "freeze_depth")
 NAMED_PREFIXES = ("target.", "source.", "method.")
 #: Identity settings of the source stage (or the weights a target started from).
-SOURCE_SIDE_KEYS = ("source_size", "init_path")
+SOURCE_SIDE_KEYS = ("source_size", "init_weights")
 SOURCE_SIDE_PREFIXES = ("pretrain.",)
 #: Statuses counted per arm.
 STATUS_COUNTS = STATUSES

@@ -64,9 +64,13 @@ def _load_base(key: str, image_size: int, channels: int) -> BaseData:
 
 
 def base_name(spec: Mapping[str, Any]) -> str:
-    """The base dataset a spec is a view of (its registered name): views of one base dataset
-    share its split and its examples."""
-    return str(normalize_spec(spec)["name"])
+    """The base dataset a spec is a view of: its registered name with the loader options that
+    choose its examples (an `image_folder`'s folders; not a location such as a torchvision
+    root). Views of one base dataset share its split and its examples; two folders do not."""
+    norm = normalize_spec(spec)
+    entry = get_dataset(norm["name"])
+    chosen = {k: norm[k] for k in entry.options if k not in entry.hidden_options}
+    return _canonical({"name": entry.name, "options": chosen})
 
 
 def source_pool(source: Mapping[str, Any], target: Mapping[str, Any]) -> str:

@@ -46,6 +46,7 @@ class DatasetEntry:
     official_test: bool
     hidden_options: tuple[str, ...]
     check: OptionCheck | None
+    content_options: tuple[str, ...] = ()
 
 
 _DATASETS: dict[str, DatasetEntry] = {}
@@ -67,20 +68,25 @@ def register_dataset(
     official_test: bool = False,
     hidden_options: tuple[str, ...] = LOCATION_OPTIONS,
     check: OptionCheck | None = None,
+    content_options: tuple[str, ...] = (),
 ) -> Callable[[Loader], Loader]:
     """Register ``loader(*, image_size, channels, **options) -> BaseData`` under ``name``.
 
     The loader's other keyword-only parameters are the dataset's spec options (their defaults
     are the spec defaults). ``official_test`` says the loader always returns an official test
     split (so ``test_fraction`` is not an option); ``hidden_options`` are left out of descriptions;
-    ``check(options)`` validates option values cheaply (raising ConfigError) before any loading.
+    ``check(options)`` validates option values cheaply (raising ConfigError) before any loading;
+    ``content_options`` name the folders that define the data (a run is identified by what they
+    hold, not by their path: see `transferlab.store.fingerprint`).
     """
 
     def decorator(loader: Loader) -> Loader:
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} is already registered")
         options = keyword_options(loader, LOADER_ARGS)
-        _DATASETS[name] = DatasetEntry(name, loader, options, official_test, hidden_options, check)
+        _DATASETS[name] = DatasetEntry(
+            name, loader, options, official_test, hidden_options, check, content_options
+        )
         return loader
 
     return decorator

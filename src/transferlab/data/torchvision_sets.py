@@ -179,7 +179,7 @@ def _read_folder(
     return torch.cat(images), labels, tuple(folder.classes)
 
 
-@register_dataset("image_folder", hidden_options=())
+@register_dataset("image_folder", hidden_options=(), content_options=("root", "test_root"))
 def image_folder(
     *, image_size: int, channels: int, root: str, test_root: str | None = None
 ) -> BaseData:

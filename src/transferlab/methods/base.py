@@ -1,9 +1,10 @@
 """What every fine-tuning method offers the training code (a small API, as timm's models do).
 
 A method decides, for a target stage that starts from transferred weights, which parameters
-train and when (`setup`, `on_epoch_start`), at which learning rate (`parameter_groups`) and under
-which extra loss (`penalty`). Every method gets the stage's whole budget of optimiser steps; the
-record says how it spent them (`phases`).
+train and when (`setup`, `on_epoch_start`), at which learning rate (`parameter_groups`), with
+which optimisers over which epochs (`spans`) and under which extra loss (`penalty`). Every
+method gets the stage's whole budget of optimiser steps; the record says how it spent them
+(`phases`).
 """
 
 from __future__ import annotations
@@ -27,12 +28,27 @@ class Context:
     head_reset: bool | None  # whether the classifier is new (None: trained from scratch)
 
 
+@dataclass(frozen=True)
+class Span:
+    """Epochs `first_epoch` to `first_epoch + epochs - 1`, trained by one optimiser and
+    learning-rate schedule made fresh when the span starts: the `optimizer` and `scheduler`
+    presets named (None: the stage's own) built against the stage's budget with these epochs and
+    learning rate `lr` (None: the budget's)."""
+
+    first_epoch: int
+    epochs: int
+    lr: float | None = None
+    optimizer: str | None = None
+    scheduler: str | None = None
+
+
 class Method:
     """Plain training of whatever is trainable; subclasses change one thing each."""
 
     #: The preset's name, in records and in the analysis's method column.
     name: ClassVar[str] = "method"
-    #: Whether `penalty` needs the batch's pooled features (one forward pass gives both).
+    #: Whether `penalty` needs the batch's pre-logits features: the input of the classifier in
+    #: the forward pass whose logits give the loss (`models.features.logits_and_features`).
     needs_features: ClassVar[bool] = False
 
     def check(self, model: nn.Module, context: Context) -> None:
@@ -50,6 +66,11 @@ class Method:
     def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         """The optimiser's parameter groups; `lr_scale` multiplies the budget's learning rate."""
         return [{"params": [p for p in model.parameters() if p.requires_grad], "lr_scale": 1.0}]
+
+    def spans(self, context: Context) -> list[Span]:
+        """The optimisers the stage trains with, in order (fresh ones at each span's start):
+        one, the stage's presets over the whole budget, unless a method says otherwise."""
+        return [Span(0, context.epochs)]
 
     def penalty(self, model: nn.Module, features: torch.Tensor | None) -> torch.Tensor | None:
         """An extra loss term for this batch (None: none)."""
@@ -82,11 +103,15 @@ def group_names(model: nn.Module) -> list[str]:
     return [name for name, _ in depth_groups(model)]
 
 
-def check_range(setting: str, value: Any, low: float, *, high: float | None = None) -> None:
-    """A one-line ConfigError unless `low <= value` (and `value < high` when given)."""
+def check_range(
+    setting: str, value: Any, low: float, *, high: float | None = None, above: bool = False
+) -> None:
+    """A one-line ConfigError unless `low <= value` (`low < value` when `above`; and
+    `value < high` when given)."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or value < low or (high is not None and value >= high):
-        bound = f">= {low}" + (f" and < {high}" if high is not None else "")
+    too_low = number and (value <= low if above else value < low)
+    if not number or too_low or (high is not None and value >= high):
+        bound = f"{'>' if above else '>='} {low}" + (f" and < {high}" if high is not None else "")
         raise ConfigError(f"method.{setting}={value!r} is out of range; valid: {bound}")
 
 

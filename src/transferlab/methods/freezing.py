@@ -1,5 +1,5 @@
-"""Methods that choose which depth groups train: fine-tuning with a frozen prefix, surgical
-fine-tuning of any subset, and linear probing then fine-tuning (LP-FT)."""
+"""Methods that choose which depth groups train: fine-tuning with a frozen prefix and surgical
+fine-tuning of any subset (linear probing then fine-tuning: `lp_ft.py`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ from typing import Any
 
 from torch import nn
 
-from transferlab.errors import ConfigError
-from transferlab.methods.base import Context, Method, check_range, group_names, out_of_groups
+from transferlab.methods.base import Context, Method, group_names, out_of_groups
 from transferlab.models.depth import (
     check_freeze_depth,
     freeze_group_set,
     model_display_name,
-    trainable_parameters,
 )
 
 
@@ -59,59 +57,3 @@ class Surgical(Method):
 
     def settings(self) -> dict[str, Any]:
         return {"tune_stages": self.tune_stages, "train_head": self.train_head}
-
-
-class LPFT(Method):
-    """Linear probing, then full fine-tuning (Kumar et al., ICLR 2022): the first
-    `probe_share` of the epochs train the head alone on the frozen body, the rest train every
-    layer, in one optimiser and schedule (frozen weights get no gradients, so no updates)."""
-
-    name = "lp_ft"
-
-    def __init__(self, probe_share: float = 0.5) -> None:
-        self.probe_share = probe_share
-        self._probe_epochs = 0
-        self._trainable = (0, 0)  # parameters trained in each phase, counted at setup
-
-    def probe_epochs(self, epochs: int) -> int:
-        return round(self.probe_share * epochs)
-
-    def check(self, model: nn.Module, context: Context) -> None:
-        check_range("probe_share", self.probe_share, 0, high=1)
-        probe = self.probe_epochs(context.epochs)
-        if not 1 <= probe < context.epochs:
-            raise ConfigError(
-                f"method.probe_share={self.probe_share} leaves {probe} of {context.epochs} "
-                f"epochs to the probe; valid: a share giving 1..{context.epochs - 1} epochs"
-            )
-
-    def setup(self, model: nn.Module, context: Context) -> list[nn.Module]:
-        self.check(model, context)
-        self._probe_epochs = self.probe_epochs(context.epochs)
-        frozen = freeze_group_set(model, range(len(group_names(model)) - 1))
-        self._trainable = (trainable_parameters(model), sum(p.numel() for p in model.parameters()))
-        return frozen
-
-    def parameter_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
-
-    def on_epoch_start(self, model: nn.Module, epoch: int, frozen: list[nn.Module]) -> list:
-        if epoch < self._probe_epochs:
-            return frozen
-        for param in model.parameters():  # phase two: every layer trains
-            param.requires_grad_(True)
-        for module in frozen:
-            module.train(model.training)
-        return []
-
-    def phases(self, context: Context) -> list[dict[str, Any]]:
-        probe = self.probe_epochs(context.epochs)
-        head, everything = self._trainable
-        rest = context.epochs - probe
-        return [
-            {"phase": "linear_probe", "epochs": probe, "trainable_parameters": head},
-            {"phase": "finetune", "epochs": rest, "trainable_parameters": everything},
-        ]
-
-    def settings(self) -> dict[str, Any]:
-        return {"probe_share": self.probe_share}

@@ -9,14 +9,16 @@ from torch import nn
 
 from transferlab.errors import ConfigError
 from transferlab.methods.base import Context, Method, check_range, group_names
-from transferlab.models.depth import depth_groups
+from transferlab.models.weights import classifier_modules, classifier_parameters
 
 
 class L2SP(Method):
     """L2-SP (Li et al., ICML 2018): `alpha / 2 * |w - w_start|^2` over the transferred weights
-    (every weight the stage started from, the head too when it was kept) plus
-    `beta / 2 * |w|^2` over the new ones (a re-initialised head). The budget's weight decay
-    still applies through the optimiser: set `train.weight_decay=0` for the paper's setting."""
+    (every weight the stage started from: a neck before the classifier, e.g. ConvNeXt's
+    `head.norm`, and the classifier too when it was kept) plus `beta / 2 * |w|^2` over the new
+    ones (a re-initialised classifier, `models.weights.classifier_modules`). The budget's weight
+    decay still applies through the optimiser: set `train.weight_decay=0` for the paper's
+    setting."""
 
     name = "l2sp"
 
@@ -31,7 +33,7 @@ class L2SP(Method):
 
     def setup(self, model: nn.Module, context: Context) -> list[nn.Module]:
         frozen = super().setup(model, context)
-        self._new = set(depth_groups(model)[-1][1]) if context.head_reset else set()
+        self._new = classifier_parameters(model) if context.head_reset else set()
         self._start = {
             name: param.detach().clone()
             for name, param in model.named_parameters()
@@ -62,8 +64,10 @@ class L2SP(Method):
 
 class BSS(Method):
     """Batch Spectral Shrinkage (Chen et al., NeurIPS 2019): `eta` times the sum of the `k`
-    smallest squared singular values of the batch's pooled feature matrix, which keeps the
-    fine-tuned features from leaning on source-specific directions."""
+    smallest squared singular values of the batch's feature matrix, which keeps the
+    fine-tuned features from leaning on source-specific directions. The features are the
+    classifier's input in the forward pass whose logits give the loss (one pass: the same
+    pooling and dropout mask as those logits)."""
 
     name = "bss"
     needs_features = True
@@ -75,10 +79,11 @@ class BSS(Method):
         check_range("eta", self.eta, 0)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"method.k={self.k!r} is out of range; valid: an integer >= 1")
-        if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+        if len(classifier_modules(model)) != 1:
             raise ConfigError(
-                f"method=bss needs a model with forward_features and forward_head (timm's API); "
-                f"{type(model).__name__} has not ({', '.join(group_names(model))})"
+                f"method=bss needs a model with one classifier (timm's get_classifier()) whose "
+                f"input is the features; {type(model).__name__} has "
+                f"{len(classifier_modules(model))} ({', '.join(group_names(model))})"
             )
 
     def penalty(self, model: nn.Module, features: torch.Tensor | None) -> torch.Tensor:

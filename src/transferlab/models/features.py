@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from transferlab.models.inputs import UNIT_STATS, Stats, prepare
+from transferlab.models.weights import classifier_modules
 
 #: images per forward pass in extract_features
 DEFAULT_FEATURE_BATCH = 256
@@ -44,3 +47,21 @@ def extract_features(
     if not chunks:
         return torch.empty(0, int(getattr(model, "num_features", 0)), dtype=torch.float32)
     return torch.cat(chunks)
+
+
+def logits_and_features(
+    model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`forward(inputs)` (the logits) and the input `model`'s classifier got in that very pass
+    (its pre-logits features): one forward, so both come from the same pooling and dropout
+    mask, whatever the model does between its blocks and its classifier."""
+    (classifier,) = classifier_modules(model)
+    seen: list[torch.Tensor] = []
+    handle = classifier.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    try:
+        logits = forward(inputs)
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise RuntimeError(f"the classifier ran {len(seen)} times in one forward pass, not once")
+    return logits, seen[0]

@@ -49,6 +49,29 @@ def classifier_keys(model_name: str) -> set[str]:
     }
 
 
+def classifier_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules a head reset re-initialises: those the model's timm pretrained config names
+    as its classifier (what `source_overlay` drops from a source checkpoint and timm's loader
+    from other weights; a neck before them, e.g. ConvNeXt's `head.norm`, is transferred), or
+    `get_classifier()`'s for a model without such a config."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    names = cfg.get("classifier") or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    modules = dict(model.named_modules())
+    if any(name in modules for name in names):
+        return [modules[name] for name in names if name in modules]
+    getter = getattr(model, "get_classifier", None)
+    found = getter() if getter is not None else ()
+    found = found if isinstance(found, tuple | list) else (found,)
+    return [m for m in found if isinstance(m, torch.nn.Module)]
+
+
+def classifier_parameters(model: torch.nn.Module) -> set[str]:
+    """Full names of the parameters of `classifier_modules(model)`."""
+    ids = {id(p) for module in classifier_modules(model) for p in module.parameters()}
+    return {name for name, p in model.named_parameters() if id(p) in ids}
+
+
 def check_weights_file(path: str | os.PathLike | None, kind: str = "weights file") -> Path:
     """Return ``path`` as a Path, or raise a one-line ConfigError if it is unset or missing."""
     if path is None or str(path) == "":

@@ -12,8 +12,11 @@ The identity of a stage is the whole resolved run config, flattened to dotted ke
 * for the source stage, the target's own settings (`TARGET_ONLY`).
 
 Dataset specs enter with every default filled in and their location (`root`, `download`) left
-out. A new setting, added to a preset or with `+key=value`, is part of the identity unless it is
-listed here: forgetting to list a harmless setting re-runs a run, never mixes two.
+out; a dataset a folder defines (`image_folder`) enters by the fingerprint of what the folder
+holds, and `init=file` weights by the sha256 of the file, not by their paths
+(`transferlab.store.fingerprint`). A new setting, added to a preset or with `+key=value`, is
+part of the identity unless it is listed here: forgetting to list a harmless setting re-runs a
+run, never mixes two.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import plain
+from transferlab.store.fingerprint import content_identity, file_fingerprint
 from transferlab.store.schema import IDENTITY_VERSION
 
 RUN_ID_LENGTH = 16
@@ -197,7 +201,7 @@ def _dataset_identity(spec: Any) -> Any:
         return None
     from transferlab.data import normalize_spec  # cheap: no data is loaded
 
-    return normalize_spec(plain(spec))
+    return content_identity(normalize_spec(plain(spec)))
 
 
 def _denied(key: str) -> bool:
@@ -220,6 +224,8 @@ def stage_identity(stage_cfg: DictConfig) -> dict[str, Any]:
     for key in DATASET_KEYS:
         if key in resolved:
             resolved[key] = _dataset_identity(resolved[key])
+    if resolved.get("init") == "file":  # the weights by their content, not their path
+        resolved["init_weights"] = file_fingerprint(resolved.pop("init_path", None))
     flat: dict[str, Any] = {}
     _flatten(resolved, "", flat)
     flat = {

@@ -29,7 +29,8 @@ RECORD_SCHEMA = 2
 IDENTITY_VERSION = 7
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
-#: Outcomes a re-launch keeps: a diverged run diverges again; a failed one is tried again.
+#: Outcomes a re-launch keeps: a diverged run diverges again (so do the target runs of a
+#: diverged source); a failed one is tried again.
 FINAL_STATUSES = ("completed", "diverged")
 #: The two training stages of a transfer run: pre-training on the source, training on the target.
 STAGES = ("source", "target")
@@ -53,8 +54,16 @@ class RunRecord:
     run_id: str = _doc("first 16 hex digits of sha256 of `identity`", "str")
     study: str = _doc("study name (W&B group, `results/<study>/`)", "str")
     stage: str = _doc("which dataset this stage trained on: `source` or `target`", "str")
-    status: str = _doc("how the run ended: `completed`, `diverged` or `failed`", "str")
-    error: str | None = _doc("error text for `failed`, reason for `diverged`", "str \\| null")
+    status: str = _doc(
+        "how the run ended: `completed`, `diverged` or `failed` (a target run whose source "
+        "stage diverged is `diverged` too, and one whose source failed is `failed`)",
+        "str",
+    )
+    error: str | None = _doc(
+        "error text for `failed`, reason for `diverged` (`source stage <run_id> diverged: "
+        "...` when it was the source stage)",
+        "str \\| null",
+    )
     init: str = _doc(
         "where the weights started: `scratch`, `source`, `hub`, `file` (`scratch` for a source "
         "stage)",
@@ -165,13 +174,16 @@ class RunRecord:
     train_samples_per_s: float | None = _doc("training throughput", "float \\| null", None)
     method: str | None = _doc(
         "how a transferred target stage trained: `finetune`, or another method with its "
-        "settings, e.g. `lp_ft(probe_share=0.5)` (null for a source stage or a scratch run)",
+        "settings, e.g. `lp_ft_shared(probe_share=0.5)` (null for a source stage or a scratch "
+        "run)",
         "str \\| null",
         None,
     )
     phases: list | None = _doc(
         "how the epochs were spent: `[{phase, epochs}]` (LP-FT: the linear probe, then "
-        "fine-tuning)",
+        "fine-tuning, each with the parameters it trained; `lp_ft` also gives the probe's own "
+        "`lr`, `optimizer` and `scheduler`, fine-tuning then restarting both at the budget's "
+        "learning rate; `lp_ft_shared` runs both phases in one optimiser and schedule)",
         "list \\| null",
         None,
     )

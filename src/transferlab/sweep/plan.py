@@ -164,22 +164,29 @@ class PlanCache:
 
 
 def job_entry(cfg: DictConfig) -> dict[str, Any]:
-    """What the plan keeps of a composed, checked job: where its record goes and its run id."""
+    """What the plan keeps of a composed, checked job: where its record goes, its run id, and
+    the fingerprints of the folders and files its id holds by content (`inputs`)."""
     from transferlab.store import ResultsStore, run_id, stage_configs
+    from transferlab.store.fingerprint import run_inputs
 
     store = ResultsStore(cfg.paths.results, cfg.study)
     return {
         "records": str(store.records_dir),
         "run_id": run_id(stage_configs(cfg)[1]),
         "force": bool(cfg.get("force")),
+        "inputs": run_inputs(cfg),
     }
 
 
 def is_done(entry: dict[str, Any]) -> bool:
-    """Whether the run of a plan entry has a record a re-launch keeps (completed, diverged)."""
+    """Whether the run of a plan entry has a record a re-launch keeps (completed, diverged).
+
+    A kept entry whose folders or files changed since (an image folder with other images, an
+    overwritten weights file) is not done: its run id is another one, found by composing it."""
+    from transferlab.store.fingerprint import inputs_unchanged
     from transferlab.store.records import ResultsStore
 
-    if entry["force"]:
+    if entry["force"] or not inputs_unchanged(entry.get("inputs", {})):
         return False
     records = Path(entry["records"])
     return ResultsStore(records.parent.parent, records.parent.name).is_final(entry["run_id"])

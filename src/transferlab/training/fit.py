@@ -34,6 +34,7 @@ from transferlab.training.frozen_features import frozen_prefix_data
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.placement import data_device, place_data, wants_channels_last
+from transferlab.training.spans import build_spans
 
 #: Where W&B writes a run's offline files, under its run folder (`logger/wandb.yaml`: save_dir).
 WANDB_FOLDER = "wandb"
@@ -70,7 +71,8 @@ def build_module(
     stage_cfg: DictConfig, splits: DatasetSplits, init_path: str | None
 ) -> tuple[TransferClassifier, dict[str, Any]]:
     """The timm model for the stage's data, initialised and frozen per the config, wrapped in
-    the LightningModule with the optimizer and scheduler presets (which carry the budget's lr)."""
+    the LightningModule with the optimizer and scheduler presets (which carry the budget's lr;
+    one pair per span of a method that restarts its optimiser, `training/spans.py`)."""
     model, info = create_model(
         stage_cfg.model.name,
         num_classes=len(splits.classes),
@@ -83,16 +85,18 @@ def build_module(
     )
     method, context = stage_method(stage_cfg, info)
     frozen = method.setup(model, context)
+    first, *restarts = build_spans(stage_cfg, method.spans(context))
     module = TransferClassifier(
         model,
         num_classes=len(splits.classes),
-        optimizer=instantiate(stage_cfg.optimizer),
-        scheduler=instantiate(stage_cfg.scheduler) if stage_cfg.get("scheduler") else None,
+        optimizer=first.optimizer,
+        scheduler=first.scheduler,
         frozen=frozen,
         augment=_augmentation(stage_cfg),
         seed=int(stage_cfg.seed),
         input_stats=input_stats(model, splits.channels, str(stage_cfg.input_norm)),
         method=method,
+        restarts=restarts,
     )
     info.update(method=method, context=context)
     return module, info

@@ -75,12 +75,19 @@ def frozen_prefix_data(
         log.info("no exact frozen prefix for this model and depth: training on images")
         return None
     prefix, rest = split
-    prefix.eval()
     stats = module.input_stats
-    outputs = {
-        name: _outputs(prefix, data, stats, batch_size, device)
-        for name, data in (("train", train_split), ("val", splits.val), ("test", splits.test))
-    }
+    # In eval mode, then each module back in its own mode: a timm split's prefix holds the whole
+    # model, which would otherwise train in eval mode (Lightning keeps the mode fit starts in).
+    modes = {m: m.training for m in prefix.modules()}
+    prefix.eval()
+    try:
+        outputs = {
+            name: _outputs(prefix, data, stats, batch_size, device)
+            for name, data in (("train", train_split), ("val", splits.val), ("test", splits.test))
+        }
+    finally:
+        for submodule, training in modes.items():
+            submodule.training = training
     log.info(
         "frozen prefix computed once: inputs of the trained part are %s",
         tuple(outputs["train"].inputs.shape[1:]),

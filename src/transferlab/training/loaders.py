@@ -3,10 +3,13 @@ workers, no per-example transforms."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, Sampler, TensorDataset
+
+from transferlab.training.seeding import Stream, epoch_seed
 
 #: Examples a loader takes: ImageTensors, or training.frozen_features.FeatureTensors.
 Examples = Any
@@ -16,10 +19,35 @@ def _dataset(split: Examples) -> TensorDataset:
     return TensorDataset(*split.tensors())
 
 
+class EpochSampler(Sampler[int]):
+    """`num_samples` indices of `size` examples an epoch, as RandomSampler draws them (fresh
+    permutations, the last one cut short), in an order drawn from (seed, epoch) alone
+    (`training/seeding.py`): a run resumed after epoch k trains epoch k + 1 on the batches the
+    uninterrupted run did. Lightning sets the epoch before each one (`set_epoch`; under DDP
+    through its sampler wrapper, which shards this order)."""
+
+    def __init__(self, size: int, num_samples: int, seed: int) -> None:
+        self.size, self.num_samples, self.seed = size, num_samples, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, Stream.ORDER))
+        return iter(
+            RandomSampler(range(self.size), num_samples=self.num_samples, generator=generator)
+        )
+
+
 def train_loader(
     split: Examples, batch_size: int, seed: int, min_steps_per_epoch: int = 1
 ) -> DataLoader:
-    """Shuffled batches in a seeded order; an epoch has at least `min_steps_per_epoch` steps.
+    """Shuffled batches, each epoch in its own order drawn from (seed, epoch); an epoch has at
+    least `min_steps_per_epoch` steps.
 
     Small target sets are cycled (fresh permutations) to fill the minimum, so every target
     size gets the same number of optimiser steps. A last batch of one example is dropped:
@@ -27,8 +55,7 @@ def train_loader(
     """
     size = min(batch_size, len(split))
     examples = max(len(split), size * min_steps_per_epoch)
-    generator = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(_dataset(split), num_samples=examples, generator=generator)
+    sampler = EpochSampler(len(split), examples, seed)
     return DataLoader(
         _dataset(split),
         batch_size=size,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -13,9 +13,12 @@ from torch import nn
 from transferlab.data.image_ops import to_float
 from transferlab.methods import Method
 from transferlab.models import keep_frozen_in_eval
+from transferlab.models.features import logits_and_features
 from transferlab.models.inputs import UNIT_STATS, Stats
 from transferlab.training.metrics import NegativeLogLikelihood, classification_metrics
 from transferlab.training.placement import to_channels_last
+from transferlab.training.seeding import Stream, epoch_seed
+from transferlab.training.spans import OptimizerSpan
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -33,6 +36,8 @@ class TransferClassifier(L.LightningModule):
     `optimizer` is the optimizer preset's partial: it carries the stage budget's learning rate
     and weight decay, so the code sets neither. `method` (transferlab.methods) has set up what
     trains; it also gives the optimiser's parameter groups, an extra loss and phase changes.
+    `restarts`: fresh optimisers and schedules from later epochs on (`Method.spans`; the first
+    span's are `optimizer` and `scheduler`).
     """
 
     def __init__(
@@ -46,6 +51,7 @@ class TransferClassifier(L.LightningModule):
         seed: int = 0,
         input_stats: Stats = UNIT_STATS,
         method: Method | None = None,
+        restarts: Sequence[OptimizerSpan] = (),
     ) -> None:
         super().__init__()
         self.model = model
@@ -58,9 +64,9 @@ class TransferClassifier(L.LightningModule):
         self.register_buffer("input_std", std, persistent=False)
         self.seed = seed
         self._generator: torch.Generator | None = None
-        self._generator_state: torch.Tensor | None = None
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        self.spans = [OptimizerSpan(0, optimizer, scheduler), *restarts]
+        self._span: int | None = None  # the span whose optimiser trains now
+        self._restored_epoch: int | None = None  # the epoch a resume checkpoint was saved in
         self.frozen = list(frozen or [])
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
@@ -69,6 +75,8 @@ class TransferClassifier(L.LightningModule):
         self.val_curve: list[dict[str, float]] = []
         # Per-epoch means of the logged training losses, kept for a resumed run to log again.
         self.train_curve: list[dict[str, float]] = []
+        # The step Lightning logged each epoch's rows at, for a resumed run to log them again.
+        self.epoch_steps: dict[int, int] = {}
         self._train_sums: dict[str, tuple[torch.Tensor, int]] = {}
         self.test_results: dict[str, float] = {}
         self.diverged_reason: str | None = None
@@ -94,11 +102,17 @@ class TransferClassifier(L.LightningModule):
         self.channels_last = True
 
     def on_train_epoch_start(self) -> None:
-        """The method's phase for this epoch, and frozen running-stat modules in eval mode for
-        every epoch: Lightning (2.2 and later) keeps the mode a module starts fit in, and timm
-        builds models in training mode."""
+        """The epoch's random streams seeded from (seed, epoch) (`training/seeding.py`: torch's
+        global generator here, the augmentation's at its first batch), the method's phase for
+        this epoch, and frozen running-stat modules in eval mode for every epoch: Lightning
+        (2.2 and later) keeps the mode a module starts fit in, and timm builds models in
+        training mode."""
+        torch.manual_seed(epoch_seed(self.seed, self.current_epoch, Stream.GLOBAL))
+        self._generator = None
         self.frozen = self.method.on_epoch_start(self.model, self.current_epoch, self.frozen)
         keep_frozen_in_eval(self.frozen)
+        if self._span_at(self.current_epoch) != self._span:  # the method's next optimiser
+            self.trainer.strategy.setup_optimizers(self.trainer)
         self._train_sums = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -107,7 +121,7 @@ class TransferClassifier(L.LightningModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """uint8 images become the model's input on the device, after the (cheap) transfer
         (as `models.inputs.prepare`: [0, 1], standardised); training batches are augmented
-        first, whole, with the run's own generator. A frozen prefix's outputs pass as they are.
+        first, whole, with the epoch's own generator. A frozen prefix's outputs pass as they are.
         With `channels_last`, 4-d inputs are laid out NHWC, as the weights are."""
         inputs, labels = batch
         if self._rest is None:
@@ -117,19 +131,17 @@ class TransferClassifier(L.LightningModule):
         return (to_channels_last(inputs) if self.channels_last else inputs), labels
 
     def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """The augmentation's generator for this epoch, seeded from (seed, epoch)."""
         if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(self.seed)
-            if self._generator_state is not None:  # restored from a resume checkpoint
-                self._generator.set_state(self._generator_state)
+            seed = epoch_seed(self.seed, self.current_epoch, Stream.AUGMENT)
+            self._generator = torch.Generator(device=device).manual_seed(seed)
         return self._generator
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         inputs, labels = batch
         features = None
-        if self.method.needs_features and self._rest is None:
-            pooled = self.model.forward_features(inputs)
-            features = self.model.forward_head(pooled, pre_logits=True)
-            logits = self.model.forward_head(pooled)
+        if self.method.needs_features:  # one forward pass gives the logits and the features
+            logits, features = logits_and_features(self.model, self, inputs)
         else:
             logits = self(inputs)
         loss = nn.functional.cross_entropy(logits, labels)
@@ -190,6 +202,11 @@ class TransferClassifier(L.LightningModule):
         self.val_curve.append(entry)
         means = {k: float(total / count) for k, (total, count) in self._train_sums.items()}
         self.train_curve.append({"epoch": self.current_epoch, **means})
+        # Lightning logs this epoch's rows (these and the training means) at this step, a
+        # private counter of its loop (tests/test_resume.py pins the steps of a resumed run).
+        self.epoch_steps[self.current_epoch] = (
+            self.trainer.fit_loop.epoch_loop._batches_that_stepped
+        )
         if not math.isfinite(values["val/nll"]) and self.diverged_reason is None:
             self.diverged_reason = f"non-finite validation loss at epoch {self.current_epoch}"
             self.trainer.should_stop = True
@@ -202,11 +219,8 @@ class TransferClassifier(L.LightningModule):
     def on_train_start(self) -> None:
         """A resumed run logs the epochs restored from its checkpoint again (validation
         metrics and training losses), so its loggers, whose files of the earlier attempt are
-        replaced, hold the whole curve; those rows carry `restored_from_checkpoint`."""
-        epochs = self.trainer.current_epoch
-        if not self.val_curve or epochs == 0:
-            return
-        per_epoch = self.trainer.global_step // epochs
+        replaced, hold the whole curve, each epoch at the step the first attempt logged it at
+        (as the uninterrupted run does); those rows carry `restored_from_checkpoint`."""
         train = {entry["epoch"]: entry for entry in self.train_curve}
         for entry in self.val_curve:
             metrics = {f"val/{k}": v for k, v in entry.items() if k != "epoch"}
@@ -215,30 +229,48 @@ class TransferClassifier(L.LightningModule):
             metrics["epoch"] = int(entry["epoch"])
             metrics[RESTORED] = 1.0  # logged again from the checkpoint, not trained now
             for logger in self.loggers:
-                logger.log_metrics(metrics, step=(entry["epoch"] + 1) * per_epoch - 1)
+                logger.log_metrics(metrics, step=self.epoch_steps[entry["epoch"]])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the curves in per-epoch checkpoints, so a resumed run has them whole."""
-        checkpoint["transferlab"] = {"val_curve": self.val_curve, "train_curve": self.train_curve}
-        if self._generator is not None:
-            checkpoint["transferlab"]["augment_state"] = self._generator.get_state()
+        """Keep the curves and their steps in per-epoch checkpoints, so a resumed run has them
+        whole. No generator state: each epoch seeds its own (`training/seeding.py`)."""
+        checkpoint["transferlab"] = {
+            "val_curve": self.val_curve,
+            "train_curve": self.train_curve,
+            "epoch_steps": self.epoch_steps,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("transferlab", {})
         self.val_curve = list(state.get("val_curve", []))
         self.train_curve = list(state.get("train_curve", []))
-        self._generator_state = state.get("augment_state")
+        self.epoch_steps = dict(state.get("epoch_steps", {}))
+        # Called before the optimisers are made: what trains, and which optimiser's state the
+        # checkpoint holds, are those of the epoch it was saved in.
+        self._restored_epoch = int(checkpoint.get("epoch", 0))
+        self.frozen = self.method.on_epoch_start(self.model, self._restored_epoch, self.frozen)
+
+    def _span_at(self, epoch: int) -> int:
+        """The index of the optimiser span that trains epoch `epoch`."""
+        return max(i for i, span in enumerate(self.spans) if span.first_epoch <= epoch)
 
     def configure_optimizers(self) -> Any:
         """The optimizer preset over the method's parameter groups; a group's `lr_scale`
-        multiplies the budget's learning rate (the partial's `lr`)."""
+        multiplies the budget's learning rate (the partial's `lr`). A method with several
+        optimisers (`Method.spans`) gets the one of the epoch about to train; at the start of a
+        resumed fit, that of the epoch its checkpoint was saved in, whose state it restores
+        (Lightning restores a single-device or DDP module before making its optimisers)."""
+        epoch = self.current_epoch if self._restored_epoch is None else self._restored_epoch
+        self._restored_epoch = None
+        self._span = self._span_at(epoch)
+        span = self.spans[self._span]
         groups = self.method.parameter_groups(self.model)
-        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        base_lr = getattr(span.optimizer, "keywords", {}).get("lr")
         for group in groups:
             scale = group.pop("lr_scale", 1.0)
             if scale != 1.0:
                 group["lr"] = base_lr * scale
-        optimizer = self.optimizer_factory(groups)
-        if self.scheduler_factory is None:
+        optimizer = span.optimizer(groups)
+        if span.scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        return {"optimizer": optimizer, "lr_scheduler": span.scheduler(optimizer)}

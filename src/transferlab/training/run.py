@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         private = None if cfg.cache else store.run_dir(rid) / "source"
         source = ensure_source(source_cfg, store, cache_dir=private)
         if source["status"] != "completed":
-            return _source_failed(target_cfg, store, source)
+            return _without_source(target_cfg, store, source)
         return run_stage(target_cfg, store, source_checkpoint=source["checkpoint"])
 
 
@@ -249,12 +249,17 @@ def ensure_source(
     return record
 
 
-def _source_failed(stage_cfg: DictConfig, store: ResultsStore, source: dict) -> dict[str, Any]:
-    """Record a target run that cannot start because its source stage did not complete."""
+def _without_source(stage_cfg: DictConfig, store: ResultsStore, source: dict) -> dict[str, Any]:
+    """Record a target run that cannot start because its source stage did not complete.
+
+    A diverged source is a result (it diverges again): its target runs are recorded as
+    `diverged`, naming it, and a re-launch keeps them. A failed source fails them (tried again).
+    """
     rid = run_id(stage_cfg)
     stage_cfg = _with_run_info(stage_cfg, rid, store.run_dir(rid))
+    status = "diverged" if source["status"] == "diverged" else "failed"
     error = f"source stage {source['run_id']} {source['status']}: {source.get('error')}"
-    record = finish(base_fields(stage_cfg, rid), {"status": "failed", "error": error}, 0.0)
+    record = finish(base_fields(stage_cfg, rid), {"status": status, "error": error}, 0.0)
     if is_writer():
         store.write(record)
     return record.to_dict()

@@ -1,6 +1,6 @@
 """Distances between two samples (rows are examples): MMD^2 with a permutation test, proxy
 A-distance, Frechet distance of Gaussian fits and the label-aware OTDD (Alvarez-Melis and Fusi
-2020). Definitions: /work/shared/REFERENCES.md, "Domain distances".
+2020). Definitions: the project leads' references, "Domain distances".
 """
 
 from __future__ import annotations

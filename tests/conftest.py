@@ -13,6 +13,17 @@ os.environ["WANDB_SILENT"] = "true"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+
+@pytest.fixture(autouse=True)
+def _own_wandb_service() -> None:
+    """Every child process starts its own W&B service. A W&B run started in this process (an
+    in-process training test) leaves WANDB_SERVICE set here; a child inheriting it would join
+    this process's service, which outlives a SIGKILLed child and keeps its run id "in use", so
+    the child's relaunch with the same id would fail."""
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "src" / "transferlab" / "conf"
 

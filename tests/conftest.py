@@ -14,7 +14,6 @@ os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-
 @pytest.fixture(autouse=True)
 def _own_wandb_service() -> None:
     """Every child process starts its own W&B service. A W&B run started in this process (an

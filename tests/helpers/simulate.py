@@ -79,6 +79,10 @@ class SimulatedStudy:
     #: examples in the validation and test sets: accuracies are multiples of 1 / this, so
     #: runs tie as real ones do (None: continuous accuracies)
     eval_examples: int | None = None
+    #: validation examples as a share of the target size (the budget protocol: 0.2 gives 4
+    #: examples at a 20-example budget): validation accuracy is then a binomial count on
+    #: that many examples, its NLL the continuous quality behind it (None: as test)
+    val_share: float | None = None
 
     def planted_gain(
         self, model: str, source: str, target: str, size: int | None, depth: int
@@ -189,6 +193,17 @@ class _Simulator:
             acc = round(acc * self.spec.eval_examples) / self.spec.eval_examples
         return acc
 
+    def validated(self, true_acc: float, size: int | None) -> tuple[float, float]:
+        """Validation accuracy and NLL: as `observed`, or with `val_share` a binomial count
+        on the budget's few validation examples, drawn independently of the test noise."""
+        s = self.spec
+        if s.val_share is None:
+            acc = self.observed(true_acc)
+            return acc, NLL_SCALE * (1.0 - acc)
+        n = max(1, round((POOL_SIZE if size is None else size) * s.val_share))
+        quality = float(np.clip(true_acc + self.rng.normal(0.0, s.noise_sd), 0.0, 1.0))
+        return float(self.rng.binomial(n, quality)) / n, NLL_SCALE * (1.0 - quality)
+
     def record(
         self,
         *,
@@ -216,7 +231,7 @@ class _Simulator:
             status = "failed"
         elif draw < s.fail_rate + s.diverge_rate:
             status = "diverged"
-        val = self.observed(true_acc)
+        val, val_nll = self.validated(true_acc, size if stage == "target" else None)
         test = self.observed(true_acc)
         ok = status == "completed"
         run_id = identity_hash(ident)
@@ -255,7 +270,9 @@ class _Simulator:
             num_depth_groups=s.num_depth_groups,
             train_examples=POOL_SIZE if size is None else size,
             num_classes=s.num_classes,
-            metrics={"val": _metrics(val), "test": _metrics(test)} if ok else {},
+            metrics={"val": {**_metrics(val), "nll": val_nll}, "test": _metrics(test)}
+            if ok
+            else {},
             best_epoch=s.epochs - 1 if ok else None,
             val_curve=_curve(val, tau, s.epochs, chance) if ok else [],
             train_samples_per_s=1000.0,

@@ -22,7 +22,7 @@ from transferlab.analysis.paired import (
     paired_tests,
     seeds_needed,
 )
-from transferlab.analysis.selection import DEFAULT_RULE, BestMeanValidation
+from transferlab.analysis.selection import DEFAULT_RULE, PerSeedValidation, Selection
 from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, grouped_mean_ci
 
 #: Test metrics compared per cell beside accuracy (lower is better for both).
@@ -31,6 +31,8 @@ CALIBRATION = ("test_ece", "test_nll")
 CI_SUFFIXES = ("", "_low", "_high")
 
 _ABSENT = "<unset>"
+#: Per-arm selection counts carried into the cell table as ft_<name> and scratch_<name>.
+ARM_SUMMARY = ("seeds", "incomplete", "all_diverged")
 
 
 @dataclass
@@ -38,9 +40,9 @@ class CellAnalysis:
     """Everything derived from the cell comparison.
 
     cells: one row per cell; pairs: one row per (cell, seed) pair of selected runs;
-    selected: the selected runs of every arm (scratch included); selection: every
-    configuration considered per arm with its validation score; problems: failed, diverged,
-    duplicate and conflicting runs.
+    selected: the selected run of every arm and seed (scratch included); selection: every
+    configuration considered per arm with its validation score and how many seeds chose it;
+    problems: failed, diverged, duplicate and conflicting runs.
     """
 
     cells: pd.DataFrame
@@ -205,8 +207,15 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
         return "no-completed-runs", "no completed fine-tuned run"
     if row["scratch_completed"] == 0:
         return "missing-baseline", "no completed scratch run on this target setting"
+    for arm, name in (("ft", "fine-tuned"), ("scratch", "scratch")):
+        if row[f"{arm}_seeds"] == 0:
+            return "no-selection", (
+                f"no seed of the {name} arm could select: {row[f'{arm}_incomplete']} with a "
+                f"failed or missing configuration, {row[f'{arm}_all_diverged']} with every "
+                "configuration diverged"
+            )
     if row["n_pairs"] == 0:
-        return "no-paired-seeds", "fine-tuned and scratch runs share no seed"
+        return "no-paired-seeds", "the seeds selected in the two arms are disjoint"
     if row["n_pairs"] == 1:
         return "single-seed", "one paired seed: no test is possible"
     needs = f"needs {seeds_needed(row['test'], int(row['family']), alpha)} seeds"
@@ -250,10 +259,12 @@ def _cells(
     ft: pd.DataFrame,
     sc: pd.DataFrame,
     stats: pd.DataFrame,
+    arms: pd.DataFrame,
     hparams: tuple[str, ...],
 ) -> pd.DataFrame:
-    """One row per fine-tuned arm: status counts of both arms, the paired statistics and the
-    hyper-parameters each arm chose."""
+    """One row per fine-tuned arm: status counts of both arms, the paired statistics, the
+    hyper-parameters each arm's seeds chose most often (with how many chose them) and the seeds
+    selected or left out (see analysis.selection)."""
     counts = _status_counts(runs)
     is_scratch = counts["source"].eq(SCRATCH)
     ft_counts = counts[~is_scratch].rename(columns={s: f"ft_{s}" for s in STATUS_COUNTS})
@@ -266,17 +277,25 @@ def _cells(
     cells["n_pairs"] = cells["n_pairs"].fillna(0).astype(int)
     cells["min_p"] = cells["min_p"].fillna(1.0)
     cells["note"] = cells["note"].fillna("")
-    for arm, frame in (("ft", ft), ("scratch", sc)):
+    is_scratch_arm = arms["source"].eq(SCRATCH)
+    for arm, frame, chosen in (
+        ("ft", ft, arms[~is_scratch_arm]),
+        ("scratch", sc, arms[is_scratch_arm]),
+    ):
         keys = ARM if arm == "ft" else SETTING
         info = frame.groupby(keys, dropna=False).agg(
-            **{f"{arm}_{h}": (h, "first") for h in hparams},
             **{f"{arm}_val_protocol": ("val_protocol", "first")},
-            **{f"{arm}_val_acc": ("val_acc", "mean"), f"{arm}_seeds": ("seed", "nunique")},
+            **{f"{arm}_val_acc": ("val_acc", "mean")},
         )
+        summary = chosen[
+            [*keys, *ARM_SUMMARY, *(c for h in hparams for c in (h, f"{h}_mode_seeds"))]
+        ]
+        summary = summary.rename(columns={c: f"{arm}_{c}" for c in summary if c not in keys})
         cells = cells.merge(info.reset_index(), on=keys, how="left")
-    cells[["ft_seeds", "scratch_seeds"]] = (
-        cells[["ft_seeds", "scratch_seeds"]].fillna(0).astype(int)
-    )
+        cells = cells.merge(summary, on=keys, how="left")
+    counts = [f"{arm}_{c}" for arm in ("ft", "scratch") for c in ARM_SUMMARY]
+    counts += [f"{arm}_{h}_mode_seeds" for arm in ("ft", "scratch") for h in hparams]
+    cells[counts] = cells[counts].fillna(0).astype(int)
     return cells
 
 
@@ -303,15 +322,12 @@ def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     return cells
 
 
-def _with_edges(cells: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
-    """`ft_edge` and `scratch_edge`: the chosen settings of each arm at an edge of its grid;
-    `edge_risk`: the cell's flag is one such a choice could overturn."""
-    if selection.empty:
-        return cells.assign(ft_edge="", scratch_edge="", edge_risk=False)
-    chosen = selection[selection["chosen"]]
-    scratch = chosen["source"].eq(SCRATCH)
-    ft = chosen.loc[~scratch, [*ARM, "edge"]].rename(columns={"edge": "ft_edge"})
-    sc = chosen.loc[scratch, [*SETTING, "edge"]].rename(columns={"edge": "scratch_edge"})
+def _with_edges(cells: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
+    """`ft_edge` and `scratch_edge`: the swept settings most of each arm's seeds chose at an
+    edge of its grid; `edge_risk`: the cell's flag is one such a choice could overturn."""
+    scratch = arms["source"].eq(SCRATCH)
+    ft = arms.loc[~scratch, [*ARM, "edge"]].rename(columns={"edge": "ft_edge"})
+    sc = arms.loc[scratch, [*SETTING, "edge"]].rename(columns={"edge": "scratch_edge"})
     cells = cells.merge(ft, on=ARM, how="left").merge(sc, on=SETTING, how="left")
     cells = cells.fillna({"ft_edge": "", "scratch_edge": ""})
     # A better value beyond the edge could overturn a flag only in one direction: a better
@@ -330,16 +346,15 @@ def build_cells(
     test: str = DEFAULT_TEST,
     confidence: float = CONFIDENCE,
     hparams: tuple[str, ...] = HPARAMS,
-    rule: BestMeanValidation = DEFAULT_RULE,
+    rule: PerSeedValidation = DEFAULT_RULE,
 ) -> CellAnalysis:
     """Compare every fine-tuned arm with its scratch baseline (see the module docstring)."""
     runs = target_runs(df)
     hparams = tuple(h for h in hparams if h in runs.columns)
     runs, aside = set_aside(runs, hparams)
-    selection = rule.select(runs, hparams)
-    chosen = selection.loc[selection["chosen"], ARM + list(hparams)]
+    selection: Selection = rule.select(runs, hparams)
     done = runs[runs["status"].eq("completed")]
-    selected = done.merge(chosen, on=ARM + list(hparams), how="inner")
+    selected = done.merge(selection.picks, on=[*ARM, "seed", *hparams], how="inner")
     pairs = _pairs(selected, hparams)
     is_scratch = selected["source"].eq(SCRATCH)
     cells = _cells(
@@ -347,10 +362,11 @@ def build_cells(
         selected[~is_scratch],
         selected[is_scratch],
         _cell_stats(pairs, test, confidence),
+        selection.arms,
         hparams,
     )
     cells = _judge(cells, correction, alpha)
-    cells = _with_edges(cells, selection)
+    cells = _with_edges(cells, selection.arms)
     cells["selection"] = rule.name
     cells = cells.sort_values(ARM, kind="stable", na_position="last").reset_index(drop=True)
     problem_cols = [*ARM, "seed", *hparams, "status", "error", "run_id"]
@@ -361,6 +377,6 @@ def build_cells(
         cells=cells,
         pairs=pairs,
         selected=selected,
-        selection=selection,
+        selection=selection.configs,
         problems=problems.reset_index(drop=True),
     )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
+from transferlab.analysis.selection import EDGE_SHARE
 from transferlab.analysis.stats import MIN_RANK_PAIRS
 from transferlab.analysis.tables import fmt, size_label
 
@@ -140,8 +141,9 @@ def _grid_edges(cells: pd.DataFrame) -> list[str]:
         for mark, count in marks.value_counts().sort_index().items():
             example = arms.loc[marks[marks.eq(mark)].index[0]]
             out.append(
-                f"- **{mark}** for {count} of {len(arms)} {arm} arms "
-                f"(e.g. {_cell_name(example)}): the best value may lie outside; widen the grid."
+                f"- **{mark}** for {count} of {len(arms)} {arm} arms (at least "
+                f"{EDGE_SHARE:.0%} of their seeds chose it; e.g. {_cell_name(example)}): the "
+                "best value may lie outside; widen the grid."
             )
     if not out:
         return out

@@ -18,6 +18,7 @@ from transferlab.analysis.methods import method_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
 from transferlab.analysis.records import load_records
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
+from transferlab.analysis.selection import RULES
 from transferlab.analysis.shift import DEFAULT_MAX_EXAMPLES, Backend, analyze_shift
 from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, CORRECTIONS
 from transferlab.analysis.summary import source_summaries
@@ -37,6 +38,7 @@ class AnalysisSettings:
     correction: str = "bh"  # multiple-comparison control across a study's cells: bh | holm
     alpha: float = DEFAULT_ALPHA  # significance level after correction
     test: str = DEFAULT_TEST  # paired test per cell: t | wilcoxon | signflip (analysis.paired)
+    selection: str = "per_seed"  # how runs are chosen on validation (analysis.selection.RULES)
     confidence: float = CONFIDENCE  # level of every interval
     n_resamples: int = BOOTSTRAP_RESAMPLES  # bootstrap resamples of the summary intervals
     convergence_fraction: float = cv.CONVERGENCE_FRACTION  # share of scratch's final val acc
@@ -51,6 +53,8 @@ class AnalysisSettings:
             raise choice_error("correction", self.correction, CORRECTIONS)
         if self.test not in TESTS:
             raise choice_error("test", self.test, TESTS)
+        if self.selection not in RULES:
+            raise choice_error("selection", self.selection, tuple(RULES))
         if not 0.0 < self.alpha < 1.0:
             raise ConfigError(f"alpha must lie strictly between 0 and 1, got {self.alpha!r}")
         if self.max_examples < MIN_EXAMPLES:
@@ -74,7 +78,12 @@ def analyze_frame(
     """
     s = _settings(settings, overrides)
     analysis = build_cells(
-        df, correction=s.correction, alpha=s.alpha, test=s.test, confidence=s.confidence
+        df,
+        correction=s.correction,
+        alpha=s.alpha,
+        test=s.test,
+        confidence=s.confidence,
+        rule=RULES[s.selection],
     )
     curves = cv.learning_curves(analysis.selected, s.confidence)
     methods = method_comparison(

@@ -12,7 +12,7 @@ from transferlab.analysis import figures as fg
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.findings import findings
 from transferlab.analysis.keys import PAIR
-from transferlab.analysis.selection import DEFAULT_RULE
+from transferlab.analysis.selection import RULES
 from transferlab.analysis.shift import DISTANCES, SHIFT_MEASURES
 from transferlab.analysis.tables import (
     CELL_COLUMNS,
@@ -63,21 +63,24 @@ def _cell_tables(results: dict[str, Any]) -> list[str]:
     """The cells, the configurations chosen on validation and the per-source summary."""
     chosen = results["selection"]
     chosen = chosen[chosen["chosen"]] if len(chosen) else chosen
+    rule = RULES[results["settings"]["selection"]]
     parts = [
         "## Cells",
         "",
         "_One row per cell; gain/CI/p/q as above; flag = positive | negative | inconclusive | "
-        "too-few-seeds | single-seed | missing-baseline | no-paired-seeds | no-completed-runs; "
+        "too-few-seeds | single-seed | missing-baseline | no-selection | no-paired-seeds | "
+        "no-completed-runs; "
         "variant / source_variant = the other settings that vary in this study (shared by both "
         "arms / of the source stage only; empty when nothing else varies); ft_lr / scratch_lr = "
-        "learning rates chosen per arm on validation by the rule in the `selection` column._",
+        "the learning rate most of each arm's seeds chose on validation (by the rule in the "
+        "`selection` column; ft_lr_mode_seeds of ft_seeds chose it)._",
         "",
         markdown_table(results["cells"], CELL_COLUMNS, csv_name="cells.csv"),
         "## Hyper-parameters chosen on validation",
         "",
-        f"_Selection rule: {DEFAULT_RULE.name}. Per arm, the configuration with the best mean "
-        "validation accuracy over seeds among those with the fewest diverged runs; test "
-        f"accuracy played no part. Validation: {_protocols(results['cells'])}._",
+        f"_Selection rule: {rule.name}. {rule.description} n_chosen = seeds that chose the "
+        "configuration; val_acc = its mean over completed seeds. Test accuracy played no part. "
+        f"Validation: {_protocols(results['cells'])}._",
         "",
         markdown_table(chosen, csv_name="selection.csv"),
         "## Per-source summary",

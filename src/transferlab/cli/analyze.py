@@ -14,6 +14,7 @@ EXIT_BAD_INPUT = 2
 # scientific stack is imported (tests check they agree).
 CORRECTIONS = ("bh", "holm")
 TESTS = ("t", "wilcoxon", "signflip")
+RULES = ("per_seed", "best_mean")
 DEFAULT_ALPHA = 0.05
 REPORT_FOLDER = "analysis"
 
@@ -45,6 +46,14 @@ def parser() -> argparse.ArgumentParser:
         default=TESTS[0],
         help="paired test per cell (default t: the only one whose smallest p does not depend "
         "on the seed count; see docs/analysis.md)",
+    )
+    p.add_argument(
+        "--selection",
+        choices=RULES,
+        default="per_seed",
+        help="how each arm's learning rate is chosen on validation (default per_seed: each "
+        "seed its own; best_mean: one per arm from the seeds' mean, the rule before, which "
+        "over-flags; see docs/analysis.md)",
     )
     p.add_argument(
         "--no-shift",
@@ -82,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             correction=args.correction,
             alpha=args.alpha,
             test=args.test,
+            selection=args.selection,
             shift=not args.no_shift,
             figures=not args.no_figures,
             **extra,

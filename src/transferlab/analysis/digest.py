@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferlab.analysis.keys import SETTING
+from transferlab.analysis.selection import EDGE_SHARE
+
 #: Mark of a cell's flag in the gain table (inconclusive cells get none).
 FLAG_MARKS = {"positive": " (+)", "negative": " (−)"}
 #: Files of an analysis folder the digest reads.
 DIGEST_FILES = (
     "cells.csv",
     "summary.csv",
-    "selection.csv",
     "shift_gain.csv",
     "estimator_agreement.csv",
 )
@@ -78,17 +80,18 @@ def _per_source(summary: pd.DataFrame) -> list[str]:
     ]
 
 
-def _edges(selection: pd.DataFrame, cells: pd.DataFrame) -> str:
-    chosen = selection[selection["chosen"].astype(bool)]
-    scratch = chosen["source"] == "scratch"
-    at_edge = chosen["edge"].fillna("").astype(str).str.len() > 0
+def _edges(cells: pd.DataFrame) -> str:
+    """How many arms most of whose seeds chose an edge of the grid, and the flags at risk."""
+    scratch = cells.drop_duplicates([c for c in SETTING if c in cells])
+    ft_at = cells["ft_edge"].fillna("").astype(str).str.len() > 0
+    sc_at = scratch["scratch_edge"].fillna("").astype(str).str.len() > 0
     risky = int(cells["edge_risk"].sum()) if "edge_risk" in cells else 0
     return (
-        "Learning rates chosen on validation at an edge of the grid: "
-        f"{int(at_edge[~scratch].sum())} of {int((~scratch).sum())} fine-tuned arms and "
-        f"{int(at_edge[scratch].sum())} of {int(scratch.sum())} scratch arms "
-        f"(`selection.csv`, column `edge`); flags such a choice could overturn: {risky} "
-        "(`cells.csv`, column `edge_risk`)."
+        f"Learning rates at an edge of the grid (chosen there by at least {EDGE_SHARE:.0%} of "
+        f"an arm's seeds): {int(ft_at.sum())} of {len(cells)} fine-tuned arms and "
+        f"{int(sc_at.sum())} of {len(scratch)} scratch arms (`cells.csv`, columns `ft_edge`, "
+        f"`scratch_edge`); flags such a choice could overturn: {risky} (`cells.csv`, column "
+        "`edge_risk`)."
     )
 
 
@@ -121,7 +124,6 @@ def digest(folder: str | Path) -> str:
     folder = Path(folder)
     cells = pd.read_csv(folder / "cells.csv")
     summary = pd.read_csv(folder / "summary.csv")
-    selection = pd.read_csv(folder / "selection.csv")
     parts = [
         _overview(cells),
         "",
@@ -132,7 +134,7 @@ def digest(folder: str | Path) -> str:
         "",
         *_per_source(summary),
         "",
-        _edges(selection, cells),
+        _edges(cells),
         "",
         *_relations(folder),
     ]

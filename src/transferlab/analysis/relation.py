@@ -87,16 +87,21 @@ def estimator_agreement(
     estimators: pd.DataFrame, curves: pd.DataFrame, **kwargs: Any
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores joined with the realised fine-tuned test accuracy (full fine-tuning, per target
-    size), and Kendall/weighted tau between each score and that accuracy across sources."""
+    size and variant), and Kendall/weighted tau between each score and that accuracy across
+    sources: each source counts once in a correlation, whatever else the study swept."""
     ok = estimators[estimators["status"].eq("ok")]
-    keys = ["study", "model", "target", "target_size"]
+    # one row per source in each correlation: every setting but the source keys it
+    variants = [c for c in ("variant", "source_variant") if c in curves.columns]
+    keys = ["study", "model", "target", "target_size", *variants]
     columns = [*keys, "estimator", *CORRELATION_COLUMNS[4:]]
     if ok.empty or curves.empty:
         return (
             pd.DataFrame(columns=[*ok.columns, "target_size", "finetuned_acc"]),
             pd.DataFrame(columns=columns),
         )
-    realised = full_finetuning(curves)[[*PAIR, "target_size", "freeze_depth", "test_acc"]]
+    realised = full_finetuning(curves)[
+        [*PAIR, *variants, "target_size", "freeze_depth", "test_acc"]
+    ]
     joined = ok.merge(realised, on=PAIR, how="inner")
     joined = joined.rename(columns={"test_acc": "finetuned_acc"})
     rows = _correlate(

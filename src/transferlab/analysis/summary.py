@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transferlab.analysis.keys import ARM
 from transferlab.analysis.keys import SOURCE_SUMMARY as SOURCE
 from transferlab.analysis.stats import (
     BOOTSTRAP_RESAMPLES,
@@ -69,9 +70,8 @@ def source_summaries(
 ) -> pd.DataFrame:
     """One row per (study, model, source): IQM gain and P(fine-tuned > scratch) with intervals,
     and how many of its cells were flagged positive or negative."""
-    cell_keys = [
-        c for c in ("target", "target_size", "method", "freeze_depth") if c in pairs.columns
-    ]
+    # every cell dimension (variants too): a fine-tuned run meets only its own cell's baseline
+    cell_keys = [c for c in ARM if c in pairs.columns]
     pairs = pairs.assign(
         gain=pairs["ft_test_acc"] - pairs["scratch_test_acc"],
         _cell=pairs.groupby(cell_keys, dropna=False).ngroup(),

@@ -135,7 +135,7 @@ def test_too_few_seeds_is_said_not_called_inconclusive():
     assert one["flag"] == "single-seed" and np.isnan(one["p"])
 
 
-@pytest.mark.parametrize("tied_seeds", [6, 10])
+@pytest.mark.parametrize("tied_seeds", [6, 9, 10])
 def test_a_rank_test_on_tied_arms_says_so_and_asks_for_no_seeds(tied_seeds):
     spec = SimulatedStudy(
         sources={"src": 0.05}, target_sizes=(20,), freeze_depths=(0,), seeds=10, lrs=(1e-3,)
@@ -150,6 +150,8 @@ def test_a_rank_test_on_tied_arms_says_so_and_asks_for_no_seeds(tied_seeds):
     assert cell.flag == "inconclusive" and "needs" not in cell.reason
     if tied_seeds == 10:
         assert cell.reason == "every paired difference is zero: the arms tie on every seed"
+    elif tied_seeds == 9:  # one signed pair: not "every difference is zero"
+        assert cell.reason.startswith("10 pairs, one with a non-zero difference")
     else:  # four signed pairs: 2 / 2**4
         assert cell.min_p == pytest.approx(0.125) and "zero difference" in cell.reason
 

@@ -68,3 +68,31 @@ def test_methods_recipe_block_is_the_digest_of_the_methods_snapshot():
     methods = pd.read_csv(script.SNAPSHOT / "methods.csv")
     assert set(methods["study"]) == {"methods"}
     assert (script.SNAPSHOT / "report.md").read_text().startswith("# Transfer analysis: methods")
+
+
+def test_digest_words_come_from_the_settings_used(tmp_path: Path):
+    spec = SimulatedStudy(
+        study="words", sources={"a": 0.1}, target_sizes=(20,), freeze_depths=(0,), seeds=6
+    )
+    folder = write_records(simulate_records(spec), tmp_path)
+    analyze(folder, shift=False, figures=False, correction="holm", alpha=0.1, confidence=0.9)
+    text = digest(folder / "analysis")
+    assert "q < 0.1 after Holm across" in text and "Benjamini" not in text
+    assert "90% stratified-bootstrap interval" in text and "95%" not in text
+
+
+def test_digest_names_how_a_correlation_p_was_computed_and_corrects_it(tmp_path: Path):
+    from transferlab.analysis.digest import _relations
+
+    rows = [
+        {"distance": name, "n": n, "kendall": tau, "kendall_p": p, "note": ""}
+        for name, n, tau, p in (("mmd", 5, 0.8, 0.0167), ("otdd", 8, 0.5, 0.09), ("a", 8, 0, 1))
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "shift_gain.csv", index=False)
+    (line, _) = _relations(tmp_path, "bh")
+    # the smallest p (n = 5: 120 pairings, all enumerated), q over the 3 correlations
+    assert "exact permutation p = 0.017, q = 0.050 after Benjamini-Hochberg across these 3" in line
+    rows[0].update(n=8)
+    pd.DataFrame(rows).to_csv(tmp_path / "shift_gain.csv", index=False)
+    (line, _) = _relations(tmp_path, "bh")
+    assert "permutation p from 9999 random pairings = 0.017" in line

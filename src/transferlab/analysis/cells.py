@@ -243,8 +243,14 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
 def _tied(row: pd.Series, alpha: float) -> tuple[str, str]:
     """A rank or sign-flip test on a cell whose arms tie on some seeds: only the non-zero
     differences carry a sign, which lowers what the test can reach; more seeds may tie too."""
-    if row["min_p"] >= 1.0:
+    if row["min_p"] >= 1.0 and row["gain_sd"] == 0 and row["gain"] == 0:
         return "inconclusive", "every paired difference is zero: the arms tie on every seed"
+    if row["min_p"] >= 1.0:
+        return "inconclusive", (
+            f"{row['n_pairs']} pairs, one with a non-zero difference (a zero difference has no "
+            f"sign): a two-sided {row['test']} test cannot go below p = 1; the t-test "
+            "(`--test t`) uses every pair"
+        )
     if row["min_p"] <= alpha and row["q"] < alpha:
         return ("negative", "") if row["gain"] < 0 else ("positive", "")
     return "inconclusive", (
@@ -319,6 +325,7 @@ def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     cells["flag"] = [f for f, _ in flags]
     cells["reason"] = [r or n for (_, r), n in zip(flags, cells["note"])]
     cells["correction"] = correction
+    cells["alpha"] = alpha
     return cells
 
 
@@ -366,6 +373,7 @@ def build_cells(
         hparams,
     )
     cells = _judge(cells, correction, alpha)
+    cells["confidence"] = confidence
     cells = _with_edges(cells, selection.arms)
     cells["selection"] = rule.name
     cells = cells.sort_values(ARM, kind="stable", na_position="last").reset_index(drop=True)

@@ -8,12 +8,18 @@ that the README's block is the digest of the snapshot in `docs/quickstart/`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import SETTING
 from transferlab.analysis.selection import EDGE_SHARE
+from transferlab.analysis.stats import PERMUTATIONS, adjust_pvalues
+
+#: How the digest names each correction.
+CORRECTIONS = {"bh": "Benjamini-Hochberg", "holm": "Holm"}
 
 #: Mark of a cell's flag in the gain table (inconclusive cells get none).
 FLAG_MARKS = {"positive": " (+)", "negative": " (−)"}
@@ -62,18 +68,27 @@ def _overview(cells: pd.DataFrame) -> str:
     tests = ", ".join(sorted(cells["test"].dropna().unique())) or "none"
     protocols = ", ".join(sorted(cells["ft_val_protocol"].dropna().unique())) or "none"
     judged = int(flags.reindex(["positive", "negative", "inconclusive"]).fillna(0).sum())
+    correction, alpha, _ = _judgement(cells)
     return (
         f"{len(cells)} cells, {seeds} paired seeds each: **{flags.get('positive', 0)} positive**, "
         f"**{flags.get('negative', 0)} negative**, {flags.get('inconclusive', 0)} inconclusive, "
-        f"{len(cells) - judged} not judged (paired {tests} test per cell, q < 0.05 after "
-        f"Benjamini-Hochberg across the study's cells; validation protocol: {protocols})."
+        f"{len(cells) - judged} not judged (paired {tests} test per cell, q < {alpha:g} after "
+        f"{CORRECTIONS[correction]} across the study's cells; validation protocol: "
+        f"{protocols})."
     )
 
 
-def _per_source(summary: pd.DataFrame) -> list[str]:
+def _judgement(cells: pd.DataFrame) -> tuple[str, float, float]:
+    """The correction, alpha and interval level the analysis used (columns of cells.csv)."""
+    first = cells.iloc[0]
+    return first["correction"], float(first["alpha"]), float(first["confidence"])
+
+
+def _per_source(summary: pd.DataFrame, confidence: float) -> list[str]:
     return [
         f"- **{row.source}** ({row.model}): interquartile-mean gain {row.iqm_gain:+.3f} "
-        f"(95% stratified-bootstrap interval {row.iqm_low:+.3f} to {row.iqm_high:+.3f}), "
+        f"({confidence:.0%} stratified-bootstrap interval {row.iqm_low:+.3f} to "
+        f"{row.iqm_high:+.3f}), "
         f"P(a fine-tuned run beats a scratch run of its cell) {row.p_improve:.2f}; "
         f"{row.positive} positive and {row.negative} negative of {row.cells} cells."
         for row in summary.itertuples()
@@ -95,7 +110,7 @@ def _edges(cells: pd.DataFrame) -> str:
     )
 
 
-def _relations(folder: Path) -> list[str]:
+def _relations(folder: Path, correction: str) -> list[str]:
     """Shift against gain and estimator agreement: their figures, or why there are none."""
     lines = []
     for name, what in (
@@ -111,10 +126,18 @@ def _relations(folder: Path) -> list[str]:
         if tested.empty:
             lines.append(f"- {what}: {table['note'].dropna().iloc[0]}.")
             continue
-        best = tested.loc[tested["kendall_p"].idxmin()]
+        q = adjust_pvalues(tested["kendall_p"].to_numpy(), correction)
+        best = tested.iloc[int(np.nanargmin(q))]
+        kind = (
+            "exact permutation p"
+            if math.factorial(int(best["n"])) <= PERMUTATIONS
+            else f"permutation p from {PERMUTATIONS} random pairings"
+        )
         lines.append(
             f"- {what}: {len(tested)} rank correlations; the strongest, Kendall tau "
-            f"{best['kendall']:+.2f} (exact p = {best['kendall_p']:.3f}, {int(best['n'])} pairs)."
+            f"{best['kendall']:+.2f} ({kind} = {best['kendall_p']:.3f}, q = {np.nanmin(q):.3f} "
+            f"after {CORRECTIONS[correction]} across these {len(tested)}; {int(best['n'])} "
+            "pairs)."
         )
     return lines
 
@@ -132,11 +155,11 @@ def digest(folder: str | Path) -> str:
         "",
         *gain_table(cells),
         "",
-        *_per_source(summary),
+        *_per_source(summary, _judgement(cells)[2]),
         "",
         _edges(cells),
         "",
-        *_relations(folder),
+        *_relations(folder, _judgement(cells)[0]),
     ]
     return "\n".join(parts) + "\n"
 

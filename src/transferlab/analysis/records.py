@@ -31,8 +31,22 @@ CHUNK_FILES = 2000
 MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
-#: Version of the on-disk table cache (bump when COLUMNS or flattening change).
-CACHE_VERSION = 7
+#: Version of the on-disk table cache's layout (bump when COLUMNS change).
+CACHE_VERSION = 8
+#: Modules whose code decides what a record becomes in the table, or whether it is refused
+#: (the identity rule, the schema, the validation and flattening here).
+RULE_MODULES = ("analysis/records.py", "analysis/keys.py", "store/schema.py", "store/identity.py")
+
+
+def _rules_key() -> str:
+    """What the cached rows were made under: the layout version, the identity rule's version
+    and the code of RULE_MODULES. Any change makes the cache a miss, so a record an updated
+    rule refuses never re-enters the numbers from the cache."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{IDENTITY_VERSION}".encode())
+    for name in RULE_MODULES:
+        digest.update((package / name).read_bytes())
+    return digest.hexdigest()
 
 #: Columns of the tidy table, in order.
 COLUMNS = (
@@ -262,7 +276,7 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
 
 
 def _cache_path(root: Path, path: Path) -> Path:
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{path}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{path}".encode()).hexdigest()[:16]  # per study
     return root / "cache" / "analysis" / f"records-{digest}.npz"
 
 
@@ -311,7 +325,7 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
     folder (shared, copied, downloaded) must never be able to run code when read."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            if int(arrays["version"]) != CACHE_VERSION:
+            if str(arrays["rules"]) != _rules_key():
                 return None
             columns = [_decode_column(c, arrays) for c in COLUMNS]
             stamps = dict(
@@ -330,7 +344,7 @@ def _read_cache(path: Path) -> dict[str, Any] | None:
 def _write_cache(path: Path, files: dict, rows: dict, bad: dict) -> None:
     """The table as columns of arrays in one .npz (loads ~10x faster than JSON rows)."""
     table = list(rows.values())
-    arrays: dict[str, np.ndarray] = {"version": np.array(CACHE_VERSION)}
+    arrays: dict[str, np.ndarray] = {"rules": np.array(_rules_key())}
     for i, name in enumerate(COLUMNS):
         arrays.update(_encode_column(name, [row[i] for row in table]))
     arrays["stamps.path"] = np.array(list(files), dtype=str)  # np.str_: fixed width, no pickle

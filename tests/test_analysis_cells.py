@@ -272,9 +272,12 @@ def test_a_swept_shared_setting_gets_its_own_cells_and_baselines():
         assert scratch_ids <= own and len(scratch_ids) == 6
 
 
-def test_a_swept_source_setting_splits_finetuned_arms_that_share_one_baseline():
+@pytest.mark.parametrize("setting", ["pretrain.lr", "pretrain.seed"])
+def test_a_swept_source_setting_splits_finetuned_arms_that_share_one_baseline(setting):
+    """A swept pre-training setting, its seed included (once the two pre-training seeds were
+    "conflicts", dropped both), gives each source checkpoint its own cell on one baseline."""
     records = []
-    for lr, rng in ((0.001, 0), (0.01, 1)):
+    for value, rng in ((0.001, 0), (0.01, 1)) if setting == "pretrain.lr" else ((0, 0), (1, 1)):
         spec = SimulatedStudy(
             sources={"src": 0.1},
             target_sizes=(100,),
@@ -282,14 +285,17 @@ def test_a_swept_source_setting_splits_finetuned_arms_that_share_one_baseline():
             lrs=(1e-3,),
             seeds=6,
             rng_seed=rng,
-            source_settings={"pretrain.lr": lr},
+            source_settings={setting: value},
         )
         half = simulate_records(spec)
-        # a scratch run cannot use pretrain.lr: both halves hold the same scratch runs
+        # a scratch run has no source stage: both halves hold the same scratch runs
         records += half if not records else [r for r in half if r["init"] != "scratch"]
     res = build_cells(frame(records))
     assert res.problems.empty
-    assert sorted(res.cells["source_variant"]) == ["pretrain.lr=0.001", "pretrain.lr=0.01"]
+    expected = ["pretrain.lr=0.001", "pretrain.lr=0.01"]
+    if setting == "pretrain.seed":
+        expected = ["pretrain.seed=0", "pretrain.seed=1"]
+    assert sorted(res.cells["source_variant"]) == expected
     assert (res.cells["variant"] == "").all() and (res.cells["n_pairs"] == 6).all()
     baselines = res.pairs.groupby("source_variant")["scratch_run_id"].apply(frozenset)
     assert baselines.nunique() == 1 and len(baselines.iloc[0]) == 6

@@ -33,8 +33,11 @@ SOURCE_SUMMARY = ["study", "model", "source"]
 HPARAMS = ("lr", "weight_decay", "batch_size", "epochs")
 #: ... and their names in a target record's identity.
 HPARAM_KEYS = tuple(f"train.{h}" for h in HPARAMS)
-#: Identity settings runs are paired on, not keyed on.
-SEED_KEYS = ("seed", "pretrain.seed")
+#: Identity settings runs are paired on, not keyed on. `pretrain.seed` is one of them only
+#: while null (each run seed pre-trains its own source); set, it names the source checkpoint
+#: the fine-tuned arm starts from, so a swept `pretrain.seed` is a `source_variant`.
+SEED_KEYS = ("seed",)
+FOLLOWS_SEED = ("pretrain.seed",)
 #: Identity settings already in the setting and arm columns (dataset specs by description).
 NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", "freeze_depth")
 NAMED_PREFIXES = ("target.", "source.", "method.")
@@ -50,6 +53,8 @@ def split_identity(identity: dict) -> tuple[dict, dict]:
     shared, source_side = {}, {}
     for key, value in identity.items():
         if key in SEED_KEYS or key in HPARAM_KEYS or key in NAMED_KEYS:
+            continue
+        if key in FOLLOWS_SEED and value is None:
             continue
         if key.startswith(NAMED_PREFIXES):
             continue

@@ -48,6 +48,7 @@ def _rules_key() -> str:
         digest.update((package / name).read_bytes())
     return digest.hexdigest()
 
+
 #: Columns of the tidy table, in order.
 COLUMNS = (
     "run_id",

@@ -140,3 +140,11 @@ def test_rank_test_cannot_flag_a_lone_effect_and_says_how_many_seeds_it_needs():
     lone = cells[_is_lone(cells)].iloc[0]
     assert lone["flag"] == "inconclusive" and lone["min_q"] >= 0.05
     assert "needs 11 seeds" in lone["reason"]
+
+
+def test_identical_differences_get_no_t_interval_beside_their_undefined_p():
+    from transferlab.analysis.paired import paired_test
+
+    res = paired_test([0.05] * 6, test="t")
+    assert np.isnan(res.p) and "undefined" in res.note
+    assert np.isnan(res.ci_low) and np.isnan(res.ci_high)  # not a zero-width [0.05, 0.05]

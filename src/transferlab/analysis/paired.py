@@ -26,6 +26,10 @@ from scipy import stats
 
 from transferlab.analysis.stats import CONFIDENCE
 
+#: Differences whose SD is at most this are identical: accuracies are counts over at most
+#: millions of examples, so a smaller spread is floating-point rounding of one value, whose
+#: t-statistic would be huge and its p spuriously tiny.
+SPREAD_TOLERANCE = 1e-12
 #: The paired tests, the first being the default.
 TESTS = ("t", "wilcoxon", "signflip")
 DEFAULT_TEST = TESTS[0]
@@ -79,9 +83,10 @@ def seeds_needed(test: str, family: int, alpha: float) -> int:
 def _t_rows(d: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = d.shape[1]
     mean, sd = d.mean(axis=1), d.std(axis=1, ddof=1)
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n)
-    p = np.where(mean == 0.0, 1.0, np.nan)
-    varies = sd > 0
+    # identical differences have no spread to build an interval from: none, as there is no p
+    varies = sd > SPREAD_TOLERANCE
+    half = np.where(varies, stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n), np.nan)
+    p = np.where(np.abs(mean) <= SPREAD_TOLERANCE, 1.0, np.nan)
     if varies.any():
         p[varies] = stats.ttest_1samp(d[varies], 0.0, axis=1).pvalue
     return p, mean - half, mean + half
@@ -176,7 +181,7 @@ def _signflip_ci(
 
 
 def _note(test: str, n: int, sd: float, mean: float, p: float) -> str:
-    if test == "t" and sd == 0 and mean != 0:
+    if test == "t" and sd <= SPREAD_TOLERANCE and abs(mean) > SPREAD_TOLERANCE:
         return "identical differences over seeds: the t-test is undefined"
     if test != "t" and math.isnan(p):
         return "no test possible"

@@ -103,14 +103,23 @@ def test_each_method_is_compared_with_plain_finetuning_in_the_report(study, tmp_
         assert row.vs_finetune in ("better", "worse", "inconclusive")
 
 
-def _planted(gains: dict[str, list[float]], flags: dict[str, str]) -> tuple:
-    """Pairs and cells of one target setting: per method, its per-seed test accuracies."""
+def _planted(
+    gains: dict[str, list[float]], flags: dict[str, str], lows: dict[str, float] | None = None
+) -> tuple:
+    """Pairs and cells of one target setting: per method, its per-seed test accuracies, its
+    cell's flag against scratch and the low end of that cell's interval (default: 0.01 below
+    its gain)."""
     base = {"study": "s", "model": "m", "target": "t", "target_size": 20, "variant": ""}
     pairs, cells = [], []
     for method, accs in gains.items():
         arm = {**base, "source": "src", "method": method, "freeze_depth": 0, "source_variant": ""}
         pairs += [{**arm, "seed": i, "ft_test_acc": a} for i, a in enumerate(accs)]
-        cells.append({**arm, "gain": sum(accs) / len(accs) - 0.5, "flag": flags[method]})
+        gain = sum(accs) / len(accs) - 0.5
+        low = (lows or {}).get(method, gain - 0.01)
+        cells.append(
+            {**arm, "gain": gain, "flag": flags[method], "ci_low": low, "ft_edge": ""}
+            | {"scratch_edge": ""}
+        )
     return pd.DataFrame(pairs), pd.DataFrame(cells)
 
 
@@ -119,19 +128,36 @@ def test_a_method_that_removes_negative_transfer_is_called_out():
     better = [a + 0.10 + 0.005 * i for i, a in enumerate(reference)]  # clearly above
     same = [a + (0.01 if i % 2 else -0.01) for i, a in enumerate(reference)]
     pairs, cells = _planted(
-        {"finetune": reference, "lp_ft": better, "l2sp": same, "bss": same},
+        {"finetune": reference, "lp_ft": better, "surgical": better, "l2sp": same, "bss": same},
         {
             "finetune": "negative",
             "lp_ft": "inconclusive",
+            "surgical": "inconclusive",
             "l2sp": "negative",
             "bss": "inconclusive",
         },
+        lows={"surgical": -0.06},  # not significant, but a loss of 0.06 not excluded
     )
     table = method_comparison(pairs, cells).set_index("method")
     assert list(table.reset_index()[ARM].columns) == ARM
     assert table.loc["lp_ft", "vs_finetune"] == "better"
     assert table.loc["lp_ft", "d_vs_finetune"] == pytest.approx(0.10 + 0.005 * 3.5)
-    assert table.loc["lp_ft", "rescues"] == "plain fine-tuning's negative transfer becomes none"
+    assert table.loc["lp_ft", "rescues"] == (
+        "plain fine-tuning's negative transfer becomes none (interval against scratch above -0.02)"
+    )
+    # better than plain fine-tuning, but no evidence that the harm is gone: removes nothing
+    assert table.loc["surgical", "vs_finetune"] == "better"
+    assert table.loc["surgical", "rescues"] == ""
+    assert not table["edge_risk"].any()
+    # plain fine-tuning's lr at an edge: a better one could undo every "better"
+    cells.loc[cells["method"].eq("finetune"), "ft_edge"] = "lr at the top of the grid"
+    table = method_comparison(pairs, cells).set_index("method")
+    assert table["edge_risk"].to_dict() == {
+        "bss": False,
+        "l2sp": False,
+        "lp_ft": True,
+        "surgical": True,
+    }
     assert table.loc["l2sp", "vs_finetune"] == "inconclusive"
     assert table.loc["l2sp", "rescues"] == ""  # still negative against scratch
     # no longer flagged against scratch, but no better than plain fine-tuning: removes nothing

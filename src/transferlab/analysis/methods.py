@@ -5,9 +5,12 @@ The reference arm is `finetune` at freeze depth 0. A comparison pairs the two ar
 runs (learning rate and epoch chosen per arm on validation) on seed, with the cells' paired
 test and multiple-comparison control (one family per study). Where plain fine-tuning shows
 negative transfer against scratch (its cell flagged `negative`), a method removes it
-(`rescues`) when it is significantly better than plain fine-tuning and its own cell is no longer
-negative: not significant any more, or positive. A cell that merely loses its flag while not
-beating plain fine-tuning removes nothing (its interval got wider, not its gain larger).
+(`rescues`) when it is significantly better than plain fine-tuning and there is positive
+evidence that its own cell is not harmful: flagged positive, or its interval against scratch
+lying above minus `margin` (an equivalence, or non-inferiority, test at the interval's level).
+A cell that merely loses its flag removes nothing: a bigger study with less power per cell would
+otherwise find more removals, and a -0.05 gain could read "becomes none". `edge_risk` marks a
+verdict a learning rate chosen at an edge of its grid could overturn.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
 #: The reference: plain full fine-tuning.
 REFERENCE_METHOD = "finetune"
 REFERENCE_DEPTH = 0
+#: Largest loss of test accuracy against scratch a method's cell may still have and count as
+#: no negative transfer (`transferlab-analyze --margin`): an interval above -MARGIN is evidence
+#: of no harm beyond it, where a non-significant cell is only absence of evidence.
+MARGIN = 0.02
 #: An arm's reference shares its target setting, its source and the source stage's settings.
 MATCH = [*SETTING, "source", "source_variant"]
 COLUMNS = [
@@ -37,6 +44,7 @@ COLUMNS = [
     "vs_scratch",
     "finetune_vs_scratch",
     "rescues",
+    "edge_risk",
     "note",
 ]
 
@@ -69,25 +77,38 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
     return "inconclusive", f"q = {row['q']:.3g} >= alpha = {alpha}"
 
 
-def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """Each arm's own cell (gain and flag against scratch) and its reference's flag."""
-    own = cells[[*ARM, "gain", "flag"]].rename(
-        columns={"gain": "gain_vs_scratch", "flag": "vs_scratch"}
+def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """Each arm's own cell (gain, flag and interval against scratch), its reference's flag,
+    the removals of negative transfer with positive evidence, and `edge_risk`."""
+    own = cells[[*ARM, "gain", "flag", "ci_low", "ft_edge", "scratch_edge"]].rename(
+        columns={"gain": "gain_vs_scratch", "flag": "vs_scratch", "ci_low": "_own_low"}
     )
-    ref = cells[_is_reference(cells)][[*MATCH, "flag"]].rename(
-        columns={"flag": "finetune_vs_scratch"}
+    ref = cells[_is_reference(cells)][[*MATCH, "flag", "ft_edge"]].rename(
+        columns={"flag": "finetune_vs_scratch", "ft_edge": "_ref_edge"}
     )
     table = table.merge(own, on=ARM, how="left").merge(ref, on=MATCH, how="left")
+    positive = table["vs_scratch"].eq("positive")
+    harmless = table["vs_scratch"].eq("inconclusive") & table["_own_low"].gt(-margin)
     removed = (
         table["finetune_vs_scratch"].eq("negative")
         & table["vs_finetune"].eq("better")
-        & table["vs_scratch"].isin(["positive", "inconclusive"])
+        & (positive | harmless)
     )
     table["rescues"] = np.where(
         removed,
         "plain fine-tuning's negative transfer becomes "
-        + table["vs_scratch"].map({"positive": "positive transfer", "inconclusive": "none"}),
+        + np.where(
+            positive, "positive transfer", f"none (interval against scratch above -{margin:g})"
+        ),
         "",
+    )
+    # a better value beyond an edge only improves its arm: a better plain fine-tuning could
+    # undo "better", a better method "worse", a better baseline a removal
+    at = {c: table[c].fillna("").astype(str).ne("") for c in ("_ref_edge", "ft_edge")}
+    table["edge_risk"] = (
+        (table["vs_finetune"].eq("better") & at["_ref_edge"])
+        | (table["vs_finetune"].eq("worse") & at["ft_edge"])
+        | (table["rescues"].ne("") & table["scratch_edge"].fillna("").astype(str).ne(""))
     )
     return table
 
@@ -100,6 +121,7 @@ def method_comparison(
     alpha: float = 0.05,
     test: str = DEFAULT_TEST,
     confidence: float = CONFIDENCE,
+    margin: float = MARGIN,
 ) -> pd.DataFrame:
     """One row per fine-tuned arm other than plain full fine-tuning (see the module docstring);
     empty when a study has no such arm or no reference to compare it with."""
@@ -131,4 +153,4 @@ def method_comparison(
     flags = [_flag(row, alpha) for _, row in table.iterrows()]
     table["vs_finetune"] = [f for f, _ in flags]
     table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
-    return _with_scratch(table, cells)[COLUMNS]
+    return _with_scratch(table, cells, margin)[COLUMNS]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from transferlab.analysis import curves as cv
 from transferlab.analysis.cells import build_cells
-from transferlab.analysis.methods import method_comparison
+from transferlab.analysis.methods import MARGIN, method_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
 from transferlab.analysis.records import load_records
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
@@ -39,6 +39,7 @@ class AnalysisSettings:
     alpha: float = DEFAULT_ALPHA  # significance level after correction
     test: str = DEFAULT_TEST  # paired test per cell: t | wilcoxon | signflip (analysis.paired)
     selection: str = "per_seed"  # how runs are chosen on validation (analysis.selection.RULES)
+    margin: float = MARGIN  # a method's "no negative transfer" needs its interval above -margin
     confidence: float = CONFIDENCE  # level of every interval
     n_resamples: int = BOOTSTRAP_RESAMPLES  # bootstrap resamples of the summary intervals
     convergence_fraction: float = cv.CONVERGENCE_FRACTION  # share of scratch's final val acc
@@ -57,6 +58,8 @@ class AnalysisSettings:
             raise choice_error("selection", self.selection, tuple(RULES))
         if not 0.0 < self.alpha < 1.0:
             raise ConfigError(f"alpha must lie strictly between 0 and 1, got {self.alpha!r}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"margin must lie in [0, 1), got {self.margin!r}")
         if self.max_examples < MIN_EXAMPLES:
             raise ConfigError(
                 f"max_examples must be at least {MIN_EXAMPLES}, got {self.max_examples!r}"
@@ -93,6 +96,7 @@ def analyze_frame(
         alpha=s.alpha,
         test=s.test,
         confidence=s.confidence,
+        margin=s.margin,
     )
     return {
         "cells": analysis.cells,

@@ -56,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
         "over-flags; see docs/analysis.md)",
     )
     p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="a method removes negative transfer only where its interval against scratch "
+        "lies above -MARGIN (default 0.02 test accuracy)",
+    )
+    p.add_argument(
         "--no-shift",
         action="store_true",
         help="skip domain distances and transferability estimators",
@@ -86,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transferlab.analysis.records import RecordsPathError
 
     extra = {} if args.max_examples is None else {"max_examples": args.max_examples}
+    if args.margin is not None:
+        extra["margin"] = args.margin
     try:
         settings = AnalysisSettings(
             correction=args.correction,

@@ -36,6 +36,9 @@ def snapshot(analysis: Path, folder: Path = SNAPSHOT, files: tuple[str, ...] = F
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
         shutil.copyfile(analysis / name, folder / name)
+    report = folder / "report.md"
+    if report.exists():  # the report names its results folder: relative, no machine's path
+        report.write_text(report.read_text().replace(f"{ROOT}/", ""))
     for figure in sorted((analysis / "figures").glob(HEATMAP))[:1]:
         shutil.copyfile(figure, folder / "gain-heatmap.png")
 

@@ -128,6 +128,19 @@ def _arms(
     return arms.merge(_edges(picks, configs, hparams), on=ARM, how="left").fillna({"edge": ""})
 
 
+def _with_choices(
+    configs: pd.DataFrame, picks: pd.DataFrame, hparams: tuple[str, ...]
+) -> pd.DataFrame:
+    """`n_chosen` (seeds that picked each configuration), `chosen` and, where chosen, `edge`."""
+    keys = ARM + list(hparams)
+    n_chosen = picks.groupby(keys, dropna=False).size().rename("n_chosen").reset_index()
+    configs = configs.merge(n_chosen, on=keys, how="left")
+    configs["n_chosen"] = configs["n_chosen"].fillna(0).astype(int)
+    configs["chosen"] = configs["n_chosen"].gt(0)
+    configs["edge"] = grid_edges(configs, hparams).where(configs["chosen"], "")
+    return configs
+
+
 class PerSeedValidation:
     """Per arm and seed, the configuration with the best validation accuracy among those the
     seed completed (ties to the lower validation NLL, then to the smaller settings). A seed is
@@ -169,11 +182,7 @@ class PerSeedValidation:
         )
         arms["incomplete"] = arms["incomplete"].fillna(0).astype(int)
         arms["all_diverged"] = (arms["_complete"].fillna(0) - arms["seeds"]).astype(int)
-        n_chosen = picks.groupby(ARM + list(hparams), dropna=False).size().rename("n_chosen")
-        configs = configs.merge(n_chosen.reset_index(), on=ARM + list(hparams), how="left")
-        configs["n_chosen"] = configs["n_chosen"].fillna(0).astype(int)
-        configs["chosen"] = configs["n_chosen"].gt(0)
-        configs["edge"] = grid_edges(configs, hparams).where(configs["chosen"], "")
+        configs = _with_choices(configs, picks, hparams)
         return Selection(configs=configs, picks=picks, arms=arms.drop(columns="_complete"))
 
 
@@ -199,10 +208,7 @@ class BestMeanValidation:
         picks = done.merge(best[ARM + list(hparams)], on=ARM + list(hparams))[
             [*ARM, "seed", *hparams]
         ]
-        configs["n_chosen"] = 0
-        configs.loc[best.index, "n_chosen"] = best["n_seeds"].astype(int)
-        configs["chosen"] = configs.index.isin(best.index)
-        configs["edge"] = grid_edges(configs, hparams).where(configs["chosen"], "")
+        configs = _with_choices(configs, picks, hparams)
         arms = _arms(runs, picks, configs, hparams)
         arms["incomplete"] = 0
         arms["all_diverged"] = 0

@@ -32,7 +32,10 @@ def readme_block(text: str) -> str:
 
 
 def snapshot(analysis: Path, folder: Path = SNAPSHOT, files: tuple[str, ...] = FILES) -> None:
-    """Copy `files` of the analysis folder and its first gain heatmap into `folder`."""
+    """Copy `files` of the analysis folder and its first gain heatmap into `folder` (nothing to
+    copy when the analysis folder is the snapshot: only the digest is rendered again)."""
+    if analysis.resolve() == folder.resolve():
+        return
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
         shutil.copyfile(analysis / name, folder / name)

@@ -198,7 +198,12 @@ def test_the_methods_digest_names_rescues_and_new_negative_transfer(tmp_path):
         {"finetune": "negative", "lp_ft": "positive", "lora": "negative", "l2sp": "negative"},
     )
     method_comparison(pairs, cells).to_csv(tmp_path / "methods.csv", index=False)
+    # the comparison's correction and alpha are the cells' (cells.csv): the words follow them
+    cells.assign(correction="holm", alpha=0.1, confidence=0.95).to_csv(
+        tmp_path / "cells.csv", index=False
+    )
     text = methods_digest(tmp_path)
+    assert "inconclusive (q < 0.1 after Holm across the study's comparisons)" in text
     assert "**1 better**, **1 worse**" in text
     rescued = "lp_ft on src at 20 examples: plain fine-tuning's negative transfer becomes positive"
     assert rescued in text

@@ -9,13 +9,12 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.simulate import lone_effect_study, simulate_records
+from helpers.simulate import SimulatedStudy, lone_effect_study, simulate_records
 from scipy import stats
 
 from transferlab.analysis.cells import build_cells
 from transferlab.analysis.paired import (
     DEFAULT_TEST,
-    _signed_rank_cdf,
     min_attainable_p,
     paired_test,
     paired_tests,
@@ -56,7 +55,8 @@ def test_wilcoxon_is_exact_with_and_without_ties():
     assert paired_test(distinct, test="wilcoxon").p == pytest.approx(exact)
     # ties and a zero: scipy's own choice here is a permutation test over all sign flips
     tied = [0.1, 0.1, 0.2, -0.05, 0.3, 0.1, 0.0, 0.15, -0.1, 0.2]
-    assert paired_test(tied, test="wilcoxon").p == pytest.approx(stats.wilcoxon(tied).pvalue)
+    expected = stats.wilcoxon(tied, zero_method="pratt").pvalue
+    assert paired_test(tied, test="wilcoxon").p == pytest.approx(expected)
 
 
 def test_tied_cells_are_tested_all_at_once_not_by_scipy_one_cell_at_a_time(monkeypatch):
@@ -64,7 +64,7 @@ def test_tied_cells_are_tested_all_at_once_not_by_scipy_one_cell_at_a_time(monke
     permutation test (its choice under ties, about 1000x slower) is never called."""
     rng = np.random.default_rng(0)
     tied = rng.integers(-3, 4, size=(200, 10)) / 100  # accuracies on 100 examples: many ties
-    expected = [stats.wilcoxon(row, zero_method="wilcox").pvalue for row in tied[:5]]
+    expected = [stats.wilcoxon(row, zero_method="pratt").pvalue for row in tied[:5]]
 
     def refuse(*args, **kwargs):
         raise AssertionError("scipy's per-cell test called")
@@ -76,14 +76,33 @@ def test_tied_cells_are_tested_all_at_once_not_by_scipy_one_cell_at_a_time(monke
     assert len(paired_tests(tied, test="signflip")) == 200
 
 
-def test_signed_rank_null_distribution_matches_enumeration():
-    n = 6
+def _classic_hodges_lehmann(d: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The textbook interval: sorted Walsh averages cut at the exact signed-rank quantile
+    (counted here by enumerating every sign pattern)."""
+    n = d.size
     sums = [
         sum(r for r, s in zip(range(1, n + 1), signs) if s)
         for signs in itertools.product((0, 1), repeat=n)
     ]
-    counts = np.bincount(sums, minlength=n * (n + 1) // 2 + 1)
-    assert _signed_rank_cdf(n) == pytest.approx(np.cumsum(counts) / 2**n)
+    cdf = np.cumsum(np.bincount(sums, minlength=n * (n + 1) // 2 + 1)) / 2**n
+    c = int(np.searchsorted(cdf, (1 - confidence) / 2, side="right"))
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2)
+    return walsh[c - 1], walsh[walsh.size - c]
+
+
+def test_wilcoxon_interval_is_the_classic_one_without_ties_and_agrees_with_p_with_them():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.03, 0.02, size=10)
+    res = paired_test(d, test="wilcoxon")
+    assert (res.ci_low, res.ci_high) == pytest.approx(_classic_hodges_lehmann(d, 0.95), abs=1e-9)
+    # accuracies on 50 examples: zeros and tied magnitudes everywhere; the interval holds 0
+    # exactly when the test does not reject (the Walsh-average interval, blind to zeros and
+    # ties, disagreed with the p on 13 of these)
+    tied = rng.integers(-2, 5, size=(300, 10)) / 50
+    results = paired_tests(list(tied), test="wilcoxon")
+    agree = [(r.ci_low <= 0 <= r.ci_high) == (r.p > 0.05) for r in results]
+    assert all(agree), f"{agree.count(False)} of 300 disagree"
 
 
 def test_signflip_exact_p_on_three_pairs():
@@ -138,8 +157,56 @@ def test_null_studies_flag_at_most_five_percent_of_cells():
 def test_rank_test_cannot_flag_a_lone_effect_and_says_how_many_seeds_it_needs():
     cells = _study_cells(3.0, 0, test="wilcoxon")
     lone = cells[_is_lone(cells)].iloc[0]
-    assert lone["flag"] == "inconclusive" and lone["min_q"] >= 0.05
-    assert "needs 11 seeds" in lone["reason"]
+    assert lone["flag"] == "inconclusive" and lone["alone_q"] >= 0.05
+    assert "needs 11 seeds to be flagged alone among 36 cells" in lone["reason"]
+    # with every cell as extreme, BH would flag it: the reason says so, not "no effect could"
+    assert lone["min_q"] < 0.05 and "only beside other cells as extreme" in lone["reason"]
+
+
+def test_several_cells_at_the_floor_lift_each_other_under_bh():
+    """10 cells with 8 pairs each, every difference positive: each p is the Wilcoxon floor
+    2/256, alone its q would be 10 times that (0.078), but BH gives the 10 together q = 2/256,
+    so all are flagged, and the report must not say that no cell can be flagged."""
+    from transferlab.analysis import analyze_frame
+    from transferlab.analysis.findings import findings
+
+    spec = SimulatedStudy(
+        sources={f"s{i}": 0.3 for i in range(5)},
+        target_sizes=(20, 100),
+        freeze_depths=(0,),
+        lrs=(1e-3,),
+        seeds=8,
+        noise_sd=0.01,
+        seed_sd=0.0,
+    )
+    df = records_frame(flatten_record(r) for r in simulate_records(spec))
+    results = analyze_frame(df, test="wilcoxon", n_resamples=50, shift=False)
+    cells = results["cells"]
+    assert len(cells) == 10 and cells["min_p"].eq(2 / 256).all()
+    assert cells["alone_q"].gt(0.05).all() and cells["min_q"].lt(0.05).all()
+    assert cells["flag"].eq("positive").all()
+    assert "No cell can be flagged" not in "\n".join(findings(results))
+    # under Holm the first step is m p for every cell: none can be flagged, and the report says so
+    holm = analyze_frame(df, test="wilcoxon", correction="holm", n_resamples=50, shift=False)
+    assert holm["cells"]["flag"].eq("inconclusive").all()
+    assert "No cell can be flagged" in "\n".join(findings(holm))
+
+
+def test_floors_above_the_exact_range():
+    """Above 16 pairs the sign-flip test is Monte Carlo (floor 1/20001, not 2/2^n) and the
+    signed-rank test with tied magnitudes is scipy's normal approximation (a floor above 2/2^n);
+    each cell's min_p is the p its own test gives with every sign alike."""
+    positive = np.linspace(0.01, 0.2, 20)
+    flip = paired_test(positive, test="signflip")
+    assert flip.min_p == pytest.approx(1 / 20_001) and flip.p == pytest.approx(flip.min_p)
+    assert min_attainable_p("signflip", 20) == pytest.approx(1 / 20_001)
+    tied = np.repeat([0.01, 0.02, 0.03, 0.04, 0.05], 4)  # 20 pairs, magnitudes tied in fours
+    rank = paired_test(tied, test="wilcoxon")
+    expected = stats.wilcoxon(tied, method="approx").pvalue
+    assert rank.min_p == pytest.approx(expected) and rank.min_p > 2 / 2**20
+    assert rank.zero_pairs == 0
+    # a family too large for 20000 sign patterns: no number of seeds lets a lone cell through
+    assert seeds_needed("signflip", 2000, 0.05) is None
 
 
 def test_identical_differences_get_no_t_interval_beside_their_undefined_p():

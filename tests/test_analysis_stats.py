@@ -1,5 +1,5 @@
-"""Statistics helpers: corrections, IQM, probability of improvement, ranks (paired tests:
-test_analysis_paired.py)."""
+"""Statistics helpers: corrections, IQM, ranks (paired tests: test_analysis_paired.py; the
+seed bootstrap of IQM and probability of improvement: test_analysis_seed_bootstrap.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ from scipy import stats
 
 from transferlab.analysis.stats import (
     adjust_pvalues,
-    iqm,
     mean_ci,
     paired_bootstrap_ci,
     permutation_p,
-    probability_of_improvement,
     rank_correlations,
-    stratified_iqm,
 )
 
 
@@ -28,27 +25,6 @@ def test_corrections_match_definitions():
     assert np.isnan(adjust_pvalues(p, "bh")[4])
     with pytest.raises(ValueError, match="valid choices"):
         adjust_pvalues(p, "bonferroni")
-
-
-def test_iqm_and_stratified_interval():
-    assert iqm(np.arange(8.0)) == pytest.approx(np.mean([2, 3, 4, 5]))
-    groups = [np.array([0.1, 0.12, 0.08]), np.array([0.2, 0.22, 0.18, 0.21])]
-    est, lo, hi = stratified_iqm(groups, n_resamples=500)
-    assert est == pytest.approx(iqm(np.concatenate(groups)))
-    assert lo <= est <= hi
-
-
-def test_probability_of_improvement_hand_value():
-    # every x against every y, ties count half: 2 > 1, 2 > 1.5, 1 = 1, 1 < 1.5 -> 2.5 / 4
-    est, lo, hi = probability_of_improvement(
-        [np.array([2.0, 1.0])], [np.array([1.0, 1.5])], n_resamples=200
-    )
-    assert est == pytest.approx(0.625)
-    est, _, _ = probability_of_improvement(
-        [np.array([2.0, 1.0])], [np.array([1.0, 3.0])], n_resamples=200
-    )
-    assert est == pytest.approx((1 + 0 + 0.5 + 0) / 4)
-    assert 0.0 <= lo <= hi <= 1.0
 
 
 def test_mean_ci_and_rank_correlations():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from helpers.scripts import load_script
 from helpers.simulate import SimulatedStudy, simulate_records, write_records
@@ -78,21 +79,56 @@ def test_digest_words_come_from_the_settings_used(tmp_path: Path):
     analyze(folder, shift=False, figures=False, correction="holm", alpha=0.1, confidence=0.9)
     text = digest(folder / "analysis")
     assert "q < 0.1 after Holm across" in text and "Benjamini" not in text
-    assert "90% stratified-bootstrap interval" in text and "95%" not in text
+    assert "90% interval, seeds resampled jointly across cells" in text and "95%" not in text
 
 
 def test_digest_names_how_a_correlation_p_was_computed_and_corrects_it(tmp_path: Path):
     from transferlab.analysis.digest import _relations
+    from transferlab.analysis.relation import with_q
 
     rows = [
-        {"distance": name, "n": n, "kendall": tau, "kendall_p": p, "note": ""}
-        for name, n, tau, p in (("mmd", 5, 0.8, 0.0167), ("otdd", 8, 0.5, 0.09), ("a", 8, 0, 1))
+        {"study": "s", "arm": arm, "space": "pixel", "distance": name, "n": n}
+        | {"spearman": rho, "spearman_p": p, "note": ""}
+        for arm, name, n, rho, p in (
+            ("finetune at freeze depth 2", "mmd", 5, 0.8, 0.0167),
+            ("finetune at freeze depth 0", "otdd", 8, 0.5, 0.09),
+            ("finetune at freeze depth 0", "a", 8, 0, 1),
+        )
     ]
-    pd.DataFrame(rows).to_csv(tmp_path / "shift_gain.csv", index=False)
+    table = with_q(pd.DataFrame(rows).assign(kendall_p=np.nan), "bh")
+    table.to_csv(tmp_path / "shift_gain.csv", index=False)
     (line, _) = _relations(tmp_path, "bh")
-    # the smallest p (n = 5: 120 pairings, all enumerated), q over the 3 correlations
-    assert "exact permutation p = 0.017, q = 0.050 after Benjamini-Hochberg across these 3" in line
-    rows[0].update(n=8)
-    pd.DataFrame(rows).to_csv(tmp_path / "shift_gain.csv", index=False)
+    # the smallest q (n = 5: 120 pairings, all enumerated), corrected over the 3 correlations
+    assert "mmd in pixel space, finetune at freeze depth 2: Spearman rho +0.80" in line
+    assert "exact permutation p = 0.0167, q = 0.0501 after Benjamini-Hochberg across 3" in line
+    table.assign(n=8).to_csv(tmp_path / "shift_gain.csv", index=False)
     (line, _) = _relations(tmp_path, "bh")
-    assert "permutation p from 9999 random pairings = 0.017" in line
+    assert "permutation p from 9999 random pairings = 0.0167" in line
+
+
+def test_digest_tables_key_every_cell_dimension():
+    """Two targets, the whole pool and two settings of one method: every cell keeps its own
+    table cell (keyed on model, source and depth alone, the second target's gain replaced the
+    first's)."""
+    from transferlab.analysis.digest import gain_table
+
+    base = {"study": "s", "model": "m", "source": "src", "freeze_depth": 0, "flag": ""}
+    base |= {"variant": "", "source_variant": ""}
+    rows = [
+        base | {"target": t, "target_size": size, "method": method, "gain": gain}
+        for t, size, method, gain in (
+            ("a", 20, "lp_ft(lp_epochs=1)", -0.031),
+            ("b", 20, "lp_ft(lp_epochs=1)", 0.042),
+            ("a", np.nan, "lp_ft(lp_epochs=1)", 0.053),
+            ("a", 20, "lp_ft(lp_epochs=2)", 0.064),
+        )
+    ]
+    lines = gain_table(pd.DataFrame(rows))
+    assert (
+        lines[0]
+        == "| model | source | target | method | freeze depth | 20 examples | all examples |"
+    )
+    body = "\n".join(lines[2:])
+    for row in rows:
+        assert f"{row['gain']:+.3f}" in body
+    assert len(lines) == 2 + 3  # (a, epochs 1), (a, epochs 2), (b, epochs 1)

@@ -18,7 +18,6 @@ import pandas as pd
 from transferlab.analysis.keys import ARM, ARM_KEYS, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
 from transferlab.analysis.paired import (
     DEFAULT_TEST,
-    min_attainable_p,
     paired_tests,
     seeds_needed,
 )
@@ -151,6 +150,7 @@ def _cell_stats(pairs: pd.DataFrame, test: str, confidence: float) -> pd.DataFra
         "p_wilcoxon",
         "test",
         "min_p",
+        "zero_pairs",
         "note",
         "ft_acc",
         "scratch_acc",
@@ -177,6 +177,7 @@ def _cell_stats(pairs: pd.DataFrame, test: str, confidence: float) -> pd.DataFra
             "p_wilcoxon": r.p_wilcoxon,
             "test": r.test,
             "min_p": r.min_p,
+            "zero_pairs": r.zero_pairs,
             "note": r.note,
             "ft_acc": ft,
             "scratch_acc": sc,
@@ -218,8 +219,8 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
         return "no-paired-seeds", "the seeds selected in the two arms are disjoint"
     if row["n_pairs"] == 1:
         return "single-seed", "one paired seed: no test is possible"
-    needs = f"needs {seeds_needed(row['test'], int(row['family']), alpha)} seeds"
-    if row["min_p"] > min_attainable_p(row["test"], int(row["n_pairs"])):  # zero differences
+    needs = _seeds_needed(row, alpha)
+    if row["test"] != "t" and row["zero_pairs"] > 0:
         return _tied(row, alpha)
     if row["min_p"] > alpha:
         return "too-few-seeds", (
@@ -230,14 +231,33 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
         return "inconclusive", row["note"] or "p-value undefined"
     if row["q"] < alpha:
         return ("negative", "") if row["gain"] < 0 else ("positive", "")
-    reason = f"q = {row['q']:.3g} >= alpha = {alpha}"
+    return "inconclusive", f"q = {row['q']:.3g} >= alpha = {alpha}" + _floor_reason(row, alpha)
+
+
+def _seeds_needed(row: pd.Series, alpha: float) -> str:
+    n = seeds_needed(row["test"], int(row["family"]), alpha)
+    if n is None:
+        return f"no number of seeds lets one of {int(row['family'])} cells be flagged alone"
+    return f"needs {n} seeds to be flagged alone among {int(row['family'])} cells"
+
+
+def _floor_reason(row: pd.Series, alpha: float) -> str:
+    """Why a cell's q could not reach alpha however large its effect, if so: alone at its
+    smallest attainable p (`alone_q`), and even with every cell of its family at theirs
+    (`min_q`, which BH lowers when several cells are extreme together)."""
+    floor = f"its smallest attainable p ({row['test']}, {row['n_pairs']} pairs: {row['min_p']:.3g})"
     if row["min_q"] >= alpha:
-        reason += (
-            f"; no effect could be flagged: alone at its smallest attainable p "
-            f"({row['test']}, {row['n_pairs']} pairs: {row['min_p']:.3g}) among "
-            f"{int(row['family'])} cells, its q would be {row['min_q']:.3g}; {needs}"
+        return (
+            f"; no effect could be flagged: even with every cell of its family at {floor}, its "
+            f"q would be {row['min_q']:.3g}; {_seeds_needed(row, alpha)}"
         )
-    return "inconclusive", reason
+    if row["alone_q"] >= alpha:
+        return (
+            f"; alone at {floor} among {int(row['family'])} cells its q would be "
+            f"{row['alone_q']:.3g}: it can be flagged only beside other cells as extreme (q "
+            f"{row['min_q']:.3g} if every cell reached its smallest p); {_seeds_needed(row, alpha)}"
+        )
+    return ""
 
 
 def _tied(row: pd.Series, alpha: float) -> tuple[str, str]:
@@ -308,15 +328,19 @@ def _cells(
 def _judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     """Corrected q per study (the family), NTG, and a flag with its reason per cell.
 
-    min_q is the q a cell would get if it alone reached its smallest attainable p while the
+    alone_q is the q a cell would get if it alone reached its smallest attainable p while the
     rest of its family (`family` cells) stayed null: family size times that p, for BH and Holm
-    alike. At or above alpha, no effect in that cell could be flagged, however large."""
+    alike. min_q is its q if every cell of the family reached its own smallest p at once (the
+    best case: both corrections only fall as other p-values fall; under BH several extreme
+    cells lift each other). At or above alpha, no effect in that cell could be flagged."""
     cells["q"] = np.nan
     cells["min_q"] = np.nan
+    cells["alone_q"] = np.nan
     cells["family"] = 0
     for _, family in cells[cells["n_pairs"].ge(2)].groupby("study", sort=False):
         cells.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
-        cells.loc[family.index, "min_q"] = np.minimum(1.0, family["min_p"] * len(family))
+        cells.loc[family.index, "min_q"] = adjust_pvalues(family["min_p"].to_numpy(), correction)
+        cells.loc[family.index, "alone_q"] = np.minimum(1.0, family["min_p"] * len(family))
         cells.loc[family.index, "family"] = len(family)
     # Wang et al.'s negative transfer gap: error with transfer minus error without = -gain
     cells["ntg"] = -cells["gain"]

@@ -8,15 +8,14 @@ that the README's block is the digest of the snapshot in `docs/quickstart/`.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import SETTING
+from transferlab.analysis.relation import arm_label, clearest, describe
 from transferlab.analysis.selection import EDGE_SHARE
-from transferlab.analysis.stats import PERMUTATIONS, adjust_pvalues
+from transferlab.analysis.tables import size_label
 
 #: How the digest names each correction.
 CORRECTIONS = {"bh": "Benjamini-Hochberg", "holm": "Holm"}
@@ -38,26 +37,38 @@ def _gain(row: pd.Series) -> str:
     return f"{row['gain']:+.3f}{FLAG_MARKS.get(row['flag'], '')}"
 
 
+#: Cell dimensions a digest row shows only when they take more than one value in the study.
+OPTIONAL_KEYS = ["study", "target", "variant", "method", "source_variant"]
+
+
+def row_keys(frame: pd.DataFrame, shown: list[str], across: tuple[str, ...] = ()) -> list[str]:
+    """The columns that key a digest row: `shown`, and every other cell dimension that varies
+    but is not spread `across` the table's columns (so two cells never share a table cell and
+    overwrite each other)."""
+    optional = [c for c in OPTIONAL_KEYS if c not in shown and c not in across]
+    varying = [c for c in optional if c in frame.columns and frame[c].nunique() > 1]
+    return [*shown[:2], *varying, *shown[2:]]
+
+
+def _markdown_row(values: list[object]) -> str:
+    return "| " + " | ".join(str(v) for v in values) + " |"
+
+
 def gain_table(cells: pd.DataFrame) -> list[str]:
-    """One row per (model, source, [method,] freeze depth), one column per target size (the
-    method column only where more than one method ran)."""
-    sizes = sorted(cells["target_size"].unique())
-    methods = "method" in cells.columns and cells["method"].nunique() > 1
-    keys = ["model", "source", *(["method"] if methods else []), "freeze_depth"]
-    names = [k.replace("_", " ") for k in keys]
+    """One row per cell dimension but the target size (model, source, freeze depth, and the
+    study, target, variants and method wherever they vary), one column per target size ("all"
+    for the whole pool)."""
+    keys = row_keys(cells, ["model", "source", "freeze_depth"])
+    cells = cells.assign(_size=cells["target_size"].map(size_label))
+    numeric = sorted(int(v) for v in cells["target_size"].dropna().unique())
+    sizes = [str(v) for v in numeric] + (["all"] if cells["_size"].eq("all").any() else [])
     lines = [
-        "| " + " | ".join(names) + " | " + " | ".join(f"{s} examples" for s in sizes) + " |",
+        _markdown_row([*(k.replace("_", " ") for k in keys), *(f"{s} examples" for s in sizes)]),
         "|" + "---|" * (len(keys) + len(sizes)),
     ]
-    for key, rows in cells.groupby(keys, sort=True):
-        by_size = {row["target_size"]: _gain(row) for _, row in rows.iterrows()}
-        lines.append(
-            "| "
-            + " | ".join(str(k) for k in key)
-            + " | "
-            + " | ".join(by_size.get(s, "") for s in sizes)
-            + " |"
-        )
+    for key, rows in cells.groupby(keys, sort=True, dropna=False):
+        by_size = {row["_size"]: _gain(row) for _, row in rows.iterrows()}
+        lines.append(_markdown_row([*key, *(by_size.get(s, "") for s in sizes)]))
     return lines
 
 
@@ -87,7 +98,7 @@ def _judgement(cells: pd.DataFrame) -> tuple[str, float, float]:
 def _per_source(summary: pd.DataFrame, confidence: float) -> list[str]:
     return [
         f"- **{row.source}** ({row.model}): interquartile-mean gain {row.iqm_gain:+.3f} "
-        f"({confidence:.0%} stratified-bootstrap interval {row.iqm_low:+.3f} to "
+        f"({confidence:.0%} interval, seeds resampled jointly across cells, {row.iqm_low:+.3f} to "
         f"{row.iqm_high:+.3f}), "
         f"P(a fine-tuned run beats a scratch run of its cell) {row.p_improve:.2f}; "
         f"{row.positive} positive and {row.negative} negative of {row.cells} cells."
@@ -111,33 +122,27 @@ def _edges(cells: pd.DataFrame) -> str:
 
 
 def _relations(folder: Path, correction: str) -> list[str]:
-    """Shift against gain and estimator agreement: their figures, or why there are none."""
+    """Shift against gain and estimator agreement: the clearest relation over every arm (the
+    analysis corrected each p across the whole table), or why there is none."""
     lines = []
-    for name, what in (
-        ("shift_gain.csv", "Shift against gain"),
-        ("estimator_agreement.csv", "Estimator agreement"),
+    for name, what, statistic, label in (
+        ("shift_gain.csv", "Shift against gain", "spearman", "Spearman rho"),
+        ("estimator_agreement.csv", "Estimator agreement", "kendall", "Kendall tau"),
     ):
         path = folder / name
         table = pd.read_csv(path) if path.exists() and path.stat().st_size > 1 else None
         if table is None or table.empty:
             lines.append(f"- {what}: nothing to relate.")
             continue
-        tested = table[table["kendall"].notna()]
-        if tested.empty:
+        best = clearest(table, statistic)
+        if best is None:
             lines.append(f"- {what}: {table['note'].dropna().iloc[0]}.")
             continue
-        q = adjust_pvalues(tested["kendall_p"].to_numpy(), correction)
-        best = tested.iloc[int(np.nanargmin(q))]
-        kind = (
-            "exact permutation p"
-            if math.factorial(int(best["n"])) <= PERMUTATIONS
-            else f"permutation p from {PERMUTATIONS} random pairings"
-        )
+        family = int(table[f"{statistic}_q"].notna().sum())
         lines.append(
-            f"- {what}: {len(tested)} rank correlations; the strongest, Kendall tau "
-            f"{best['kendall']:+.2f} ({kind} = {best['kendall_p']:.3f}, q = {np.nanmin(q):.3f} "
-            f"after {CORRECTIONS[correction]} across these {len(tested)}; {int(best['n'])} "
-            "pairs)."
+            f"- {what}, clearest of {family} rank correlations over "
+            f"{table['arm'].nunique()} arm(s): "
+            f"{describe(best, statistic, label, family, CORRECTIONS[correction])}."
         )
     return lines
 
@@ -174,39 +179,54 @@ def _against_finetune(row: pd.Series) -> str:
     return f"{row['d_vs_finetune']:+.3f}{METHOD_MARKS.get(row['vs_finetune'], '')}"
 
 
+def _method_names(methods: pd.DataFrame) -> pd.Series:
+    """Each arm's column name: the method's name (with its freeze depth when not 0), or its
+    name with its settings where two settings of one method ran."""
+    full = [arm_label(m, d) for m, d in zip(methods["method"], methods["freeze_depth"])]
+    short = [
+        arm_label(str(m).split("(", 1)[0], d)
+        for m, d in zip(methods["method"], methods["freeze_depth"])
+    ]
+    pairs = pd.DataFrame({"short": short, "full": full}, index=methods.index)
+    ambiguous = pairs.groupby("short")["full"].transform("nunique").gt(1)
+    return pairs["full"].where(ambiguous, pairs["short"])
+
+
 def methods_digest(folder: str | Path) -> str:
     """The method comparison of an analysis folder (`methods.csv`) in short: verdict counts,
-    one row per (source, target size) with each method's difference from plain fine-tuning,
-    and where a method removes plain fine-tuning's negative transfer."""
+    one row per (source, target size, and every other cell dimension that varies) with each
+    method's difference from plain fine-tuning, and where a method removes plain fine-tuning's
+    negative transfer."""
     methods = pd.read_csv(Path(folder) / "methods.csv", keep_default_na=False, na_values=[""])
-    methods["name"] = methods["method"].str.split("(", n=1).str[0]
+    methods["name"] = _method_names(methods)
     verdicts = methods["vs_finetune"].value_counts()
     names = sorted(methods["name"].unique())
+    keys = row_keys(methods, ["model", "source", "target_size"], across=("method",))
+    # the comparison used the cells' correction and alpha (one analysis, one setting)
+    correction, alpha, _ = _judgement(pd.read_csv(Path(folder) / "cells.csv"))
     lines = [
         f"{len(methods)} comparisons with plain full fine-tuning, "
         f"{int(methods['n_pairs'].min())} to {int(methods['n_pairs'].max())} paired seeds each: "
         f"**{verdicts.get('better', 0)} better**, **{verdicts.get('worse', 0)} worse**, "
-        f"{verdicts.get('inconclusive', 0)} inconclusive (BH q < 0.05 per study).",
+        f"{verdicts.get('inconclusive', 0)} inconclusive (q < {alpha:g} after "
+        f"{CORRECTIONS[correction]} across the study's comparisons).",
         "",
         "_Test accuracy minus plain full fine-tuning's from the same source, mean over paired "
         "seeds; (+) and (−) mark a significant difference (intervals, p and q in "
         "`methods.csv`); the last column is plain fine-tuning against scratch._",
         "",
-        "| source | examples | " + " | ".join(names) + " | finetune vs scratch |",
-        "|" + "---|" * (len(names) + 3),
+        _markdown_row([*(k.replace("_", " ") for k in keys), *names, "finetune vs scratch"]),
+        "|" + "---|" * (len(keys) + len(names) + 1),
     ]
-    for (source, size), rows in methods.groupby(["source", "target_size"], sort=True):
+    for key, rows in methods.groupby(keys, sort=True, dropna=False):
         by_name = {row["name"]: _against_finetune(row) for _, row in rows.iterrows()}
         reference = rows["finetune_vs_scratch"].iloc[0]
-        lines.append(
-            f"| {source} | {size} | "
-            + " | ".join(by_name.get(n, "") for n in names)
-            + f" | {reference} |"
-        )
+        shown = [size_label(v) if k == "target_size" else v for k, v in zip(keys, key)]
+        lines.append(_markdown_row([*shown, *(by_name.get(n, "") for n in names), reference]))
     rescued = methods[methods["rescues"].fillna("").ne("")]
     lines.append("")
     lines += [
-        f"- {r.name} on {r.source} at {r.target_size} examples: {r.rescues} "
+        f"- {r.name} on {r.source} at {size_label(r.target_size)} examples: {r.rescues} "
         f"(gain against scratch {r.gain_vs_scratch:+.3f})."
         for r in rescued.itertuples()
     ] or ["- No method removes a negative transfer of plain fine-tuning here."]
@@ -216,7 +236,8 @@ def methods_digest(folder: str | Path) -> str:
         & methods["vs_finetune"].eq("worse")
     ]
     lines += [
-        f"- {r.name} on {r.source} at {r.target_size} examples: negative transfer that plain "
+        f"- {r.name} on {r.source} at {size_label(r.target_size)} examples: negative transfer "
+        "that plain "
         f"fine-tuning does not show (gain against scratch {r.gain_vs_scratch:+.3f})."
         for r in caused.itertuples()
     ]

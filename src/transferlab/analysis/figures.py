@@ -217,8 +217,7 @@ def freeze_profiles(curves: pd.DataFrame, out: Path) -> list[Path]:
     return paths
 
 
-def _scatter(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str]) -> None:
-    ax.scatter(x, y)
+def _annotate(ax, x: Sequence[float], y: Sequence[float], labels: Sequence[str]) -> None:
     for xi, yi, label in zip(x, y, labels):
         ax.annotate(str(label), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
 
@@ -230,8 +229,8 @@ def gain_vs_shift(
     out: Path,
     measures: Sequence[str],
 ) -> list[Path]:
-    """Per (study, model): the pair gain against each distance, pixel and feature space, with
-    Spearman's rho in each title."""
+    """Per (study, model): the pair gain against each distance, pixel and feature space, one
+    colour per arm with its Spearman rho in the legend (pairs named when there is one arm)."""
     ok = shift[shift["status"].eq("ok")]
     if ok.empty or cells.empty:
         return []
@@ -239,22 +238,34 @@ def gain_vs_shift(
     paths = []
     for (study, model), frame in table.groupby(["study", "model"], sort=True):
         spaces = sorted(frame["space"].unique())
+        arms = sorted(frame["arm"].unique())
         fig, axes = _grid(len(spaces) * len(measures))
         for k, (space, measure) in enumerate((s, m) for s in spaces for m in measures):
             ax = axes[k]
-            sub = frame[frame["space"].eq(space)]
-            _scatter(ax, sub[measure], sub["gain"], sub["source"] + "\u2192" + sub["target"])
+            rho = (
+                correlations[
+                    correlations["study"].eq(study)
+                    & correlations["model"].eq(model)
+                    & correlations["space"].eq(space)
+                    & correlations["distance"].eq(measure)
+                ]
+                .groupby("arm")["spearman"]
+                .first()
+            )
+            for arm in arms:
+                sub = frame[frame["space"].eq(space) & frame["arm"].eq(arm)]
+                ax.scatter(
+                    sub[measure], sub["gain"], label=f"{arm} (rho {rho.get(arm, np.nan):+.2f})"
+                )
+                if len(arms) == 1:
+                    _annotate(
+                        ax, sub[measure], sub["gain"], sub["source"] + "\u2192" + sub["target"]
+                    )
             ax.axhline(0.0, color="grey", linewidth=0.8)
-            corr = correlations[
-                correlations["study"].eq(study)
-                & correlations["model"].eq(model)
-                & correlations["space"].eq(space)
-                & correlations["distance"].eq(measure)
-            ]
-            rho = corr["spearman"].iloc[0] if len(corr) else np.nan
-            ax.set_title(f"{space}: {measure} (rho = {rho:.2f})", fontsize=9)
+            ax.set_title(f"{space}: {measure}", fontsize=9)
             ax.set_xlabel(measure)
-            ax.set_ylabel("gain (full fine-tuning)")
+            ax.set_ylabel("gain")
+            ax.legend(fontsize=6)
         paths.append(_save(fig, out / f"{slug('gain_vs_shift', study, model)}.png"))
     return paths
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
+from transferlab.analysis.relation import FULL_FINETUNING, clearest, describe
 from transferlab.analysis.selection import EDGE_SHARE
 from transferlab.analysis.stats import MIN_RANK_PAIRS
 from transferlab.analysis.tables import fmt, size_label
@@ -120,8 +121,8 @@ def _unjudged(cells: pd.DataFrame, s: dict[str, Any]) -> list[str]:
     tested = cells.dropna(subset=["min_q"])
     if len(tested) and (tested["min_q"] >= s["alpha"]).all():
         out.append(
-            f"- **No cell can be flagged with these seeds**: even alone at its test's smallest "
-            f"attainable p, a cell's corrected q would be at least "
+            f"- **No cell can be flagged with these seeds**: even if every cell reached its "
+            f"test's smallest attainable p at once, the smallest corrected q would be "
             f"{tested['min_q'].min():.3g} >= {s['alpha']} (the reasons say how many seeds "
             "would do). Run more seeds, or use the t-test (`--test t`)."
         )
@@ -199,7 +200,8 @@ def _per_source(results: dict[str, Any], s: dict[str, Any]) -> list[str]:
         "### Per source",
         "",
         f"_IQM gain = interquartile mean of the paired gains over all cells and seeds of the "
-        f"source, {conf}% stratified-bootstrap interval (seeds resampled within cells); "
+        f"source; {conf}% intervals resample seeds jointly across the source's cells, which "
+        "share each seed's checkpoint, subset and scratch run; "
         "P(improve) = probability that a fine-tuned run beats a scratch run of the same "
         "cell, averaged over cells (Agarwal et al. 2021)._",
         "",
@@ -245,21 +247,8 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
     if "shift_gain" not in results:
         return ["", "### Domain shift", "", "Not computed (`--no-shift`)."]
     out = ["", "### Domain shift and estimators", ""]
-    sg = results["shift_gain"]
-    ok = sg.dropna(subset=["spearman"]) if len(sg) else sg
-    if len(ok):
-        best = ok.loc[ok["spearman"].abs().idxmax()]
-        out.append(
-            f"- Strongest relation of shift to gain: {best['distance']} in {best['space']} "
-            f"space, Spearman rho = {best['spearman']:.2f} (p = {fmt(best['spearman_p'])},"
-            f" {best['n']:.0f} pairs; Kendall tau = {best['kendall']:.2f})."
-        )
-    else:
-        out.append(
-            f"- Shift against gain: not testable (needs {MIN_RANK_PAIRS} or more "
-            "(source, target) pairs with distances; with fewer, no rank correlation can be "
-            "told from chance)."
-        )
+    correction = CORRECTION_NAMES[results["settings"]["correction"]]
+    out += _relation_lines(results["shift_gain"], "spearman", "Spearman rho", correction)
     unavailable = results["shift"]
     unavailable = unavailable[unavailable["status"].ne("ok")] if len(unavailable) else unavailable
     if len(unavailable):
@@ -267,14 +256,36 @@ def _shift_findings(results: dict[str, Any]) -> list[str]:
             f"- {len(unavailable)} distance rows unavailable, e.g. {unavailable.iloc[0]['reason']}."
         )
     ag = results["estimator_agreement"]
-    ag = ag.dropna(subset=["kendall"]) if len(ag) else ag
-    if len(ag):
-        out += _estimator_lines(ag)
-    else:
-        out.append(
-            f"- Estimator agreement: not testable (needs scores for {MIN_RANK_PAIRS} or more "
-            "sources on one target)."
+    out += _relation_lines(ag, "kendall", "Kendall tau", correction)
+    plain = ag[ag["arm"].eq(FULL_FINETUNING)].dropna(subset=["kendall"]) if len(ag) else ag
+    return out + _estimator_lines(plain)
+
+
+def _relation_lines(table: pd.DataFrame, statistic: str, label: str, correction: str) -> list[str]:
+    """The clearest relation of a shift-gain or estimator table over every arm, and full
+    fine-tuning's own clearest beside it when another arm shows it more plainly."""
+    what = "Shift against gain" if "distance" in table.columns else "Estimator agreement"
+    best = clearest(table, statistic)
+    if best is None:
+        needs = (
+            "(source, target) pairs with distances" if "distance" in table.columns else "sources"
         )
+        return [
+            f"- {what}: not testable (needs {MIN_RANK_PAIRS} or more {needs} in one arm; with "
+            "fewer, no rank correlation can be told from chance)."
+        ]
+    family = int(table[f"{statistic}_q"].notna().sum())
+    out = [
+        f"- {what}, clearest over {table['arm'].nunique()} arm(s): "
+        f"{describe(best, statistic, label, family, correction)}."
+    ]
+    if best["arm"] != FULL_FINETUNING:
+        plain = clearest(table[table["arm"].eq(FULL_FINETUNING)], statistic)
+        if plain is not None:
+            out.append(
+                f"- {what}, full fine-tuning's clearest: "
+                f"{describe(plain, statistic, label, family, correction)}."
+            )
     return out
 
 
@@ -284,6 +295,8 @@ def _estimator_lines(agreement: pd.DataFrame) -> list[str]:
     Descriptive: a mean of point estimates, and the target sizes of one target share its
     scores (estimators score a (source, target) pair), so they are not independent settings;
     no interval or test is claimed."""
+    if agreement.empty:
+        return []
     tau = agreement.groupby("estimator")["kendall"].mean()
     sizes = agreement.groupby("estimator").size()
     targets = agreement.groupby("estimator")["target"].nunique()
@@ -298,8 +311,8 @@ def _estimator_lines(agreement: pd.DataFrame) -> list[str]:
                 "; a higher mean than both baselines" if beaten else "; **not above the baselines**"
             )
         out.append(
-            f"- {name}: Kendall tau with fine-tuned accuracy {tau[name]:+.2f} (descriptive: "
-            f"mean over {sizes[name]} target sizes of {targets[name]} target(s), which share "
-            f"their scores; no interval; baselines: {shown or 'none'}){verdict}."
+            f"- {name}: Kendall tau with full fine-tuning's accuracy {tau[name]:+.2f} "
+            f"(descriptive: mean over {sizes[name]} target sizes of {targets[name]} target(s), "
+            f"which share their scores; no interval; baselines: {shown or 'none'}){verdict}."
         )
     return out

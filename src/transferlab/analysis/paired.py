@@ -9,7 +9,8 @@ floor, so it is the default (docs/analysis.md measures the power of each on simu
 - `t`: paired t-test, t-interval of the mean gain (assumes roughly normal differences).
 - `wilcoxon`: signed-rank test, exact with ties and zeros (mid-ranks, all 2**n sign flips at
   once for every cell; scipy runs a permutation test per cell when ties occur, 1000x slower),
-  Hodges-Lehmann interval of the pseudo-median from the exact signed-rank distribution.
+  interval of the pseudo-median (Hodges-Lehmann) by inverting that same test, so interval and
+  p agree on zeros and ties.
 - `signflip`: exact sign-flip permutation test of the mean (Monte Carlo beyond
   `SIGNFLIP_EXACT_MAX` pairs), interval by inverting it.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,26 +59,38 @@ class PairedResult:
     test: str
     min_p: float
     note: str
+    zero_pairs: int = 0
 
 
 def min_attainable_p(test: str, n: int, nonzero: int | None = None) -> float:
-    """Smallest two-sided p-value `test` can give on n pairs (0 for the t-test). The rank and
-    sign-flip tests give a zero difference no sign, so only the `nonzero` ones (all n unless
-    given) count: their 2^nonzero sign patterns hold two extreme ones."""
+    """Smallest two-sided p-value `test` can give on n pairs of distinct magnitudes (0 for the
+    t-test), for planning. The rank and sign-flip tests give a zero difference no sign, so only
+    the `nonzero` ones (all n unless given) count: their 2^nonzero sign patterns hold two
+    extreme ones; beyond SIGNFLIP_EXACT_MAX pairs the sign-flip test draws SIGNFLIP_DRAWS
+    patterns beside the observed one, so it cannot go below 1 / (SIGNFLIP_DRAWS + 1). A cell's
+    own floor, with its ties, is `PairedResult.min_p`."""
     if n < 2:
         return 1.0
     if test == "t":
         return 0.0
-    return min(1.0, 2.0 / 2.0 ** (n if nonzero is None else nonzero))
+    exact = min(1.0, 2.0 / 2.0 ** (n if nonzero is None else nonzero))
+    if test == "signflip" and n > SIGNFLIP_EXACT_MAX:
+        return max(exact, 1.0 / (SIGNFLIP_DRAWS + 1))
+    return exact
 
 
-def seeds_needed(test: str, family: int, alpha: float) -> int:
+#: Most seeds `seeds_needed` considers (a sign-flip floor stops falling beyond the exact range).
+SEEDS_SEARCHED = 64
+
+
+def seeds_needed(test: str, family: int, alpha: float) -> int | None:
     """Fewest pairs with which one cell of a family of `family` cells could be flagged alone
-    (its q, `family` times its p for BH and Holm, below alpha)."""
-    for n in itertools.count(2):
+    (its q, `family` times its p for BH and Holm, below alpha); None when no number of seeds
+    up to SEEDS_SEARCHED could."""
+    for n in range(2, SEEDS_SEARCHED + 1):
         if min_attainable_p(test, n) * family < alpha:
             return n
-    raise AssertionError("unreachable")
+    return None
 
 
 def _t_rows(d: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,12 +105,17 @@ def _t_rows(d: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray, n
     return p, mean - half, mean + half
 
 
+#: How zeros enter the signed-rank test (scipy's `zero_method`). Pratt (1959): zeros are
+#: ranked with the others, then carry no sign. Wilcoxon's own treatment (zeros dropped before
+#: ranking) makes the test's verdict non-monotone in a shift of the differences: the shifts it
+#: does not reject can have a hole, so no interval could agree with its p (8 of 300 tied cells
+#: in tests/test_analysis_paired.py, none with Pratt's).
+ZERO_METHOD = "pratt"
+
+
 def _signed_ranks(d: np.ndarray) -> np.ndarray:
-    """Ranks of |d| per row among the non-zero differences (mid-ranks for ties; zeros get 0,
-    as in Wilcoxon's treatment of zeros)."""
-    nonzero = d != 0
-    ranks = stats.rankdata(np.abs(d), axis=1) - (~nonzero).sum(axis=1, keepdims=True)
-    return np.where(nonzero, ranks, 0.0)
+    """Ranks of |d| per row, zeros included (mid-ranks for ties); zeros then weigh 0 (Pratt)."""
+    return np.where(d != 0, stats.rankdata(np.abs(d), axis=1), 0.0)
 
 
 def _wilcoxon_p(d: np.ndarray) -> np.ndarray:
@@ -113,7 +131,9 @@ def _wilcoxon_p(d: np.ndarray) -> np.ndarray:
         testable = (d != 0).any(axis=1)
         for method, rows in (("exact", testable & ~tied), ("approx", testable & tied)):
             if rows.any():
-                p[rows] = stats.wilcoxon(d[rows], axis=1, method=method).pvalue
+                p[rows] = stats.wilcoxon(
+                    d[rows], axis=1, method=method, zero_method=ZERO_METHOD
+                ).pvalue
         return p
     patterns = (_sign_patterns(n) > 0).astype(float)  # 1 where the rank counts as positive
     centre = ranks.sum(axis=1, keepdims=True) / 2
@@ -126,24 +146,29 @@ def _wilcoxon_p(d: np.ndarray) -> np.ndarray:
     return p
 
 
-def _signed_rank_cdf(n: int) -> np.ndarray:
-    """P(T+ <= t) for t = 0..n(n+1)/2 under H0 (exact, by counting subsets)."""
-    counts = np.zeros(n * (n + 1) // 2 + 1)
-    counts[0] = 1
-    for k in range(1, n + 1):
-        counts[k:] = counts[k:] + counts[:-k].copy()
-    return np.cumsum(counts) / 2.0**n
+def _walsh(d: np.ndarray) -> np.ndarray:
+    """Each row's Walsh averages (d_i + d_j) / 2, i <= j."""
+    i, j = np.triu_indices(d.shape[1])
+    return (d[:, i] + d[:, j]) / 2
 
 
-def _hodges_lehmann_ci(d: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Interval of the pseudo-median from sorted Walsh averages and the exact null of T+."""
-    n = d.shape[1]
-    i, j = np.triu_indices(n)
-    walsh = np.sort((d[:, i] + d[:, j]) / 2, axis=1)
-    c = int(np.searchsorted(_signed_rank_cdf(n), (1 - confidence) / 2, side="right"))
-    if c == 0:  # too few pairs for any interval at this level
-        return np.full(len(d), np.nan), np.full(len(d), np.nan)
-    return walsh[:, c - 1], walsh[:, walsh.shape[1] - c]
+def _wilcoxon_ci(d: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Interval of the pseudo-median (Hodges-Lehmann) by inverting the signed-rank test as
+    `_wilcoxon_p` computes it. The signed-rank statistic of d - mu only changes where mu is a
+    Walsh average, so each bound found by bisection is snapped to the nearest one; where the test
+    rejects at that point itself (an open end), the bound is the nearest float inside."""
+    walsh = _walsh(d)
+    low, high = _inverted_interval(d, _wilcoxon_p, np.median(walsh, axis=1), confidence)
+    out = []
+    for bound, inward in ((low, np.inf), (high, -np.inf)):
+        finite = np.isfinite(bound)
+        nearest = np.take_along_axis(
+            walsh, np.abs(walsh - np.nan_to_num(bound)[:, None]).argmin(axis=1)[:, None], axis=1
+        )[:, 0]
+        kept = _wilcoxon_p(d - nearest[:, None]) > 1 - confidence
+        snapped = np.where(kept, nearest, np.nextafter(nearest, inward))
+        out.append(np.where(finite, snapped, np.nan))
+    return out[0], out[1]
 
 
 def _sign_patterns(n: int) -> np.ndarray:
@@ -160,21 +185,22 @@ def _signflip_p(d: np.ndarray, signs: np.ndarray) -> np.ndarray:
     return (flipped >= observed * (1 - 1e-12)).mean(axis=1)
 
 
-def _signflip_ci(
-    d: np.ndarray, signs: np.ndarray, confidence: float
+def _inverted_interval(
+    d: np.ndarray, p_of: Callable[[np.ndarray], np.ndarray], centre: np.ndarray, confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The shifts mu whose sign-flip test on d - mu keeps p > 1 - confidence (by bisection
-    from the mean outwards); NaN where even the extreme shift is not rejected."""
+    """The shifts mu whose test on d - mu keeps p > 1 - confidence, by bisection from `centre`
+    outwards (the interval that matches the test's p exactly, zeros and ties included: a shift
+    that makes a difference zero is treated as the test treats a zero); NaN where even the
+    extreme shift is not rejected."""
     level = 1 - confidence
-    mean = d.mean(axis=1)
-    span = np.ptp(d, axis=1) + np.abs(mean) + 1e-9
+    span = np.ptp(d, axis=1) + np.abs(centre) + 1e-9
     bounds = []
     for side in (-1.0, 1.0):
-        inner, outer = mean.copy(), mean + side * 2 * span
-        open_ = _signflip_p(d - outer[:, None], signs) > level
+        inner, outer = centre.copy(), centre + side * 2 * span
+        open_ = p_of(d - outer[:, None]) > level
         for _ in range(INVERSION_STEPS):
             mid = (inner + outer) / 2
-            keep = _signflip_p(d - mid[:, None], signs) > level
+            keep = p_of(d - mid[:, None]) > level
             inner, outer = np.where(keep, mid, inner), np.where(keep, outer, mid)
         bounds.append(np.where(open_, np.nan, (inner + outer) / 2))
     return bounds[0], bounds[1]
@@ -205,14 +231,21 @@ def paired_block(d: np.ndarray, test: str, confidence: float) -> list[PairedResu
     p_w = _wilcoxon_p(d)
     if test == "wilcoxon":
         p = p_w
-        low, high = _hodges_lehmann_ci(d, confidence)
+        low, high = _wilcoxon_ci(d, confidence)
     elif test == "signflip":
         signs = _sign_patterns(n)
         p = _signflip_p(d, signs)
-        low, high = _signflip_ci(d, signs, confidence)
+        low, high = _inverted_interval(d, lambda x: _signflip_p(x, signs), mean, confidence)
     else:
         p = p_t
-    min_p = [min_attainable_p(test, n, int(m)) for m in np.count_nonzero(d, axis=1)]
+    # each cell's own floor: the p of its magnitudes with every non-zero one on the same side
+    if test == "wilcoxon":
+        min_p = _wilcoxon_p(np.abs(d))
+    elif test == "signflip":
+        min_p = _signflip_p(np.abs(d), signs)
+    else:
+        min_p = np.zeros(k)
+    zeros = (d == 0).sum(axis=1)
     return [
         PairedResult(
             n,
@@ -224,8 +257,9 @@ def paired_block(d: np.ndarray, test: str, confidence: float) -> list[PairedResu
             float(p_t[i]),
             float(p_w[i]),
             test,
-            min_p[i],
+            float(min_p[i]),
             _note(test, n, float(sd[i]), float(mean[i]), float(p[i])),
+            int(zeros[i]),
         )
         for i in range(k)
     ]

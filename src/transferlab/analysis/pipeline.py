@@ -161,12 +161,13 @@ def shift_tables(
         max_examples=s.max_examples,
         seed=s.seed,
     )
-    joined, agreement = estimator_agreement(est, results["curves"], **intervals)
+    related = {**intervals, "correction": s.correction}
+    joined, agreement = estimator_agreement(est, results["curves"], **related)
     return {
         "shift": shift_df,
         "estimators": est,
         "estimator_accuracy": joined,
-        "shift_gain": shift_vs_gain(shift_df, results["cells"], **intervals),
+        "shift_gain": shift_vs_gain(shift_df, results["cells"], **related),
         "estimator_agreement": agreement,
     }
 

@@ -1,5 +1,5 @@
-"""Statistics: intervals, multiple-comparison control, IQM and probability
-of improvement with stratified bootstrap intervals (Agarwal et al. 2021), rank agreement.
+"""Statistics: intervals, multiple-comparison control, the interquartile mean, rank agreement
+(study-level intervals that resample seeds: `seed_bootstrap`).
 """
 
 from __future__ import annotations
@@ -97,87 +97,6 @@ def _percentile(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(values, [tail, 100 - tail])
     return float(lo), float(hi)
-
-
-def stratified_iqm(
-    groups: Sequence[np.ndarray],
-    *,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """IQM over all runs of all groups (cells), with a percentile interval from a stratified
-    bootstrap (runs resampled within each group, as in Agarwal et al. 2021).
-
-    Vectorised over all groups at once: scipy.stats.bootstrap resamples each of hundreds of
-    strata in a Python loop, which takes seconds per source in a large study.
-    """
-    groups = [np.asarray(g, dtype=float) for g in groups if len(g) >= 2]
-    if not groups:
-        return np.nan, np.nan, np.nan
-    values = np.concatenate(groups)
-    estimate = float(iqm(values))
-    sizes = np.array([len(g) for g in groups])
-    size_at = np.repeat(sizes, sizes)
-    start_at = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    rng = np.random.default_rng(seed)
-    stats_ = []
-    for first in range(0, n_resamples, BOOTSTRAP_BATCH):
-        batch = min(BOOTSTRAP_BATCH, n_resamples - first)
-        idx = start_at + (rng.random((batch, values.size)) * size_at).astype(np.int64)
-        stats_.append(iqm(values[idx], axis=1))
-    lo, hi = _percentile(np.concatenate(stats_), confidence)
-    return estimate, lo, hi
-
-
-def _beats(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """1 where x_i > y_j, 1/2 where equal, else 0."""
-    return (x[:, None] > y[None, :]) + 0.5 * (x[:, None] == y[None, :])
-
-
-def _resample_counts(rng: np.random.Generator, n_resamples: int, k: int, m: int) -> np.ndarray:
-    """Bootstrap counts (n_resamples, k, m): how often each of m items is drawn in m draws,
-    independently for k groups."""
-    draws = rng.integers(0, m, size=(n_resamples * k, m))
-    flat = (draws + m * np.arange(n_resamples * k)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_resamples * k * m).reshape(n_resamples, k, m)
-
-
-def probability_of_improvement(
-    xs: Sequence[np.ndarray],
-    ys: Sequence[np.ndarray],
-    *,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """P(X > Y) + P(X = Y)/2 per group (the Mann-Whitney form), averaged over groups, with a
-    stratified bootstrap interval (x and y resampled within each group).
-
-    A resample is drawn as counts, so each group's statistic is counts_x^T B counts_y / (m n)
-    with B the fixed comparison matrix (`_beats`); groups of equal sizes go together.
-    """
-    pairs = [
-        (np.asarray(x, float), np.asarray(y, float))
-        for x, y in zip(xs, ys)
-        if len(x) >= 2 and len(y) >= 2
-    ]
-    if not pairs:
-        return np.nan, np.nan, np.nan
-    estimate = float(np.mean([_beats(x, y).mean() for x, y in pairs]))
-    rng = np.random.default_rng(seed)
-    total = np.zeros(n_resamples)
-    by_shape: dict[tuple[int, int], list[np.ndarray]] = {}
-    for x, y in pairs:
-        by_shape.setdefault((len(x), len(y)), []).append(_beats(x, y))
-    for (m, n), mats in by_shape.items():
-        for first in range(0, len(mats), BOOTSTRAP_BATCH):
-            beats = np.stack(mats[first : first + BOOTSTRAP_BATCH])
-            cx = _resample_counts(rng, n_resamples, len(beats), m)
-            cy = _resample_counts(rng, n_resamples, len(beats), n)
-            total += np.einsum("bki,kij,bkj->b", cx, beats, cy, optimize=True) / (m * n)
-    lo, hi = _percentile(total / len(pairs), confidence)
-    return estimate, lo, hi
 
 
 def _rows_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:

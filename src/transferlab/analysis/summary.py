@@ -1,6 +1,7 @@
 """Study-level summaries per source (Agarwal et al. 2021): the interquartile mean of the paired
-gains over all cells and seeds, and the probability that fine-tuning beats scratch, each with a
-stratified bootstrap interval (seeds resampled within cells).
+gains over all cells and seeds, and the probability that fine-tuning beats scratch, each with an
+interval from resampling seeds jointly across the source's cells (they share each seed's source
+checkpoint, target subset and scratch run; see `seed_bootstrap`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import pandas as pd
 
 from transferlab.analysis.keys import ARM
 from transferlab.analysis.keys import SOURCE_SUMMARY as SOURCE
-from transferlab.analysis.stats import (
-    BOOTSTRAP_RESAMPLES,
-    CONFIDENCE,
-    probability_of_improvement,
-    stratified_iqm,
-)
+from transferlab.analysis.seed_bootstrap import seed_bootstrap_improvement, seed_bootstrap_iqm
+from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 #: Columns of the per-source summary.
 SUMMARY_COLUMNS = [
@@ -40,14 +37,14 @@ SUMMARY_COLUMNS = [
 
 def _source_row(group: pd.DataFrame, intervals: dict[str, Any]) -> dict[str, Any]:
     """IQM gain and P(fine-tuned > scratch), with intervals, of one source's pairs."""
-    bounds = np.flatnonzero(np.diff(group["_cell"].to_numpy())) + 1
 
-    def split(column: str) -> list:
-        return np.split(group[column].to_numpy(float), bounds)
+    def by_seed(column: str) -> np.ndarray:
+        """Cells in rows, the source's seeds in columns, NaN where a cell lacks that seed."""
+        return group.pivot_table(index="_cell", columns="seed", values=column).to_numpy(float)
 
-    est, lo, hi = stratified_iqm(split("gain"), **intervals)
-    poi, poi_lo, poi_hi = probability_of_improvement(
-        split("ft_test_acc"), split("scratch_test_acc"), **intervals
+    est, lo, hi = seed_bootstrap_iqm(by_seed("gain"), **intervals)
+    poi, poi_lo, poi_hi = seed_bootstrap_improvement(
+        by_seed("ft_test_acc"), by_seed("scratch_test_acc"), **intervals
     )
     return {
         "runs": len(group),

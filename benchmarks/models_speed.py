@@ -78,6 +78,7 @@ def main() -> None:
                 f"{statistics.median(times):>10.3f}{min(times):>9.3f}"
             )
             figures[f"{key}_{size}px_ms"] = round(1000 * statistics.median(times), 1)
+            figures[f"{key}_params"] = params
     if args.save:
         save(args.save, "models_speed", figures)
 

@@ -4,8 +4,10 @@
                trains its own source (`cache=false`), nothing computed once
                (`feature_cache=false`), Lightning's defaults (progress bar, model summary,
                sanity check, a best.ckpt file and a resume checkpoint every epoch), W&B and
-               all output on the console, the basic (sequential) launcher. It still skips
-               grid points that repeat a run (a conservative naive).
+               all output on the console. It runs on the same launcher with the same cores
+               as transferlab (the quickstart's 2 joblib workers of 1 thread), so the ratio
+               measures what the harness saves per run, not parallelism. It still skips grid
+               points that repeat a run (a conservative naive).
   transferlab  the same grid as built (`experiment=quickstart` settings, 2 joblib workers).
   floor        the compute floor: the same optimiser steps and evaluations of every distinct
                run in a plain PyTorch loop (benchmarks/plain_loop.py), each source trained
@@ -48,8 +50,6 @@ NAIVE = [
     "callbacks.resume_checkpoint.min_interval_s=0",
     "+callbacks.best_file={_target_: lightning.pytorch.callbacks.ModelCheckpoint,"
     " dirpath: '${run.dir}/checkpoints', filename: best, monitor: val/acc, mode: max}",
-    "hydra/launcher=basic",
-    "threads=null",
 ]
 WORKERS = 2
 

@@ -16,12 +16,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from transferlab._helpers import marked_block, replace_marked_block
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "performance"
 README = ROOT / "README.md"
 START, END = "<!-- performance:start -->", "<!-- performance:end -->"
+#: The models' README holds one row per model preset, from `models_speed`.
+MODELS_README = ROOT / "src" / "transferlab" / "models" / "README.md"
+PRESETS = ROOT / "src" / "transferlab" / "conf" / "model"
+MODELS_START, MODELS_END = "<!-- models-speed:start -->", "<!-- models-speed:end -->"
+#: docs/analysis.md holds the paired tests' power table, from `stats_power`.
+ANALYSIS_DOC = ROOT / "docs" / "analysis.md"
+POWER_START, POWER_END = "<!-- power:start -->", "<!-- power:end -->"
+PAIRED_TESTS = ("t", "wilcoxon", "signflip")
 
 #: The throughput targets (see each row): minutes, seconds, or ratios.
 QUICKSTART_TARGET_MIN = 12
@@ -177,6 +187,70 @@ def render(folder: Path = FIGURES) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _preset_row(key: str, spec: dict[str, Any], f: dict[str, Any], sizes: list[str]) -> str:
+    kwargs = ", ".join(f"`{k}: {v}`" for k, v in (spec.get("kwargs") or {}).items())
+    params = f.get(f"{key}_params")
+    shown = f"{params / 1e6:.1f} M" if params and params >= 1e6 else f"{(params or 0) / 1e3:.0f} k"
+    times = [f"{f[f'{key}_{px}_ms']:g} ms" if f"{key}_{px}_ms" in f else "failed" for px in sizes]
+    model = f"`{spec['name']}`" + (f", {kwargs}" if kwargs else "")
+    return f"| `{key}` | {model} | {shown if params else 'n/a'} | " + " | ".join(times) + " |"
+
+
+def models_table(folder: Path = FIGURES, presets: Path = PRESETS) -> str:
+    """The models' README block: each preset of conf/model with its timm model and settings,
+    parameters and step time per image size, from `models_speed` in `folder`."""
+    saved = _load(folder, "models_speed")
+    if saved is None:
+        return "Not measured yet: `python benchmarks/models_speed.py --save`.\n"
+    f, machine = saved["figures"], saved["machine"]
+    sizes = sorted(
+        {k.rsplit("_", 2)[-2] for k in f if k.endswith("px_ms")}, key=lambda s: int(s[:-2])
+    )
+    lines = [
+        f"Forward+backward of a batch of {f['batch']} (3 channels, 10 classes), median step, "
+        f"{machine['cpu_cores']} CPU cores, torch {machine['torch']}, measured {saved['measured']} "
+        "(`python benchmarks/models_speed.py --save`, then `python scripts/performance_table.py`"
+        " writes this table):",
+        "",
+        "| preset | timm model, kwargs | params | " + " | ".join(sizes) + " |",
+        "|" + "---|" * (3 + len(sizes)),
+    ]
+    for path in sorted(presets.glob("*.yaml")):
+        lines.append(_preset_row(path.stem, yaml.safe_load(path.read_text()), f, sizes))
+    return "\n".join(lines) + "\n"
+
+
+def power_table(folder: Path = FIGURES) -> str:
+    """docs/analysis.md's block: power and false flags of each paired test, and the cost of
+    ties, from `stats_power` in `folder`."""
+    saved = _load(folder, "stats_power")
+    if saved is None:
+        return "Not measured yet: `python benchmarks/stats_power.py --save`.\n"
+    f = saved["figures"]
+    lines = [
+        f"Measured with `python benchmarks/stats_power.py --studies {f['studies']} --save` on "
+        f"{saved['measured']}: {f['studies']} simulated studies of 36 cells, {f['seeds']} seeds, "
+        "accuracies on 300 test examples (so runs tie), one cell with a planted gain of "
+        f"{f['effect_sd']:g} SDs of a paired difference, BH at alpha 0.05:",
+        "",
+        "| test | power (lone cell flagged) | null cells flagged | null studies: cells flagged "
+        "| null studies with any flag |",
+        "|---|---|---|---|---|",
+    ]
+    for test in PAIRED_TESTS:
+        lines.append(
+            f"| `{test}` | {f[f'{test}_power']:g} | {f[f'{test}_false_flags']:g} | "
+            f"{f[f'{test}_null_cells_flagged']:g} | {f[f'{test}_null_studies_flagged']:g} |"
+        )
+    lines += [
+        "",
+        f"Ties: 200 cells of 10 tied differences take {f['ties_ours_s']:g} s with the exact "
+        f"enumeration of every cell at once, against {f['ties_scipy_s']:g} s with scipy's "
+        "choice (a permutation test per cell); the p-values are the same.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def readme_block(text: str) -> str:
     """The text between the README's markers."""
     return marked_block(text, START, END)
@@ -184,7 +258,9 @@ def readme_block(text: str) -> str:
 
 def main() -> int:
     replace_marked_block(README, START, END, render())
-    print(f"README performance table now shows {FIGURES.relative_to(ROOT)}")
+    replace_marked_block(MODELS_README, MODELS_START, MODELS_END, models_table())
+    replace_marked_block(ANALYSIS_DOC, POWER_START, POWER_END, power_table())
+    print(f"README, models and analysis tables now show {FIGURES.relative_to(ROOT)}")
     return 0
 
 

@@ -25,6 +25,22 @@ def test_readme_table_is_the_rendering_of_the_saved_figures():
     assert "not measured yet" not in block  # every CPU benchmark has saved its figures
 
 
+def test_models_readme_table_is_the_rendering_of_the_saved_figures():
+    """The models' README shows every preset of conf/model with its measured step times and
+    parameters from `models_speed`, never a typed figure."""
+    from transferlab._helpers import marked_block
+
+    script = _script()
+    text = script.MODELS_README.read_text()
+    block = marked_block(text, script.MODELS_START, script.MODELS_END)
+    assert block == script.models_table()
+    presets = sorted(p.stem for p in script.PRESETS.glob("*.yaml"))
+    rows = [line for line in block.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == presets
+    assert "n/a" not in block and "failed" not in block  # each preset measured, with params
+    assert "stages.py" not in text  # the module is depth.py
+
+
 def _saved(folder: Path, name: str, figures: dict, gpu: str | None = None) -> None:
     record = {
         "benchmark": name,
@@ -78,3 +94,12 @@ def test_a_benchmark_saves_what_the_table_reads(tmp_path: Path):
     assert "test_resnet" in out.stdout and figures["test_resnet_16px_ms"] > 0
     row = next(line for line in _script().render(tmp_path).splitlines() if "test_resnet" in line)
     assert f"{figures['test_resnet_16px_ms']:g} ms" in row
+
+
+def test_the_power_table_in_the_analysis_docs_is_the_rendering_of_the_saved_figures():
+    from transferlab._helpers import marked_block
+
+    script = _script()
+    block = marked_block(script.ANALYSIS_DOC.read_text(), script.POWER_START, script.POWER_END)
+    assert block == script.power_table()
+    assert "Not measured yet" not in block

@@ -190,7 +190,11 @@ def clearest(table: pd.DataFrame, statistic: str) -> pd.Series | None:
 def describe(row: pd.Series, statistic: str, label: str, family: int, correction: str) -> str:
     """One correlation in words: the arm, what was related, the statistic, its p (and how it
     was computed), its q across the `family` correlations and the number of pairs."""
-    what = f"{row['distance']} in {row['space']} space" if "distance" in row else row["estimator"]
+    if "distance" in row:
+        what = f"{row['distance']} in {row['space']} space"
+    else:
+        size = "all" if pd.isna(row["target_size"]) else int(row["target_size"])
+        what = f"{row['estimator']} on {row['target']} at {size} examples"
     return (
         f"{what}, {row['arm']}: {label} {row[statistic]:+.2f} "
         f"({permutation_kind(int(row['n']))} = {row[f'{statistic}_p']:.3g}, "

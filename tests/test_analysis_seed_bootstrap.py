@@ -43,6 +43,9 @@ def test_hand_values_and_missing_seeds():
     assert lo <= est <= hi
     # a cell with fewer than two seeds does not count
     assert np.isnan(seed_bootstrap_iqm(gains[2:])).all()
+    # a seed only a dropped cell had is no cluster: same interval as without its column
+    sparse = np.array([[0.2, 0.22, 0.18, np.nan], [np.nan, np.nan, np.nan, 0.5]])
+    assert seed_bootstrap_iqm(sparse) == seed_bootstrap_iqm(sparse[:1, :3])
     assert seed_bootstrap_iqm(gains)[0] == seed_bootstrap_iqm(gains[:2])[0]
     # every x against every y of its cell, ties count half: 2 > 1, 2 > 1.5, 1 = 1, 1 < 1.5
     est, lo, hi = seed_bootstrap_improvement(

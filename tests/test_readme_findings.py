@@ -121,6 +121,7 @@ def test_digest_tables_key_every_cell_dimension():
             ("b", 20, "lp_ft(lp_epochs=1)", 0.042),
             ("a", np.nan, "lp_ft(lp_epochs=1)", 0.053),
             ("a", 20, "lp_ft(lp_epochs=2)", 0.064),
+            ("a", 20, np.nan, 0.075),  # plain fine-tuning: "" in cells.csv, NaN read back
         )
     ]
     lines = gain_table(pd.DataFrame(rows))
@@ -131,4 +132,4 @@ def test_digest_tables_key_every_cell_dimension():
     body = "\n".join(lines[2:])
     for row in rows:
         assert f"{row['gain']:+.3f}" in body
-    assert len(lines) == 2 + 3  # (a, epochs 1), (a, epochs 2), (b, epochs 1)
+    assert len(lines) == 2 + 4  # (a, epochs 1), (a, epochs 2), (a, plain), (b, epochs 1)

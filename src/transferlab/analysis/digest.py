@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from transferlab.analysis.keys import SETTING
-from transferlab.analysis.relation import arm_label, clearest, describe
+from transferlab.analysis.relation import arm_label, clearest, describe, family_size
 from transferlab.analysis.selection import EDGE_SHARE
 from transferlab.analysis.tables import size_label
 
@@ -46,7 +46,8 @@ def row_keys(frame: pd.DataFrame, shown: list[str], across: tuple[str, ...] = ()
     but is not spread `across` the table's columns (so two cells never share a table cell and
     overwrite each other)."""
     optional = [c for c in OPTIONAL_KEYS if c not in shown and c not in across]
-    varying = [c for c in optional if c in frame.columns and frame[c].nunique() > 1]
+    # a missing value ("" read back as NaN) is a value of its own: plain fine-tuning's method
+    varying = [c for c in optional if c in frame.columns and frame[c].nunique(dropna=False) > 1]
     return [*shown[:2], *varying, *shown[2:]]
 
 
@@ -136,9 +137,11 @@ def _relations(folder: Path, correction: str) -> list[str]:
             continue
         best = clearest(table, statistic)
         if best is None:
-            lines.append(f"- {what}: {table['note'].dropna().iloc[0]}.")
+            notes = table["note"].dropna()
+            why = notes.iloc[0] if len(notes) else "no rank correlation (constant scores or gains)"
+            lines.append(f"- {what}: {why}.")
             continue
-        family = int(table[f"{statistic}_q"].notna().sum())
+        family = family_size(table, best, statistic)
         lines.append(
             f"- {what}, clearest of {family} rank correlations over "
             f"{table['arm'].nunique()} arm(s): "

@@ -10,7 +10,7 @@ import pandas as pd
 
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
-from transferlab.analysis.relation import FULL_FINETUNING, clearest, describe
+from transferlab.analysis.relation import FULL_FINETUNING, clearest, describe, family_size
 from transferlab.analysis.selection import EDGE_SHARE
 from transferlab.analysis.stats import MIN_RANK_PAIRS
 from transferlab.analysis.tables import fmt, size_label
@@ -274,7 +274,7 @@ def _relation_lines(table: pd.DataFrame, statistic: str, label: str, correction:
             f"- {what}: not testable (needs {MIN_RANK_PAIRS} or more {needs} in one arm; with "
             "fewer, no rank correlation can be told from chance)."
         ]
-    family = int(table[f"{statistic}_q"].notna().sum())
+    family = family_size(table, best, statistic)
     out = [
         f"- {what}, clearest over {table['arm'].nunique()} arm(s): "
         f"{describe(best, statistic, label, family, correction)}."

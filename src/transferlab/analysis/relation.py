@@ -187,6 +187,21 @@ def clearest(table: pd.DataFrame, statistic: str) -> pd.Series | None:
     return order.sort_values([f"{statistic}_q", "_strength"], kind="stable").iloc[0]
 
 
+def family_size(table: pd.DataFrame, row: pd.Series, statistic: str) -> int:
+    """How many correlations `row`'s q was corrected across (those of its study, see `with_q`)."""
+    return int(table.loc[table["study"].eq(row["study"]), f"{statistic}_q"].notna().sum())
+
+
+def _arm_name(row: pd.Series) -> str:
+    """The arm with the variants that tell it apart (settings both arms share, source stage)."""
+    extra = [str(row[c]) for c in ("variant", "source_variant") if c in row and _shown(row[c])]
+    return row["arm"] + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _shown(value: object) -> bool:
+    return not (value is None or (isinstance(value, float) and np.isnan(value)) or value == "")
+
+
 def describe(row: pd.Series, statistic: str, label: str, family: int, correction: str) -> str:
     """One correlation in words: the arm, what was related, the statistic, its p (and how it
     was computed), its q across the `family` correlations and the number of pairs."""
@@ -196,7 +211,7 @@ def describe(row: pd.Series, statistic: str, label: str, family: int, correction
         size = "all" if pd.isna(row["target_size"]) else int(row["target_size"])
         what = f"{row['estimator']} on {row['target']} at {size} examples"
     return (
-        f"{what}, {row['arm']}: {label} {row[statistic]:+.2f} "
+        f"{what}, {_arm_name(row)}: {label} {row[statistic]:+.2f} "
         f"({permutation_kind(int(row['n']))} = {row[f'{statistic}_p']:.3g}, "
         f"q = {row[f'{statistic}_q']:.3g} after {correction} across {family} correlations; "
         f"{int(row['n'])} pairs)"

@@ -68,6 +68,11 @@ def _usable(*matrices: np.ndarray) -> np.ndarray:
     return finite.sum(axis=1) >= MIN_CELL_PAIRS
 
 
+def _seeds_present(values: np.ndarray) -> np.ndarray:
+    """Without the seed columns no kept cell has (a seed only in dropped cells is no cluster)."""
+    return values[:, np.isfinite(values).any(axis=0)] if values.size else values
+
+
 def _seed_draws(rng: np.random.Generator, batch: int, n_seeds: int) -> np.ndarray:
     return rng.integers(0, n_seeds, size=(batch, n_seeds))
 
@@ -82,7 +87,7 @@ def seed_bootstrap_iqm(
     """IQM of all pairs of all cells (rows of `gains`, seeds in columns), with an expanded
     percentile interval from resampling seeds jointly across cells."""
     gains = np.asarray(gains, dtype=float)
-    gains = gains[_usable(gains)]
+    gains = _seeds_present(gains[_usable(gains)])
     if gains.size == 0:
         return np.nan, np.nan, np.nan
     estimate = float(nan_iqm(gains.ravel()))
@@ -122,6 +127,8 @@ def seed_bootstrap_improvement(
     keep = np.isfinite(x).sum(axis=1) >= MIN_CELL_PAIRS
     keep &= np.isfinite(y).sum(axis=1) >= MIN_CELL_PAIRS
     x, y = x[keep], y[keep]
+    present = (np.isfinite(x) | np.isfinite(y)).any(axis=0)  # seeds only dropped cells had
+    x, y = x[:, present], y[:, present]
     if not len(x):
         return np.nan, np.nan, np.nan
     beats = _beats(x, y)

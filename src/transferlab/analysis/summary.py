@@ -37,10 +37,14 @@ SUMMARY_COLUMNS = [
 
 def _source_row(group: pd.DataFrame, intervals: dict[str, Any]) -> dict[str, Any]:
     """IQM gain and P(fine-tuned > scratch), with intervals, of one source's pairs."""
+    # cells in rows, the source's seeds in columns (one grid for all three: the same seed in
+    # the same column), NaN where a cell lacks that seed
+    grid = group.pivot(
+        index="_cell", columns="seed", values=["gain", "ft_test_acc", "scratch_test_acc"]
+    )
 
     def by_seed(column: str) -> np.ndarray:
-        """Cells in rows, the source's seeds in columns, NaN where a cell lacks that seed."""
-        return group.pivot_table(index="_cell", columns="seed", values=column).to_numpy(float)
+        return grid[column].to_numpy(float)
 
     est, lo, hi = seed_bootstrap_iqm(by_seed("gain"), **intervals)
     poi, poi_lo, poi_hi = seed_bootstrap_improvement(

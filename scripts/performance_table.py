@@ -122,7 +122,11 @@ def analysis_rows(f: dict[str, Any]) -> list[Row]:
 
 
 def models_rows(f: dict[str, Any]) -> list[Row]:
-    steps = [(k.split("_")[-2], v) for k, v in f.items() if k.startswith("test_resnet_")]
+    steps = [
+        (k.split("_")[-2], v)
+        for k, v in f.items()
+        if k.startswith("test_resnet_") and k.endswith("px_ms")
+    ]
     sizes = " / ".join(size for size, _ in steps)
     times = " / ".join(f"{ms:g}" for _, ms in steps)
     return [

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 TIMEOUT = 300
 # Long enough that a signal sent after the first epoch checkpoint arrives mid-training.
-EPOCHS = 60
+EPOCHS = 30
 
 
 def _command(results: Path, study: str, *extra: str, multirun: bool = False) -> list[str]:

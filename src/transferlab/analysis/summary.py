@@ -77,7 +77,6 @@ def source_summaries(
         gain=pairs["ft_test_acc"] - pairs["scratch_test_acc"],
         _cell=pairs.groupby(cell_keys, dropna=False).ngroup(),
     )
-    pairs = pairs.sort_values([*SOURCE, "_cell"], kind="stable")
     flags = cells.groupby(SOURCE, dropna=False).agg(
         cells=("flag", "size"),
         cells_tested=("n_pairs", lambda n: int((n >= 2).sum())),

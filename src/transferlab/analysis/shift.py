@@ -78,11 +78,12 @@ class TorchBackend:
             split_seed=request.split_seed,
             pool=request.pool,
             target_share=request.target_share,
+            data_mode="auto",  # a large image folder: only the sampled examples are read
         )
         part = getattr(splits, request.split)
         order = np.random.default_rng(request.seed).permutation(len(part))[: request.max_examples]
         order.sort()
-        return part.images[order].numpy(), part.labels[order].numpy()
+        return part.images_at(order).numpy(), part.labels[order].numpy()
 
     def outputs(self, checkpoint: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Features by extract_features; softmax of the model's logits; the images fed as the

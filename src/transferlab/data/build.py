@@ -8,6 +8,11 @@ a target stage draws its labelled budget (training and budget validation) from t
 only, and a source that is a view of the target's base dataset trains on the source part only,
 so it never sees the target's examples (`source_pool`). ``origin`` records each example's index
 in the base dataset.
+
+A file-backed base dataset (`registry.BaseFiles`: an image folder) is decoded into memory or
+streamed from disk per batch (`data.streaming`), by `data_mode`: `auto` streams it when its
+decoded images would take more than `stream_above_mb`. Both give the same examples, splits and
+numbers; only where the pixels wait differs.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from typing import Any
 import torch
 
 from transferlab.data import checks
-from transferlab.data.registry import BaseData, get_dataset
+from transferlab.data.registry import BaseData, BaseFiles, get_dataset
 from transferlab.data.shifts import View, apply_shift
 from transferlab.data.spec import describe_normalized, normalize_spec
 from transferlab.data.splits import stratified_holdout
+from transferlab.data.streaming import FileReader, ImageStream
 from transferlab.data.tensors import DatasetSplits, ImageTensors
 from transferlab.errors import ConfigError
 
@@ -37,6 +43,11 @@ SPLIT_NAMES = ("train", "val", "test")
 #: Which part of the base dataset's training pool a stage draws from: all of it, the part kept
 #: for sources of the same base dataset, or the part kept for targets.
 POOL_PARTS = ("all", "source", "target")
+#: Where a file-backed dataset's images wait: decided by size, decoded in memory, or streamed.
+DATA_MODES = ("auto", "memory", "stream")
+#: `data_mode=auto` streams a file-backed dataset whose decoded images exceed this many MB.
+DEFAULT_STREAM_ABOVE_MB = 1024
+BYTES_PER_MB = 2**20
 
 
 def _canonical(value: Any) -> str:
@@ -51,16 +62,63 @@ def _check_base(images: torch.Tensor, labels: torch.Tensor, name: str, what: str
         )
 
 
+def _check_files(files: tuple[str, ...], labels: torch.Tensor, name: str, what: str) -> None:
+    if len(files) != len(labels) or labels.ndim != 1:
+        raise ValueError(
+            f"loader of {name} returned {len(files)} {what} files and labels of shape "
+            f"{tuple(labels.shape)}"
+        )
+
+
 @lru_cache(maxsize=BASE_CACHE_SIZE)
-def _load_base(key: str, image_size: int, channels: int) -> BaseData:
-    """Load a base dataset (``key`` is the canonical JSON of its name and loader options)."""
+def _load_base(key: str, image_size: int, channels: int) -> BaseData | BaseFiles:
+    """Load a base dataset (``key`` is the canonical JSON of its name and loader options): its
+    images, or for a file-backed dataset its listing."""
     request = json.loads(key)
     entry = get_dataset(request["name"])
     base = entry.loader(image_size=image_size, channels=channels, **request["options"])
+    if isinstance(base, BaseFiles):
+        _check_files(base.train_files, base.train_labels, entry.name, "train")
+        if base.test_files is not None and base.test_labels is not None:
+            _check_files(base.test_files, base.test_labels, entry.name, "test")
+        return base
     _check_base(base.train_images, base.train_labels, entry.name, "train")
     if base.test_images is not None and base.test_labels is not None:
         _check_base(base.test_images, base.test_labels, entry.name, "test")
     return base
+
+
+@lru_cache(maxsize=BASE_CACHE_SIZE)
+def _decoded(key: str, image_size: int, channels: int, which: str) -> torch.Tensor:
+    """The ``which`` ("train" or "test") images of a file-backed base dataset, decoded whole."""
+    base = _load_base(key, image_size, channels)
+    assert isinstance(base, BaseFiles)
+    files = base.train_files if which == "train" else base.test_files
+    return FileReader(files or (), image_size, channels).read_all()
+
+
+def _examples(
+    key: str, image_size: int, channels: int, which: str, offset: int, stream: bool
+) -> ImageTensors | ImageStream:
+    """The train or test examples of a base dataset, origins from ``offset``: in memory, or
+    (a file-backed dataset with ``stream``) as a stream that reads each when asked."""
+    base = _load_base(key, image_size, channels)
+    labels = (base.train_labels if which == "train" else base.test_labels).long()
+    origin = torch.arange(len(labels)) + offset
+    if isinstance(base, BaseData):
+        images = base.train_images if which == "train" else base.test_images
+        return ImageTensors(images, labels, origin)
+    if not stream:
+        return ImageTensors(_decoded(key, image_size, channels, which), labels, origin)
+    files = base.train_files if which == "train" else base.test_files
+    reader = FileReader(files, image_size, channels)
+    return ImageStream(reader, torch.arange(len(labels)), labels, origin)
+
+
+def _has_test(base: BaseData | BaseFiles) -> bool:
+    if isinstance(base, BaseFiles):
+        return base.test_files is not None and base.test_labels is not None
+    return base.test_images is not None and base.test_labels is not None
 
 
 def base_name(spec: Mapping[str, Any]) -> str:
@@ -93,28 +151,29 @@ def _pool_part(
     return train.subset(target if pool == "target" else source)
 
 
+def _loader_key(norm: Mapping[str, Any]) -> str:
+    entry = get_dataset(norm["name"])
+    return _canonical({"name": entry.name, "options": {k: norm[k] for k in entry.options}})
+
+
 def _base_splits(
     norm: Mapping[str, Any],
     image_size: int,
     channels: int,
     split_seed: int,
     part: tuple[str, float | None] = ("all", None),
-) -> tuple[dict[str, ImageTensors], tuple[str, ...], int | None]:
+    stream: bool = False,
+) -> tuple[dict[str, Any], tuple[str, ...], int | None]:
     """Split the (unshifted) base dataset: train pool (its ``pool`` part), val and test, with
-    origins."""
-    entry = get_dataset(norm["name"])
-    loader_options = {k: norm[k] for k in entry.options}
-    key = _canonical({"name": entry.name, "options": loader_options})
+    origins; in memory, or streamed when the dataset is file-backed and ``stream``."""
+    key = _loader_key(norm)
     base = _load_base(key, image_size, channels)
-    labels = base.train_labels.long()
-    everything = ImageTensors(base.train_images, labels, torch.arange(len(labels)))
-    tag = entry.name  # the split is fixed by the base dataset's name and split_seed
-    if base.test_images is not None and base.test_labels is not None:
+    everything = _examples(key, image_size, channels, "train", 0, stream)
+    labels = everything.labels
+    tag = norm["name"]  # the split is fixed by the base dataset's name and split_seed
+    if _has_test(base):
         offset: int | None = len(labels)
-        test_labels = base.test_labels.long()
-        test = ImageTensors(
-            base.test_images, test_labels, torch.arange(len(test_labels)) + len(labels)
-        )
+        test = _examples(key, image_size, channels, "test", len(labels), stream)
         pool = everything
     else:
         offset = None
@@ -128,13 +187,19 @@ def _base_splits(
 
 @lru_cache(maxsize=SPLITS_CACHE_SIZE)
 def _build(
-    key: str, image_size: int, channels: int, split_seed: int, pool: str, target_share: float | None
+    key: str,
+    image_size: int,
+    channels: int,
+    split_seed: int,
+    pool: str,
+    target_share: float | None,
+    stream: bool,
 ) -> DatasetSplits:
     norm = json.loads(key)
     parts, classes, offset = _base_splits(
-        norm, image_size, channels, split_seed, (pool, target_share)
+        norm, image_size, channels, split_seed, (pool, target_share), stream
     )
-    out: dict[str, ImageTensors] = {}
+    out: dict[str, Any] = {}
     out_classes = classes
     for split in SPLIT_NAMES:
         view = View(parts[split], classes, split)
@@ -161,13 +226,18 @@ def build_splits(
     split_seed: int = 0,
     pool: str = "all",
     target_share: float | None = None,
+    data_mode: str = "memory",
+    stream_above_mb: float = DEFAULT_STREAM_ABOVE_MB,
 ) -> DatasetSplits:
     """Load, split and shift the dataset ``spec`` describes, at ``image_size`` and ``channels``.
 
     ``pool`` chooses the part of the training pool in ``train`` (`POOL_PARTS`; the target part
     holds ``target_share`` of each class). Validation and test splits are the same for every
-    part. Results are cached in-process (keyed by the normalised spec, size, channels,
-    split_seed and part): the returned tensors are shared, so callers must not modify them.
+    part. ``data_mode`` (`DATA_MODES`) says whether a file-backed dataset is decoded into memory
+    or streamed (`auto`: streamed above ``stream_above_mb`` of decoded images); other datasets
+    are in memory. Results are cached in-process (keyed by the normalised spec, size, channels,
+    split_seed, part and mode): the returned tensors are shared, so callers must not modify
+    them.
     """
     checks.integer("build_splits", "image_size", image_size, low=1)
     checks.integer("build_splits", "split_seed", split_seed)
@@ -175,12 +245,31 @@ def build_splits(
         raise ConfigError(f"channels must be one of {CHANNEL_CHOICES}, got {channels!r}")
     if pool not in POOL_PARTS:
         raise ConfigError(f"pool must be one of {', '.join(POOL_PARTS)}, got {pool!r}")
+    checks.choice("build_splits", "data_mode", data_mode, DATA_MODES)
     share = None if pool == "all" else target_share
     norm = normalize_spec(spec)
-    return _build(_canonical(norm), image_size, channels, split_seed, pool, share)
+    stream = streams(norm, image_size, channels, data_mode, stream_above_mb)
+    return _build(_canonical(norm), image_size, channels, split_seed, pool, share, stream)
+
+
+def streams(
+    norm: Mapping[str, Any], image_size: int, channels: int, data_mode: str, above_mb: float
+) -> bool:
+    """Whether a normalised spec's examples are streamed: a file-backed dataset under
+    `data_mode=stream`, or under `auto` when its decoded images would exceed ``above_mb``
+    (the listing is read, not the images)."""
+    if data_mode == "memory":
+        return False
+    base = _load_base(_loader_key(norm), image_size, channels)
+    if not isinstance(base, BaseFiles):
+        return False
+    count = len(base.train_files) + len(base.test_files or ())
+    decoded_mb = count * channels * image_size * image_size / BYTES_PER_MB
+    return data_mode == "stream" or decoded_mb > above_mb
 
 
 def clear_cache() -> None:
     """Drop all cached base datasets and built splits (frees memory; tests use it)."""
     _build.cache_clear()
+    _decoded.cache_clear()
     _load_base.cache_clear()

@@ -32,7 +32,19 @@ class BaseData:
     test_labels: torch.Tensor | None = None
 
 
-Loader = Callable[..., BaseData]
+@dataclass(frozen=True)
+class BaseFiles:
+    """A listed base dataset: one image file per example, read only when needed (decoded whole
+    into memory, or streamed per batch: `data.streaming`). No pixel is read to list it."""
+
+    train_files: tuple[str, ...]
+    train_labels: torch.Tensor
+    classes: tuple[str, ...]
+    test_files: tuple[str, ...] | None = None
+    test_labels: torch.Tensor | None = None
+
+
+Loader = Callable[..., BaseData | BaseFiles]
 OptionCheck = Callable[[Mapping[str, Any]], None]
 
 
@@ -70,7 +82,9 @@ def register_dataset(
     check: OptionCheck | None = None,
     content_options: tuple[str, ...] = (),
 ) -> Callable[[Loader], Loader]:
-    """Register ``loader(*, image_size, channels, **options) -> BaseData`` under ``name``.
+    """Register ``loader(*, image_size, channels, **options) -> BaseData | BaseFiles`` under
+    ``name``: decoded images, or a listing of image files (read when needed, so a dataset larger
+    than memory can be streamed).
 
     The loader's other keyword-only parameters are the dataset's spec options (their defaults
     are the spec defaults). ``official_test`` says the loader always returns an official test

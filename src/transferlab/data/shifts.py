@@ -1,8 +1,19 @@
 """Domain shifts: named, parameterised transformations of a dataset view, applied per split.
 
-Each shift is ``fn(view, **params) -> view``. Its keyword-only parameters (with their defaults)
-are the parameters a spec may give. Randomised shifts take ``seed`` (default 0); a shift that
-must act alike on every split (a permutation) draws from ``seed`` alone, per-example noise from
+Two kinds, by what they act on:
+
+* an **image shift** is ``fn(images, origin, **params) -> images``: uint8 (N, C, H, W) images
+  and each one's index in its base dataset in, the shifted images out, each image on its own
+  (the same image gives the same result in any batch). So it applies alike to a split held in
+  memory (chunk by chunk) and to one streamed from disk (per example, in a DataLoader worker:
+  `data/streaming.py`);
+* a **label shift** is ``fn(view, **params) -> view``: it relabels or selects examples, and
+  never reads a pixel.
+
+The keyword-only parameters of either (with their defaults) are the parameters a spec may give.
+Randomised shifts take ``seed`` (default 0); a shift that must act alike on every split (a
+permutation) draws from ``seed`` alone, per-example noise from ``seed`` and the example's
+origin (the same example is shifted alike in every split, pool part and path), label noise from
 ``seed`` and the split name, so every result is deterministic.
 """
 
@@ -11,6 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,9 +30,8 @@ import torchvision.transforms.v2.functional as F
 from torchvision.transforms import InterpolationMode
 
 from transferlab.data import checks
-from transferlab.data.image_ops import generator, map_chunks, to_float, to_uint8
+from transferlab.data.image_ops import generator, to_float, to_uint8
 from transferlab.data.registry import keyword_options
-from transferlab.data.tensors import ImageTensors
 from transferlab.errors import ConfigError, choice_error
 
 #: Seed of randomised shifts unless the spec sets ``seed``.
@@ -28,26 +39,25 @@ DEFAULT_SHIFT_SEED = 0
 #: Gaussian blur kernels extend this many sigmas either side of the centre.
 BLUR_KERNEL_SIGMAS = 3
 INTERPOLATIONS = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR}
+#: What a shift acts on: each image by itself, or the labels (and which examples are kept).
+SHIFT_KINDS = ("image", "label")
 
 
 @dataclass(frozen=True)
 class View:
-    """What a shift acts on: one split's examples, the class names, and the split's name."""
+    """What a shift acts on: one split's examples (`ImageTensors` in memory, or an
+    `ImageStream` read from disk), the class names, and the split's name."""
 
-    data: ImageTensors
+    data: Any
     classes: tuple[str, ...]
     split: str
-
-    def with_images(self, images: torch.Tensor) -> View:
-        """The same view with new images."""
-        return replace(self, data=replace(self.data, images=images))
 
     def with_labels(self, labels: torch.Tensor) -> View:
         """The same view with new labels."""
         return replace(self, data=replace(self.data, labels=labels))
 
 
-ShiftFn = Callable[..., View]
+ShiftFn = Callable[..., Any]
 ParamCheck = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -59,19 +69,25 @@ class ShiftEntry:
     fn: ShiftFn
     params: dict[str, Any]
     check: ParamCheck | None
+    kind: str = "image"
 
 
 _SHIFTS: dict[str, ShiftEntry] = {}
 
 
-def register_shift(name: str, *, check: ParamCheck | None = None) -> Callable[[ShiftFn], ShiftFn]:
-    """Register ``fn(view, **params) -> View`` as shift ``name``; ``check(where, params)`` validates
+def register_shift(
+    name: str, *, check: ParamCheck | None = None, kind: str = "image"
+) -> Callable[[ShiftFn], ShiftFn]:
+    """Register shift ``name``: ``fn(images, origin, **params) -> images`` (``kind="image"``) or
+    ``fn(view, **params) -> View`` (``kind="label"``); ``check(where, params)`` validates
     parameter values cheaply (ConfigError) before any loading."""
+    if kind not in SHIFT_KINDS:
+        raise ValueError(f"shift kind must be one of {SHIFT_KINDS}, got {kind!r}")
 
     def decorator(fn: ShiftFn) -> ShiftFn:
         if name in _SHIFTS:
             raise ValueError(f"shift {name!r} is already registered")
-        _SHIFTS[name] = ShiftEntry(name, fn, keyword_options(fn, ()), check)
+        _SHIFTS[name] = ShiftEntry(name, fn, keyword_options(fn, ()), check, kind)
         return fn
 
     return decorator
@@ -90,13 +106,18 @@ def get_shift(name: object) -> ShiftEntry:
 
 
 def apply_shift(view: View, name: str, params: Mapping[str, Any]) -> View:
-    """Apply the registered shift ``name`` with complete, validated ``params``."""
-    return get_shift(name).fn(view, **params)
+    """Apply the registered shift ``name`` with complete, validated ``params``: a label shift
+    to the view, an image shift to each image (`map_images`: now in memory, or when a streamed
+    example is read)."""
+    entry = get_shift(name)
+    if entry.kind == "label":
+        return entry.fn(view, **params)
+    return replace(view, data=view.data.map_images(partial(entry.fn, **params)))
 
 
-def _float_map(view: View, fn: Callable[[torch.Tensor], torch.Tensor]) -> View:
-    """Apply ``fn`` to the images as floats in [0, 1], chunked, back to uint8."""
-    return view.with_images(map_chunks(view.data.images, lambda x: to_uint8(fn(to_float(x)))))
+def _float_map(images: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Apply ``fn`` to the images as floats in [0, 1], back to uint8."""
+    return to_uint8(fn(to_float(images)))
 
 
 def _seeded(where: str, p: Mapping[str, Any]) -> None:
@@ -112,18 +133,17 @@ def _check_rotate(where: str, p: Mapping[str, Any]) -> None:
 
 
 @register_shift("rotate", check=_check_rotate)
-def rotate(view: View, *, degrees: float, interpolation: str = "bilinear") -> View:
+def rotate(
+    images: torch.Tensor, origin: torch.Tensor, *, degrees: float, interpolation: str = "bilinear"
+) -> torch.Tensor:
     """Rotate every image counter-clockwise by ``degrees`` about its centre (corners filled 0)."""
-    mode = INTERPOLATIONS[interpolation]
-    return view.with_images(
-        map_chunks(view.data.images, lambda x: F.rotate(x, float(degrees), mode, fill=0))
-    )
+    return F.rotate(images, float(degrees), INTERPOLATIONS[interpolation], fill=0)
 
 
 @register_shift("invert")
-def invert(view: View) -> View:
+def invert(images: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
     """Photographic negative: x -> 255 - x."""
-    return view.with_images(255 - view.data.images)
+    return 255 - images
 
 
 def _check_tint(where: str, p: Mapping[str, Any]) -> None:
@@ -135,12 +155,12 @@ def _check_tint(where: str, p: Mapping[str, Any]) -> None:
 
 
 @register_shift("tint", check=_check_tint)
-def tint(view: View, *, color: list[float]) -> View:
+def tint(images: torch.Tensor, origin: torch.Tensor, *, color: list[float]) -> torch.Tensor:
     """Multiply the red, green, blue channels by ``color`` (needs channels=3)."""
-    if view.data.images.shape[1] != 3:
+    if images.shape[1] != 3:
         raise ConfigError("shift tint needs 3-channel images; set channels=3")
     scale = torch.tensor(color, dtype=torch.float32).view(1, 3, 1, 1)
-    return _float_map(view, lambda x: x * scale)
+    return _float_map(images, lambda x: x * scale)
 
 
 def _check_noise(where: str, p: Mapping[str, Any]) -> None:
@@ -149,10 +169,15 @@ def _check_noise(where: str, p: Mapping[str, Any]) -> None:
 
 
 @register_shift("noise", check=_check_noise)
-def noise(view: View, *, std: float, seed: int = DEFAULT_SHIFT_SEED) -> View:
-    """Add gaussian noise of standard deviation ``std`` (intensities in [0, 1]), then clamp."""
-    gen = generator("noise", seed, view.split)
-    return _float_map(view, lambda x: x + std * torch.randn(x.shape, generator=gen))
+def noise(
+    images: torch.Tensor, origin: torch.Tensor, *, std: float, seed: int = DEFAULT_SHIFT_SEED
+) -> torch.Tensor:
+    """Add gaussian noise of standard deviation ``std`` (intensities in [0, 1]), then clamp;
+    each example's noise is drawn from ``seed`` and its origin alone."""
+    shape = images.shape[1:]
+    draws = [torch.randn(shape, generator=generator("noise", seed, int(o))) for o in origin]
+    noise = torch.stack(draws) if draws else torch.zeros(images.shape)
+    return _float_map(images, lambda x: x + std * noise)
 
 
 def _check_blur(where: str, p: Mapping[str, Any]) -> None:
@@ -160,15 +185,10 @@ def _check_blur(where: str, p: Mapping[str, Any]) -> None:
 
 
 @register_shift("blur", check=_check_blur)
-def blur(view: View, *, sigma: float) -> View:
+def blur(images: torch.Tensor, origin: torch.Tensor, *, sigma: float) -> torch.Tensor:
     """Gaussian blur with standard deviation ``sigma`` pixels."""
     size = 2 * math.ceil(BLUR_KERNEL_SIGMAS * sigma) + 1
-    return view.with_images(
-        map_chunks(
-            view.data.images,
-            lambda x: F.gaussian_blur(x, kernel_size=[size, size], sigma=[sigma, sigma]),
-        )
-    )
+    return F.gaussian_blur(images, kernel_size=[size, size], sigma=[sigma, sigma])
 
 
 def _check_contrast(where: str, p: Mapping[str, Any]) -> None:
@@ -176,11 +196,9 @@ def _check_contrast(where: str, p: Mapping[str, Any]) -> None:
 
 
 @register_shift("contrast", check=_check_contrast)
-def contrast(view: View, *, factor: float) -> View:
+def contrast(images: torch.Tensor, origin: torch.Tensor, *, factor: float) -> torch.Tensor:
     """Scale contrast about each image's mean gray level (0 = flat gray, 1 = unchanged)."""
-    return view.with_images(
-        map_chunks(view.data.images, lambda x: F.adjust_contrast(x, float(factor)))
-    )
+    return F.adjust_contrast(images, float(factor))
 
 
 def _check_affine(where: str, p: Mapping[str, Any]) -> None:
@@ -189,18 +207,21 @@ def _check_affine(where: str, p: Mapping[str, Any]) -> None:
 
 
 @register_shift("affine", check=_check_affine)
-def affine(view: View, *, offset: float, scale: float) -> View:
+def affine(
+    images: torch.Tensor, origin: torch.Tensor, *, offset: float, scale: float
+) -> torch.Tensor:
     """Affine intensity map x -> offset + scale * x on [0, 1] intensities, clamped."""
-    return _float_map(view, lambda x: offset + scale * x)
+    return _float_map(images, lambda x: offset + scale * x)
 
 
 @register_shift("pixel_permutation", check=_seeded)
-def pixel_permutation(view: View, *, seed: int = DEFAULT_SHIFT_SEED) -> View:
+def pixel_permutation(
+    images: torch.Tensor, origin: torch.Tensor, *, seed: int = DEFAULT_SHIFT_SEED
+) -> torch.Tensor:
     """Permute pixel positions by one fixed random permutation (same for all images, splits)."""
-    images = view.data.images
     n, c, h, w = images.shape
     perm = torch.randperm(h * w, generator=generator("pixel_permutation", seed, h, w))
-    return view.with_images(images.reshape(n, c, h * w)[:, :, perm].reshape(n, c, h, w))
+    return images.reshape(n, c, h * w)[:, :, perm].reshape(n, c, h, w)
 
 
 # --- label-level shifts -------------------------------------------------------------------
@@ -217,7 +238,7 @@ def _check_class_subset(where: str, p: Mapping[str, Any]) -> None:
         raise ConfigError(f"{where}: classes has duplicates: {classes!r}")
 
 
-@register_shift("class_subset", check=_check_class_subset)
+@register_shift("class_subset", check=_check_class_subset, kind="label")
 def class_subset(view: View, *, classes: list[int | str]) -> View:
     """Keep only the listed classes (indices or names), relabelled 0..k-1 in the listed order."""
     names = view.classes
@@ -239,7 +260,7 @@ def class_subset(view: View, *, classes: list[int | str]) -> View:
     return View(data, tuple(names[k] for k in keep), view.split)
 
 
-@register_shift("label_permutation", check=_seeded)
+@register_shift("label_permutation", check=_seeded, kind="label")
 def label_permutation(view: View, *, seed: int = DEFAULT_SHIFT_SEED) -> View:
     """Relabel by one fixed random permutation of the classes (same on every split); class
     names stay in place, so name i now labels the examples of old class perm^-1(i)."""
@@ -253,7 +274,7 @@ def _check_label_noise(where: str, p: Mapping[str, Any]) -> None:
     _seeded(where, p)
 
 
-@register_shift("label_noise", check=_check_label_noise)
+@register_shift("label_noise", check=_check_label_noise, kind="label")
 def label_noise(view: View, *, fraction: float, seed: int = DEFAULT_SHIFT_SEED) -> View:
     """Replace each label, with probability ``fraction``, by a uniformly drawn different class
     (applies to every split, so a noisy source is also evaluated on noisy labels)."""

@@ -1,10 +1,22 @@
-"""In-memory image datasets: uint8 image tensors with labels and base-dataset provenance."""
+"""In-memory image datasets: uint8 image tensors with labels and base-dataset provenance.
+
+`ImageTensors` and `data.streaming.ImageStream` (the same examples read from disk per batch)
+offer one small API: `labels`, `origin`, `len`, `subset`, `map_images`, `images_at`,
+`channels`, `image_size`, `to`; splitting, subsets and shifts use only that API.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
+
+from transferlab.data.image_ops import CHUNK_SIZE
+
+#: An image shift with its parameters bound: (uint8 images, origins) -> uint8 images.
+ImageOp = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -52,18 +64,41 @@ class ImageTensors:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return ImageTensors(self.images[idx], self.labels[idx], self.origin[idx])
 
+    def images_at(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 (n, C, H, W) images at positions ``idx``."""
+        return self.images[torch.as_tensor(idx, dtype=torch.long)]
+
+    def map_images(self, op: ImageOp) -> ImageTensors:
+        """Every image through ``op`` (an image shift), a chunk at a time (bounds the floats)."""
+        chunks = [
+            op(self.images[i : i + CHUNK_SIZE], self.origin[i : i + CHUNK_SIZE])
+            for i in range(0, max(len(self), 1), CHUNK_SIZE)
+        ]
+        return replace(self, images=torch.cat(chunks) if len(chunks) > 1 else chunks[0])
+
+    @property
+    def channels(self) -> int:
+        """Image channels (1 or 3)."""
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        """Side length of the square images."""
+        return int(self.images.shape[-1])
+
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """Train pool, validation and test sets of one (possibly shifted) dataset view.
+    """Train pool, validation and test sets of one (possibly shifted) dataset view, each an
+    `ImageTensors` (in memory) or an `ImageStream` (read from disk per batch).
 
     ``official_test_offset`` is the size of the base dataset's official training set when the
     test set is the official one (``origin >= offset`` marks official-test examples), else None.
     """
 
-    train: ImageTensors
-    val: ImageTensors
-    test: ImageTensors
+    train: Any
+    val: Any
+    test: Any
     classes: tuple[str, ...]
     description: str
     official_test_offset: int | None = None
@@ -76,9 +111,9 @@ class DatasetSplits:
     @property
     def channels(self) -> int:
         """Image channels (1 or 3)."""
-        return int(self.train.images.shape[1])
+        return self.train.channels
 
     @property
     def image_size(self) -> int:
         """Side length of the square images."""
-        return int(self.train.images.shape[-1])
+        return self.train.image_size

@@ -13,12 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision.datasets as tvd
-import torchvision.transforms.v2.functional as F
-from PIL import Image
 
 from transferlab._helpers import first_line
 from transferlab.data.image_ops import fit_images
-from transferlab.data.registry import BaseData, register_dataset
+from transferlab.data.registry import BaseData, BaseFiles, register_dataset
 from transferlab.errors import ConfigError
 
 #: Where torchvision datasets are looked for unless the spec sets ``root``.
@@ -155,43 +153,34 @@ _cifar("cifar10", tvd.CIFAR10)
 _cifar("cifar100", tvd.CIFAR100)
 
 
-def _read_folder(
-    root: str, image_size: int, channels: int
-) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
-    """All images of an ImageFolder-layout directory (one subfolder per class), fitted."""
+def _list_folder(root: str) -> tuple[tuple[str, ...], torch.Tensor, tuple[str, ...]]:
+    """The image files of an ImageFolder-layout directory (one subfolder per class), their
+    labels and the class names; nothing is decoded (`data.streaming` reads them)."""
     path = _root(root)
     try:
         folder = tvd.ImageFolder(path)
     except (RuntimeError, OSError) as exc:
         raise ConfigError(f"image_folder: cannot read {path}: {first_line(exc)}") from None
-    mode = "L" if channels == 1 else "RGB"
-    images = []
-    for file, _ in folder.samples:
-        try:
-            with Image.open(file) as img:
-                pixels = F.pil_to_tensor(img.convert(mode))
-        except OSError as exc:
-            raise ConfigError(f"image_folder: cannot read {file}: {first_line(exc)}") from None
-        images.append(fit_images(pixels.unsqueeze(0), image_size, channels))
-    if not images:
+    if not folder.samples:
         raise ConfigError(f"image_folder: no images found under {path}")
-    labels = torch.tensor(folder.targets, dtype=torch.long)
-    return torch.cat(images), labels, tuple(folder.classes)
+    files = tuple(file for file, _ in folder.samples)
+    return files, torch.tensor(folder.targets, dtype=torch.long), tuple(folder.classes)
 
 
 @register_dataset("image_folder", hidden_options=(), content_options=("root", "test_root"))
 def image_folder(
     *, image_size: int, channels: int, root: str, test_root: str | None = None
-) -> BaseData:
+) -> BaseFiles:
     """The user's images, one subfolder per class (torchvision ImageFolder layout); the test
-    set is ``test_root`` (same class folders) if given, else a held-out ``test_fraction``."""
-    images, labels, classes = _read_folder(root, image_size, channels)
+    set is ``test_root`` (same class folders) if given, else a held-out ``test_fraction``.
+    Listed only: decoded into memory or streamed per batch by `data_mode`."""
+    files, labels, classes = _list_folder(root)
     if test_root is None:
-        return BaseData(images, labels, classes)
-    test_images, test_labels, test_classes = _read_folder(test_root, image_size, channels)
+        return BaseFiles(files, labels, classes)
+    test_files, test_labels, test_classes = _list_folder(test_root)
     if test_classes != classes:
         raise ConfigError(
             f"image_folder: class folders of test_root {list(test_classes)} differ from "
             f"those of root {list(classes)}"
         )
-    return BaseData(images, labels, classes, test_images, test_labels)
+    return BaseFiles(files, labels, classes, test_files, test_labels)

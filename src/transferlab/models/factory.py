@@ -39,6 +39,8 @@ from transferlab.models.weights import (
 
 INIT_CHOICES = ("scratch", "source", "hub", "file")
 IMG_SIZE_KWARG = "img_size"
+#: The `image_size` that means the model's pretrained input size (`pretrained_input_size`).
+AUTO_IMAGE_SIZE = "auto"
 #: how many close names an unknown-model error suggests
 CLOSE_MATCHES = 5
 CLOSE_MATCH_CUTOFF = 0.6
@@ -168,6 +170,17 @@ def validate_model(
             f"{min_image_size(model)}"
         )
     return len(names)
+
+
+def pretrained_input_size(name: str) -> int:
+    """The side of the square input model `name`'s pretrained weights were trained at (timm's
+    pretrained config; what `image_size=auto` means)."""
+    check_model_name(name)
+    config = timm.get_pretrained_cfg(name)
+    size = config.input_size if config is not None else None
+    if size is None:
+        size = model_structure(name).pretrained_cfg["input_size"]
+    return int(size[-1])
 
 
 def model_structure(name: str, **model_kwargs: Any) -> nn.Module:

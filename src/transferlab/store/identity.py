@@ -50,6 +50,9 @@ NOT_IDENTITY = (
     "feature_cache",  # frozen layers' outputs computed once instead of every step: the same
     #                   numbers up to float rounding (as `threads`; a test compares both paths)
     "data_on_device",  # where the examples live (a GPU's memory or the host's): same numbers
+    "data_mode",  # a file-backed dataset decoded whole or streamed per batch: same numbers
+    "stream_above_mb",  # (a test trains both paths and compares them)
+    "data_workers",  # processes decoding a streamed dataset: same batches, other speed
     "channels_last",  # memory layout of weights and batches: same numbers up to float rounding
     "verbose",  # what the console shows
     "source_run_id",  # a hash of the source settings, which are hashed themselves
@@ -118,6 +121,16 @@ def normalize_run_config(cfg: DictConfig) -> DictConfig:
         out.val_share = None  # the fixed validation set: no share of the budget is held out
     if not uses_freeze_depth(out.get("method")):
         out.freeze_depth = 0  # the method says itself what trains
+    return _with_image_size(out)
+
+
+def _with_image_size(out: DictConfig) -> DictConfig:
+    """`image_size=auto` replaced by the model's pretrained input size: the number, not the
+    word, is what the run trains at, and what its identity and record hold."""
+    from transferlab.models.factory import AUTO_IMAGE_SIZE, pretrained_input_size
+
+    if out.get("image_size") == AUTO_IMAGE_SIZE:
+        out.image_size = pretrained_input_size(str(out.model.name))
     return out
 
 
@@ -145,7 +158,7 @@ def stage_config(cfg: DictConfig, stage: str, source_run_id: str | None = None) 
     its part, a source the other part when it is a view of the target's base dataset (see
     `transferlab.data.build`), so no source trains on an example a target can draw.
     """
-    out = normalize_run_config(cfg) if stage == "target" else _copy(cfg)
+    out = normalize_run_config(cfg) if stage == "target" else _with_image_size(_copy(cfg))
     out.stage = stage
     for key, reference in STAGE_ALIASES[stage].items():
         out[key] = reference

@@ -25,8 +25,10 @@ RECORD_SCHEMA = 2
 #: from a pool-validated run); 7 splits each dataset's training pool into a source part and a
 #: target part (targets draw their budget from theirs; a source of the target's base dataset
 #: trains on the other), makes the frozen-feature shortcut, resumed runs and the methods exact,
-#: and identifies datasets and weights that a path defines by their content.
-IDENTITY_VERSION = 7
+#: and identifies datasets and weights that a path defines by their content; 8 draws the `noise`
+#: shift's noise per example, from its seed and the example's origin (before, one draw ran over
+#: a whole split, which a dataset streamed from disk per example cannot reproduce).
+IDENTITY_VERSION = 8
 #: How a run ended.
 STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again (so do the target runs of a

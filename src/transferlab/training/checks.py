@@ -127,6 +127,18 @@ def _check_budget(name: str, budget: Any) -> None:
             raise ConfigError(f"{name}.{key} must be a positive integer, got {budget[key]!r}")
 
 
+def data_options(cfg: DictConfig) -> dict[str, Any]:
+    """The `build_splits` arguments a run (or stage) config sets, besides spec and pool."""
+    return {
+        "image_size": int(cfg.image_size),
+        "channels": int(cfg.channels),
+        "split_seed": int(cfg.split_seed),
+        "target_share": cfg.target_pool_share,
+        "data_mode": str(cfg.data_mode),
+        "stream_above_mb": float(cfg.stream_above_mb),
+    }
+
+
 def uses_budget_validation(cfg: DictConfig) -> bool:
     """Whether a target stage (or the run config, which is the target's) validates on examples
     held out of its labelled budget; a source stage always uses its dataset's validation set."""
@@ -136,14 +148,7 @@ def uses_budget_validation(cfg: DictConfig) -> bool:
 def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int, pool: str) -> None:
     """Build (and cache) the splits of the stage's `pool` part and draw the subset, so data
     errors (a size its part cannot supply) come before training."""
-    splits = build_splits(
-        spec,
-        image_size=cfg.image_size,
-        channels=cfg.channels,
-        split_seed=cfg.split_seed,
-        pool=pool,
-        target_share=cfg.target_pool_share,
-    )
+    splits = build_splits(spec, pool=pool, **data_options(cfg))
     labelled = {"classes": splits.classes, "dataset": splits.description}
     if pool == "target" and uses_budget_validation(cfg):
         budget_split(splits.train.labels, size, seed, float(cfg.val_share), **labelled)

@@ -29,7 +29,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from transferlab._helpers import first_line
+from transferlab.data.build import DATA_MODES
 from transferlab.errors import ConfigError
+from transferlab.models.factory import AUTO_IMAGE_SIZE
 from transferlab.models.inputs import INPUT_NORMS
 
 #: Marks a field whose value is a constructor preset (a node with `_target_`).
@@ -56,10 +58,13 @@ def _range(
     above: bool = False,
     below: float | None = None,
     choices: tuple = (),
+    words: tuple[str, ...] = (),
 ) -> Any:
     """Field metadata: the smallest allowed value (exclusive when ``above``), a bound the value
-    must stay under, or the choices."""
-    return field(metadata={"low": low, "above": above, "below": below, "choices": choices})
+    must stay under, or the choices; ``words`` are the strings a number field also takes."""
+    return field(
+        metadata={"low": low, "above": above, "below": below, "choices": choices, "words": words}
+    )
 
 
 def _constructor(*, optional: bool = False, each: bool = False) -> Any:
@@ -122,8 +127,11 @@ class RunConfig:
     val_protocol: str = _range(choices=VAL_PROTOCOLS)
     val_share: float = _range(0, above=True, below=1)
     target_pool_share: float = _range(0, above=True, below=1)
-    image_size: int = _range(1)
+    image_size: int | str = _range(1, words=(AUTO_IMAGE_SIZE,))
     channels: int = _range(choices=CHANNEL_CHOICES)
+    data_mode: str = _range(choices=DATA_MODES)
+    stream_above_mb: float = _range(0)
+    data_workers: int = _range(0)
     input_norm: str = _range(choices=INPUT_NORMS)
     threads: int | None = _range(1)
     force: bool = _range()
@@ -207,6 +215,9 @@ def _check_value(path: str, value: Any, spec: dataclasses.Field, hint: Any) -> N
         quote = f" (quote it: {path}='{value}')" if str in kinds and _type_ok(value, float) else ""
         raise ConfigError(f"{path} must be {wanted}, got {value!r}{quote}")
     meta = spec.metadata
+    if isinstance(value, str) and meta.get("words") and value not in meta["words"]:
+        listed = ", ".join(meta["words"])
+        raise ConfigError(f"{path}={value!r} is not allowed; give a number or one of: {listed}")
     if value is not None and meta.get("choices") and value not in meta["choices"]:
         listed = ", ".join(str(c) for c in meta["choices"])
         raise ConfigError(f"{path}={value!r} is not allowed; valid choices: {listed}")

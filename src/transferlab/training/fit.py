@@ -203,7 +203,7 @@ def fit(
     resume_from: str | None,
 ) -> None:
     """Fit on the training subset, validating every epoch on `splits.val`."""
-    budget = stage_cfg.budget
+    budget, workers = stage_cfg.budget, int(stage_cfg.data_workers)
     trainer.fit(
         module,
         train_dataloaders=train_loader(
@@ -211,8 +211,9 @@ def fit(
             int(budget.batch_size),
             int(stage_cfg.seed),
             int(budget.get("min_steps_per_epoch") or 1),
+            workers,
         ),
-        val_dataloaders=eval_loader(splits.val, int(budget.batch_size)),
+        val_dataloaders=eval_loader(splits.val, int(budget.batch_size), workers),
         ckpt_path=resume_from,
         weights_only=True,
     )
@@ -225,13 +226,15 @@ def select_and_test(
     splits: DatasetSplits,
     result: StageResult,
     batch_size: int,
+    workers: int = 0,
 ) -> None:
     """Test the weights of the epoch chosen on validation accuracy (never on test), which the
     selection callback kept in memory."""
     assert isinstance(selection, BestWeights)
     if selection.weights is not None:
         module.load_state_dict(selection.weights)
-    trainer.test(module, dataloaders=eval_loader(splits.test, batch_size), verbose=False)
+    loader = eval_loader(splits.test, batch_size, workers)
+    trainer.test(module, dataloaders=loader, verbose=False)
     result.best_epoch = selection.best_epoch
     chosen = [row for row in result.val_curve if row["epoch"] == selection.best_epoch]
     if chosen:
@@ -248,10 +251,12 @@ def _frozen_prefix_once(
     splits: DatasetSplits,
     train_split: ImageTensors,
 ) -> tuple[DatasetSplits, Any]:
-    """With `feature_cache`, frozen depth groups and no augmentation, the splits as the frozen
-    prefix's outputs (computed once) and the module set to train the rest on them."""
+    """With `feature_cache`, frozen depth groups, no augmentation and examples in memory (a
+    streamed dataset's outputs could outgrow it too), the splits as the frozen prefix's outputs
+    (computed once) and the module set to train the rest on them."""
     frozen = module.method.frozen_prefix_depth(context) > 0
-    if not (stage_cfg.get("feature_cache") and frozen) or module.augment is not None:
+    in_memory = all(isinstance(s, ImageTensors) for s in (train_split, splits.val, splits.test))
+    if not (stage_cfg.get("feature_cache") and frozen and in_memory) or module.augment is not None:
         return splits, train_split
     cached = frozen_prefix_data(
         module, splits, train_split, int(stage_cfg.budget.batch_size), trainer.strategy.root_device
@@ -308,8 +313,15 @@ def fit_stage(
     if module.diverged_reason is not None:
         result.status, result.error = "diverged", module.diverged_reason
     else:
-        batch_size = int(stage_cfg.budget.batch_size)
-        select_and_test(trainer, module, callbacks[SELECTION_CALLBACK], splits, result, batch_size)
+        select_and_test(
+            trainer,
+            module,
+            callbacks[SELECTION_CALLBACK],
+            splits,
+            result,
+            int(stage_cfg.budget.batch_size),
+            int(stage_cfg.data_workers),
+        )
     _drop_checkpoints(stage_cfg, trainer, run_dir)
     return result
 

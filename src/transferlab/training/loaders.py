@@ -1,5 +1,11 @@
-"""DataLoaders over in-memory tensors (uint8 images, or a frozen prefix's outputs): no
-workers, no per-example transforms."""
+"""DataLoaders over a stage's examples: in-memory tensors (uint8 images, or a frozen prefix's
+outputs) are indexed in the training process, with no workers; a streamed dataset
+(`data.streaming.ImageStream`) is decoded per example by `workers` DataLoader worker processes.
+
+Either way a batch is uint8 images and labels in an order drawn from (seed, epoch) alone, and
+the same examples give the same batch: decoding and shifts draw nothing at random, and
+augmentation runs on the batch in the training process (`training/augment.py`), so the number
+of workers changes the speed, never a number."""
 
 from __future__ import annotations
 
@@ -9,14 +15,29 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, RandomSampler, Sampler, TensorDataset
 
+from transferlab.data.streaming import ImageStream, StreamDataset
 from transferlab.training.seeding import Stream, epoch_seed
 
-#: Examples a loader takes: ImageTensors, or training.frozen_features.FeatureTensors.
+#: Examples a loader takes: ImageTensors, ImageStream, or training.frozen_features.FeatureTensors.
 Examples = Any
+#: Torch threads of a DataLoader worker: decoding is one image at a time; the workers together,
+#: not threads within each, use the cores.
+WORKER_THREADS = 1
 
 
-def _dataset(split: Examples) -> TensorDataset:
-    return TensorDataset(*split.tensors())
+def _one_thread(_worker: int) -> None:
+    torch.set_num_threads(WORKER_THREADS)
+
+
+def _loader(split: Examples, workers: int, **kwargs: Any) -> DataLoader:
+    """A DataLoader over `split`: tensors in this process, a stream in `workers` processes
+    (kept alive across epochs)."""
+    if not isinstance(split, ImageStream):
+        return DataLoader(TensorDataset(*split.tensors()), **kwargs)
+    extra: dict[str, Any] = {}
+    if workers > 0:
+        extra = {"persistent_workers": True, "worker_init_fn": _one_thread}
+    return DataLoader(StreamDataset(split), num_workers=workers, **extra, **kwargs)
 
 
 class EpochSampler(Sampler[int]):
@@ -44,7 +65,7 @@ class EpochSampler(Sampler[int]):
 
 
 def train_loader(
-    split: Examples, batch_size: int, seed: int, min_steps_per_epoch: int = 1
+    split: Examples, batch_size: int, seed: int, min_steps_per_epoch: int = 1, workers: int = 0
 ) -> DataLoader:
     """Shuffled batches, each epoch in its own order drawn from (seed, epoch); an epoch has at
     least `min_steps_per_epoch` steps.
@@ -56,14 +77,9 @@ def train_loader(
     size = min(batch_size, len(split))
     examples = max(len(split), size * min_steps_per_epoch)
     sampler = EpochSampler(len(split), examples, seed)
-    return DataLoader(
-        _dataset(split),
-        batch_size=size,
-        sampler=sampler,
-        drop_last=examples % size == 1,
-    )
+    return _loader(split, workers, batch_size=size, sampler=sampler, drop_last=examples % size == 1)
 
 
-def eval_loader(split: Examples, batch_size: int) -> DataLoader:
+def eval_loader(split: Examples, batch_size: int, workers: int = 0) -> DataLoader:
     """Batches in order, for validation and test."""
-    return DataLoader(_dataset(split), batch_size=batch_size, shuffle=False)
+    return _loader(split, workers, batch_size=batch_size, shuffle=False)

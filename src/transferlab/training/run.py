@@ -31,6 +31,7 @@ from transferlab.store.locks import barrier, is_writer, process_lock
 from transferlab.training.checks import (
     check_structure,
     check_writable,
+    data_options,
     preflight,
     uses_budget_validation,
 )
@@ -111,14 +112,7 @@ def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
 
     A target stage under `val_protocol=budget` validates on examples held out of its own
     labelled budget (`budget_split`) instead of the dataset's fixed validation set."""
-    splits = build_splits(
-        stage_cfg.dataset,
-        image_size=stage_cfg.image_size,
-        channels=stage_cfg.channels,
-        split_seed=stage_cfg.split_seed,
-        pool=stage_cfg.pool,
-        target_share=stage_cfg.target_pool_share,
-    )
+    splits = build_splits(stage_cfg.dataset, pool=stage_cfg.pool, **data_options(stage_cfg))
     labelled = {"classes": splits.classes, "dataset": splits.description}
     if uses_budget_validation(stage_cfg):
         train, val = budget_split(

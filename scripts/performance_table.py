@@ -139,6 +139,42 @@ def models_rows(f: dict[str, Any]) -> list[Row]:
     ]
 
 
+def stream_rows(f: dict[str, Any]) -> list[Row]:
+    """Per folder size: each path's setup, loader rate and peak RSS; then the study's row."""
+    how = "`python benchmarks/stream_memory.py`"
+    sizes = sorted({int(k.split("_")[1]) for k in f if k.startswith("stream_") and k[7].isdigit()})
+    rows: list[Row] = []
+    for n in sizes:
+        parts = []
+        for path in ("memory", "stream"):
+            g = {k.split("_", 2)[2]: v for k, v in f.items() if k.startswith(f"{path}_{n}_")}
+            workers = (
+                f", largest worker {g['worker_peak_mib']:,.0f} MiB" if g["worker_peak_mib"] else ""
+            )
+            parts.append(
+                f"{path}: setup {g['setup_s']:g} s, {g['samples_per_s']:,.0f} samples/s, peak "
+                f"RSS {g['main_peak_mib']:,.0f} MiB (from {g['baseline_mib']:,.0f} before any "
+                f"data){workers}"
+            )
+        what = (
+            f"an image folder of {n:,} images (JPEG/PNG, 48-128 px), loaded at "
+            f"{f['image_size']} px: decoded in memory vs streamed by {f['workers']} workers"
+        )
+        rows.append((what, "; ".join(parts), "", how))
+    if "study_s" in f:
+        rows.append(
+            (
+                f"a study on the {f['study_images']:,}-image folder through `transferlab-run -m` "
+                f"(streamed, 2 joblib workers, {f['study_runs']} records)",
+                f"{f['study_s']:g} s; peak RSS of its largest process "
+                f"{f['study_peak_mib']:,.0f} MiB",
+                "",
+                how,
+            )
+        )
+    return rows
+
+
 GPU_VARIANTS = ("fp32", "bf16", "nhwc", "on-device")
 
 
@@ -153,6 +189,24 @@ def gpu_rows(f: dict[str, Any] | None, machine: dict[str, Any] | None) -> list[R
     return [(what, f"{machine['gpu']}: {rates}{study}", "", how)]
 
 
+def gpu_stream_rows(f: dict[str, Any] | None, machine: dict[str, Any] | None) -> list[Row]:
+    """The streaming path on a GPU: training steps fed from memory or from a stream."""
+    how = "`python benchmarks/stream_memory.py --device cuda --model resnet18 --workers 8`"
+    what = "GPU path, an image folder in memory vs streamed: training samples/s"
+    if f is None or not (machine or {}).get("gpu"):
+        missing = "not measured: no GPU was available where these figures were taken"
+        return [(what, missing, "", how)]
+    n = max(int(k.split("_")[1]) for k in f if k.startswith("stream_") and k[7].isdigit())
+    memory, stream = f[f"memory_{n}_samples_per_s"], f[f"stream_{n}_samples_per_s"]
+    figure = (
+        f"{machine['gpu']}, {machine['cpu_cores']} CPU cores, {f['model']} at {f['image_size']} "
+        f"px, batch 64, {n:,} images: in memory {memory:,.0f}, streamed by {f['workers']} "
+        f"workers {stream:,.0f} ({stream / memory:.2f}x); peak RSS "
+        f"{f[f'memory_{n}_main_peak_mib']:,.0f} vs {f[f'stream_{n}_main_peak_mib']:,.0f} MiB"
+    )
+    return [(what, figure, "", how)]
+
+
 def _load(folder: Path, name: str) -> dict[str, Any] | None:
     path = folder / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -164,6 +218,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "lightning_overhead": one_run_rows,
     "analysis_speed": analysis_rows,
     "models_speed": models_rows,
+    "stream_memory": stream_rows,
 }
 
 
@@ -181,6 +236,9 @@ def render(folder: Path = FIGURES) -> str:
         dates.add(saved["measured"])
     gpu = _load(folder, "gpu_speed")
     rows.extend(gpu_rows(gpu and gpu["figures"], gpu and gpu["machine"]))
+    stream = _load(folder, "stream_memory_gpu")
+    rows.extend(gpu_stream_rows(stream and stream["figures"], stream and stream["machine"]))
+    dates.update(saved["measured"] for saved in (gpu, stream) if saved is not None)
     head = (
         f"Measured on {', '.join(sorted(machines)) or 'no machine yet'} (no GPU unless the GPU "
         f"row names one), {', '.join(sorted(dates))}; each benchmark prints its figures and "

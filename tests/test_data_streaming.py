@@ -8,17 +8,20 @@ trains with a real Lightning Trainer on both paths.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from PIL import Image
 
 from transferlab.data import build_splits, clear_cache
 from transferlab.data.streaming import ImageStream
 from transferlab.errors import ConfigError
-from transferlab.store import run_id, stage_config
+from transferlab.store import read_record, run_id, stage_config
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.run import train
 
@@ -189,3 +192,35 @@ def test_a_run_trains_to_the_same_numbers_streamed_or_in_memory(compose, folder)
     assert memory["run_id"] == stream["run_id"]
     assert memory["val_curve"] == stream["val_curve"]
     assert memory["metrics"] == stream["metrics"]
+
+
+def test_a_streamed_sweep_runs_in_joblib_workers(tmp_path, folder):
+    """Each run's DataLoader workers start inside a joblib worker process (whose inherited
+    multiprocessing context cannot start them unless the loader names its own)."""
+    results = tmp_path / "results"
+    command = [
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        "-m",
+        *FAST,
+        "init=scratch",
+        "data@target=image_folder",
+        f"target.root={folder}",
+        "target_size=24",
+        "train.batch_size=8",
+        "seed=0,1",
+        "data_mode=stream",
+        "data_workers=2",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "logger=[csv]",
+        "threads=1",
+        f"paths.results={results}",
+        "study=streamed",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [read_record(p) for p in (results / "streamed" / "records").glob("*.json")]
+    assert len(records) == 2 and {r["status"] for r in records} == {"completed"}
+    assert {r["config"]["data_mode"] for r in records} == {"stream"}

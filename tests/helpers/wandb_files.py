@@ -61,7 +61,12 @@ def read_records(path: str | Path) -> list[Any]:
 
 def summarize(path: str | Path) -> dict[str, Any]:
     """The run's identity and the metric keys and config keys it logged."""
-    out: dict[str, Any] = {"history_keys": set(), "config_keys": set(), "history": []}
+    out: dict[str, Any] = {
+        "history_keys": set(),
+        "config_keys": set(),
+        "history": [],
+        "artifacts": [],
+    }
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -71,6 +76,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
                 group=run.run_group,
                 job_type=run.job_type,
                 tags=list(run.tags),
+                notes=run.notes,
                 project=run.project,
             )
             out["config_keys"].update(item.key for item in run.config.update)
@@ -81,6 +87,8 @@ def summarize(path: str | Path) -> dict[str, Any]:
             }
             out["history"].append(row)
             out["history_keys"].update(row)
+        elif kind == "artifact":
+            out["artifacts"].append((record.artifact.name, record.artifact.type))
         elif kind == "config":
             out["config_keys"].update(
                 item.key or "/".join(item.nested_key) for item in record.config.update

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import pandas as pd
 
 from transferlab.analysis.judge import judge
-from transferlab.analysis.keys import ARM, ARM_KEYS, HPARAMS, SCRATCH, SETTING, STATUS_COUNTS
+from transferlab.analysis.keys import (
+    ARM,
+    ARM_KEYS,
+    HPARAMS,
+    SCRATCH,
+    SETTING,
+    STATUS_COUNTS,
+    TARGET_STAGES,
+)
 from transferlab.analysis.paired import DEFAULT_TEST, paired_tests
 from transferlab.analysis.selection import DEFAULT_RULE, PerSeedValidation, Selection
 from transferlab.analysis.stats import CONFIDENCE, grouped_mean_ci
@@ -66,7 +74,7 @@ def variant_labels(keys: pd.Series) -> pd.Series:
 def target_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Target-stage runs with their arm: `source` names it (scratch for the baseline), and
     `variant` / `source_variant` hold the other settings that vary in their study."""
-    runs = df[df["stage"].eq("target") & df["init"].notna()].copy()
+    runs = df[df["stage"].isin(TARGET_STAGES) & df["init"].notna()].copy()
     runs.loc[runs["init"].eq(SCRATCH), "source"] = SCRATCH
     runs["source"] = runs["source"].fillna("unknown source")
     runs["variant"] = ""

@@ -40,7 +40,11 @@ SEED_KEYS = ("seed",)
 FOLLOWS_SEED = ("pretrain.seed",)
 #: Identity settings already in the setting and arm columns (dataset specs by description).
 NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", "freeze_depth")
-NAMED_PREFIXES = ("target.", "source.", "method.")
+NAMED_PREFIXES = ("target.", "source.", "method.", "evaluated_on.")
+#: Stages whose records are arms of a cell: target runs, and their evaluations on another
+#: dataset (`transferlab-eval`), whose `target` names both datasets (`EVALUATED`).
+TARGET_STAGES = ("target", "eval")
+EVALUATED = "{target}, tested on {evaluated_on}"
 #: Identity settings of the source stage (or the weights a target started from).
 SOURCE_SIDE_KEYS = ("source_size", "init_weights")
 SOURCE_SIDE_PREFIXES = ("pretrain.",)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab._helpers import atomic_write
-from transferlab.analysis.keys import SCRATCH, split_identity
+from transferlab.analysis.keys import EVALUATED, SCRATCH, split_identity
 from transferlab.store.schema import IDENTITY_VERSION, record_problem
 
 #: Below this many files the records are parsed in-process (a process pool costs more).
@@ -145,6 +145,14 @@ def _name(part: Any) -> Any:
     return None
 
 
+def _target_name(record: Mapping[str, Any]) -> Any:
+    """The target's description; an evaluation's names the dataset it was tested on too."""
+    target = _name(record.get("target"))
+    if record.get("stage") == "eval" and target is not None:
+        return EVALUATED.format(target=target, evaluated_on=_name(record.get("evaluated_on")))
+    return target
+
+
 def _canonical(settings: Mapping[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
 
@@ -177,7 +185,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "method": record.get("method") or "",
         "freeze_depth": record.get("freeze_depth"),
         "source": _name(record.get("source")),
-        "target": _name(record.get("target")),
+        "target": _target_name(record),
         "target_size": record.get("target_size"),
         "source_size": record.get("source_size"),
         "variant_key": _canonical(shared),

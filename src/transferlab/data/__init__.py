@@ -1,7 +1,8 @@
 """Datasets for transfer experiments: a registry of offline and torchvision datasets,
 composable domain shifts, fixed stratified splits and nested target subsamples.
 
-Everything lives in memory as uint8 (N, C, H, W) tensors; see :func:`build_splits`.
+Examples live in memory as uint8 (N, C, H, W) tensors, or, for a large file-backed dataset,
+are streamed from disk per batch (`streaming.ImageStream`); see :func:`build_splits`.
 """
 
 from transferlab.data import builtin as _builtin  # noqa: F401  (registers datasets)

@@ -47,6 +47,7 @@ NOT_IDENTITY = (
     "cache",  # share source checkpoints (a private source is trained alike)
     "resume",  # checkpoint every epoch to resume from
     "keep_checkpoints",  # keep Lightning checkpoints after the run
+    "save_weights",  # keep the selected weights (and log them to W&B)
     "feature_cache",  # frozen layers' outputs computed once instead of every step: the same
     #                   numbers up to float rounding (as `threads`; a test compares both paths)
     "data_on_device",  # where the examples live (a GPU's memory or the host's): same numbers

@@ -101,11 +101,17 @@ class ResultsStore:
         record = self.load(run_id)
         return is_current(record) and record["status"] == "completed"
 
-    def is_final(self, run_id: str) -> bool:
+    def is_final(self, run_id: str, needs_weights: bool = False) -> bool:
         """Whether the run has an outcome a re-launch keeps (completed or diverged) under the
-        current identity rule: a record made under an older rule is redone."""
+        current identity rule: a record made under an older rule is redone, and so is a
+        completed run whose weights are wanted (`needs_weights`) but were not kept."""
         record = self.load(run_id)
-        return is_current(record) and record["status"] in FINAL_STATUSES
+        if not (is_current(record) and record["status"] in FINAL_STATUSES):
+            return False
+        if needs_weights and record["status"] == "completed":
+            kept = record.get("checkpoint")
+            return kept is not None and (self.root / kept).is_file()
+        return True
 
     def records(self) -> Iterator[dict[str, Any]]:
         """Every readable record of the study (torn ones are skipped)."""

@@ -34,8 +34,10 @@ STATUSES = ("completed", "diverged", "failed")
 #: Outcomes a re-launch keeps: a diverged run diverges again (so do the target runs of a
 #: diverged source); a failed one is tried again.
 FINAL_STATUSES = ("completed", "diverged")
-#: The two training stages of a transfer run: pre-training on the source, training on the target.
-STAGES = ("source", "target")
+#: The two training stages of a transfer run (pre-training on the source, training on the
+#: target) and the evaluation of a target run's kept weights on another dataset
+#: (`transferlab-eval`).
+STAGES = ("source", "target", "eval")
 
 
 def _doc(text: str, json_type: str, default: Any = dataclasses.MISSING) -> Any:
@@ -55,7 +57,11 @@ class RunRecord:
 
     run_id: str = _doc("first 16 hex digits of sha256 of `identity`", "str")
     study: str = _doc("study name (W&B group, `results/<study>/`)", "str")
-    stage: str = _doc("which dataset this stage trained on: `source` or `target`", "str")
+    stage: str = _doc(
+        "which dataset this stage trained on, `source` or `target`; or `eval`: a target run's "
+        "kept weights tested on another dataset (`evaluated_on`)",
+        "str",
+    )
     status: str = _doc(
         "how the run ended: `completed`, `diverged` or `failed` (a target run whose source "
         "stage diverged is `diverged` too, and one whose source failed is `failed`)",
@@ -189,8 +195,20 @@ class RunRecord:
         "list \\| null",
         None,
     )
+    evaluated_run_id: str | None = _doc(
+        "an `eval` record's evaluated target run (its settings, identity and validation "
+        "metrics are that run's; `metrics.test` is on `evaluated_on`)",
+        "str \\| null",
+        None,
+    )
+    evaluated_on: dict | None = _doc(
+        "an `eval` record's dataset: `{name, description, spec}`; its test split was tested",
+        "object \\| null",
+        None,
+    )
     checkpoint: str | None = _doc(
-        "this stage's selected weights (source stages), relative to the results root",
+        "this stage's selected weights, relative to the results root: a source stage's "
+        "always, a target stage's with `save_weights=true` (`runs/<run_id>/weights.pt`)",
         "str \\| null",
         None,
     )

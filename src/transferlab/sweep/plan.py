@@ -174,6 +174,7 @@ def job_entry(cfg: DictConfig) -> dict[str, Any]:
         "records": str(store.records_dir),
         "run_id": run_id(stage_configs(cfg)[1]),
         "force": bool(cfg.get("force")),
+        "save_weights": bool(cfg.get("save_weights")),
         "inputs": run_inputs(cfg),
     }
 
@@ -189,4 +190,5 @@ def is_done(entry: dict[str, Any]) -> bool:
     if entry["force"] or not inputs_unchanged(entry.get("inputs", {})):
         return False
     records = Path(entry["records"])
-    return ResultsStore(records.parent.parent, records.parent.name).is_final(entry["run_id"])
+    store = ResultsStore(records.parent.parent, records.parent.name)
+    return store.is_final(entry["run_id"], needs_weights=entry.get("save_weights", False))

@@ -138,6 +138,7 @@ class RunConfig:
     cache: bool = _range()
     resume: bool = _range()
     keep_checkpoints: bool = _range()
+    save_weights: bool = _range()
     feature_cache: bool = _range()
     data_on_device: bool = _range()
     channels_last: bool | str = _range(choices=CHANNELS_LAST_CHOICES)

@@ -9,6 +9,8 @@ of workers changes the speed, never a number."""
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +25,10 @@ Examples = Any
 #: Torch threads of a DataLoader worker: decoding is one image at a time; the workers together,
 #: not threads within each, use the cores.
 WORKER_THREADS = 1
+#: How worker processes start: named, not inherited, because a run inside a joblib worker
+#: inherits loky's default context, which cannot start a DataLoader worker. Fork on Linux (as
+#: torch's own default there: no re-import), spawn elsewhere.
+WORKER_START = "fork" if sys.platform.startswith("linux") else "spawn"
 
 
 def _one_thread(_worker: int) -> None:
@@ -36,7 +42,11 @@ def _loader(split: Examples, workers: int, **kwargs: Any) -> DataLoader:
         return DataLoader(TensorDataset(*split.tensors()), **kwargs)
     extra: dict[str, Any] = {}
     if workers > 0:
-        extra = {"persistent_workers": True, "worker_init_fn": _one_thread}
+        extra = {
+            "persistent_workers": True,
+            "worker_init_fn": _one_thread,
+            "multiprocessing_context": multiprocessing.get_context(WORKER_START),
+        }
     return DataLoader(StreamDataset(split), num_workers=workers, **extra, **kwargs)
 
 

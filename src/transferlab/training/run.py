@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from transferlab._helpers import atomic_write_json
 from transferlab.data import budget_split, build_splits, clear_cache, describe, stratified_subset
 from transferlab.errors import ConfigError
-from transferlab.models import load_checkpoint, save_checkpoint
+from transferlab.models import load_checkpoint
 from transferlab.store import (
     RecordError,
     ResultsStore,
@@ -37,11 +37,11 @@ from transferlab.training.checks import (
 )
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.console import stage_output
+from transferlab.training.keep import SOURCE_CHECKPOINT, keep_weights, weights_path
 from transferlab.training.record import base_fields, finish, outcome_fields
 
 log = logging.getLogger(__name__)
 
-SOURCE_CHECKPOINT = "model.pt"
 SOURCE_RECORD = "record.json"
 
 
@@ -59,12 +59,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     store = ResultsStore(cfg.paths.results, cfg.study)
     source_cfg, target_cfg = stage_configs(cfg)
     rid = run_id(target_cfg)
-    if (done := _finished(store, rid, cfg.force)) is not None:
+    if (done := _finished(store, rid, cfg.force, bool(cfg.save_weights))) is not None:
         return done
     preflight(cfg)
     check_writable(store.records_dir, "paths.results")
     with process_lock(store.records_dir / f".{rid}.lock"):
-        if (done := _finished(store, rid, cfg.force)) is not None:  # done by another process
+        if (done := _finished(store, rid, cfg.force, bool(cfg.save_weights))) is not None:
             return done
         if not cfg.cache:
             clear_cache()
@@ -77,9 +77,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return run_stage(target_cfg, store, source_checkpoint=source["checkpoint"])
 
 
-def _finished(store: ResultsStore, rid: str, force: bool) -> dict[str, Any] | None:
-    """The stored record of a finished run (marked skipped), unless forced to run again."""
-    if force or not store.is_final(rid):
+def _finished(
+    store: ResultsStore, rid: str, force: bool, needs_weights: bool
+) -> dict[str, Any] | None:
+    """The stored record of a finished run (marked skipped), unless forced to run again or
+    asked to keep weights it did not keep (then it trains again, to the same numbers)."""
+    if force or not store.is_final(rid, needs_weights=needs_weights):
         return None
     log.info("run %s is already done; skipped", rid)
     return {**store.load(rid), "skipped": True}
@@ -129,19 +132,6 @@ def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
     return splits, splits.train.subset(subset)
 
 
-def _save_source(stage_cfg: DictConfig, result: Any, splits: Any, path: Path) -> None:
-    save_checkpoint(
-        result.model,
-        path,
-        model_name=stage_cfg.model.name,
-        model_kwargs=OmegaConf.to_container(stage_cfg.model.kwargs),
-        classes=tuple(splits.classes),
-        image_size=splits.image_size,
-        in_chans=splits.channels,
-        input_stats=result.input_stats,
-    )
-
-
 def run_stage(
     stage_cfg: DictConfig,
     store: ResultsStore,
@@ -183,10 +173,11 @@ def _train_stage(
         run_dir = Path(stage_cfg.run.dir)
         result = fit_stage(stage_cfg, splits, train_split, run_dir, init_path=init_path)
         outcome = outcome_fields(result)
-        if result.status == "completed" and checkpoint_dir is not None:
-            outcome["checkpoint"] = store.relative(checkpoint_dir / SOURCE_CHECKPOINT)
+        kept = weights_path(stage_cfg, run_dir, checkpoint_dir)
+        if result.status == "completed" and kept is not None:
+            outcome["checkpoint"] = store.relative(kept)
             if result.is_global_zero:
-                _save_source(stage_cfg, result, splits, checkpoint_dir / SOURCE_CHECKPOINT)
+                keep_weights(stage_cfg, result, splits, kept)
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a crashed run is recorded, and the sweep goes on

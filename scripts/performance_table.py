@@ -152,9 +152,9 @@ def stream_rows(f: dict[str, Any]) -> list[Row]:
                 f", largest worker {g['worker_peak_mib']:,.0f} MiB" if g["worker_peak_mib"] else ""
             )
             parts.append(
-                f"{path}: setup {g['setup_s']:g} s, {g['samples_per_s']:,.0f} samples/s, peak "
-                f"RSS {g['main_peak_mib']:,.0f} MiB (from {g['baseline_mib']:,.0f} before any "
-                f"data){workers}"
+                f"{path}: setup {g['setup_s']:g} s, loader {g['samples_per_s']:,.0f} "
+                f"samples/s, peak RSS {g['main_peak_mib']:,.0f} MiB (from "
+                f"{g['baseline_mib']:,.0f} before any data){workers}"
             )
         what = (
             f"an image folder of {n:,} images (JPEG/PNG, 48-128 px), loaded at "

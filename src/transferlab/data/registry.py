@@ -62,6 +62,8 @@ class DatasetEntry:
 
 
 _DATASETS: dict[str, DatasetEntry] = {}
+#: How each loader was registered, so a loader named by import path keeps its settings.
+_SETTINGS: dict[Loader, dict[str, Any]] = {}
 
 
 def keyword_options(fn: Callable[..., Any], skip: tuple[str, ...]) -> dict[str, Any]:
@@ -101,18 +103,42 @@ def register_dataset(
         _DATASETS[name] = DatasetEntry(
             name, loader, options, official_test, hidden_options, check, content_options
         )
+        _SETTINGS[loader] = {
+            "official_test": official_test,
+            "hidden_options": hidden_options,
+            "check": check,
+            "content_options": content_options,
+        }
         return loader
 
     return decorator
 
 
+def _discover(name: object) -> None:
+    """Datasets of other packages (`data.plugins`): every installed plugin's, then ``name`` as
+    an import path (registered under that path, with its own registration's settings)."""
+    from transferlab.data import plugins
+
+    for point, loaded in plugins.load_entry_points():
+        if callable(loaded) and loaded not in _SETTINGS and point not in _DATASETS:
+            register_dataset(point)(loaded)
+    if plugins.is_import_path(name) and name not in _DATASETS:
+        assert isinstance(name, str)
+        loader = plugins.import_loader(name)
+        register_dataset(name, **_SETTINGS.get(loader, {}))(loader)
+
+
 def available_datasets() -> list[str]:
-    """Names of all registered datasets, sorted."""
+    """Names of all registered datasets (installed plugins' included), sorted."""
+    _discover(None)
     return sorted(_DATASETS)
 
 
 def get_dataset(name: object) -> DatasetEntry:
-    """The registry entry for ``name``; ConfigError naming the valid choices if unknown."""
+    """The registry entry for ``name`` (a registered name, an installed plugin's, or a loader's
+    import path `module:function`); ConfigError naming the valid choices if unknown."""
     if not isinstance(name, str) or name not in _DATASETS:
-        raise choice_error("dataset", name, _DATASETS)
+        _discover(name)
+    if not isinstance(name, str) or name not in _DATASETS:
+        raise choice_error("dataset (or a loader as module:function)", name, _DATASETS)
     return _DATASETS[name]

@@ -55,10 +55,13 @@ class FileReader:
         return fit_images(pixels.unsqueeze(0), self.image_size, self.channels)[0]
 
     def read_all(self) -> torch.Tensor:
-        """Every image, uint8 (N, C, H, W): the in-memory path."""
-        if not len(self):
-            return torch.empty(0, self.channels, self.image_size, self.image_size, torch.uint8)
-        return torch.stack([self.read(i) for i in range(len(self))])
+        """Every image, uint8 (N, C, H, W): the in-memory path (written into one tensor, so
+        the peak is the decoded dataset, not twice it)."""
+        side = self.image_size
+        out = torch.empty(len(self), self.channels, side, side, dtype=torch.uint8)
+        for i in range(len(self)):
+            out[i] = self.read(i)
+        return out
 
 
 @dataclass(frozen=True)

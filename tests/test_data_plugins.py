@@ -1,0 +1,88 @@
+"""Datasets of another package: registered through the `transferlab.datasets` entry point of an
+installed plugin, or named by import path in a data preset, and found in joblib and submitit
+workers. The plugin (tests/plugin_package) is pip-installed into the test venv for this module
+and uninstalled after it; the sweeps run through the real command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+
+PLUGIN = Path(__file__).resolve().parent / "plugin_package"
+DIST = "transferlab-plugin-demo"
+PRESETS = {"stripes": "stripes", "checkers": "tl_plugin_demo.loaders:checkers"}
+
+
+def _pip(*args: str) -> None:
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory):
+    """The plugin installed (from a copy: building writes beside the sources), and a config
+    folder with a data preset for each of its datasets."""
+    work = tmp_path_factory.mktemp("plugin")
+    shutil.copytree(PLUGIN, work / "package")
+    _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(work / "package"))
+    configs = work / "configs" / "data"
+    configs.mkdir(parents=True)
+    for preset, name in PRESETS.items():
+        (configs / f"{preset}.yaml").write_text(f'name: "{name}"\n')
+    yield configs.parent
+    _pip("uninstall", "-y", DIST)
+
+
+def _sweep(config_dir: Path, results: Path, launcher: str, *extra: str):
+    command = [
+        sys.executable,
+        "-m",
+        "transferlab.cli.run",
+        "-m",
+        "--config-dir",
+        str(config_dir),
+        *FAST,
+        "init=scratch",
+        "target_size=30",
+        "logger=[csv]",
+        "threads=1",
+        f"hydra/launcher={launcher}",
+        f"paths.results={results}",
+        "study=plugins",
+        *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "local"])
+def test_plugin_datasets_train_in_joblib_and_submitit_workers(config_dir, tmp_path, launcher):
+    results = tmp_path / "results"
+    done = _sweep(config_dir, results, launcher, "data@target=stripes,checkers")
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in (results / "plugins" / "records").glob("*.json")]
+    assert {r["status"] for r in records} == {"completed"}
+    assert sorted(r["target"]["description"] for r in records) == sorted(PRESETS.values())
+    stripes = next(r for r in records if r["target"]["name"] == "stripes")
+    assert stripes["num_classes"] == 3 and stripes["metrics"]["test"]["acc"] > 1 / 3
+
+
+def test_a_loader_that_cannot_be_imported_is_one_line(config_dir, tmp_path):
+    results = tmp_path / "results"
+    done = _sweep(
+        config_dir,
+        results,
+        "parallel",
+        "data@target=checkers",
+        "target.name=tl_plugin_demo.loaders:nowhere",
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tl_plugin_demo.loaders:nowhere" in lines[0]
+    assert "cannot be imported" in lines[0]
+    assert not list(results.glob("plugins/records/*.json"))

@@ -38,6 +38,7 @@ ELSEWHERE = {
     "my_project": "tests/test_package_install.py runs it from a project folder of its own",
     "scripts/setup.sh": "CI runs it (.ci/run)",
     "pytest": "CI runs it (.ci/run)",
+    "transferlab-eval": "tests/test_evaluate.py runs it with both forms of --on on a real study",
 }
 
 

@@ -71,6 +71,18 @@ def test_methods_recipe_block_is_the_digest_of_the_methods_snapshot():
     assert (script.SNAPSHOT / "report.md").read_text().startswith("# Transfer analysis: methods")
 
 
+def test_candidates_recipe_block_is_the_digest_of_the_candidates_snapshot():
+    from transferlab.analysis.digest import ranking_digest
+
+    script = _script("candidates_findings")
+    block = script.readme_block(script.README.read_text())
+    assert block == ranking_digest(script.SNAPSHOT)
+    ranking = pd.read_csv(script.SNAPSHOT / "ranking.csv")
+    assert set(ranking["study"]) == {"candidates"} and ranking["candidates"].min() >= 6
+    report = (script.SNAPSHOT / "report.md").read_text()
+    assert report.startswith("# Transfer analysis: candidates")
+
+
 def test_digest_words_come_from_the_settings_used(tmp_path: Path):
     spec = SimulatedStudy(
         study="words", sources={"a": 0.1}, target_sizes=(20,), freeze_depths=(0,), seeds=6

@@ -68,7 +68,8 @@ def test_rows_say_whether_each_target_is_reached(tmp_path: Path):
     assert ">= 10x: reached" in study and "<= 1.25x: reached" in study
     one_run = next(line for line in table.splitlines() if "one target run" in line)
     assert "1.50x" in one_run and "<= 1.1x: **not reached**" in one_run
-    assert table.count("not measured yet") == 3  # quickstart, analysis and models not saved
+    # quickstart, analysis, models and the image-folder benchmark not saved
+    assert table.count("not measured yet") == 4
     assert "no GPU was available" in table
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
 from transferlab.analysis.relation import arm_label, clearest, describe, family_size
 from transferlab.analysis.selection import EDGE_SHARE
@@ -245,3 +246,50 @@ def methods_digest(folder: str | Path) -> str:
         for r in caused.itertuples()
     ]
     return "\n".join(lines) + "\n"
+
+
+def _interval(row: pd.Series) -> str:
+    if pd.isna(row["tau"]):
+        return f"n/a ({row['note']})"
+    if pd.isna(row["ci_low"]):
+        return f"{row['tau']:+.2f} ({row['note']})"
+    return f"{row['tau']:+.2f} ({row['ci_low']:+.2f} to {row['ci_high']:+.2f})"
+
+
+def ranking_digest(folder: str | Path) -> str:
+    """The candidate ranking of an analysis folder (`ranking.csv`, `candidates.csv`) in short:
+    per comparison (freeze depth and every other dimension that varies), each score's weighted
+    tau with its interval, whether it ranks positively (interval above 0), and which estimators
+    beat the better of the two baselines (interval above that baseline's tau)."""
+    ranking = pd.read_csv(Path(folder) / "ranking.csv", keep_default_na=False, na_values=[""])
+    candidates = pd.read_csv(Path(folder) / "candidates.csv")
+    keys = row_keys(ranking, ["model", "freeze_depth"], across=("score",))
+    scores = [*ESTIMATORS, *BASELINES]
+    lines = [
+        f"{candidates.groupby(keys, dropna=False).ngroups} comparisons of "
+        f"{int(ranking['candidates'].max())} candidate initialisations, "
+        f"{int(ranking['seeds'].max())} seeds each, scored on each seed's "
+        f"{int(candidates['examples'].max())} labelled examples.",
+        "",
+        "_Weighted Kendall tau between each score's ranking of the candidates and their "
+        "fine-tuned test accuracy (means over seeds; 95% interval resampling seeds); +1 = the "
+        "same order, 0 = unrelated._",
+        "",
+        _markdown_row([*(k.replace("_", " ") for k in keys), *scores]),
+        "|" + "---|" * (len(keys) + len(scores)),
+    ]
+    verdicts = []
+    for key, rows in ranking.groupby(keys, sort=True, dropna=False):
+        by_score = rows.set_index("score")
+        lines.append(_markdown_row([*key, *(_interval(by_score.loc[s]) for s in scores)]))
+        where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in zip(keys, key))
+        base = by_score.loc[list(BASELINES), "tau"].max()
+        for s in ESTIMATORS:
+            r = by_score.loc[s]
+            positive = "ranks positively" if r["ci_low"] > 0 else "not shown to rank positively"
+            beats = "beats" if r["ci_low"] > base else "does not beat"
+            verdicts.append(
+                f"- {where}: {s} {positive} (tau {_interval(r)}); it {beats} the better "
+                f"baseline (tau {base:+.2f})."
+            )
+    return "\n".join([*lines, "", *verdicts]) + "\n"

@@ -16,6 +16,7 @@ from transferlab.analysis import curves as cv
 from transferlab.analysis.cells import build_cells
 from transferlab.analysis.methods import MARGIN, method_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
+from transferlab.analysis.ranking import candidate_table, rank_agreement, score_candidates
 from transferlab.analysis.records import load_records
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
 from transferlab.analysis.selection import RULES
@@ -100,6 +101,7 @@ def analyze_frame(
     )
     return {
         "cells": analysis.cells,
+        "selected": analysis.selected,
         "methods": methods,
         "pairs": analysis.pairs,
         "selection": analysis.selection,
@@ -163,7 +165,10 @@ def shift_tables(
     )
     related = {**intervals, "correction": s.correction}
     joined, agreement = estimator_agreement(est, results["curves"], **related)
+    scored = score_candidates(results["selected"], Path(df.attrs["results_root"]), seed=s.seed)
     return {
+        "candidates": candidate_table(scored),
+        "ranking": rank_agreement(scored, **intervals),
         "shift": shift_df,
         "estimators": est,
         "estimator_accuracy": joined,

@@ -37,6 +37,8 @@ CSV_TABLES = (
     "shift_gain",
     "estimators",
     "estimator_agreement",
+    "candidates",
+    "ranking",
 )
 #: Columns of a table that was not computed, so its CSV still has a header.
 EMPTY = {
@@ -183,6 +185,18 @@ def _shift_tables(results: dict[str, Any]) -> list[str]:
         "and the fine-tuned test accuracy across sources._",
         "",
         markdown_table(results["estimator_agreement"], csv_name="estimator_agreement.csv"),
+        "## Which initialisation to fine-tune",
+        "",
+        "_Each candidate initialisation (a source checkpoint, a weights file, hub weights) of "
+        "one target setting, method and freeze depth: its fine-tuned test accuracy (the run "
+        "each seed selected on validation) and each estimator's score on that seed's labelled "
+        "budget only, means over seeds (`candidates.csv`); then, per estimator, the weighted "
+        "Kendall tau between its ranking and the fine-tuned one (top ranks weigh most), with a "
+        "95% interval resampling seeds (`ranking.csv`)._",
+        "",
+        markdown_table(results.get("candidates"), csv_name="candidates.csv"),
+        "",
+        markdown_table(results.get("ranking"), csv_name="ranking.csv"),
     ]
 
 

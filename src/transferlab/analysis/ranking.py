@@ -1,0 +1,233 @@
+"""Which initialisation should I fine-tune? Candidates ranked by transferability estimators,
+against the accuracy their fine-tuning reached.
+
+A *candidate* is the initialisation of a fine-tuned arm: a source stage's checkpoint
+(`init=source`), a weights file (`init=file`) or timm hub weights (`init=hub`). Candidates are
+compared where everything else is equal: one target setting, one fine-tuning method and freeze
+depth. Each is scored on each seed's labelled budget only (the examples that seed's run trained
+and validated on: what a user choosing a model has), by LogME, LEEP, NCE, H-score and the k-NN
+and linear-probe baselines (`estimators`). Its fine-tuned accuracy is the test accuracy of the
+run its seed selected on validation (the analysis' selection rule).
+
+The agreement of an estimator's ranking with the realised one is scipy's weighted Kendall tau
+(hyperbolic weights: the top of the ranking counts most, as You et al. 2021 report it), on the
+means over seeds; its interval resamples seeds (every candidate's score and accuracy of a seed
+together) with a percentile bootstrap. Below `MIN_CANDIDATES` candidates or `MIN_SEEDS` seeds
+the row says why no tau is given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import weightedtau
+
+from transferlab._helpers import first_line
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS, all_estimators
+from transferlab.analysis.keys import SCRATCH, SETTING
+
+#: Fewest candidates a ranking is computed for (a tau of two items is +-1 whatever they are).
+MIN_CANDIDATES = 3
+#: Fewest seeds for the interval (resampling fewer gives no interval worth printing).
+MIN_SEEDS = 3
+#: What a candidate comparison holds fixed besides the target setting.
+COMPARED = [*SETTING, "method", "freeze_depth"]
+#: The settings that name a candidate.
+CANDIDATE = ["source", "source_variant"]
+SCORES = (*ESTIMATORS, *BASELINES)
+
+#: (record, results root) -> (uint8 images, labels) of the record's labelled budget.
+BudgetFn = Callable[[dict, Path], tuple[Any, np.ndarray]]
+#: (record, results root, images) -> (features, softmax over the candidate's own labels).
+OutputsFn = Callable[[dict, Path, Any], tuple[np.ndarray, np.ndarray]]
+
+
+def labelled_budget(record: dict, root: Path) -> tuple[Any, np.ndarray]:
+    """uint8 images and labels of the examples a target run trained and validated on (under
+    `val_protocol=budget` both come out of its `target_size`; under `pool` its training
+    subset), rebuilt from its record as the run drew them."""
+    import torch
+
+    from transferlab.data import budget_split, build_splits, stratified_subset
+
+    ident, config = record["identity"], record["config"]
+    splits = build_splits(
+        record["target"]["spec"],
+        image_size=int(ident["image_size"]),
+        channels=int(ident["channels"]),
+        split_seed=int(record["split_seed"]),
+        pool="target",
+        target_share=ident.get("target_pool_share"),
+        data_mode="auto",
+    )
+    labels, size, seed = splits.train.labels, record["target_size"], int(record["seed"])
+    if record.get("val_protocol") == "budget":
+        train, val = budget_split(labels, size, seed, float(config["val_share"]))
+        chosen = torch.cat([torch.as_tensor(train), torch.as_tensor(val)])
+    else:
+        chosen = torch.as_tensor(stratified_subset(labels, size, seed))
+    chosen = chosen.sort().values
+    return splits.train.images_at(chosen), labels[chosen].numpy()
+
+
+def candidate_model(record: dict, root: Path) -> tuple[Any, Any]:
+    """(model with the candidate's weights and its own classifier, input statistics) of the
+    initialisation a fine-tuned run started from."""
+    import timm
+
+    from transferlab.models.factory import load_checkpoint_model
+    from transferlab.models.inputs import UNIT_STATS, input_stats
+    from transferlab.models.weights import classifier_keys, read_weights_file
+
+    init = record["init"]
+    if init == "source":
+        model, meta = load_checkpoint_model(root / record["source_checkpoint"])
+        stats = (meta["input_mean"], meta["input_std"]) if "input_mean" in meta else UNIT_STATS
+        return model, stats
+    config = record["config"]
+    kwargs = dict(config["model"].get("kwargs") or {})
+    if init == "file":
+        state = read_weights_file(Path(config["init_path"]))
+        head = state[next(k for k in sorted(classifier_keys(record["model"])) if k in state)]
+        model = timm.create_model(
+            record["model"],
+            num_classes=int(head.shape[0]),
+            in_chans=int(config["channels"]),
+            **kwargs,
+        )
+        model.load_state_dict(state)
+    else:  # hub weights, where this machine has them
+        model = timm.create_model(record["model"], pretrained=True, **kwargs)
+    norm = str(config.get("input_norm", "model"))
+    return model.eval(), input_stats(model, int(config["channels"]), norm)
+
+
+def candidate_outputs(record: dict, root: Path, images: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Features and softmax of the candidate a run started from, on `images`."""
+    import torch
+
+    from transferlab.models import extract_features
+    from transferlab.models.inputs import prepare
+
+    model, stats = candidate_model(record, root)
+    features = extract_features(model, images, stats=stats).numpy()
+    with torch.no_grad():
+        probs = torch.softmax(model(prepare(images, stats)).float(), dim=1).numpy()
+    return features, probs
+
+
+def _weights_key(record: dict) -> str:
+    """What a candidate's weights are: arms of one candidate at other depths share them."""
+    init = record["init"]
+    if init == "source":
+        return f"source:{record['source_checkpoint']}"
+    if init == "file":
+        return f"file:{record['identity'].get('init_weights')}"
+    return f"hub:{record['model']}"
+
+
+def score_candidates(
+    selected: pd.DataFrame,
+    root: Path,
+    budget: BudgetFn = labelled_budget,
+    outputs: OutputsFn = candidate_outputs,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per selected fine-tuned run (one per arm and seed, with its record file in
+    `path`): its candidate, seed, test accuracy and every estimator's score on its seed's
+    labelled budget (`status` says why one is missing). A candidate is scored once per budget,
+    whichever arms share its weights."""
+    rows = []
+    budgets: dict[tuple, tuple[Any, np.ndarray]] = {}
+    scores: dict[tuple, dict[str, float]] = {}
+    for run in selected[~selected["source"].eq(SCRATCH)].itertuples(index=False):
+        row = {k: getattr(run, k) for k in [*COMPARED, *CANDIDATE, "seed", "test_acc"]}
+        try:
+            record = json.loads(Path(run.path).read_text())
+            key = (json.dumps(record["target"]["spec"], sort_keys=True), run.target_size, run.seed)
+            if key not in budgets:
+                budgets[key] = budget(record, root)
+            images, labels = budgets[key]
+            scored = (*key, _weights_key(record))
+            if scored not in scores:
+                features, probs = outputs(record, root, images)
+                scores[scored] = all_estimators(features, probs, labels, seed)
+            rows.append({**row, "status": "ok", "reason": "", "n": len(labels), **scores[scored]})
+        except Exception as exc:  # noqa: BLE001 - external weights and data: report, go on
+            rows.append({**row, "status": "unavailable", "reason": first_line(exc)})
+    columns = [*COMPARED, *CANDIDATE, "seed", "test_acc", "status", "reason", "n", *SCORES]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def _tau(table: pd.DataFrame, score: str) -> float:
+    """Weighted tau between the mean score and the mean accuracy of each candidate."""
+    means = table.groupby(CANDIDATE, dropna=False)[[score, "test_acc"]].mean()
+    return float(weightedtau(means[score].to_numpy(), means["test_acc"].to_numpy())[0])
+
+
+def _interval(
+    table: pd.DataFrame, score: str, confidence: float, n_resamples: int, seed: int
+) -> tuple[float, float]:
+    """Percentile interval of the tau, seeds resampled with replacement (all candidates'
+    values of a drawn seed together); a draw that loses a candidate is drawn again."""
+    rng = np.random.default_rng(seed)
+    seeds = np.sort(table["seed"].unique())
+    by_seed = {s: part for s, part in table.groupby("seed")}
+    taus: list[float] = []
+    while len(taus) < n_resamples:
+        drawn = rng.choice(seeds, size=len(seeds), replace=True)
+        sample = pd.concat([by_seed[s] for s in drawn])
+        if sample.groupby(CANDIDATE, dropna=False).ngroups == table.groupby(CANDIDATE).ngroups:
+            taus.append(_tau(sample, score))
+    tail = (1 - confidence) / 2
+    low, high = np.nanquantile(taus, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def rank_agreement(
+    scored: pd.DataFrame, *, confidence: float, n_resamples: int, seed: int
+) -> pd.DataFrame:
+    """Per comparison and score: weighted Kendall tau between the candidates' ranking by the
+    score and by fine-tuned accuracy, with a seed-bootstrap interval, or why there is none."""
+    rows = []
+    for key, group in scored[scored["status"].eq("ok")].groupby(COMPARED, dropna=False):
+        # seeds where every candidate was scored and fine-tuned: pairs are then by seed
+        counts = group.groupby("seed")[CANDIDATE[0]].transform("size")
+        candidates = group.groupby(CANDIDATE, dropna=False).ngroups
+        group = group[counts.eq(candidates)]
+        base = {**dict(zip(COMPARED, key)), "candidates": candidates}
+        base["seeds"] = group["seed"].nunique()
+        for score in SCORES:
+            row = {**base, "score": score, "tau": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+            if candidates < MIN_CANDIDATES:
+                row["note"] = f"fewer than {MIN_CANDIDATES} candidates: no ranking"
+            else:
+                row["tau"] = _tau(group, score)
+                if base["seeds"] < MIN_SEEDS:
+                    row["note"] = f"fewer than {MIN_SEEDS} seeds with every candidate: no interval"
+                else:
+                    row["ci_low"], row["ci_high"] = _interval(
+                        group, score, confidence, n_resamples, seed
+                    )
+                    row["note"] = ""
+            rows.append(row)
+    columns = [*COMPARED, "candidates", "seeds", "score", "tau", "ci_low", "ci_high", "note"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def candidate_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """Per comparison and candidate: mean fine-tuned accuracy and mean scores over seeds, the
+    seeds and the labelled examples each score saw (`examples`, the budget's size)."""
+    ok = scored[scored["status"].eq("ok")]
+    columns = [*COMPARED, *CANDIDATE, "seeds", "examples", "test_acc", *SCORES]
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = ok.groupby([*COMPARED, *CANDIDATE], dropna=False)
+    means = grouped[["test_acc", *SCORES]].mean()
+    means = means.assign(seeds=grouped["seed"].nunique(), examples=grouped["n"].max())
+    return means.reset_index().reindex(columns=columns)

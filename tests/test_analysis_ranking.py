@@ -1,0 +1,114 @@
+"""Candidate initialisations ranked by estimators against their fine-tuned accuracy.
+
+The agreement statistic is checked on tables with a known answer; the whole path (source
+stages and a weights file as candidates, scored on each seed's labelled budget, the report's
+tables) on a small study trained for real."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CONF_DIR, FAST
+
+from transferlab.analysis.estimators import BASELINES, ESTIMATORS
+from transferlab.analysis.pipeline import AnalysisSettings, analyze
+from transferlab.analysis.ranking import COMPARED, MIN_CANDIDATES, MIN_SEEDS, rank_agreement
+from transferlab.training.run import train
+
+INTERVAL = {"confidence": 0.95, "n_resamples": 200, "seed": 0}
+
+
+def _scored(candidates: int, seeds: int, sign: float = 1.0) -> pd.DataFrame:
+    """Every score rises with the candidate's accuracy (sign 1) or falls (sign -1)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in range(candidates):
+        for s in range(seeds):
+            acc = 0.5 + 0.05 * c + 0.005 * rng.normal()
+            scores = {k: sign * (c + 0.01 * rng.normal()) for k in (*ESTIMATORS, *BASELINES)}
+            rows.append(
+                {k: "x" for k in COMPARED}
+                | {
+                    "source": f"c{c}",
+                    "source_variant": "",
+                    "seed": s,
+                    "test_acc": acc,
+                    "status": "ok",
+                    **scores,
+                }
+            )
+    return pd.DataFrame(rows).assign(target_size=50, freeze_depth=0)
+
+
+def test_a_score_that_orders_candidates_as_their_accuracy_has_tau_one():
+    ranking = rank_agreement(_scored(6, 5), **INTERVAL)
+    assert np.allclose(ranking["tau"], 1.0) and np.allclose(ranking["ci_low"], 1.0)
+    reversed_ = rank_agreement(_scored(6, 5, sign=-1.0), **INTERVAL)
+    assert np.allclose(reversed_["tau"], -1.0) and (reversed_["ci_high"] < 0).all()
+
+
+def test_too_few_candidates_or_seeds_say_so_instead_of_a_number():
+    few = rank_agreement(_scored(MIN_CANDIDATES - 1, 5), **INTERVAL)
+    assert few["tau"].isna().all() and few["note"].str.contains("candidates").all()
+    short = rank_agreement(_scored(6, MIN_SEEDS - 1), **INTERVAL)
+    assert short["tau"].notna().all() and short["ci_low"].isna().all()
+    assert short["note"].str.contains("seeds").all()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Scratch and four candidates (three source stages, one weights file made from a fourth
+    source stage's checkpoint), three seeds, one learning rate."""
+    from hydra import compose, initialize_config_dir
+
+    import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
+
+    work = tmp_path_factory.mktemp("ranking")
+    results = work / "results"
+
+    def run(*overrides: str) -> dict:
+        args = [
+            *FAST,
+            f"paths.results={results}",
+            "study=rank",
+            "threads=1",
+            "logger=[csv]",
+            "pretrain.seed=0",
+            "target_size=40",
+            *overrides,
+        ]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return train(compose(config_name="config", overrides=args))
+
+    made = run("init=source", "data@source=gratings", "study=maker")
+    weights = work / "gratings.pt"
+    shutil.copy(results / made["source_checkpoint"], weights)
+    arms = [["init=scratch"], ["init=file", f"init_path={weights}"]]
+    arms += [
+        ["init=source", f"data@source={s}"]
+        for s in ("shapes", "digits_rot45", "digits_label_permuted")
+    ]
+    for arm in arms:
+        for seed in range(3):
+            assert run(*arm, f"seed={seed}")["status"] == "completed"
+    return results
+
+
+def test_candidates_of_a_study_are_scored_on_the_budget_and_ranked(study):
+    out = analyze(study / "rank", None, AnalysisSettings(figures=False, n_resamples=200))
+    candidates, ranking = out["candidates"], out["ranking"]
+    assert len(candidates) == 4 and set(candidates["seeds"]) == {3}
+    assert "file" in set(candidates["source"])  # the weights file is a candidate
+    assert candidates[[*ESTIMATORS, *BASELINES]].notna().all().all()
+    assert set(ranking["score"]) == {*ESTIMATORS, *BASELINES}
+    assert ranking["tau"].between(-1, 1).all() and ranking["ci_low"].notna().all()
+    assert (ranking["ci_low"] <= ranking["tau"]).all() and (
+        ranking["tau"] <= ranking["ci_high"]
+    ).all()
+    assert (candidates["examples"] == 40).all()  # each seed's labelled budget, nothing more
+    assert (ranking["candidates"] == 4).all()
+    report = (study / "rank" / "analysis" / "report.md").read_text()
+    assert "## Which initialisation to fine-tune" in report

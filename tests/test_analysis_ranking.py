@@ -46,6 +46,8 @@ def _scored(candidates: int, seeds: int, sign: float = 1.0) -> pd.DataFrame:
 def test_a_score_that_orders_candidates_as_their_accuracy_has_tau_one():
     ranking = rank_agreement(_scored(6, 5), **INTERVAL)
     assert np.allclose(ranking["tau"], 1.0) and np.allclose(ranking["ci_low"], 1.0)
+    estimators = ranking[ranking["score"].isin(ESTIMATORS)]
+    assert np.allclose(estimators[["vs_baseline", "vs_ci_low", "vs_ci_high"]], 0.0)  # ties
     reversed_ = rank_agreement(_scored(6, 5, sign=-1.0), **INTERVAL)
     assert np.allclose(reversed_["tau"], -1.0) and (reversed_["ci_high"] < 0).all()
 

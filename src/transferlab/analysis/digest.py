@@ -259,8 +259,9 @@ def _interval(row: pd.Series) -> str:
 def ranking_digest(folder: str | Path) -> str:
     """The candidate ranking of an analysis folder (`ranking.csv`, `candidates.csv`) in short:
     per comparison (freeze depth and every other dimension that varies), each score's weighted
-    tau with its interval, whether it ranks positively (interval above 0), and which estimators
-    beat the better of the two baselines (interval above that baseline's tau)."""
+    tau with its interval, whether it ranks positively (interval above 0), and whether each
+    estimator ranks better than the better of the two baselines (the paired interval of the
+    difference of their taus above 0), worse, or cannot be told apart."""
     ranking = pd.read_csv(Path(folder) / "ranking.csv", keep_default_na=False, na_values=[""])
     candidates = pd.read_csv(Path(folder) / "candidates.csv")
     keys = row_keys(ranking, ["model", "freeze_depth"], across=("score",))
@@ -283,13 +284,20 @@ def ranking_digest(folder: str | Path) -> str:
         by_score = rows.set_index("score")
         lines.append(_markdown_row([*key, *(_interval(by_score.loc[s]) for s in scores)]))
         where = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in zip(keys, key))
-        base = by_score.loc[list(BASELINES), "tau"].max()
         for s in ESTIMATORS:
             r = by_score.loc[s]
-            positive = "ranks positively" if r["ci_low"] > 0 else "not shown to rank positively"
-            beats = "beats" if r["ci_low"] > base else "does not beat"
+            positive = "ranks positively" if r["ci_low"] > 0 else "is not shown to rank positively"
+            if pd.isna(r["vs_ci_low"]):
+                beats = "has no interval against"
+            elif r["vs_ci_low"] > 0:
+                beats = "ranks better than"
+            elif r["vs_ci_high"] < 0:
+                beats = "ranks worse than"
+            else:
+                beats = "cannot be told apart from"
             verdicts.append(
-                f"- {where}: {s} {positive} (tau {_interval(r)}); it {beats} the better "
-                f"baseline (tau {base:+.2f})."
+                f"- {where}: {s} {positive} (tau {_interval(r)}) and {beats} {r['baseline']}, "
+                f"the better baseline ({r['vs_baseline']:+.2f}, {r['vs_ci_low']:+.2f} to "
+                f"{r['vs_ci_high']:+.2f})."
             )
     return "\n".join([*lines, "", *verdicts]) + "\n"

@@ -13,7 +13,9 @@ The agreement of an estimator's ranking with the realised one is scipy's weighte
 (hyperbolic weights: the top of the ranking counts most, as You et al. 2021 report it), on the
 means over seeds; its interval resamples seeds (every candidate's score and accuracy of a seed
 together) with a percentile bootstrap. Below `MIN_CANDIDATES` candidates or `MIN_SEEDS` seeds
-the row says why no tau is given.
+the row says why no tau is given. An estimator is worth its cost only if it ranks better than
+the simple baselines: its tau minus the better baseline's, with an interval from the same
+resamples (paired by seed), says whether it does.
 """
 
 from __future__ import annotations
@@ -170,30 +172,56 @@ def _tau(table: pd.DataFrame, score: str) -> float:
     return float(weightedtau(means[score].to_numpy(), means["test_acc"].to_numpy())[0])
 
 
-def _interval(
-    table: pd.DataFrame, score: str, confidence: float, n_resamples: int, seed: int
-) -> tuple[float, float]:
-    """Percentile interval of the tau, seeds resampled with replacement (all candidates'
-    values of a drawn seed together); a draw that loses a candidate is drawn again."""
+def _draws(table: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
+    """Every score's tau on the same seed resamples (with replacement; each drawn seed brings
+    every candidate's score and accuracy; a draw that loses a candidate is drawn again)."""
     rng = np.random.default_rng(seed)
     seeds = np.sort(table["seed"].unique())
     by_seed = {s: part for s, part in table.groupby("seed")}
-    taus: list[float] = []
-    while len(taus) < n_resamples:
-        drawn = rng.choice(seeds, size=len(seeds), replace=True)
-        sample = pd.concat([by_seed[s] for s in drawn])
-        if sample.groupby(CANDIDATE, dropna=False).ngroups == table.groupby(CANDIDATE).ngroups:
-            taus.append(_tau(sample, score))
+    wanted = table.groupby(CANDIDATE, dropna=False).ngroups
+    taus: dict[str, list[float]] = {score: [] for score in SCORES}
+    while len(taus[SCORES[0]]) < n_resamples:
+        sample = pd.concat([by_seed[s] for s in rng.choice(seeds, size=len(seeds))])
+        if sample.groupby(CANDIDATE, dropna=False).ngroups == wanted:
+            for score in SCORES:
+                taus[score].append(_tau(sample, score))
+    return {score: np.asarray(values) for score, values in taus.items()}
+
+
+def _percentiles(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = (1 - confidence) / 2
-    low, high = np.nanquantile(taus, [tail, 1 - tail])
+    low, high = np.nanquantile(values, [tail, 1 - tail])
     return float(low), float(high)
+
+
+def _rows(group: pd.DataFrame, base: dict, confidence: float, n_resamples: int, seed: int) -> list:
+    """The rows of one comparison: each score's tau and interval; each estimator's difference
+    from the better baseline, on the same resamples (paired), and its interval."""
+    taus = {score: _tau(group, score) for score in SCORES}
+    baseline = max(BASELINES, key=lambda b: taus[b])
+    draws = _draws(group, n_resamples, seed) if base["seeds"] >= MIN_SEEDS else None
+    note = "" if draws else f"fewer than {MIN_SEEDS} seeds with every candidate: no interval"
+    rows = []
+    for score in SCORES:
+        row = {**base, "score": score, "tau": taus[score], "note": note}
+        if score in ESTIMATORS:
+            row.update(baseline=baseline, vs_baseline=taus[score] - taus[baseline])
+        if draws:
+            row["ci_low"], row["ci_high"] = _percentiles(draws[score], confidence)
+            if score in ESTIMATORS:
+                diff = draws[score] - draws[baseline]
+                row["vs_ci_low"], row["vs_ci_high"] = _percentiles(diff, confidence)
+        rows.append(row)
+    return rows
 
 
 def rank_agreement(
     scored: pd.DataFrame, *, confidence: float, n_resamples: int, seed: int
 ) -> pd.DataFrame:
     """Per comparison and score: weighted Kendall tau between the candidates' ranking by the
-    score and by fine-tuned accuracy, with a seed-bootstrap interval, or why there is none."""
+    score and by fine-tuned accuracy, with a seed-bootstrap interval; per estimator, its
+    difference from the better of the two baselines (`baseline`) with a paired interval; or
+    why there is none."""
     rows = []
     for key, group in scored[scored["status"].eq("ok")].groupby(COMPARED, dropna=False):
         # seeds where every candidate was scored and fine-tuned: pairs are then by seed
@@ -202,21 +230,13 @@ def rank_agreement(
         group = group[counts.eq(candidates)]
         base = {**dict(zip(COMPARED, key)), "candidates": candidates}
         base["seeds"] = group["seed"].nunique()
-        for score in SCORES:
-            row = {**base, "score": score, "tau": np.nan, "ci_low": np.nan, "ci_high": np.nan}
-            if candidates < MIN_CANDIDATES:
-                row["note"] = f"fewer than {MIN_CANDIDATES} candidates: no ranking"
-            else:
-                row["tau"] = _tau(group, score)
-                if base["seeds"] < MIN_SEEDS:
-                    row["note"] = f"fewer than {MIN_SEEDS} seeds with every candidate: no interval"
-                else:
-                    row["ci_low"], row["ci_high"] = _interval(
-                        group, score, confidence, n_resamples, seed
-                    )
-                    row["note"] = ""
-            rows.append(row)
-    columns = [*COMPARED, "candidates", "seeds", "score", "tau", "ci_low", "ci_high", "note"]
+        if candidates < MIN_CANDIDATES:
+            note = f"fewer than {MIN_CANDIDATES} candidates: no ranking"
+            rows += [{**base, "score": score, "note": note} for score in SCORES]
+            continue
+        rows += _rows(group, base, confidence, n_resamples, seed)
+    columns = [*COMPARED, "candidates", "seeds", "score", "tau", "ci_low", "ci_high"]
+    columns += ["baseline", "vs_baseline", "vs_ci_low", "vs_ci_high", "note"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 

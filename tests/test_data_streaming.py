@@ -19,7 +19,7 @@ from conftest import FAST
 from PIL import Image
 
 from transferlab.data import build_splits, clear_cache
-from transferlab.data.streaming import ImageStream
+from transferlab.data.streaming import ImageStream, UnreadableImage
 from transferlab.errors import ConfigError
 from transferlab.store import read_record, run_id, stage_config
 from transferlab.training.loaders import eval_loader, train_loader
@@ -127,7 +127,7 @@ def test_a_stream_reads_no_pixel_until_an_example_is_asked_for(tmp_path):
     ]
     part = getattr(splits, split)
     position = [str(part.reader.files[int(p)]) for p in part.position].index(str(broken))
-    with pytest.raises(ConfigError, match="cannot read image .*bee"):
+    with pytest.raises(UnreadableImage, match="cannot read image .*bee"):
         part.images_at(torch.tensor([position]))
     with pytest.raises(ConfigError, match="cannot read image .*bee"):  # in memory: at once
         build_splits({"name": "image_folder", "root": str(root)}, image_size=8, data_mode="memory")
@@ -224,3 +224,19 @@ def test_a_streamed_sweep_runs_in_joblib_workers(tmp_path, folder):
     records = [read_record(p) for p in (results / "streamed" / "records").glob("*.json")]
     assert len(records) == 2 and {r["status"] for r in records} == {"completed"}
     assert {r["config"]["data_mode"] for r in records} == {"stream"}
+
+
+def test_an_image_that_cannot_be_read_mid_run_fails_the_run_not_the_sweep(compose, tmp_path):
+    """Streamed, a broken file is met in a worker while training: the run is recorded as
+    failed, naming the file, and nothing is raised to stop a sweep."""
+    root = write_folder(tmp_path / "images", per_class=12)
+    for broken in (root / "bee").iterdir():
+        broken.write_bytes(b"not an image")
+    clear_cache()
+    cfg = compose(
+        "init=scratch", "data@target=image_folder", f"target.root={root}", "target_size=16",
+        "train.batch_size=8", "data_mode=stream", "data_workers=2", "logger=[csv]", "threads=1",
+    )  # fmt: skip
+    record = train(cfg)
+    assert record["status"] == "failed" and "cannot read image" in record["error"]
+    assert "/bee/" in record["error"]

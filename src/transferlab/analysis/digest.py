@@ -264,6 +264,8 @@ def ranking_digest(folder: str | Path) -> str:
     difference of their taus above 0), worse, or cannot be told apart."""
     ranking = pd.read_csv(Path(folder) / "ranking.csv", keep_default_na=False, na_values=[""])
     candidates = pd.read_csv(Path(folder) / "candidates.csv")
+    if ranking.empty or candidates.empty:
+        return "No candidates were ranked: no study setting had fine-tuned candidates scored.\n"
     keys = row_keys(ranking, ["model", "freeze_depth"], across=("score",))
     scores = [*ESTIMATORS, *BASELINES]
     lines = [

@@ -165,7 +165,8 @@ def shift_tables(
     )
     related = {**intervals, "correction": s.correction}
     joined, agreement = estimator_agreement(est, results["curves"], **related)
-    scored = score_candidates(results["selected"], Path(df.attrs["results_root"]), seed=s.seed)
+    root = Path(df.attrs["results_root"])
+    scored = score_candidates(results["selected"], root, seed=s.seed, max_examples=s.max_examples)
     return {
         "candidates": candidate_table(scored),
         "ranking": rank_agreement(scored, **intervals),

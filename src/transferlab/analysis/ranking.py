@@ -42,6 +42,13 @@ COMPARED = [*SETTING, "method", "freeze_depth"]
 #: The settings that name a candidate.
 CANDIDATE = ["source", "source_variant"]
 SCORES = (*ESTIMATORS, *BASELINES)
+#: Examples per forward pass when a candidate's predictions are computed.
+OUTPUT_BATCH = 256
+#: The identity settings that decide which examples a seed's labelled budget holds.
+BUDGET_KEYS = (
+    "image_size", "channels", "split_seed", "target_pool_share", "val_protocol", "val_share",
+    "target_size", "seed",
+)  # fmt: skip
 
 #: (record, results root) -> (uint8 images, labels) of the record's labelled budget.
 BudgetFn = Callable[[dict, Path], tuple[Any, np.ndarray]]
@@ -82,7 +89,7 @@ def candidate_model(record: dict, root: Path) -> tuple[Any, Any]:
     initialisation a fine-tuned run started from."""
     import timm
 
-    from transferlab.models.factory import load_checkpoint_model
+    from transferlab.models.factory import create_model, load_checkpoint_model
     from transferlab.models.inputs import UNIT_STATS, input_stats
     from transferlab.models.weights import classifier_keys, read_weights_file
 
@@ -92,21 +99,19 @@ def candidate_model(record: dict, root: Path) -> tuple[Any, Any]:
         stats = (meta["input_mean"], meta["input_std"]) if "input_mean" in meta else UNIT_STATS
         return model, stats
     config = record["config"]
+    shape = {"in_chans": int(config["channels"]), "image_size": int(config["image_size"])}
     kwargs = dict(config["model"].get("kwargs") or {})
-    if init == "file":
+    if init == "file":  # the file's own classifier kept: LEEP and NCE read its predictions
         state = read_weights_file(Path(config["init_path"]))
         head = state[next(k for k in sorted(classifier_keys(record["model"])) if k in state)]
-        model = timm.create_model(
-            record["model"],
-            num_classes=int(head.shape[0]),
-            in_chans=int(config["channels"]),
-            **kwargs,
-        )
+        model, _ = create_model(record["model"], num_classes=int(head.shape[0]), **shape, **kwargs)
         model.load_state_dict(state)
-    else:  # hub weights, where this machine has them
-        model = timm.create_model(record["model"], pretrained=True, **kwargs)
+    else:  # hub weights with their own classifier, where this machine has them
+        model = timm.create_model(
+            record["model"], pretrained=True, in_chans=shape["in_chans"], **kwargs
+        )
     norm = str(config.get("input_norm", "model"))
-    return model.eval(), input_stats(model, int(config["channels"]), norm)
+    return model.eval(), input_stats(model, shape["in_chans"], norm)
 
 
 def candidate_outputs(record: dict, root: Path, images: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -119,18 +124,40 @@ def candidate_outputs(record: dict, root: Path, images: Any) -> tuple[np.ndarray
     model, stats = candidate_model(record, root)
     features = extract_features(model, images, stats=stats).numpy()
     with torch.no_grad():
-        probs = torch.softmax(model(prepare(images, stats)).float(), dim=1).numpy()
-    return features, probs
+        logits = [
+            model(prepare(images[i : i + OUTPUT_BATCH], stats)).float()
+            for i in range(0, len(images), OUTPUT_BATCH)
+        ]
+    return features, torch.softmax(torch.cat(logits), dim=1).numpy()
+
+
+def _capped(
+    images: Any, labels: np.ndarray, max_examples: int | None, seed: int
+) -> tuple[Any, np.ndarray]:
+    if max_examples is None or len(labels) <= max_examples:
+        return images, labels
+    keep = np.sort(np.random.default_rng(seed).permutation(len(labels))[:max_examples])
+    return images[keep], labels[keep]
+
+
+def _budget_key(record: dict) -> str:
+    """Which examples (and at which size and channels) a record's labelled budget holds."""
+    ident = record["identity"]
+    settings = {k: ident.get(k, record.get(k)) for k in BUDGET_KEYS}
+    return json.dumps({"target": record["target"]["spec"], **settings}, sort_keys=True)
 
 
 def _weights_key(record: dict) -> str:
-    """What a candidate's weights are: arms of one candidate at other depths share them."""
-    init = record["init"]
+    """What a candidate is, fed as it is fed: arms of one candidate at other depths share it."""
+    init, config = record["init"], record["config"]
+    fed = json.dumps(
+        [record["model"], config["model"].get("kwargs"), config.get("input_norm")], default=str
+    )
     if init == "source":
-        return f"source:{record['source_checkpoint']}"
+        return f"source:{record['source_checkpoint']}|{fed}"
     if init == "file":
-        return f"file:{record['identity'].get('init_weights')}"
-    return f"hub:{record['model']}"
+        return f"file:{record['identity'].get('init_weights')}|{fed}"
+    return f"hub|{fed}"
 
 
 def score_candidates(
@@ -139,11 +166,13 @@ def score_candidates(
     budget: BudgetFn = labelled_budget,
     outputs: OutputsFn = candidate_outputs,
     seed: int = 0,
+    max_examples: int | None = None,
 ) -> pd.DataFrame:
     """One row per selected fine-tuned run (one per arm and seed, with its record file in
     `path`): its candidate, seed, test accuracy and every estimator's score on its seed's
     labelled budget (`status` says why one is missing). A candidate is scored once per budget,
-    whichever arms share its weights."""
+    whichever arms share its weights. A budget larger than `max_examples` (a run on the whole
+    pool) is scored on a seeded sample of that many of its examples."""
     rows = []
     budgets: dict[tuple, tuple[Any, np.ndarray]] = {}
     scores: dict[tuple, dict[str, float]] = {}
@@ -151,11 +180,11 @@ def score_candidates(
         row = {k: getattr(run, k) for k in [*COMPARED, *CANDIDATE, "seed", "test_acc"]}
         try:
             record = json.loads(Path(run.path).read_text())
-            key = (json.dumps(record["target"]["spec"], sort_keys=True), run.target_size, run.seed)
+            key = _budget_key(record)
             if key not in budgets:
-                budgets[key] = budget(record, root)
+                budgets[key] = _capped(*budget(record, root), max_examples, seed)
             images, labels = budgets[key]
-            scored = (*key, _weights_key(record))
+            scored = (key, _weights_key(record))
             if scored not in scores:
                 features, probs = outputs(record, root, images)
                 scores[scored] = all_estimators(features, probs, labels, seed)
@@ -198,7 +227,8 @@ def _rows(group: pd.DataFrame, base: dict, confidence: float, n_resamples: int, 
     """The rows of one comparison: each score's tau and interval; each estimator's difference
     from the better baseline, on the same resamples (paired), and its interval."""
     taus = {score: _tau(group, score) for score in SCORES}
-    baseline = max(BASELINES, key=lambda b: taus[b])
+    # the better baseline at the point estimate (a constant score has no tau: never it) ...
+    baseline = max(BASELINES, key=lambda b: -np.inf if np.isnan(taus[b]) else taus[b])
     draws = _draws(group, n_resamples, seed) if base["seeds"] >= MIN_SEEDS else None
     note = "" if draws else f"fewer than {MIN_SEEDS} seeds with every candidate: no interval"
     rows = []
@@ -208,9 +238,9 @@ def _rows(group: pd.DataFrame, base: dict, confidence: float, n_resamples: int, 
             row.update(baseline=baseline, vs_baseline=taus[score] - taus[baseline])
         if draws:
             row["ci_low"], row["ci_high"] = _percentiles(draws[score], confidence)
-            if score in ESTIMATORS:
-                diff = draws[score] - draws[baseline]
-                row["vs_ci_low"], row["vs_ci_high"] = _percentiles(diff, confidence)
+            if score in ESTIMATORS:  # ... and in each resample the better one of that resample
+                best = np.fmax(*(draws[b] for b in BASELINES))
+                row["vs_ci_low"], row["vs_ci_high"] = _percentiles(draws[score] - best, confidence)
         rows.append(row)
     return rows
 

@@ -39,7 +39,7 @@ def import_loader(path: str) -> Any:
     module, _, attr = path.partition(IMPORT_PATH_SEP)
     try:
         obj = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module: one line
         raise ConfigError(
             f"dataset loader {path!r} cannot be imported: {first_line(exc)}"
         ) from None

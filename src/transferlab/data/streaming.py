@@ -29,6 +29,12 @@ from transferlab.errors import ConfigError
 PIL_MODES = {1: "L", 3: "RGB"}
 
 
+class UnreadableImage(OSError):
+    """An image file that cannot be decoded. Read whole into memory it is bad input found
+    before training (a ConfigError); streamed, it is met mid-run in a DataLoader worker, and
+    the run is recorded as failed (the sweep goes on)."""
+
+
 class FileReader:
     """Decodes the image files of a listing at one size and channel count.
 
@@ -51,7 +57,7 @@ class FileReader:
             with Image.open(path) as img:
                 pixels = F.pil_to_tensor(img.convert(PIL_MODES[self.channels]))
         except OSError as exc:
-            raise ConfigError(f"cannot read image {path}: {first_line(exc)}") from None
+            raise UnreadableImage(f"cannot read image {path}: {first_line(exc)}") from None
         return fit_images(pixels.unsqueeze(0), self.image_size, self.channels)[0]
 
     def read_all(self) -> torch.Tensor:
@@ -59,8 +65,11 @@ class FileReader:
         the peak is the decoded dataset, not twice it)."""
         side = self.image_size
         out = torch.empty(len(self), self.channels, side, side, dtype=torch.uint8)
-        for i in range(len(self)):
-            out[i] = self.read(i)
+        try:
+            for i in range(len(self)):
+                out[i] = self.read(i)
+        except UnreadableImage as exc:  # found before training: bad input, one line
+            raise ConfigError(str(exc)) from None
         return out
 
 
@@ -126,7 +135,8 @@ class ImageStream:
         """uint8 (n, C, H, W) images at positions ``idx``."""
         idx = torch.as_tensor(idx, dtype=torch.long).flatten().tolist()
         if not idx:
-            return torch.empty(0, self.channels, self.image_size, self.image_size, torch.uint8)
+            side = self.image_size
+            return torch.empty(0, self.channels, side, side, dtype=torch.uint8)
         return torch.stack([self.image(i) for i in idx])
 
     def to(self, device: torch.device) -> ImageStream:

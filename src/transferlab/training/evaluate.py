@@ -137,16 +137,17 @@ def evaluate_study(
     path: Path, specs: list[Mapping[str, Any]], force: bool = False
 ) -> tuple[int, int, list[str]]:
     """Evaluate every kept run of the study at `path` on each spec: (written, already done,
-    run ids without kept weights). Every spec is checked on the first run before any is
-    evaluated, so a bad one is refused before a record is written."""
+    run ids without kept weights). Every spec is checked against every run (label space, size,
+    channels) before any is evaluated, so a bad one is refused before a record is written."""
     store = ResultsStore(path.parent, path.name)
     runs, missing = evaluable(store)
     if not runs:
         raise ConfigError(
             f"no run of {path} kept its weights: train with save_weights=true to evaluate it"
         )
-    for spec in specs:
-        test_split(store, runs[0], spec)
+    for record in runs:
+        for spec in specs:
+            test_split(store, record, spec)
     written = done = 0
     for record in runs:
         for spec in specs:

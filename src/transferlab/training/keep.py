@@ -6,12 +6,16 @@ always, for its target runs; a target stage's with `save_weights=true`, for re-e
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab._helpers import first_line
 from transferlab.models import save_checkpoint
+
+log = logging.getLogger(__name__)
 
 #: A source stage's checkpoint, in its cache folder.
 SOURCE_CHECKPOINT = "model.pt"
@@ -61,6 +65,10 @@ def log_artifact(stage_cfg: DictConfig, path: Path) -> bool:
     artifact = wandb.Artifact(
         rid, type=ARTIFACT_TYPE, metadata={"run_id": rid, "stage": str(stage_cfg.stage)}
     )
-    artifact.add_file(str(path))
-    wandb.run.log_artifact(artifact)
+    try:
+        artifact.add_file(str(path))
+        wandb.run.log_artifact(artifact)
+    except Exception as exc:  # noqa: BLE001 - the weights are on disk: a warning, not a failure
+        log.warning("weights of %s not logged to W&B: %s", rid, first_line(exc))
+        return False
     return True

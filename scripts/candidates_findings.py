@@ -14,9 +14,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from quickstart_findings import snapshot  # noqa: E402 - scripts/ is on sys.path
+from quickstart_findings import publish  # noqa: E402 - scripts/ is on sys.path
 
-from transferlab._helpers import marked_block, replace_marked_block
+from transferlab._helpers import marked_block
 from transferlab.analysis.digest import ranking_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +33,7 @@ def readme_block(text: str) -> str:
 
 def main(argv: list[str]) -> int:
     analysis = Path(argv[0] if argv else "results/candidates/analysis")
-    snapshot(analysis, SNAPSHOT, FILES)
-    replace_marked_block(README, START, END, ranking_digest(SNAPSHOT))
-    print(f"{README.relative_to(ROOT)} now shows {SNAPSHOT.relative_to(ROOT)} (from {analysis})")
+    publish(analysis, SNAPSHOT, FILES, README, (START, END), ranking_digest)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from transferlab._helpers import marked_block, replace_marked_block
@@ -31,6 +32,21 @@ def readme_block(text: str) -> str:
     return marked_block(text, START, END)
 
 
+def publish(
+    analysis: Path,
+    folder: Path,
+    files: tuple[str, ...],
+    readme: Path,
+    markers: tuple[str, str],
+    render: Callable[[Path], str],
+) -> None:
+    """Snapshot `files` of an analysis folder into `folder`, then write `render(folder)`
+    between the `markers` of `readme` (the recipes' findings scripts share this)."""
+    snapshot(analysis, folder, files)
+    replace_marked_block(readme, *markers, render(folder))
+    print(f"{readme.relative_to(ROOT)} now shows {folder.relative_to(ROOT)} (from {analysis})")
+
+
 def snapshot(analysis: Path, folder: Path = SNAPSHOT, files: tuple[str, ...] = FILES) -> None:
     """Copy `files` of the analysis folder and its first gain heatmap into `folder` (nothing to
     copy when the analysis folder is the snapshot: only the digest is rendered again)."""
@@ -48,9 +64,7 @@ def snapshot(analysis: Path, folder: Path = SNAPSHOT, files: tuple[str, ...] = F
 
 def main(argv: list[str]) -> int:
     analysis = Path(argv[0] if argv else "results/quickstart/analysis")
-    snapshot(analysis)
-    replace_marked_block(README, START, END, digest(SNAPSHOT))
-    print(f"README findings now show {SNAPSHOT.relative_to(ROOT)} (from {analysis})")
+    publish(analysis, SNAPSHOT, FILES, README, (START, END), digest)
     return 0
 
 

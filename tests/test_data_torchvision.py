@@ -276,3 +276,87 @@ def test_image_folder_errors_name_the_path(tmp_path: Path) -> None:
     spec = {"name": "image_folder", "root": str(tmp_path / "a"), "test_root": str(tmp_path / "b")}
     with pytest.raises(ConfigError, match="differ"):
         build_splits(spec, image_size=SIZE)
+
+
+# --- streamed: torchvision's raw arrays fitted per example, as fitting them whole does -------
+
+
+def fabricate_noisy(name: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random pixels (so resizing and shifts have something to change) in each array layout:
+    MNIST (NHW), SVHN (NCHW in torchvision), CIFAR-10 (NHWC)."""
+    rng = np.random.default_rng(1)
+    if name == "mnist":
+        raw = root / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for prefix, n in (("train", 40), ("t10k", 10)):
+            write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+            write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels_for(n))
+    elif name == "svhn":
+        for filename, n in (("train_32x32.mat", 40), ("test_32x32.mat", 10)):
+            x = rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8)
+            y = np.where(labels_for(n) == 0, 10, labels_for(n)).reshape(n, 1)
+            scipy.io.savemat(root / filename, {"X": x, "y": y})
+        table = {k: list(v) for k, v in tvd.SVHN.split_list.items()}
+        for split, filename in (("train", "train_32x32.mat"), ("test", "test_32x32.mat")):
+            table[split][2] = md5(root / filename)
+        monkeypatch.setattr(tvd.SVHN, "split_list", table)
+    else:
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir()
+        for filename in [f"data_batch_{b + 1}" for b in range(5)] + ["test_batch"]:
+            data = rng.integers(0, 256, (10, 3 * 32 * 32)).astype(np.uint8)
+            write_pickle(folder / filename, {"data": data, "labels": labels_for(10).tolist()})
+        write_pickle(folder / "batches.meta", {"label_names": [f"c{k}" for k in range(10)]})
+        patch_cifar_md5(monkeypatch, tvd.CIFAR10, folder)
+
+
+SHIFTED = [{"name": "rotate", "degrees": 20}, {"name": "noise", "std": 0.2, "seed": 1}]
+
+
+@pytest.mark.parametrize("name", ["mnist", "svhn", "cifar10"])
+@pytest.mark.parametrize(("size", "channels"), [(20, 3), (12, 1)])
+def test_torchvision_sets_streamed_give_the_in_memory_examples(
+    name: str, size: int, channels: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transferlab.data import clear_cache
+    from transferlab.data.streaming import ImageStream
+
+    fabricate_noisy(name, tmp_path, monkeypatch)
+    spec = {"name": name, "root": str(tmp_path), "shifts": SHIFTED}
+    args = {"image_size": size, "channels": channels, "pool": "target", "target_share": 0.5}
+    clear_cache()
+    memory = build_splits(spec, data_mode="memory", **args)
+    stream = build_splits(spec, data_mode="stream", **args)
+    assert isinstance(stream.train, ImageStream) and not isinstance(memory.train, ImageStream)
+    for split in ("train", "val", "test"):
+        mine, theirs = getattr(stream, split), getattr(memory, split)
+        assert torch.equal(mine.labels, theirs.labels)
+        assert torch.equal(mine.origin, theirs.origin)
+        assert torch.equal(mine.images_at(torch.arange(len(mine))), theirs.images)
+        assert theirs.images.shape[1:] == (channels, size, size)
+
+
+def test_torchvision_arrays_stream_in_worker_processes_and_by_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed CIFAR batches from DataLoader workers equal the in-memory ones; `auto` streams
+    when the images at the run's size (not the raw arrays) exceed `stream_above_mb`."""
+    from transferlab.data import clear_cache
+    from transferlab.data.streaming import ImageStream
+    from transferlab.training.loaders import train_loader
+
+    fabricate_noisy("cifar10", tmp_path, monkeypatch)
+    spec = {"name": "cifar10", "root": str(tmp_path)}
+    clear_cache()
+    memory = build_splits(spec, image_size=24, data_mode="memory")
+    stream = build_splits(spec, image_size=24, data_mode="stream")
+    loaders = [
+        train_loader(d.train, 8, seed=3, min_steps_per_epoch=2, workers=w)
+        for d, w in ((memory, 0), (stream, 2))
+    ]
+    for (a, a_labels), (b, b_labels) in zip(*loaders, strict=True):
+        assert torch.equal(a, b) and torch.equal(a_labels, b_labels)
+    fitted_mb = 60 * 3 * 224 * 224 / 2**20  # 60 images at 224 px: 8.6 MB; raw they are 0.2 MB
+    big = build_splits(spec, image_size=224, data_mode="auto", stream_above_mb=fitted_mb / 2)
+    small = build_splits(spec, image_size=24, data_mode="auto", stream_above_mb=fitted_mb / 2)
+    assert isinstance(big.train, ImageStream) and not isinstance(small.train, ImageStream)

@@ -9,9 +9,10 @@ only, and a source that is a view of the target's base dataset trains on the sou
 so it never sees the target's examples (`source_pool`). ``origin`` records each example's index
 in the base dataset.
 
-A file-backed base dataset (`registry.BaseFiles`: an image folder) is decoded into memory or
-streamed from disk per batch (`data.streaming`), by `data_mode`: `auto` streams it when its
-decoded images would take more than `stream_above_mb`. Both give the same examples, splits and
+A file-backed base dataset (`registry.BaseFiles`: an image folder) or an array-backed one
+(`registry.BaseArrays`: torchvision's, raw at their own size) is fitted into memory whole or
+streamed per batch (`data.streaming`), by `data_mode`: `auto` streams it when its images at
+the run's size would take more than `stream_above_mb`. Both give the same examples, splits and
 numbers; only where the pixels wait differs.
 """
 
@@ -22,14 +23,15 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 
 from transferlab.data import checks
-from transferlab.data.registry import BaseData, BaseFiles, get_dataset
+from transferlab.data.registry import BaseArrays, BaseData, BaseFiles, Readable, get_dataset
 from transferlab.data.shifts import View, apply_shift
 from transferlab.data.spec import describe_normalized, normalize_spec
 from transferlab.data.splits import stratified_holdout
-from transferlab.data.streaming import FileReader, ImageStream
+from transferlab.data.streaming import ArrayReader, FileReader, ImageStream, Reader
 from transferlab.data.tensors import DatasetSplits, ImageTensors
 from transferlab.errors import ConfigError
 
@@ -62,25 +64,48 @@ def _check_base(images: torch.Tensor, labels: torch.Tensor, name: str, what: str
         )
 
 
-def _check_files(files: tuple[str, ...], labels: torch.Tensor, name: str, what: str) -> None:
-    if len(files) != len(labels) or labels.ndim != 1:
-        raise ValueError(
-            f"loader of {name} returned {len(files)} {what} files and labels of shape "
-            f"{tuple(labels.shape)}"
-        )
+def _check_readable(base: Readable, name: str) -> None:
+    """A listing or uint8 raw arrays with one label per example."""
+    for which in ("train", "test"):
+        examples, labels = _parts(base, which)
+        if labels is None:
+            continue
+        dtype = getattr(examples, "dtype", np.uint8)  # a listing has none
+        if len(examples) != len(labels) or labels.ndim != 1 or dtype != np.uint8:
+            raise ValueError(
+                f"loader of {name} returned {len(examples)} {which} examples ({dtype}) and "
+                f"labels of shape {tuple(labels.shape)}"
+            )
+
+
+def _parts(base: Readable, which: str) -> tuple[Any, torch.Tensor | None]:
+    """The train or test examples (files or raw arrays) of a readable base, and its labels."""
+    if isinstance(base, BaseFiles):
+        if which == "train":
+            return base.train_files, base.train_labels
+        return base.test_files, base.test_labels
+    if which == "train":
+        return base.train_images, base.train_labels
+    return base.test_images, base.test_labels
+
+
+def _reader(base: Readable, which: str, image_size: int, channels: int) -> Reader:
+    """What reads the train or test examples of a file-backed or array-backed base."""
+    examples, _ = _parts(base, which)
+    if isinstance(base, BaseFiles):
+        return FileReader(examples or (), image_size, channels)
+    return ArrayReader(examples, base.layout, image_size, channels)
 
 
 @lru_cache(maxsize=BASE_CACHE_SIZE)
-def _load_base(key: str, image_size: int, channels: int) -> BaseData | BaseFiles:
+def _load_base(key: str, image_size: int, channels: int) -> BaseData | Readable:
     """Load a base dataset (``key`` is the canonical JSON of its name and loader options): its
-    images, or for a file-backed dataset its listing."""
+    images, for a file-backed dataset its listing, for an array-backed one its raw arrays."""
     request = json.loads(key)
     entry = get_dataset(request["name"])
     base = entry.loader(image_size=image_size, channels=channels, **request["options"])
-    if isinstance(base, BaseFiles):
-        _check_files(base.train_files, base.train_labels, entry.name, "train")
-        if base.test_files is not None and base.test_labels is not None:
-            _check_files(base.test_files, base.test_labels, entry.name, "test")
+    if isinstance(base, BaseFiles | BaseArrays):
+        _check_readable(base, entry.name)
         return base
     _check_base(base.train_images, base.train_labels, entry.name, "train")
     if base.test_images is not None and base.test_labels is not None:
@@ -90,18 +115,18 @@ def _load_base(key: str, image_size: int, channels: int) -> BaseData | BaseFiles
 
 @lru_cache(maxsize=BASE_CACHE_SIZE)
 def _decoded(key: str, image_size: int, channels: int, which: str) -> torch.Tensor:
-    """The ``which`` ("train" or "test") images of a file-backed base dataset, decoded whole."""
+    """The ``which`` ("train" or "test") images of a file- or array-backed base dataset, fitted
+    whole to the size and channels."""
     base = _load_base(key, image_size, channels)
-    assert isinstance(base, BaseFiles)
-    files = base.train_files if which == "train" else base.test_files
-    return FileReader(files or (), image_size, channels).read_all()
+    assert isinstance(base, BaseFiles | BaseArrays)
+    return _reader(base, which, image_size, channels).read_all()
 
 
 def _examples(
     key: str, image_size: int, channels: int, which: str, offset: int, stream: bool
 ) -> ImageTensors | ImageStream:
     """The train or test examples of a base dataset, origins from ``offset``: in memory, or
-    (a file-backed dataset with ``stream``) as a stream that reads each when asked."""
+    (a file- or array-backed dataset with ``stream``) as a stream that reads each when asked."""
     base = _load_base(key, image_size, channels)
     labels = (base.train_labels if which == "train" else base.test_labels).long()
     origin = torch.arange(len(labels)) + offset
@@ -110,12 +135,11 @@ def _examples(
         return ImageTensors(images, labels, origin)
     if not stream:
         return ImageTensors(_decoded(key, image_size, channels, which), labels, origin)
-    files = base.train_files if which == "train" else base.test_files
-    reader = FileReader(files, image_size, channels)
+    reader = _reader(base, which, image_size, channels)
     return ImageStream(reader, torch.arange(len(labels)), labels, origin)
 
 
-def _has_test(base: BaseData | BaseFiles) -> bool:
+def _has_test(base: BaseData | Readable) -> bool:
     if isinstance(base, BaseFiles):
         return base.test_files is not None and base.test_labels is not None
     return base.test_images is not None and base.test_labels is not None
@@ -255,15 +279,15 @@ def build_splits(
 def streams(
     norm: Mapping[str, Any], image_size: int, channels: int, data_mode: str, above_mb: float
 ) -> bool:
-    """Whether a normalised spec's examples are streamed: a file-backed dataset under
-    `data_mode=stream`, or under `auto` when its decoded images would exceed ``above_mb``
-    (the listing is read, not the images)."""
+    """Whether a normalised spec's examples are streamed: a file- or array-backed dataset under
+    `data_mode=stream`, or under `auto` when its images fitted to the run's size would exceed
+    ``above_mb`` (the listing or the raw arrays are read, no image is fitted)."""
     if data_mode == "memory":
         return False
     base = _load_base(_loader_key(norm), image_size, channels)
-    if not isinstance(base, BaseFiles):
+    if not isinstance(base, BaseFiles | BaseArrays):
         return False
-    count = len(base.train_files) + len(base.test_files or ())
+    count = len(base.train_labels) + len(base.test_labels if base.test_labels is not None else ())
     decoded_mb = count * channels * image_size * image_size / BYTES_PER_MB
     return data_mode == "stream" or decoded_mb > above_mb
 

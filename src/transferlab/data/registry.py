@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from transferlab.errors import choice_error
@@ -44,7 +45,25 @@ class BaseFiles:
     test_labels: torch.Tensor | None = None
 
 
-Loader = Callable[..., BaseData | BaseFiles]
+@dataclass(frozen=True)
+class BaseArrays:
+    """A base dataset as its raw uint8 arrays at their own size (what torchvision holds in
+    memory: MNIST, USPS, SVHN, CIFAR), fitted to the run's size and channels only when read:
+    whole (in memory) or per example by DataLoader workers (streamed), so an upsampled copy
+    at a large `image_size` (CIFAR at 224 px: 8.6 GB) need never exist. ``layout`` says how
+    the arrays are laid out: NHW, NCHW or NHWC."""
+
+    train_images: np.ndarray
+    train_labels: torch.Tensor
+    classes: tuple[str, ...]
+    test_images: np.ndarray | None = None
+    test_labels: torch.Tensor | None = None
+    layout: str = "NCHW"
+
+
+#: Base datasets whose pixels are read only when needed (decoded whole, or streamed).
+Readable = BaseFiles | BaseArrays
+Loader = Callable[..., BaseData | BaseFiles | BaseArrays]
 OptionCheck = Callable[[Mapping[str, Any]], None]
 
 

@@ -1,13 +1,15 @@
 """Datasets read from disk per example: the streaming path for data that does not fit in memory.
 
-A file-backed dataset (an image folder, or a plugin's listing: `registry.BaseFiles`) is either
-decoded whole into memory (`ImageTensors`, fast for small data) or kept as an `ImageStream`: its
-listing (a file per example, labels, origins) and the image shifts to apply, with pixels read
-only when a DataLoader worker asks for an example. Both paths decode a file with the same
-function (`FileReader.read`: the image at the run's size and channels, shorter side resized,
-then centre-cropped) and apply the same image shifts to each image by itself, so a run gives the
-same numbers on either (a test compares them). Memory is bounded by the batch and the workers,
-not by the dataset: the launching process and the checks read the listing only.
+A file-backed dataset (an image folder, or a plugin's listing: `registry.BaseFiles`) or one held
+as raw arrays at their own size (torchvision's: `registry.BaseArrays`) is either fitted whole
+into memory (`ImageTensors`, fast for small data) or kept as an `ImageStream`: its reader (a file
+per example, or the raw array), labels and origins and the image shifts to apply, with pixels
+decoded and fitted only when a DataLoader worker asks for an example. Both paths fit an image
+with the same function (`FileReader.read` / `ArrayReader.read`: the image at the run's size and
+channels, shorter side resized, then centre-cropped) and apply the same image shifts to each
+image by itself, so a run gives the same numbers on either (a test compares them). Memory is
+bounded by the batch and the workers (and the raw arrays), not by the dataset at the run's size:
+the launching process and the checks read the listing only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torchvision.transforms.v2.functional as F
 from PIL import Image
 
 from transferlab._helpers import first_line
-from transferlab.data.image_ops import fit_images
+from transferlab.data.image_ops import CHUNK_SIZE, fit_images
 from transferlab.data.tensors import ImageOp, ImageTensors
 from transferlab.errors import ConfigError
 
@@ -73,6 +75,52 @@ class FileReader:
         return out
 
 
+#: How each array layout becomes (N, C, H, W) (NHW is given its channel axis by `fit_images`).
+_TO_NCHW = {"NHW": None, "NCHW": None, "NHWC": (0, 3, 1, 2)}
+ARRAY_LAYOUTS = tuple(_TO_NCHW)
+
+
+class ArrayReader:
+    """Fits the raw images of an array (`registry.BaseArrays`) to one size and channel count,
+    one example or the whole array: the same function (`fit_images`) on either path.
+
+    The array stays as the loader gave it (numpy, uint8): DataLoader workers forked from the
+    parent share its pages instead of copying them.
+    """
+
+    def __init__(self, images: np.ndarray, layout: str, image_size: int, channels: int) -> None:
+        if layout not in _TO_NCHW:
+            raise ValueError(f"layout must be one of {', '.join(ARRAY_LAYOUTS)}, got {layout!r}")
+        self.images, self.layout = images, layout
+        self.image_size, self.channels = int(image_size), int(channels)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _fitted(self, start: int, stop: int) -> torch.Tensor:
+        raw = torch.from_numpy(np.ascontiguousarray(self.images[start:stop]))
+        if (order := _TO_NCHW[self.layout]) is not None:
+            raw = raw.permute(*order)
+        return fit_images(raw, self.image_size, self.channels)
+
+    def read(self, position: int) -> torch.Tensor:
+        """uint8 (C, H, W) image ``position`` at the reader's size and channels."""
+        return self._fitted(position, position + 1)[0]
+
+    def read_all(self) -> torch.Tensor:
+        """Every image, uint8 (N, C, H, W), fitted a chunk at a time into one tensor."""
+        side = self.image_size
+        out = torch.empty(len(self), self.channels, side, side, dtype=torch.uint8)
+        for start in range(0, len(self), CHUNK_SIZE):
+            stop = min(start + CHUNK_SIZE, len(self))
+            out[start:stop] = self._fitted(start, stop)
+        return out
+
+
+#: What an `ImageStream` reads its examples with.
+Reader = FileReader | ArrayReader
+
+
 @dataclass(frozen=True)
 class ImageStream:
     """Examples of a file-backed dataset, read when asked for (the API of `ImageTensors`).
@@ -81,7 +129,7 @@ class ImageStream:
     `ImageTensors`; ``ops`` are the image shifts applied to each image after decoding.
     """
 
-    reader: FileReader
+    reader: Reader
     position: torch.Tensor
     labels: torch.Tensor
     origin: torch.Tensor

@@ -15,8 +15,7 @@ import torch
 import torchvision.datasets as tvd
 
 from transferlab._helpers import first_line
-from transferlab.data.image_ops import fit_images
-from transferlab.data.registry import BaseData, BaseFiles, register_dataset
+from transferlab.data.registry import BaseArrays, BaseFiles, register_dataset
 from transferlab.errors import ConfigError
 
 #: Where torchvision datasets are looked for unless the spec sets ``root``.
@@ -50,25 +49,20 @@ def _open_splits(
 
 
 def _as_base(
-    train: tuple[Any, Any],
-    test: tuple[Any, Any],
-    classes: tuple[str, ...],
-    image_size: int,
-    channels: int,
-    layout: str,
-) -> BaseData:
-    """Build BaseData from (images, labels) pairs; ``layout`` is NHW, NCHW or NHWC."""
+    train: tuple[Any, Any], test: tuple[Any, Any], classes: tuple[str, ...], layout: str
+) -> BaseArrays:
+    """BaseArrays from torchvision's (images, labels) pairs, images kept raw at their own size
+    (fitted to the run's size when read: whole, or per example when streamed)."""
 
-    def images(raw: Any) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(raw), dtype=torch.uint8)
-        if layout == "NHWC":
-            t = t.permute(0, 3, 1, 2)
-        return fit_images(t, image_size, channels)
+    def images(raw: Any) -> np.ndarray:
+        return np.asarray(raw, dtype=np.uint8)
 
     def labels(raw: Any) -> torch.Tensor:
         return torch.as_tensor(np.asarray(raw), dtype=torch.long)
 
-    return BaseData(images(train[0]), labels(train[1]), classes, images(test[0]), labels(test[1]))
+    return BaseArrays(
+        images(train[0]), labels(train[1]), classes, images(test[0]), labels(test[1]), layout
+    )
 
 
 def _root(root: str) -> str:
@@ -79,7 +73,7 @@ def _mnist_family(name: str, cls: type[tvd.MNIST]) -> None:
     @register_dataset(name, official_test=True)
     def load(
         *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
-    ) -> BaseData:
+    ) -> BaseArrays:
         path = _root(root)
         looked_at = os.path.join(path, cls.__name__, "raw")
         sets = _open_splits(
@@ -89,7 +83,7 @@ def _mnist_family(name: str, cls: type[tvd.MNIST]) -> None:
             lambda t: cls(path, train=t, download=download),
         )
         pairs = [(s.data, s.targets) for s in sets]
-        return _as_base(*pairs, tuple(cls.classes), image_size, channels, "NHW")
+        return _as_base(*pairs, tuple(cls.classes), "NHW")
 
     load.__doc__ = f"torchvision {cls.__name__} (official train/test split)."
 
@@ -102,7 +96,7 @@ _mnist_family("kmnist", tvd.KMNIST)
 @register_dataset("usps", official_test=True)
 def usps(
     *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
-) -> BaseData:
+) -> BaseArrays:
     """torchvision USPS, 16x16 digits from bz2 libsvm files (official train/test split)."""
     path = _root(root)
     files = {
@@ -113,13 +107,13 @@ def usps(
         "usps", download, files, lambda t: tvd.USPS(path, train=t, download=download)
     )
     pairs = [(s.data, s.targets) for s in sets]
-    return _as_base(*pairs, DIGIT_CLASSES, image_size, channels, "NHW")
+    return _as_base(*pairs, DIGIT_CLASSES, "NHW")
 
 
 @register_dataset("svhn", official_test=True)
 def svhn(
     *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
-) -> BaseData:
+) -> BaseArrays:
     """torchvision SVHN cropped digits, .mat files (official train/test split; no 'extra')."""
     path = _root(root)
     files = {s: os.path.join(path, tvd.SVHN.split_list[s][1]) for s in ("train", "test")}
@@ -127,14 +121,14 @@ def svhn(
         "svhn", download, files, lambda s: tvd.SVHN(path, split=s, download=download)
     )
     pairs = [(s.data, s.labels) for s in sets]
-    return _as_base(*pairs, DIGIT_CLASSES, image_size, channels, "NCHW")
+    return _as_base(*pairs, DIGIT_CLASSES, "NCHW")
 
 
 def _cifar(name: str, cls: type[tvd.CIFAR10]) -> None:
     @register_dataset(name, official_test=True)
     def load(
         *, image_size: int, channels: int, root: str = DEFAULT_DATA_ROOT, download: bool = False
-    ) -> BaseData:
+    ) -> BaseArrays:
         path = _root(root)
         looked_at = os.path.join(path, cls.base_folder)
         sets = _open_splits(
@@ -144,7 +138,7 @@ def _cifar(name: str, cls: type[tvd.CIFAR10]) -> None:
             lambda t: cls(path, train=t, download=download),
         )
         pairs = [(s.data, s.targets) for s in sets]
-        return _as_base(*pairs, tuple(sets[0].classes), image_size, channels, "NHWC")
+        return _as_base(*pairs, tuple(sets[0].classes), "NHWC")
 
     load.__doc__ = f"torchvision {cls.__name__} python pickles (official train/test split)."
 

@@ -6,8 +6,6 @@ tables) on a small study trained for real."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +14,7 @@ from conftest import CONF_DIR, FAST
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.pipeline import AnalysisSettings, analyze
 from transferlab.analysis.ranking import COMPARED, MIN_CANDIDATES, MIN_SEEDS, rank_agreement
+from transferlab.cli.export import main as export_main
 from transferlab.training.run import train
 
 INTERVAL = {"confidence": 0.95, "n_resamples": 200, "seed": 0}
@@ -62,8 +61,8 @@ def test_too_few_candidates_or_seeds_say_so_instead_of_a_number():
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """Scratch and four candidates (three source stages, one weights file made from a fourth
-    source stage's checkpoint), three seeds, one learning rate."""
+    """Scratch and four candidates (three source stages, one weights file exported from a
+    fourth source stage by transferlab-export), three seeds, one learning rate."""
     from hydra import compose, initialize_config_dir
 
     import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
@@ -85,9 +84,9 @@ def study(tmp_path_factory):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return train(compose(config_name="config", overrides=args))
 
-    made = run("init=source", "data@source=gratings", "study=maker")
-    weights = work / "gratings.pt"
-    shutil.copy(results / made["source_checkpoint"], weights)
+    run("init=source", "data@source=gratings", "study=maker")
+    assert export_main([str(results / "maker"), "--to", str(work / "weights")]) == 0
+    weights = work / "weights" / "gratings-e2-s0.safetensors"
     arms = [["init=scratch"], ["init=file", f"init_path={weights}"]]
     arms += [
         ["init=source", f"data@source={s}"]
@@ -103,7 +102,7 @@ def test_candidates_of_a_study_are_scored_on_the_budget_and_ranked(study):
     out = analyze(study / "rank", None, AnalysisSettings(figures=False, n_resamples=200))
     candidates, ranking = out["candidates"], out["ranking"]
     assert len(candidates) == 4 and set(candidates["seeds"]) == {3}
-    assert "file" in set(candidates["source"])  # the weights file is a candidate
+    assert "gratings-e2-s0" in set(candidates["source"])  # the weights file is a candidate
     assert candidates[[*ESTIMATORS, *BASELINES]].notna().all().all()
     assert set(ranking["score"]) == {*ESTIMATORS, *BASELINES}
     assert ranking["tau"].between(-1, 1).all() and ranking["ci_low"].notna().all()

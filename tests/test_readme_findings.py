@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from helpers.scripts import load_script
 from helpers.simulate import SimulatedStudy, simulate_records, write_records
 
@@ -71,16 +72,31 @@ def test_methods_recipe_block_is_the_digest_of_the_methods_snapshot():
     assert (script.SNAPSHOT / "report.md").read_text().startswith("# Transfer analysis: methods")
 
 
-def test_candidates_recipe_block_is_the_digest_of_the_candidates_snapshot():
+@pytest.mark.parametrize("recipe", ["candidates", "candidate_files"])
+def test_candidate_recipe_blocks_are_the_digest_of_their_snapshots(recipe):
     from transferlab.analysis.digest import ranking_digest
 
     script = _script("candidates_findings")
-    block = script.readme_block(script.README.read_text())
-    assert block == ranking_digest(script.SNAPSHOT)
-    ranking = pd.read_csv(script.SNAPSHOT / "ranking.csv")
-    assert set(ranking["study"]) == {"candidates"} and ranking["candidates"].min() >= 6
-    report = (script.SNAPSHOT / "report.md").read_text()
-    assert report.startswith("# Transfer analysis: candidates")
+    snapshot = script.snapshot_dir(recipe)
+    block = script.readme_block(script.README.read_text(), recipe)
+    assert block == ranking_digest(snapshot)
+    ranking = pd.read_csv(snapshot / "ranking.csv")
+    assert set(ranking["study"]) == {recipe} and ranking["candidates"].min() >= 6
+    report = (snapshot / "report.md").read_text()
+    assert report.startswith(f"# Transfer analysis: {recipe}")
+
+
+def test_exported_candidates_fine_tune_as_the_source_stages_they_came_from():
+    """Each candidate_files run starts from a file transferlab-export wrote from a candidates
+    source stage: the two studies' fine-tuned accuracies are the same, candidate by candidate."""
+    script = _script("candidates_findings")
+    files = pd.read_csv(script.snapshot_dir("candidate_files") / "candidates.csv")
+    stages = pd.read_csv(script.snapshot_dir("candidates") / "candidates.csv")
+    assert len(files) == len(stages) == 32
+    for depth in (0, 5):
+        mine = files.loc[files["freeze_depth"].eq(depth), "test_acc"].sort_values()
+        theirs = stages.loc[stages["freeze_depth"].eq(depth), "test_acc"].sort_values()
+        assert np.allclose(mine.to_numpy(), theirs.to_numpy(), rtol=0, atol=1e-12)
 
 
 def test_digest_words_come_from_the_settings_used(tmp_path: Path):

@@ -32,7 +32,7 @@ MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
 #: Version of the on-disk table cache's layout (bump when COLUMNS change).
-CACHE_VERSION = 8
+CACHE_VERSION = 9
 #: Modules whose code decides what a record becomes in the table, or whether it is refused
 #: (the identity rule, the schema, the validation and flattening here).
 RULE_MODULES = ("analysis/records.py", "analysis/keys.py", "store/schema.py", "store/identity.py")
@@ -145,6 +145,13 @@ def _name(part: Any) -> Any:
     return None
 
 
+def _weights_name(record: Mapping[str, Any]) -> Any:
+    """An `init=file` run's arm is named by its weights file (without the suffix); which
+    weights they are is its `init_weights` fingerprint, in the source variant."""
+    path = (record.get("config") or {}).get("init_path") if record.get("init") == "file" else None
+    return Path(str(path)).stem if path else None
+
+
 def _target_name(record: Mapping[str, Any]) -> Any:
     """The target's description; an evaluation's names the dataset it was tested on too."""
     target = _name(record.get("target"))
@@ -184,7 +191,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "num_depth_groups": record.get("num_depth_groups"),
         "method": record.get("method") or "",
         "freeze_depth": record.get("freeze_depth"),
-        "source": _name(record.get("source")),
+        "source": _name(record.get("source")) or _weights_name(record),
         "target": _target_name(record),
         "target_size": record.get("target_size"),
         "source_size": record.get("source_size"),
@@ -256,8 +263,9 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
     """The tidy table from flattened rows (`flatten_record` dicts, or tuples in COLUMNS order),
     with normalised dtypes.
 
-    Scratch runs are named by the arm "scratch"; hub/file inits without a source dataset are
-    named by their init (records already carry freeze depth 0 for scratch).
+    Scratch runs are named by the arm "scratch"; an init=file run by its weights file's name;
+    hub inits (and file inits of records without a config) by their init (records already
+    carry freeze depth 0 for scratch).
     """
     df = pd.DataFrame(list(rows), columns=list(COLUMNS))
     for col in (

@@ -1,1 +1,2 @@
-"""Console scripts: `transferlab-run` (the Hydra app) and `transferlab-analyze`."""
+"""Console scripts: `transferlab-run` (the Hydra app), `transferlab-analyze`, `transferlab-eval`
+and `transferlab-export`."""

@@ -35,6 +35,7 @@ from transferlab.models.weights import (
     read_weights_file,
     resolve_hub_weights,
     source_overlay,
+    weights_file_classes,
 )
 
 INIT_CHOICES = ("scratch", "source", "hub", "file")
@@ -113,7 +114,7 @@ def create_model(
     elif init == "hub":
         cached = resolve_hub_weights(name)
         if cached is not None:
-            model, passed, info["head_reset"] = _from_file(name, cached, build)
+            model, passed, info["head_reset"] = _from_file(name, cached, build, target_classes)
             info["weights"] = str(cached)
         else:
             try:
@@ -126,7 +127,7 @@ def create_model(
             info["weights"] = str(model.pretrained_cfg.get("hf_hub_id") or name)
     else:
         path = check_weights_file(init_path)
-        model, passed, info["head_reset"] = _from_file(name, path, build)
+        model, passed, info["head_reset"] = _from_file(name, path, build, target_classes)
         info["weights"] = str(path)
     groups = depth_groups(model)
     info.update(
@@ -249,9 +250,13 @@ def _from_source(
     return model, passed, not keep_head
 
 
-def _from_file(name: str, path: Path, build: dict[str, Any]) -> tuple[nn.Module, bool, bool]:
+def _from_file(
+    name: str, path: Path, build: dict[str, Any], target_classes: tuple[str, ...] | None
+) -> tuple[nn.Module, bool, bool]:
     state = read_weights_file(path)
-    overlay, head_reset = file_overlay(name, state, build["num_classes"])
+    named = weights_file_classes(path)  # a file that names its classes keeps its head for them
+    same = named is None or target_classes is None or tuple(target_classes) == named
+    overlay, head_reset = file_overlay(name, state, build["num_classes"], same)
     origin = f"weights file {str(path)!r}"
     model, passed = _build_loaded(name, overlay, origin, build)
     check_all_loaded(model, name, state, origin)

@@ -10,6 +10,7 @@ head.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import urllib.error
@@ -33,6 +34,9 @@ _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 #: missing weight names quoted in an error message
 _MAX_QUOTED_KEYS = 3
 FILE_HINT = "init=file init_path=/path/to/model.safetensors"
+#: safetensors metadata key of the class names a weights file's classifier predicts (written by
+#: `transferlab-export`): a file that names them keeps its head only for the same classes
+CLASSES_KEY = "transferlab.classes"
 
 
 def classifier_names(model_name: str) -> tuple[str, ...]:
@@ -94,21 +98,60 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise ConfigError(f"weights file {str(path)!r} is unreadable: {first_line(exc)}") from exc
 
 
+def write_weights_file(
+    path: str | os.PathLike, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> Path:
+    """Write ``state_dict`` as a timm-format .safetensors file with string ``metadata``,
+    atomically (a reader sees the whole file or none)."""
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(partial), metadata={"format": "pt", **metadata})
+    os.replace(partial, target)
+    return target
+
+
+def weights_file_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a .safetensors file ({} for other formats or none)."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # any reader failure is a bad file for the user
+        raise ConfigError(f"weights file {str(path)!r} is unreadable: {first_line(exc)}") from exc
+
+
+def weights_file_classes(path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The class names a weights file says its classifier predicts, or None when it names none."""
+    named = weights_file_metadata(path).get(CLASSES_KEY)
+    return tuple(json.loads(named)) if named else None
+
+
 def file_overlay(
-    model_name: str, state_dict: dict[str, Any], num_classes: int
+    model_name: str, state_dict: dict[str, Any], num_classes: int, same_classes: bool = True
 ) -> tuple[dict, bool]:
     """timm ``pretrained_cfg_overlay`` to load ``state_dict``, and whether the head is reset.
 
-    The head is kept when the file's classifier already has ``num_classes`` outputs.
+    The head is kept when the file's classifier already has ``num_classes`` outputs and
+    ``same_classes`` (False when the file names other classes than the target's).
     """
     cfg = _pretrained_cfg(model_name)
     file_classes = _classifier_rows(model_name, state_dict)
-    keep_head = file_classes == num_classes
+    keep_head = same_classes and file_classes == num_classes
+    if not keep_head:
+        state_dict = {k: v for k, v in state_dict.items() if k not in classifier_keys(model_name)}
     input_size = tuple(cfg.get("input_size") or (3, 224, 224))
     file_chans = _first_conv_chans(cfg, state_dict) or input_size[0]
     overlay = {
         "state_dict": state_dict,
-        "num_classes": file_classes if file_classes is not None else 0,
+        # timm drops the classifier when this differs from the model's num_classes; 0 never matches
+        "num_classes": file_classes if keep_head else 0,
         "input_size": (file_chans, *input_size[1:]),
         "label_offset": 0,
     }
@@ -285,6 +328,7 @@ def _suffixes() -> str:
 
 
 __all__ = [
+    "CLASSES_KEY",
     "FILE_HINT",
     "HUB_PROBE_TIMEOUT_S",
     "check_all_loaded",
@@ -296,6 +340,9 @@ __all__ = [
     "hub_offline",
     "probe_endpoint",
     "read_weights_file",
+    "weights_file_classes",
+    "weights_file_metadata",
+    "write_weights_file",
     "resolve_hub_weights",
     "source_overlay",
 ]

@@ -100,6 +100,7 @@ class Model:
 class Paths:
     results: str = _range()
     data: str = _range()
+    weights: str = _range()
 
 
 @dataclass

@@ -11,8 +11,11 @@ fresh process each:
   peak RSS     of the process itself (and its RSS before any data, torch imported) and of
                its largest loader worker
 
-then runs a small study on the largest folder through `transferlab-run -m` (streamed, joblib
-workers) and reports its wall time and the peak RSS of its largest process. A streamed
+and the time a process takes to fingerprint the largest folder (what a run's identity reads)
+with nothing remembered and, in a later process, with the first one's fingerprint remembered
+(`store.fingerprint`: listed and stat'ed, not read); then runs a small study on the largest
+folder through `transferlab-run -m` (streamed, joblib workers; fingerprint cache empty at
+start) and reports its wall time and the peak RSS of its largest process. A streamed
 dataset's memory stays bounded by the batch and the workers: the figures at two folder sizes
 show it next to the in-memory path's, which grows with the folder.
 
@@ -137,6 +140,22 @@ def measure_path(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def fingerprint_seconds(root: Path, cache: Path) -> float:
+    """Seconds a fresh process takes to fingerprint `root`, remembering in `cache` (torchvision
+    imported first, as in a run)."""
+    code = (
+        "import sys, time, torchvision; "
+        "from transferlab.store.fingerprint import folder_fingerprint; "
+        "t = time.perf_counter(); folder_fingerprint(sys.argv[1]); "
+        "print(time.perf_counter() - t)"
+    )
+    env = {**os.environ, "TRANSFERLAB_CACHE": str(cache)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True, env=env
+    )
+    return round(float(out.stdout.strip().splitlines()[-1]), 2)
+
+
 def _training_step(args: argparse.Namespace):
     """A forward and backward pass of a timm model on each batch, on `args.device`."""
     import timm
@@ -176,8 +195,9 @@ def run_study(root: Path) -> dict[str, float]:
         cmd = [sys.executable, "-m", "transferlab.cli.run", "-m", *STUDY]
         cmd += ["data@target=image_folder", f"target.root={root}", f"paths.results={results}"]
         wrapper = [sys.executable, __file__, "--wrap", "--", *cmd]
+        env = {**os.environ, "TRANSFERLAB_CACHE": str(Path(results) / "fingerprints")}
         started = time.perf_counter()
-        out = subprocess.run(wrapper, capture_output=True, text=True, check=True)
+        out = subprocess.run(wrapper, capture_output=True, text=True, check=True, env=env)
         wall = time.perf_counter() - started
         runs = len(list(Path(results).glob("*/records/*.json")))
     return {
@@ -226,6 +246,11 @@ def main() -> None:
             got = run_child(args, root, path)
             print(f"  {path:6s} {json.dumps(got)}")
             figures.update({f"{path}_{count}_{k}": v for k, v in got.items()})
+    largest = args.cache / f"folder-{max(args.images)}"
+    with tempfile.TemporaryDirectory() as cache:
+        first, later = (fingerprint_seconds(largest, Path(cache)) for _ in range(2))
+    print(f"fingerprint of {max(args.images):,} images: first process {first} s, later {later} s")
+    figures.update(fingerprint_first_s=first, fingerprint_later_s=later)
     if not args.no_study:
         study = run_study(args.cache / f"folder-{max(args.images)}")
         print(f"study on {max(args.images):,} images, streamed: {json.dumps(study)}")

@@ -161,6 +161,19 @@ def stream_rows(f: dict[str, Any]) -> list[Row]:
             f"{f['image_size']} px: decoded in memory vs streamed by {f['workers']} workers"
         )
         rows.append((what, "; ".join(parts), "", how))
+    if "fingerprint_first_s" in f:
+        n = max(sizes)
+        ratio = f["fingerprint_first_s"] / max(f["fingerprint_later_s"], 0.01)
+        rows.append(
+            (
+                f"the {n:,}-image folder's fingerprint (its run identity), in a fresh process: "
+                "nothing remembered vs a later process (listed and stat'ed only)",
+                f"{f['fingerprint_first_s']:g} s vs {f['fingerprint_later_s']:g} s "
+                f"({ratio:,.0f}x)",
+                "",
+                how,
+            )
+        )
     if "study_s" in f:
         rows.append(
             (

@@ -35,6 +35,7 @@ def study(tmp_path_factory) -> Path:
         "image_size=16",
         "target_size=40",
         "train.epochs=2",
+        "train.min_steps_per_epoch=2",
         "pretrain.epochs=2",
         "source_size=300",
         "pretrain.seed=0",

@@ -6,9 +6,13 @@ tables) on a small study trained for real."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import CONF_DIR, FAST
 
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
@@ -59,16 +63,43 @@ def test_too_few_candidates_or_seeds_say_so_instead_of_a_number():
     assert short["note"].str.contains("seeds").all()
 
 
+#: timm's hub repository of test_resnet's pretrained weights (fabricated in a local hub cache)
+HUB_REPO = "models--timm--test_resnet.r160_in1k"
+
+
+def _hub_cache(cache: Path) -> Path:
+    """A Hugging Face hub cache holding test_resnet's hub weights as huggingface_hub lays them
+    out (refs/main naming a snapshot): 1000 classes, seeded; no network is touched."""
+    import timm
+    from safetensors.torch import save_file
+
+    commit = "0" * 40
+    snapshot = cache / HUB_REPO / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (cache / HUB_REPO / "refs").mkdir()
+    (cache / HUB_REPO / "refs" / "main").write_text(commit)
+    torch.manual_seed(7)
+    model = timm.create_model("test_resnet", num_classes=1000)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(snapshot / "model.safetensors"),
+    )
+    return cache
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """Scratch and four candidates (three source stages, one weights file exported from a
-    fourth source stage by transferlab-export), three seeds, one learning rate."""
+    """Scratch and five candidates (three source stages, one weights file exported from a
+    fourth source stage by transferlab-export, hub weights found in the local hub cache),
+    three seeds, one learning rate."""
     from hydra import compose, initialize_config_dir
 
     import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 
     work = tmp_path_factory.mktemp("ranking")
     results = work / "results"
+    before = os.environ.get("HF_HUB_CACHE")
+    os.environ["HF_HUB_CACHE"] = str(_hub_cache(work / "hub"))  # read when weights are loaded
 
     def run(*overrides: str) -> dict:
         args = [
@@ -87,7 +118,7 @@ def study(tmp_path_factory):
     run("init=source", "data@source=gratings", "study=maker")
     assert export_main([str(results / "maker"), "--to", str(work / "weights")]) == 0
     weights = work / "weights" / "gratings-e2-s0.safetensors"
-    arms = [["init=scratch"], ["init=file", f"init_path={weights}"]]
+    arms = [["init=scratch"], ["init=file", f"init_path={weights}"], ["init=hub"]]
     arms += [
         ["init=source", f"data@source={s}"]
         for s in ("shapes", "digits_rot45", "digits_label_permuted")
@@ -95,14 +126,18 @@ def study(tmp_path_factory):
     for arm in arms:
         for seed in range(3):
             assert run(*arm, f"seed={seed}")["status"] == "completed"
-    return results
+    yield results
+    if before is None:
+        os.environ.pop("HF_HUB_CACHE", None)
+    else:
+        os.environ["HF_HUB_CACHE"] = before
 
 
 def test_candidates_of_a_study_are_scored_on_the_budget_and_ranked(study):
     out = analyze(study / "rank", None, AnalysisSettings(figures=False, n_resamples=200))
     candidates, ranking = out["candidates"], out["ranking"]
-    assert len(candidates) == 4 and set(candidates["seeds"]) == {3}
-    assert "gratings-e2-s0" in set(candidates["source"])  # the weights file is a candidate
+    assert len(candidates) == 5 and set(candidates["seeds"]) == {3}
+    assert {"gratings-e2-s0", "hub"} <= set(candidates["source"])  # file and hub candidates
     assert candidates[[*ESTIMATORS, *BASELINES]].notna().all().all()
     assert set(ranking["score"]) == {*ESTIMATORS, *BASELINES}
     assert ranking["tau"].between(-1, 1).all() and ranking["ci_low"].notna().all()
@@ -110,6 +145,6 @@ def test_candidates_of_a_study_are_scored_on_the_budget_and_ranked(study):
         ranking["tau"] <= ranking["ci_high"]
     ).all()
     assert (candidates["examples"] == 40).all()  # each seed's labelled budget, nothing more
-    assert (ranking["candidates"] == 4).all()
+    assert (ranking["candidates"] == 5).all()
     report = (study / "rank" / "analysis" / "report.md").read_text()
     assert "## Which initialisation to fine-tune" in report

@@ -177,6 +177,30 @@ def test_folders_are_fingerprinted_once_per_process_without_decoding(tmp_path, m
     assert fingerprint.folder_fingerprint(tmp_path / "nowhere") is None  # the loader reports it
 
 
+def test_a_folder_is_read_once_per_state_not_once_per_process(tmp_path, monkeypatch):
+    """A later process (here: after `clear`) lists and stats the folder; it reads bytes again
+    only when a file was written, even one whose modification time was set back."""
+    monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "cache"))
+    folder = _write_folder(tmp_path / "imgs", 0)
+    first = fingerprint.folder_fingerprint(folder)
+    read = []
+    real_hash = fingerprint._hash_file
+    monkeypatch.setattr(fingerprint, "_hash_file", lambda p: read.append(p) or real_hash(p))
+    fingerprint.clear()
+    assert fingerprint.folder_fingerprint(folder) == first and not read
+    png = folder / "dog" / "003.png"
+    stamp = png.stat()
+    Image.new("RGB", (IMAGE_PX, IMAGE_PX), (9, 9, 9)).save(png)
+    os.utime(png, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the old modification time
+    fingerprint.clear()
+    changed = fingerprint.folder_fingerprint(folder)
+    assert changed != first and len(read) == len(CLASSES) * PER_CLASS
+    monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "cache" / "file"))
+    (tmp_path / "cache" / "file").write_text("not a folder")  # a cache that cannot be written
+    fingerprint.clear()
+    assert fingerprint.folder_fingerprint(folder) == changed
+
+
 def _launch(results: Path, folder: Path, cwd: Path) -> subprocess.CompletedProcess:
     fast = [arg for arg in FAST if not arg.startswith(("target_size", "source_size"))]
     cmd = [

@@ -39,6 +39,7 @@ ELSEWHERE = {
     "scripts/setup.sh": "CI runs it (.ci/run)",
     "pytest": "CI runs it (.ci/run)",
     "transferlab-eval": "tests/test_evaluate.py runs it with both forms of --on on a real study",
+    "transferlab-export": "tests/test_export.py runs it on a real study and trains from its files",
 }
 
 
@@ -112,6 +113,20 @@ def test_every_readme_command_is_covered():
         assert _program(argv) or _elsewhere(argv), f"README command nobody tries: {argv}"
 
 
+def _exported_weights(cfg, tmp_path: Path) -> None:
+    """An init=file weights file a recipe expects under the results folder, where
+    `transferlab-export` would have written it (tests/test_export.py runs the export itself):
+    the run's model with its own weights, so the checks load a real file."""
+    import timm
+
+    from transferlab.models.weights import write_weights_file
+
+    path = Path(str(cfg.init_path)) if cfg.init == "file" and cfg.init_path else None
+    if path is None or path.exists() or tmp_path not in path.parents:
+        return
+    write_weights_file(path, timm.create_model(cfg.model.name).state_dict(), {})
+
+
 RUNS = [
     argv
     for argv in readme_commands()
@@ -129,6 +144,7 @@ def test_readme_run_command(argv, tmp_path):
         jobs = _grid([*args, results])
         for job in jobs:
             cfg = _compose(job)
+            _exported_weights(cfg, tmp_path)
             check_run(cfg)
         return
     if any(a.startswith(NEEDS_HARDWARE) for a in args):

@@ -89,9 +89,9 @@ def candidate_model(record: dict, root: Path) -> tuple[Any, Any]:
     initialisation a fine-tuned run started from."""
     import timm
 
-    from transferlab.models.factory import create_model, load_checkpoint_model
+    from transferlab.models.factory import load_checkpoint_model
     from transferlab.models.inputs import UNIT_STATS, input_stats
-    from transferlab.models.weights import classifier_keys, read_weights_file
+    from transferlab.models.weights import resolve_hub_weights
 
     init = record["init"]
     if init == "source":
@@ -102,16 +102,27 @@ def candidate_model(record: dict, root: Path) -> tuple[Any, Any]:
     shape = {"in_chans": int(config["channels"]), "image_size": int(config["image_size"])}
     kwargs = dict(config["model"].get("kwargs") or {})
     if init == "file":  # the file's own classifier kept: LEEP and NCE read its predictions
-        state = read_weights_file(Path(config["init_path"]))
-        head = state[next(k for k in sorted(classifier_keys(record["model"])) if k in state)]
-        model, _ = create_model(record["model"], num_classes=int(head.shape[0]), **shape, **kwargs)
-        model.load_state_dict(state)
-    else:  # hub weights with their own classifier, where this machine has them
+        model = _with_own_head(record["model"], Path(config["init_path"]), shape, kwargs)
+    elif (cached := resolve_hub_weights(record["model"])) is not None:  # as the run loaded it
+        model = _with_own_head(record["model"], cached, shape, kwargs)
+    else:  # hub weights timm downloads, with their own classifier
         model = timm.create_model(
             record["model"], pretrained=True, in_chans=shape["in_chans"], **kwargs
         )
     norm = str(config.get("input_norm", "model"))
     return model.eval(), input_stats(model, shape["in_chans"], norm)
+
+
+def _with_own_head(name: str, path: Path, shape: dict, kwargs: dict) -> Any:
+    """The model with a weights file's every weight, its classifier of its own size included."""
+    from transferlab.models.factory import create_model
+    from transferlab.models.weights import classifier_keys, read_weights_file
+
+    state = read_weights_file(path)
+    head = state[next(k for k in sorted(classifier_keys(name)) if k in state)]
+    model, _ = create_model(name, num_classes=int(head.shape[0]), **shape, **kwargs)
+    model.load_state_dict(state)
+    return model
 
 
 def candidate_outputs(record: dict, root: Path, images: Any) -> tuple[np.ndarray, np.ndarray]:

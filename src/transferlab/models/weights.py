@@ -22,7 +22,7 @@ import torch
 from timm.models import get_pretrained_cfg
 from timm.models import load_state_dict as timm_load_state_dict
 
-from transferlab._helpers import first_line
+from transferlab._helpers import atomic_write, first_line
 from transferlab.errors import ConfigError
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -103,15 +103,11 @@ def write_weights_file(
 ) -> Path:
     """Write ``state_dict`` as a timm-format .safetensors file with string ``metadata``,
     atomically (a reader sees the whole file or none)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-    save_file(tensors, str(partial), metadata={"format": "pt", **metadata})
-    os.replace(partial, target)
-    return target
+    payload = save(tensors, metadata={"format": "pt", **metadata})
+    return atomic_write(path, lambda handle: handle.write(payload))
 
 
 def weights_file_metadata(path: str | os.PathLike) -> dict[str, str]:

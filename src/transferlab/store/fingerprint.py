@@ -18,7 +18,8 @@ The rule, and why:
 
 A folder is fingerprinted once per process and path (a sweep plan computes run ids for thousands
 of grid points); a file again only when its size, modification time or inode changed. A folder
-changed while a process runs is seen by the next process (or after `clear`). A missing or
+changed while a process runs is seen by the next process (or after `clear`). Without a writable
+cache folder every process reads the bytes again (same fingerprints, slower). A missing or
 unreadable path has no fingerprint (None): the loader then reports it, in its usual one line.
 """
 
@@ -30,10 +31,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from transferlab._helpers import atomic_write
+
 #: Marks a digest in an identity: the algorithm, then the hex digest.
 DIGEST_PREFIX = "sha256:"
 #: Suffix of the identity key that holds the fingerprint of a dataset's path option.
 CONTENT_SUFFIX = "_content"
+
+#: Environment variable naming the folder fingerprints are remembered in (see `cache_dir`).
+CACHE_ENV = "TRANSFERLAB_CACHE"
 
 _folders: dict[str, str] = {}
 _files: dict[tuple[str, int, int, int], str] = {}
@@ -75,9 +81,55 @@ def _image_files(root: str) -> list[str]:
     return [file for file, _ in make_dataset(root, class_to_idx, extensions=IMG_EXTENSIONS)]
 
 
+def cache_dir() -> Path:
+    """Where folder fingerprints are remembered: `$TRANSFERLAB_CACHE`, else
+    `$XDG_CACHE_HOME/transferlab` (`~/.cache/transferlab`), each under `fingerprints/`."""
+    explicit = os.environ.get(CACHE_ENV)
+    base = Path(explicit) if explicit else None
+    if base is None:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        base = Path(xdg).expanduser() / "transferlab"
+    return base / "fingerprints"
+
+
+def _relative(root: str, file: str) -> str:
+    """A listed file's path inside the folder, with "/" separators (what `Path.relative_to`
+    gives, without its cost: the listing joins each path onto the folder)."""
+    return file[len(root) :].lstrip(os.sep).replace(os.sep, "/")
+
+
+def _state_key(root: str, files: list[str]) -> str:
+    """sha256 of the folder's path and each image's path, size, times and inode: what changes
+    whenever a file is written, added, removed, renamed or copied."""
+    digest = hashlib.sha256(f"{root}\n".encode())
+    for file in files:
+        st = os.stat(file)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        digest.update(f"{_relative(root, file)}\0{stamp}\n".encode())
+    return digest.hexdigest()
+
+
+def _remembered(key: str) -> str | None:
+    try:
+        text = (cache_dir() / key).read_text().strip()
+    except OSError:
+        return None
+    return text if text.startswith(DIGEST_PREFIX) else None
+
+
+def _remember(key: str, value: str) -> None:
+    """Keep a folder's fingerprint for later processes; a cache that cannot be written costs
+    speed only."""
+    try:
+        atomic_write(cache_dir() / key, lambda handle: handle.write(value.encode()))
+    except OSError:
+        pass
+
+
 def folder_fingerprint(path: str | os.PathLike | None) -> str | None:
     """`sha256:<hex>` of an image folder: each image's path relative to the folder (its class
-    folder included) and the sha256 of its bytes; None for a missing or unreadable folder."""
+    folder included) and the sha256 of its bytes; None for a missing or unreadable folder.
+    Remembered per process and, by the folder's state, across processes (`cache_dir`)."""
     if path is None or str(path) == "":
         return None
     root = _absolute(path)
@@ -85,14 +137,17 @@ def folder_fingerprint(path: str | os.PathLike | None) -> str | None:
         return _folders[root]
     try:
         files = _image_files(root)
-        digest = hashlib.sha256()
-        for file in files:
-            relative = Path(file).relative_to(root).as_posix()
-            digest.update(f"{relative}\0{_hash_file(file)}\n".encode())
+        key = _state_key(root, files)
+        if (known := _remembered(key)) is None:
+            digest = hashlib.sha256()
+            for file in files:
+                digest.update(f"{_relative(root, file)}\0{_hash_file(file)}\n".encode())
+            known = DIGEST_PREFIX + digest.hexdigest()
+            _remember(key, known)
     except (OSError, RuntimeError, ValueError):  # the loader reports it, in one line
         return None
-    _folders[root] = DIGEST_PREFIX + digest.hexdigest()
-    return _folders[root]
+    _folders[root] = known
+    return known
 
 
 def content_identity(spec: Mapping[str, Any]) -> dict[str, Any]:

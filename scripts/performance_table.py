@@ -168,8 +168,7 @@ def stream_rows(f: dict[str, Any]) -> list[Row]:
             (
                 f"the {n:,}-image folder's fingerprint (its run identity), in a fresh process: "
                 "nothing remembered vs a later process (listed and stat'ed only)",
-                f"{f['fingerprint_first_s']:g} s vs {f['fingerprint_later_s']:g} s "
-                f"({ratio:,.0f}x)",
+                f"{f['fingerprint_first_s']:g} s vs {f['fingerprint_later_s']:g} s ({ratio:,.0f}x)",
                 "",
                 how,
             )

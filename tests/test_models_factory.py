@@ -39,8 +39,10 @@ def test_unknown_init_and_bad_kwargs_are_config_errors():
         validate_model("test_resnet", init="magic")
     with pytest.raises(ConfigError, match="cannot build test_resnet .*'wings'"):
         create_model("test_resnet", num_classes=2, in_chans=3, image_size=16, wings=2)
-    with pytest.raises(ConfigError, match="num_classes must be a positive integer"):
-        create_model("test_resnet", num_classes=0, in_chans=3, image_size=16)
+    with pytest.raises(ConfigError, match="num_classes must be an integer >= 0"):
+        create_model("test_resnet", num_classes=-1, in_chans=3, image_size=16)
+    with pytest.raises(ConfigError, match="in_chans must be an integer >= 1"):
+        create_model("test_resnet", num_classes=2, in_chans=0, image_size=16)
     with pytest.raises(ConfigError, match="init=source needs init_path"):
         create_model("test_resnet", num_classes=2, in_chans=3, image_size=16, init="source")
 

@@ -38,9 +38,10 @@ HPARAM_KEYS = tuple(f"train.{h}" for h in HPARAMS)
 #: the fine-tuned arm starts from, so a swept `pretrain.seed` is a `source_variant`.
 SEED_KEYS = ("seed",)
 FOLLOWS_SEED = ("pretrain.seed",)
-#: Identity settings already in the setting and arm columns (dataset specs by description).
+#: Identity settings already in the setting and arm columns (dataset specs by description, a
+#: source's objective in its name).
 NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", "freeze_depth")
-NAMED_PREFIXES = ("target.", "source.", "method.", "evaluated_on.")
+NAMED_PREFIXES = ("target.", "source.", "method.", "evaluated_on.", "pretrain.objective.")
 #: Stages whose records are arms of a cell: target runs, and their evaluations on another
 #: dataset (`transferlab-eval`), whose `target` names both datasets (`EVALUATED`).
 TARGET_STAGES = ("target", "eval")

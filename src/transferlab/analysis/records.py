@@ -145,6 +145,14 @@ def _name(part: Any) -> Any:
     return None
 
 
+def _source_name(source: Any) -> Any:
+    """A source's description, with the objective it was pre-trained on when that did not
+    read its labels: `digits, denoising(corruption=noise, strength=0.3)`."""
+    name = _name(source)
+    objective = source.get("objective") if isinstance(source, Mapping) else None
+    return f"{name}, {objective}" if name and objective else name
+
+
 def _weights_name(record: Mapping[str, Any]) -> Any:
     """An `init=file` run's arm is named by its weights file (without the suffix); which
     weights they are is its `init_weights` fingerprint, in the source variant."""
@@ -191,7 +199,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "num_depth_groups": record.get("num_depth_groups"),
         "method": record.get("method") or "",
         "freeze_depth": record.get("freeze_depth"),
-        "source": _name(record.get("source")) or _weights_name(record),
+        "source": _source_name(record.get("source")) or _weights_name(record),
         "target": _target_name(record),
         "target_size": record.get("target_size"),
         "source_size": record.get("source_size"),

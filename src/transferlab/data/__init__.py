@@ -11,7 +11,7 @@ from transferlab.data.build import POOL_PARTS, build_splits, clear_cache, source
 from transferlab.data.registry import available_datasets, register_dataset
 from transferlab.data.shifts import available_shifts, register_shift
 from transferlab.data.spec import describe, normalize_spec, validate_spec
-from transferlab.data.splits import budget_split, stratified_subset
+from transferlab.data.splits import budget_split, stratified_subset, unlabelled_subset
 from transferlab.data.tensors import DatasetSplits, ImageTensors
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "source_pool",
     "budget_split",
     "stratified_subset",
+    "unlabelled_subset",
     "validate_spec",
 ]

@@ -86,6 +86,23 @@ def stratified_subset(
     return torch.sort(torch.cat(_class_draws(labels, class_ids, quota, extra, seed))).values
 
 
+def unlabelled_subset(
+    n: int, size: int | None, seed: int, *, dataset: str | None = None
+) -> torch.Tensor:
+    """Sorted indices of ``size`` of ``n`` examples drawn without reading a label (None = all):
+    what a source trained without labels takes, so its labels cannot change its examples.
+    A fixed seeded order, so smaller subsets are nested in larger ones."""
+    if size is None:
+        return torch.arange(n)
+    where = f"the training pool of {dataset}" if dataset else "the training pool"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"source size must be a positive integer or null, got {size!r}")
+    if size > n:
+        raise ConfigError(f"source size {size} exceeds the {n} examples in {where}")
+    order = torch.randperm(n, generator=generator("unlabelled subset", seed))
+    return torch.sort(order[:size]).values
+
+
 def _class_draws(
     labels: torch.Tensor, class_ids: Sequence[int], quota: int, extra: int, seed: int
 ) -> list[torch.Tensor]:

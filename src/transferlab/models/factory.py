@@ -242,7 +242,8 @@ def _from_source(
             f"source_classes ({len(source_classes)}) differ from the {len(stored)} classes "
             f"stored in checkpoint {str(init_path)!r}"
         )
-    keep_head = target_classes is not None and tuple(target_classes) == stored
+    # a checkpoint without classes (an objective without labels) has no head to keep
+    keep_head = bool(stored) and target_classes is not None and tuple(target_classes) == stored
     overlay = source_overlay(name, payload["state_dict"], payload["in_chans"], keep_head)
     origin = f"source checkpoint {str(init_path)!r}"
     model, passed = _build_loaded(name, overlay, origin, build)
@@ -320,9 +321,10 @@ def _create(name: str, **kwargs: Any) -> nn.Module:
 def _check_sizes(
     num_classes: int, in_chans: int, image_size: int, target_classes: tuple[str, ...] | None
 ) -> None:
-    for label, value in (("num_classes", num_classes), ("in_chans", in_chans)):
-        if not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+    # num_classes=0: no classifier, the model outputs its pooled features (timm's convention)
+    for label, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        if not isinstance(value, int) or value < low:
+            raise ConfigError(f"{label} must be an integer >= {low}, got {value!r}")
     if not isinstance(image_size, int) or image_size < 1:
         raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
     if target_classes is not None and len(target_classes) != num_classes:

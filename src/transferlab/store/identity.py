@@ -238,6 +238,12 @@ def stage_identity(stage_cfg: DictConfig) -> dict[str, Any]:
     for key in DATASET_KEYS:
         if key in resolved:
             resolved[key] = _dataset_identity(resolved[key])
+    from transferlab.objectives import is_supervised  # imports torch: only when hashing
+
+    pretrain = resolved.get("pretrain")
+    if isinstance(pretrain, dict) and is_supervised(pretrain.get("objective")):
+        # the default, left out: records made before objectives existed keep their ids
+        pretrain.pop("objective", None)
     if resolved.get("init") == "file":  # the weights by their content, not their path
         resolved["init_weights"] = file_fingerprint(resolved.pop("init_path", None))
     flat: dict[str, Any] = {}

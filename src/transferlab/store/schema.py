@@ -85,7 +85,9 @@ class RunRecord:
     )
     source: dict | None = _doc(
         "`{name, description, spec}` of the source dataset: what a source stage trained on, "
-        "what a target stage's weights came from (null unless init=source)",
+        "what a target stage's weights came from (null unless init=source); with `objective` "
+        "(e.g. `denoising(corruption=noise, strength=0.3)`) when it was pre-trained without "
+        "its labels",
         DATASET,
     )
     target: dict | None = _doc(

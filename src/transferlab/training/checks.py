@@ -209,6 +209,14 @@ def _checked_method(arguments: str) -> None:
     method.check(model, context)
 
 
+def _check_objective(node: Any) -> None:
+    """The source objective's settings (`Objective.check`): one line before any training."""
+    from hydra.utils import instantiate
+
+    if node is not None:
+        instantiate(node).check()
+
+
 def preflight(cfg: DictConfig) -> int:
     """Check every setting of a run before any training; return the model's depth-group count.
 
@@ -227,6 +235,7 @@ def preflight(cfg: DictConfig) -> int:
     _check_budget("train", cfg.train)
     if uses_source:
         _check_budget("pretrain", cfg.pretrain)
+        _check_objective(cfg.pretrain.get("objective"))
     groups = _validated_model(
         json.dumps(
             {

@@ -88,6 +88,7 @@ class PretrainBudget(Budget):
     """The source stage's budget (`pretrain`)."""
 
     seed: int | None = _range(0)
+    objective: Any = _constructor()  # the pretrain/objective preset
 
 
 @dataclass
@@ -309,6 +310,7 @@ def check_run_config(cfg: DictConfig) -> None:
         if key not in fields:
             raise unknown_key(str(key), fields)
     _check_node("", _typed_part(cfg), RunConfig)
+    check_constructor("pretrain.objective", OmegaConf.select(cfg, "pretrain.objective"))
     for name, spec in fields.items():
         if spec.metadata.get("kind") != CONSTRUCTOR:
             continue
@@ -333,6 +335,8 @@ def check_override_keys(overrides: Iterable[str], groups: Iterable[str]) -> None
     for override in overrides:
         key = override.split("=", 1)[0]
         if key.startswith(("+", "~", "-", "hydra")) or "=" not in override or "@" in key:
+            continue
+        if "/" in key and key.split("/", 1)[0] in groups:  # a nested group: pretrain/objective
             continue
         head, _, rest = key.partition(".")
         if head not in top:

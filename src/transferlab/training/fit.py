@@ -22,6 +22,7 @@ from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.methods import Context, Method
 from transferlab.models import create_model, trainable_parameters
 from transferlab.models.inputs import input_stats
+from transferlab.objectives import Objective, is_supervised
 from transferlab.training.callbacks import (
     SUBMITIT_VARIABLE,
     BestWeights,
@@ -34,6 +35,7 @@ from transferlab.training.frozen_features import frozen_prefix_data
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.placement import data_device, place_data, wants_channels_last
+from transferlab.training.pretext import SELECT_MODE, SELECT_ON, PretextModule
 from transferlab.training.spans import build_spans
 
 #: Where W&B writes a run's offline files, under its run folder (`logger/wandb.yaml`: save_dir).
@@ -72,23 +74,25 @@ def build_module(
 ) -> tuple[TransferClassifier, dict[str, Any]]:
     """The timm model for the stage's data, initialised and frozen per the config, wrapped in
     the LightningModule with the optimizer and scheduler presets (which carry the budget's lr;
-    one pair per span of a method that restarts its optimiser, `training/spans.py`)."""
+    one pair per span of a method that restarts its optimiser, `training/spans.py`). A source
+    stage with an objective without labels trains the model without a classifier and the
+    objective's heads (`training/pretext.py`)."""
+    objective = stage_objective(stage_cfg)
+    classes = () if objective is not None else tuple(splits.classes)
     model, info = create_model(
         stage_cfg.model.name,
-        num_classes=len(splits.classes),
+        num_classes=len(classes),
         in_chans=splits.channels,
         image_size=splits.image_size,
         init=stage_cfg.init,
         init_path=init_path or stage_cfg.init_path,
-        target_classes=tuple(splits.classes),
+        target_classes=classes or None,
         **stage_cfg.model.kwargs,
     )
     method, context = stage_method(stage_cfg, info)
     frozen = method.setup(model, context)
     first, *restarts = build_spans(stage_cfg, method.spans(context))
-    module = TransferClassifier(
-        model,
-        num_classes=len(splits.classes),
+    common = dict(
         optimizer=first.optimizer,
         scheduler=first.scheduler,
         frozen=frozen,
@@ -98,8 +102,18 @@ def build_module(
         method=method,
         restarts=restarts,
     )
-    info.update(method=method, context=context)
+    if objective is None:
+        module = TransferClassifier(model, num_classes=len(classes), **common)
+    else:
+        module = PretextModule(model, objective, splits.channels, splits.image_size, **common)
+    info.update(method=method, context=context, objective=objective)
     return module, info
+
+
+def stage_objective(stage_cfg: DictConfig) -> Objective | None:
+    """A source stage's objective when it does not read labels (None: classification)."""
+    node = OmegaConf.select(stage_cfg, "budget.objective") if stage_cfg.stage == "source" else None
+    return None if is_supervised(node) else instantiate(node)
 
 
 def stage_method(stage_cfg: DictConfig, info: dict[str, Any]) -> tuple[Method, Context]:
@@ -280,6 +294,9 @@ def fit_stage(
     L.seed_everything(int(stage_cfg.seed), workers=True, verbose=False)
     module, info = build_module(stage_cfg, splits, init_path)
     callbacks = build_callbacks(stage_cfg)
+    if info["objective"] is not None:  # no labels, no accuracy: the objective's own loss
+        selection = callbacks[SELECTION_CALLBACK]
+        selection.monitor, selection.mode = SELECT_ON, SELECT_MODE
     resume_from = None
     if RESUME_CALLBACK in callbacks and not stage_cfg.force:
         resume = callbacks[RESUME_CALLBACK]

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import first_line
 from transferlab.models import save_checkpoint
+from transferlab.objectives import is_supervised
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,16 @@ def weights_path(stage_cfg: DictConfig, run_dir: Path, checkpoint_dir: Path | No
 def keep_weights(stage_cfg: DictConfig, result: Any, splits: Any, path: Path) -> None:
     """Write the stage's selected weights with what is needed to rebuild and feed the model
     (`models.checkpoint`), then log them to W&B where that is asked for."""
+    objective = (
+        OmegaConf.select(stage_cfg, "budget.objective") if stage_cfg.stage == "source" else None
+    )
     save_checkpoint(
         result.model,
         path,
         model_name=stage_cfg.model.name,
         model_kwargs=OmegaConf.to_container(stage_cfg.model.kwargs),
-        classes=tuple(splits.classes),
+        # a model trained without labels has no classifier: no classes for a target to match
+        classes=tuple(splits.classes) if is_supervised(objective) else (),
         image_size=splits.image_size,
         in_chans=splits.channels,
         input_stats=result.input_stats,

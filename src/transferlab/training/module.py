@@ -250,6 +250,10 @@ class TransferClassifier(L.LightningModule):
         self._restored_epoch = int(checkpoint.get("epoch", 0))
         self.frozen = self.method.on_epoch_start(self.model, self._restored_epoch, self.frozen)
 
+    def extra_parameter_groups(self) -> list[dict[str, Any]]:
+        """Parameter groups of modules trained beside the model (an objective's heads)."""
+        return []
+
     def _span_at(self, epoch: int) -> int:
         """The index of the optimiser span that trains epoch `epoch`."""
         return max(i for i, span in enumerate(self.spans) if span.first_epoch <= epoch)
@@ -264,7 +268,7 @@ class TransferClassifier(L.LightningModule):
         self._restored_epoch = None
         self._span = self._span_at(epoch)
         span = self.spans[self._span]
-        groups = self.method.parameter_groups(self.model)
+        groups = [*self.method.parameter_groups(self.model), *self.extra_parameter_groups()]
         base_lr = getattr(span.optimizer, "keywords", {}).get("lr")
         for group in groups:
             scale = group.pop("lr_scale", 1.0)

@@ -22,6 +22,20 @@ def dataset_entry(spec: Any) -> dict[str, Any] | None:
     return {"name": plain["name"], "description": describe(plain), "spec": plain}
 
 
+def source_entry(stage_cfg: DictConfig) -> dict[str, Any] | None:
+    """The source dataset's entry, with the objective it was pre-trained on when that did not
+    read its labels (`pretrain/objective`; supervised, the default, is not named)."""
+    entry = dataset_entry(stage_cfg.get("source"))
+    node = OmegaConf.select(stage_cfg, "pretrain.objective")
+    from transferlab.objectives import is_supervised, objective_label
+
+    if entry is not None and not is_supervised(node):
+        from hydra.utils import instantiate
+
+        entry["objective"] = objective_label(instantiate(node))
+    return entry
+
+
 def method_label(stage_cfg: DictConfig) -> str | None:
     """The stage's fine-tuning method with its settings (None: a source stage or scratch run)."""
     node = stage_cfg.get("method")
@@ -45,7 +59,7 @@ def base_fields(stage_cfg: DictConfig, rid: str) -> dict[str, Any]:
         "model": stage_cfg.model.name,
         "freeze_depth": int(stage_cfg.freeze_depth),
         "method": method_label(stage_cfg),
-        "source": dataset_entry(stage_cfg.get("source")),
+        "source": source_entry(stage_cfg),
         "target": dataset_entry(stage_cfg.target) if is_target else None,
         "source_size": stage_cfg.get("source_size"),
         "target_size": stage_cfg.target_size if is_target else None,

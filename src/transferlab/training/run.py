@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import atomic_write_json
-from transferlab.data import budget_split, build_splits, clear_cache, describe, stratified_subset
+from transferlab.data import (
+    budget_split,
+    build_splits,
+    clear_cache,
+    describe,
+    stratified_subset,
+    unlabelled_subset,
+)
 from transferlab.errors import ConfigError
 from transferlab.models import load_checkpoint
 from transferlab.store import (
@@ -126,10 +133,24 @@ def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
             **labelled,
         )
         return replace(splits, val=splits.train.subset(val)), splits.train.subset(train)
-    subset = stratified_subset(
-        splits.train.labels, stage_cfg.train_size, stage_cfg.seed, **labelled
-    )
+    if not labels_read(stage_cfg):  # drawn without a label: labels cannot change the examples
+        subset = unlabelled_subset(
+            len(splits.train), stage_cfg.train_size, stage_cfg.seed, dataset=splits.description
+        )
+    else:
+        subset = stratified_subset(
+            splits.train.labels, stage_cfg.train_size, stage_cfg.seed, **labelled
+        )
     return splits, splits.train.subset(subset)
+
+
+def labels_read(stage_cfg: DictConfig) -> bool:
+    """Whether the stage reads its labels: all but a source stage whose objective does not."""
+    from transferlab.objectives import is_supervised
+
+    if stage_cfg.stage != "source":
+        return True
+    return is_supervised(OmegaConf.select(stage_cfg, "pretrain.objective"))
 
 
 def run_stage(

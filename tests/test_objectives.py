@@ -12,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from transferlab.analysis.ranking import candidate_outputs
 from transferlab.analysis.records import flatten_record
 from transferlab.errors import ConfigError
 from transferlab.models import create_model, load_checkpoint
@@ -72,6 +73,10 @@ def test_only_the_body_is_handed_over_and_the_epoch_is_chosen_on_the_objective(
     row = flatten_record(json.loads((results / f"{record['run_id']}.json").read_text()))
     assert row["source"] == f"digits+rotate(degrees=45), {source['source']['objective']}"
     assert "objective" not in row["source_variant_key"]
+    # as a candidate: features for LogME and the rest, no source classifier for LEEP and NCE
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    features, probs = candidate_outputs(dict(record), tmp_path / "results", images)
+    assert features.shape[0] == 5 and probs.shape == (5, 0)
 
 
 def test_the_objective_is_part_of_the_source_identity_and_supervised_changes_no_id(compose):

@@ -86,6 +86,20 @@ def test_candidate_recipe_blocks_are_the_digest_of_their_snapshots(recipe):
     assert report.startswith(f"# Transfer analysis: {recipe}")
 
 
+def test_unsupervised_source_block_is_the_digest_of_its_snapshot():
+    from transferlab.analysis.digest import objectives_digest
+
+    script = _script("objectives_findings")
+    assert script.readme_block(script.README.read_text()) == objectives_digest(script.SNAPSHOT)
+    table = pd.read_csv(script.SNAPSHOT / "objectives.csv")
+    assert set(table["study"]) == {"unsupervised_source"}
+    assert {o.split("(")[0] for o in table["objective"]} == {"denoising", "rotation"}
+    assert table["n_pairs"].min() >= 10  # the recipe's 10 seeds, each paired
+    report = (script.SNAPSHOT / "report.md").read_text()
+    assert report.startswith("# Transfer analysis: unsupervised_source")
+    assert "## Source objectives" in report
+
+
 def test_exported_candidates_fine_tune_as_the_source_stages_they_came_from():
     """Each candidate_files run starts from a file transferlab-export wrote from a candidates
     source stage: the two studies' fine-tuned accuracies are the same, candidate by candidate."""

@@ -303,3 +303,53 @@ def ranking_digest(folder: str | Path) -> str:
                 f"{r['vs_ci_high']:+.2f})."
             )
     return "\n".join([*lines, "", *verdicts]) + "\n"
+
+
+def _against_supervised(row: pd.Series) -> str:
+    if pd.isna(row["d_vs_supervised"]):
+        return f"n/a ({row['vs_supervised']})"
+    return f"{row['d_vs_supervised']:+.3f}{METHOD_MARKS.get(row['vs_supervised'], '')}"
+
+
+def objectives_digest(folder: str | Path) -> str:
+    """The cells against scratch of an analysis folder and its source-objective comparison
+    (`objectives.csv`) in short: verdict counts, one row per (source data, freeze depth, and
+    every other cell dimension that varies) with each objective's difference from the
+    supervised source of the same data."""
+    cells = pd.read_csv(Path(folder) / "cells.csv")
+    table = pd.read_csv(Path(folder) / "objectives.csv", keep_default_na=False, na_values=[""])
+    table["name"] = table["objective"].str.split("(", n=1).str[0]
+    verdicts = table["vs_supervised"].value_counts()
+    names = sorted(table["name"].unique())
+    shown = ["model", "source_data", "freeze_depth", "target_size"]
+    keys = row_keys(table, shown, across=("source", "objective", "name"))
+    correction, alpha, _ = _judgement(cells)
+    pairs = sorted(table["n_pairs"].astype(int).unique())
+    seeds = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]}"
+    lines = [
+        _overview(cells),
+        "",
+        "_Gain = test accuracy fine-tuned minus scratch, mean over paired seeds; (+) and (−) "
+        "mark cells flagged positive or negative (intervals, p and q in `cells.csv`)._",
+        "",
+        *gain_table(cells),
+        "",
+        f"{len(table)} comparisons with the supervised source of the same data, {seeds} paired "
+        f"seeds each: **{verdicts.get('better', 0)} better**, **{verdicts.get('worse', 0)} "
+        f"worse**, {verdicts.get('inconclusive', 0)} inconclusive (q < {alpha:g} after "
+        f"{CORRECTIONS[correction]} across the study's comparisons).",
+        "",
+        "_Test accuracy from the source pre-trained without labels minus that from the "
+        "supervised source of the same images, mean over paired seeds; (+) and (−) mark a "
+        "significant difference (intervals, p and q in `objectives.csv`); the last column is "
+        "the supervised source against scratch._",
+        "",
+        _markdown_row([*(k.replace("_", " ") for k in keys), *names, "supervised vs scratch"]),
+        "|" + "---|" * (len(keys) + len(names) + 1),
+    ]
+    for key, rows in table.groupby(keys, sort=True, dropna=False):
+        by_name = {row["name"]: _against_supervised(row) for _, row in rows.iterrows()}
+        reference = rows["supervised_vs_scratch"].iloc[0]
+        cells_shown = [size_label(v) if k == "target_size" else v for k, v in zip(keys, key)]
+        lines.append(_markdown_row([*cells_shown, *(by_name.get(n, "") for n in names), reference]))
+    return "\n".join(lines) + "\n"

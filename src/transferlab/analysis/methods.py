@@ -63,9 +63,13 @@ def _differences(pairs: pd.DataFrame) -> pd.DataFrame:
     return joined.assign(diff=joined["ft_test_acc"] - joined["ref_test_acc"])
 
 
-def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
+def comparison_flag(
+    row: pd.Series, alpha: float, diff: str = "d_vs_finetune", reference: str = "plain fine-tuning"
+) -> tuple[str, str]:
+    """(verdict, reason) of one paired comparison with a reference arm: better | worse |
+    inconclusive, or too-few-pairs / too-few-seeds when no test could reach `alpha`."""
     if row["n_pairs"] < 2:
-        return "too-few-pairs", f"{row['n_pairs']} paired seed(s) with plain fine-tuning"
+        return "too-few-pairs", f"{row['n_pairs']} paired seed(s) with {reference}"
     if row["min_p"] > alpha:
         return "too-few-seeds", (
             f"{row['n_pairs']} pairs: the test cannot go below p = {row['min_p']:.3g} > {alpha}"
@@ -73,7 +77,7 @@ def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
     if not np.isfinite(row["q"]):
         return "inconclusive", row["note"] or "p-value undefined"
     if row["q"] < alpha:
-        return ("better", "") if row["d_vs_finetune"] > 0 else ("worse", "")
+        return ("better", "") if row[diff] > 0 else ("worse", "")
     return "inconclusive", f"q = {row['q']:.3g} >= alpha = {alpha}"
 
 
@@ -150,7 +154,7 @@ def method_comparison(
     testable = table["n_pairs"].ge(2) & np.isfinite(table["p"])
     for _, family in table[testable].groupby("study", sort=False):
         table.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
-    flags = [_flag(row, alpha) for _, row in table.iterrows()]
+    flags = [comparison_flag(row, alpha) for _, row in table.iterrows()]
     table["vs_finetune"] = [f for f, _ in flags]
     table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
     return _with_scratch(table, cells, margin)[COLUMNS]

@@ -15,6 +15,7 @@ import pandas as pd
 from transferlab.analysis import curves as cv
 from transferlab.analysis.cells import build_cells
 from transferlab.analysis.methods import MARGIN, method_comparison
+from transferlab.analysis.objectives import objective_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
 from transferlab.analysis.ranking import candidate_table, rank_agreement, score_candidates
 from transferlab.analysis.records import load_records
@@ -99,10 +100,19 @@ def analyze_frame(
         confidence=s.confidence,
         margin=s.margin,
     )
+    objectives = objective_comparison(
+        analysis.pairs,
+        analysis.cells,
+        correction=s.correction,
+        alpha=s.alpha,
+        test=s.test,
+        confidence=s.confidence,
+    )
     return {
         "cells": analysis.cells,
         "selected": analysis.selected,
         "methods": methods,
+        "objectives": objectives,
         "pairs": analysis.pairs,
         "selection": analysis.selection,
         "problems": analysis.problems,

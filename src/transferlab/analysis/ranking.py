@@ -134,6 +134,8 @@ def candidate_outputs(record: dict, root: Path, images: Any) -> tuple[np.ndarray
 
     model, stats = candidate_model(record, root)
     features = extract_features(model, images, stats=stats).numpy()
+    if getattr(model, "num_classes", None) == 0:  # trained without labels: no classifier
+        return features, np.empty((len(features), 0))
     with torch.no_grad():
         logits = [
             model(prepare(images[i : i + OUTPUT_BATCH], stats)).float()
@@ -198,6 +200,7 @@ def score_candidates(
             scored = (key, _weights_key(record))
             if scored not in scores:
                 features, probs = outputs(record, root, images)
+                probs = probs if probs.shape[1] else None  # no classifier: no LEEP, no NCE
                 scores[scored] = all_estimators(features, probs, labels, seed)
             rows.append({**row, "status": "ok", "reason": "", "n": len(labels), **scores[scored]})
         except Exception as exc:  # noqa: BLE001 - external weights and data: report, go on

@@ -26,6 +26,7 @@ CSV_TABLES = (
     "selection",
     "summary",
     "methods",
+    "objectives",
     "curves",
     "crossings",
     "effective_data",
@@ -91,7 +92,26 @@ def _cell_tables(results: dict[str, Any]) -> list[str]:
     ]
     if len(results.get("methods", ())):
         parts += _method_tables(results["methods"])
+    if len(results.get("objectives", ())):
+        parts += _objective_table(results["objectives"])
     return parts
+
+
+def _objective_table(objectives: pd.DataFrame) -> list[str]:
+    """Each source pre-trained without labels against the supervised source of its data."""
+    return [
+        "## Source objectives",
+        "",
+        "_Each arm whose source was pre-trained without labels (denoising, rotation) against "
+        "the arm from the supervised source of the same data, with the same method and freeze "
+        "depth on the same target setting, paired by seed: d_vs_supervised = mean "
+        "test-accuracy difference (above 0: pre-training without labels transferred better), "
+        "its interval, p and q (corrected per study as the cells); vs_supervised = better | "
+        "worse | inconclusive | too-few-seeds | too-few-pairs; gain_vs_scratch / vs_scratch = "
+        "the arm's own cell; supervised_vs_scratch = the supervised arm's cell._",
+        "",
+        markdown_table(objectives, csv_name="objectives.csv"),
+    ]
 
 
 def _method_tables(methods: pd.DataFrame) -> list[str]:

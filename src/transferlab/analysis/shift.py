@@ -97,6 +97,8 @@ class TorchBackend:
         stats = (meta["input_mean"], meta["input_std"]) if "input_mean" in meta else UNIT_STATS
         tensor = torch.from_numpy(np.ascontiguousarray(images))
         feats = extract_features(model, tensor, stats=stats).numpy()
+        if getattr(model, "num_classes", None) == 0:  # trained without labels: no classifier
+            return feats, np.empty((len(feats), 0))
         with torch.no_grad():
             logits = model(prepare(tensor, stats))
         return feats, torch.softmax(logits.float(), dim=1).numpy()
@@ -270,7 +272,8 @@ def _feature_rows(
         src_out["features"], src["labels"], tgt_out["features"], tgt["labels"], ctx.seed
     )
     try:
-        scores = all_estimators(tgt_out["features"], tgt_out["probs"], tgt["labels"], ctx.seed)
+        probs = tgt_out["probs"] if tgt_out["probs"].shape[1] else None  # None: no classifier
+        scores = all_estimators(tgt_out["features"], probs, tgt["labels"], ctx.seed)
         estimators = {"status": "ok", "reason": "", "n": len(tgt["labels"]), **scores}
     except Exception as exc:  # degenerate features: report
         estimators = _unavailable(exc)

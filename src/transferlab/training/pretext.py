@@ -84,8 +84,12 @@ class PretextModule(TransferClassifier):
     on_test_epoch_start = on_validation_epoch_start
 
     def _mean(self, split: str) -> float:
-        total, count = self._sums.pop(split, [torch.zeros(()), 0])
-        return float(total / max(count, 1))
+        """The split's mean loss over every example, summed across processes (DDP): every rank
+        selects the same epoch."""
+        total, count = self._sums.pop(split, [torch.zeros((), device=self.device), 0])
+        both = torch.stack([total, torch.as_tensor(float(count), device=total.device)])
+        both = self.trainer.strategy.reduce(both, reduce_op="sum")
+        return float(both[0] / both[1].clamp(min=1))
 
     def on_validation_epoch_end(self) -> None:
         loss = self._mean("val")

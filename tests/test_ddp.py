@@ -11,6 +11,7 @@ from conftest import FAST
 
 
 def test_ddp_on_two_cpu_processes_writes_one_record_per_stage(tmp_path):
+    """A denoising source and a supervised target, each trained by two processes."""
     results = tmp_path / "results"
     cmd = [
         sys.executable,
@@ -22,6 +23,7 @@ def test_ddp_on_two_cpu_processes_writes_one_record_per_stage(tmp_path):
         "trainer=ddp",
         "trainer.accelerator=cpu",
         "trainer.devices=2",
+        "pretrain/objective=denoising",  # the source stage without labels, the target with them
     ]
     # ddp re-executes this command in a child process; a deadlock would hit the timeout.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=dict(os.environ))
@@ -30,5 +32,8 @@ def test_ddp_on_two_cpu_processes_writes_one_record_per_stage(tmp_path):
     assert sorted(r["stage"] for r in records) == ["source", "target"]
     assert all(r["status"] == "completed" for r in records)
     assert all(r["config"]["trainer"]["strategy"] == "ddp" for r in records)
+    (source,) = [r for r in records if r["stage"] == "source"]
+    losses = [row["loss"] for row in source["val_curve"]]  # summed over both processes
+    assert source["best_epoch"] == losses.index(min(losses))
     # both processes trained: the child wrote its own log next to the parent's
     assert list((results / "ddp" / "hydra").glob("*/train_ddp_process_1.log"))

@@ -8,7 +8,7 @@ import pytest
 
 from transferlab.analysis.keys import ARM
 from transferlab.analysis.objectives import SUPERVISED, objective_comparison, split_objective
-from transferlab.objectives import Denoising, Objective, Rotation, objective_label
+from transferlab.objectives import Denoising, Objective, Rotation, SimCLR, objective_label
 
 DENOISING = f"digits, {objective_label(Denoising())}"
 
@@ -25,7 +25,7 @@ def _planted(accs: dict[str, list[float]], flags: dict[str, str]) -> tuple:
 
 
 def test_every_objective_without_labels_is_told_from_its_data_in_a_source_name():
-    for objective in (Denoising(), Denoising(corruption="mask"), Rotation()):
+    for objective in (Denoising(), Denoising(corruption="mask"), Rotation(), SimCLR()):
         data = "digits+affine(offset=0.1, scale=0.7)"  # a description with ", " of its own
         assert split_objective(f"{data}, {objective_label(objective)}") == (
             data,
@@ -33,7 +33,7 @@ def test_every_objective_without_labels_is_told_from_its_data_in_a_source_name()
         )
     assert split_objective("digits+affine(offset=0.1, scale=0.7)")[1] == SUPERVISED
     unsupervised = {c.name for c in Objective.__subclasses__() if not c.uses_labels}
-    assert unsupervised == {Denoising.name, Rotation.name}  # the pattern knows each of them
+    assert unsupervised == {Denoising.name, Rotation.name, SimCLR.name}  # the pattern knows each
 
 
 def test_each_unsupervised_source_is_paired_with_the_supervised_one_of_its_data():

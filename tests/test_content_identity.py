@@ -179,18 +179,27 @@ def test_folders_are_fingerprinted_once_per_process_without_decoding(tmp_path, m
 
 def test_a_folder_is_read_once_per_state_not_once_per_process(tmp_path, monkeypatch):
     """A later process (here: after `clear`) lists and stats the folder; it reads bytes again
-    only when a file was written, even one whose modification time was set back."""
+    only when a file was written, even in place, at the same size, with its modification time
+    set back. A folder written moments ago is not remembered (coarse file-system clocks)."""
     monkeypatch.setenv(fingerprint.CACHE_ENV, str(tmp_path / "cache"))
     folder = _write_folder(tmp_path / "imgs", 0)
-    first = fingerprint.folder_fingerprint(folder)
     read = []
     real_hash = fingerprint._hash_file
     monkeypatch.setattr(fingerprint, "_hash_file", lambda p: read.append(p) or real_hash(p))
+    first = fingerprint.folder_fingerprint(folder)
     fingerprint.clear()
+    assert fingerprint.folder_fingerprint(folder) == first  # written just now: read again
+    assert len(read) == 2 * len(CLASSES) * PER_CLASS
+    monkeypatch.setattr(fingerprint, "RACY_S", -1.0)  # as if written long ago
+    fingerprint.clear()
+    fingerprint.folder_fingerprint(folder)  # read, and now remembered
+    fingerprint.clear()
+    read.clear()
     assert fingerprint.folder_fingerprint(folder) == first and not read
     png = folder / "dog" / "003.png"
-    stamp = png.stat()
-    Image.new("RGB", (IMAGE_PX, IMAGE_PX), (9, 9, 9)).save(png)
+    stamp, data = png.stat(), bytearray(png.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte changed in place: same size
+    png.write_bytes(bytes(data))
     os.utime(png, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # the old modification time
     fingerprint.clear()
     changed = fingerprint.folder_fingerprint(folder)

@@ -70,6 +70,10 @@ def test_each_source_stage_becomes_a_named_safetensors_file_with_a_manifest(made
         metadata = weights_file_metadata(path)
         assert tuple(json.loads(metadata[CLASSES_KEY])) == tuple(stored["classes"])
         assert metadata["transferlab.source_run_id"] == row["source_run_id"]
+    again = work / "again"
+    assert export_main([str(work / "results" / "maker"), "--to", str(again)]) == 0
+    for row in rows:  # the same checkpoint exports to the same bytes: the same init=file runs
+        assert file_fingerprint(again / row["file"]) == row["init_weights"]
 
 
 @pytest.mark.parametrize("source", ["digits_rot45", "gratings"])
@@ -105,8 +109,10 @@ def test_a_file_that_names_other_classes_gets_a_new_head_even_of_the_right_size(
         tmp_path / "same.safetensors", state, {CLASSES_KEY: json.dumps(list(DIGITS))}
     )
     build = dict(num_classes=10, in_chans=3, image_size=16, init="file", target_classes=DIGITS)
-    assert create_model("test_resnet", init_path=str(plain), **build)[1]["head_reset"] is False
-    assert create_model("test_resnet", init_path=str(same), **build)[1]["head_reset"] is False
+    for kept in (plain, same):
+        model, info = create_model("test_resnet", init_path=str(kept), **build)
+        assert info["head_reset"] is False
+        assert torch.equal(model.state_dict()["fc.weight"], state["fc.weight"])
     reset, info = create_model("test_resnet", init_path=str(named), **build)
     assert info["head_reset"] is True
     head = "fc.weight"
@@ -121,3 +127,25 @@ def test_export_refuses_what_it_cannot_export_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no completed source stage" in err and err.count("\n") == 1
     assert not (tmp_path / "w").exists()
+
+
+def test_export_to_a_file_is_one_line(made, tmp_path, capsys):
+    work, _, _ = made
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert export_main([str(work / "results" / "maker"), "--to", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and err.count("\n") == 1
+
+
+def test_a_file_candidate_is_loaded_as_a_run_loads_it_whatever_the_channels(made):
+    """Scoring a candidate builds it with timm's loader (the stem adapted to one channel), its
+    own classifier kept."""
+    from transferlab.analysis.ranking import _with_own_head
+
+    work, _, _ = made
+    path = work / "weights" / "gratings-e2-s0.safetensors"
+    model = _with_own_head("test_resnet", path, {"in_chans": 1, "image_size": 16}, {})
+    assert model(torch.zeros(2, 1, 16, 16)).shape == (
+        2,
+        len(json.loads(weights_file_metadata(path)[CLASSES_KEY])),
+    )

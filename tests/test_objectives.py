@@ -1,4 +1,4 @@
-"""Source stages pre-trained without labels (`pretrain/objective`: denoising, rotation).
+"""Source stages pre-trained without labels (`pretrain/objective`: denoising, rotation, simclr).
 
 Real Hydra composition and real Lightning training of source and target stages; the source
 checkpoints are read back from disk.
@@ -7,6 +7,7 @@ checkpoints are read back from disk.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from transferlab.store import read_record, run_id, stage_config
 from transferlab.training.checks import check_run
 from transferlab.training.run import train
 
-UNSUPERVISED = ("denoising", "rotation")
+UNSUPERVISED = ("denoising", "rotation", "simclr")
 #: Two sources with the same images and other labels (a permutation of the classes).
 SAME_IMAGES = ("digits", "digits_label_permuted")
 RUN = ["init=source", "source_size=120", "freeze_depth=0", "logger=[csv]", "threads=1"]
@@ -123,3 +124,14 @@ def test_bad_objective_settings_are_one_line_before_training(compose, override, 
     with pytest.raises(ConfigError) as err:
         check_run(cfg)
     assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_nt_xent_equals_its_value_by_hand():
+    """Two images whose two views agree exactly, at temperature 1: each view's similarities to
+    the three others are 0, 1 (its positive) and 0, so the loss is log((e + 2) / e)."""
+    from transferlab.objectives.contrastive import nt_xent
+
+    views = torch.tensor([[1.0, 0.0], [0.0, 3.0]])  # normalised inside: length does not count
+    assert nt_xent(views, views, 1.0).item() == pytest.approx(math.log((math.e + 2) / math.e))
+    swapped = nt_xent(views, views.flip(0), 1.0)  # each positive now the other image's view
+    assert swapped.item() == pytest.approx(math.log((math.e + 2) / 1.0))

@@ -93,7 +93,7 @@ def test_unsupervised_source_block_is_the_digest_of_its_snapshot():
     assert script.readme_block(script.README.read_text()) == objectives_digest(script.SNAPSHOT)
     table = pd.read_csv(script.SNAPSHOT / "objectives.csv")
     assert set(table["study"]) == {"unsupervised_source"}
-    assert {o.split("(")[0] for o in table["objective"]} == {"denoising", "rotation"}
+    assert {o.split("(")[0] for o in table["objective"]} == {"denoising", "rotation", "simclr"}
     assert table["n_pairs"].min() >= 10  # the recipe's 10 seeds, each paired
     report = (script.SNAPSHOT / "report.md").read_text()
     assert report.startswith("# Transfer analysis: unsupervised_source")

@@ -1,6 +1,6 @@
-"""Source objectives compared: an arm whose source was pre-trained without labels (`denoising`,
-`rotation`) against the arm from the supervised source of the same data, with the same method
-and freeze depth on the same target setting, paired by seed.
+"""Source objectives compared: an arm whose source was pre-trained without labels
+(`denoising`, `rotation`, `simclr`) against the arm from the supervised source of the same
+data, with the same method and freeze depth on the same target setting, paired by seed.
 
 Does unsupervised pre-training transfer better or worse than supervised pre-training of the
 same images? Each comparison pairs the two arms' selected runs (learning rate and epoch chosen
@@ -24,7 +24,7 @@ from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
 SUPERVISED = "supervised"
 #: An objective without labels at the end of a source's name (`analysis.records`):
 #: `<data>, <objective>(<settings>)`.
-_NAMED = re.compile(r"^(?P<data>.+), (?P<objective>(?:denoising|rotation)(?:\(.*\))?)$")
+_NAMED = re.compile(r"^(?P<data>.+), (?P<objective>(?:denoising|rotation|simclr)(?:\(.*\))?)$")
 #: A comparison's reference shares the target setting, the source's data, method and depth.
 MATCH = [*SETTING, "source_data", "method", "freeze_depth", "source_variant"]
 COLUMNS = [

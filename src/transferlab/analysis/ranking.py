@@ -114,14 +114,16 @@ def candidate_model(record: dict, root: Path) -> tuple[Any, Any]:
 
 
 def _with_own_head(name: str, path: Path, shape: dict, kwargs: dict) -> Any:
-    """The model with a weights file's every weight, its classifier of its own size included."""
+    """The model with a weights file's weights and its classifier of its own size (none when
+    the file has none: features only), loaded as a run loads it (timm's loader adapts the stem
+    to the channels and a ViT's position embedding to the size)."""
     from transferlab.models.factory import create_model
-    from transferlab.models.weights import classifier_keys, read_weights_file
+    from transferlab.models.weights import classifier_rows, read_weights_file
 
-    state = read_weights_file(path)
-    head = state[next(k for k in sorted(classifier_keys(name)) if k in state)]
-    model, _ = create_model(name, num_classes=int(head.shape[0]), **shape, **kwargs)
-    model.load_state_dict(state)
+    rows = classifier_rows(name, read_weights_file(path)) or 0
+    model, _ = create_model(
+        name, num_classes=rows, init="file", init_path=str(path), **shape, **kwargs
+    )
     return model
 
 

@@ -104,8 +104,9 @@ class ArrayReader:
         return fit_images(raw, self.image_size, self.channels)
 
     def read(self, position: int) -> torch.Tensor:
-        """uint8 (C, H, W) image ``position`` at the reader's size and channels."""
-        return self._fitted(position, position + 1)[0]
+        """uint8 (C, H, W) image ``position`` at the reader's size and channels (a copy: an
+        image already at that size would otherwise be a view of the shared array)."""
+        return self._fitted(position, position + 1)[0].clone()
 
     def read_all(self) -> torch.Tensor:
         """Every image, uint8 (N, C, H, W), fitted a chunk at a time into one tensor."""

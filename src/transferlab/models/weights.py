@@ -37,6 +37,10 @@ FILE_HINT = "init=file init_path=/path/to/model.safetensors"
 #: safetensors metadata key of the class names a weights file's classifier predicts (written by
 #: `transferlab-export`): a file that names them keeps its head only for the same classes
 CLASSES_KEY = "transferlab.classes"
+#: A safetensors file starts with its header's length (little-endian) in this many bytes ...
+_HEADER_BYTES = 8
+#: ... and pads the header with spaces to a multiple of this many bytes.
+_HEADER_ALIGN = 8
 
 
 def classifier_names(model_name: str) -> tuple[str, ...]:
@@ -102,12 +106,20 @@ def write_weights_file(
     path: str | os.PathLike, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]
 ) -> Path:
     """Write ``state_dict`` as a timm-format .safetensors file with string ``metadata``,
-    atomically (a reader sees the whole file or none)."""
+    atomically (a reader sees the whole file or none) and byte for byte the same for the same
+    tensors and metadata: safetensors writes its header's metadata in hash order, so the header
+    is written again with sorted keys (a file's sha256 is what identifies an `init=file` run)."""
     from safetensors.torch import save
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     payload = save(tensors, metadata={"format": "pt", **metadata})
-    return atomic_write(path, lambda handle: handle.write(payload))
+    length = int.from_bytes(payload[:_HEADER_BYTES], "little")
+    header = json.loads(payload[_HEADER_BYTES : _HEADER_BYTES + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % _HEADER_ALIGN)  # the data stay aligned, as safetensors pads
+    data = payload[_HEADER_BYTES + length :]
+    blob = len(text).to_bytes(_HEADER_BYTES, "little") + text + data
+    return atomic_write(path, lambda handle: handle.write(blob))
 
 
 def weights_file_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -126,7 +138,20 @@ def weights_file_metadata(path: str | os.PathLike) -> dict[str, str]:
 def weights_file_classes(path: str | os.PathLike) -> tuple[str, ...] | None:
     """The class names a weights file says its classifier predicts, or None when it names none."""
     named = weights_file_metadata(path).get(CLASSES_KEY)
-    return tuple(json.loads(named)) if named else None
+    if not named:
+        return None
+    try:
+        classes = json.loads(named)
+    except ValueError:
+        classes = None
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"weights file {str(path)!r}: {CLASSES_KEY} is not a list of names")
+    return tuple(classes)
+
+
+def classifier_rows(model_name: str, state_dict: dict[str, Any]) -> int | None:
+    """Output size of the classifier stored in ``state_dict`` (None when it has none)."""
+    return _classifier_rows(model_name, state_dict)
 
 
 def file_overlay(
@@ -330,6 +355,7 @@ __all__ = [
     "check_all_loaded",
     "check_weights_file",
     "classifier_keys",
+    "classifier_rows",
     "file_overlay",
     "forget_state_dict",
     "hub_head_reset",

@@ -6,10 +6,10 @@ squared error on the standardised pixels. The decoder is a two-layer perceptron 
 features to the image, so it fits every timm model (convolutional or not) the same way.
 
 `Rotation` (Gidaris et al., ICLR 2018): each image is shown at 0, 90, 180 and 270 degrees, all
-four in the same batch as the paper found best, and a linear head predicts which. Chosen beside
-denoising as the self-supervised objective without a decoder: it needs no augmentation pipeline
-or negatives, is deterministic, and its single hyper-parameter-free loss fits the small images
-and short budgets of the built-in data (SimCLR needs large batches and strong augmentation).
+four in the same batch as the paper found best, and a linear head predicts which: the
+self-supervised objective without a decoder that needs no augmentation pipeline or negatives,
+is deterministic, and has no hyper-parameter, so it fits the small images and short budgets of
+the built-in data (`contrastive.SimCLR` needs large batches and strong views).
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,13 @@ CONTENT_SUFFIX = "_content"
 
 #: Environment variable naming the folder fingerprints are remembered in (see `cache_dir`).
 CACHE_ENV = "TRANSFERLAB_CACHE"
+#: The fingerprint rule's version, in every remembered key: a changed rule remembers anew.
+RULE_VERSION = 1
+#: A folder with a file written less than this many seconds ago is not remembered: a file
+#: system with coarse timestamps (NFS, FAT, older kernels) could give a rewrite within the same
+#: tick the same times, and the remembered fingerprint would outlive it ("racy git").
+RACY_S = 2.0
+_REMEMBERED = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 _folders: dict[str, str] = {}
 _files: dict[tuple[str, int, int, int], str] = {}
@@ -98,15 +107,18 @@ def _relative(root: str, file: str) -> str:
     return file[len(root) :].lstrip(os.sep).replace(os.sep, "/")
 
 
-def _state_key(root: str, files: list[str]) -> str:
-    """sha256 of the folder's path and each image's path, size, times and inode: what changes
-    whenever a file is written, added, removed, renamed or copied."""
-    digest = hashlib.sha256(f"{root}\n".encode())
+def _state_key(root: str, files: list[str]) -> tuple[str, float]:
+    """sha256 of the rule's version, the folder's path and each image's path, size, times and
+    inode (what changes whenever a file is written, added, removed, renamed or copied), and
+    the newest of those times (seconds)."""
+    digest = hashlib.sha256(f"{RULE_VERSION}\n{root}\n".encode())
+    newest = 0
     for file in files:
         st = os.stat(file)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
         digest.update(f"{_relative(root, file)}\0{stamp}\n".encode())
-    return digest.hexdigest()
+    return digest.hexdigest(), newest / 1e9
 
 
 def _remembered(key: str) -> str | None:
@@ -114,7 +126,7 @@ def _remembered(key: str) -> str | None:
         text = (cache_dir() / key).read_text().strip()
     except OSError:
         return None
-    return text if text.startswith(DIGEST_PREFIX) else None
+    return text if _REMEMBERED.match(text) else None
 
 
 def _remember(key: str, value: str) -> None:
@@ -137,13 +149,14 @@ def folder_fingerprint(path: str | os.PathLike | None) -> str | None:
         return _folders[root]
     try:
         files = _image_files(root)
-        key = _state_key(root, files)
+        key, newest = _state_key(root, files)
         if (known := _remembered(key)) is None:
             digest = hashlib.sha256()
             for file in files:
                 digest.update(f"{_relative(root, file)}\0{_hash_file(file)}\n".encode())
             known = DIGEST_PREFIX + digest.hexdigest()
-            _remember(key, known)
+            if time.time() - newest > RACY_S:
+                _remember(key, known)
     except (OSError, RuntimeError, ValueError):  # the loader reports it, in one line
         return None
     _folders[root] = known

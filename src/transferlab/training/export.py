@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from transferlab._helpers import atomic_write, first_line
 from transferlab.errors import ConfigError
 from transferlab.models import load_checkpoint
 from transferlab.models.weights import CLASSES_KEY, write_weights_file
@@ -88,9 +89,12 @@ def export_sources(study_dir: str | Path, to: str | Path) -> pd.DataFrame:
     rows = []
     for record, stem in zip(records, _stems(records), strict=True):
         payload = load_checkpoint(study_dir.parent / record["checkpoint"])
-        path = write_weights_file(
-            to / f"{stem}{SUFFIX}", payload["state_dict"], _metadata(record, payload)
-        )
+        try:
+            path = write_weights_file(
+                to / f"{stem}{SUFFIX}", payload["state_dict"], _metadata(record, payload)
+            )
+        except (OSError, RuntimeError) as exc:  # a folder that cannot be written, say
+            raise ConfigError(f"cannot write {to / (stem + SUFFIX)}: {first_line(exc)}") from None
         rows.append(
             {
                 "file": path.name,
@@ -107,5 +111,6 @@ def export_sources(study_dir: str | Path, to: str | Path) -> pd.DataFrame:
             }
         )
     manifest = pd.DataFrame(rows)
-    manifest.to_csv(to / MANIFEST, index=False)
+    text = manifest.to_csv(index=False).encode()
+    atomic_write(to / MANIFEST, lambda handle: handle.write(text))  # written last, whole
     return manifest

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,8 +15,12 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ.pop("WANDB_API_KEY", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Folder fingerprints are remembered in a cache folder: the tests' own, not the user's.
-os.environ.setdefault("TRANSFERLAB_CACHE", tempfile.mkdtemp(prefix="transferlab-test-cache-"))
+# Folder fingerprints are remembered in a cache folder: the tests' own, not the user's,
+# removed when the test process ends.
+if "TRANSFERLAB_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="transferlab-test-cache-")
+    os.environ["TRANSFERLAB_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

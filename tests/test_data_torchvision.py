@@ -360,3 +360,22 @@ def test_torchvision_arrays_stream_in_worker_processes_and_by_size(
     big = build_splits(spec, image_size=224, data_mode="auto", stream_above_mb=fitted_mb / 2)
     small = build_splits(spec, image_size=24, data_mode="auto", stream_above_mb=fitted_mb / 2)
     assert isinstance(big.train, ImageStream) and not isinstance(small.train, ImageStream)
+
+
+def test_arrays_whose_shape_does_not_fit_their_layout_are_refused_when_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loader's bug (NHWC arrays declared NHW) is named at load, not in a DataLoader worker."""
+    from transferlab.data import clear_cache, registry
+    from transferlab.data.registry import BaseArrays, register_dataset
+
+    monkeypatch.setattr(registry, "_DATASETS", dict(registry._DATASETS))  # registered here only
+
+    @register_dataset("misshapen_arrays_for_test")
+    def misshapen(*, image_size: int, channels: int) -> BaseArrays:
+        images = np.zeros((4, 8, 8, 3), dtype=np.uint8)
+        return BaseArrays(images, torch.arange(4) % 2, ("a", "b"), layout="NHW")
+
+    clear_cache()
+    with pytest.raises(ValueError, match=r"shape \(4, 8, 8, 3\) for layout NHW"):
+        build_splits({"name": "misshapen_arrays_for_test"}, image_size=8)

@@ -76,6 +76,11 @@ def _check_readable(base: Readable, name: str) -> None:
                 f"loader of {name} returned {len(examples)} {which} examples ({dtype}) and "
                 f"labels of shape {tuple(labels.shape)}"
             )
+        if isinstance(base, BaseArrays) and examples.ndim != len(base.layout):
+            raise ValueError(
+                f"loader of {name} returned {which} images of shape {tuple(examples.shape)} "
+                f"for layout {base.layout}"
+            )
 
 
 def _parts(base: Readable, which: str) -> tuple[Any, torch.Tensor | None]:

@@ -117,6 +117,40 @@ def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame, margin: float) -> pd
     return table
 
 
+def paired_comparison(
+    diffs: pd.DataFrame,
+    diff: str,
+    verdict: str,
+    reference: str,
+    *,
+    correction: str,
+    alpha: float,
+    test: str,
+    confidence: float,
+) -> pd.DataFrame:
+    """One row per arm of `diffs` (its per-seed differences from a reference arm, `diff`):
+    the mean difference in column `diff`, its interval, p, q (corrected per study, as the
+    cells) and the verdict in column `verdict` (`comparison_flag`, naming `reference`)."""
+    groups = diffs.groupby(ARM, dropna=False, sort=True)
+    keys, values = zip(*((k, g["diff"].to_numpy()) for k, g in groups))
+    results = paired_tests(values, test=test, confidence=confidence)
+    table = pd.DataFrame(
+        [
+            {**dict(zip(ARM, k)), "n_pairs": r.n, diff: r.mean, "ci_low": r.ci_low}
+            | {"ci_high": r.ci_high, "p": r.p, "min_p": r.min_p, "note": r.note}
+            for k, r in zip(keys, results)
+        ]
+    )
+    table["q"] = np.nan
+    testable = table["n_pairs"].ge(2) & np.isfinite(table["p"])
+    for _, family in table[testable].groupby("study", sort=False):
+        table.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
+    flags = [comparison_flag(row, alpha, diff, reference) for _, row in table.iterrows()]
+    table[verdict] = [f for f, _ in flags]
+    table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
+    return table
+
+
 def method_comparison(
     pairs: pd.DataFrame,
     cells: pd.DataFrame,
@@ -132,29 +166,14 @@ def method_comparison(
     diffs = _differences(pairs)
     if diffs.empty:
         return pd.DataFrame(columns=COLUMNS)
-    groups = diffs.groupby(ARM, dropna=False, sort=True)
-    keys, values = zip(*((k, g["diff"].to_numpy()) for k, g in groups))
-    results = paired_tests(values, test=test, confidence=confidence)
-    table = pd.DataFrame(
-        [
-            {
-                **dict(zip(ARM, k)),
-                "n_pairs": r.n,
-                "d_vs_finetune": r.mean,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
-                "p": r.p,
-                "min_p": r.min_p,
-                "note": r.note,
-            }
-            for k, r in zip(keys, results)
-        ]
+    table = paired_comparison(
+        diffs,
+        "d_vs_finetune",
+        "vs_finetune",
+        "plain fine-tuning",
+        correction=correction,
+        alpha=alpha,
+        test=test,
+        confidence=confidence,
     )
-    table["q"] = np.nan
-    testable = table["n_pairs"].ge(2) & np.isfinite(table["p"])
-    for _, family in table[testable].groupby("study", sort=False):
-        table.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
-    flags = [comparison_flag(row, alpha) for _, row in table.iterrows()]
-    table["vs_finetune"] = [f for f, _ in flags]
-    table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
     return _with_scratch(table, cells, margin)[COLUMNS]

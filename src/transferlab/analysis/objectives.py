@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import ARM, SETTING
-from transferlab.analysis.methods import comparison_flag
-from transferlab.analysis.paired import DEFAULT_TEST, paired_tests
-from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
+from transferlab.analysis.methods import paired_comparison
+from transferlab.analysis.paired import DEFAULT_TEST
+from transferlab.analysis.stats import CONFIDENCE
 
 #: What the analysis names the default objective (records leave it out of a source's name).
 SUPERVISED = "supervised"
@@ -81,26 +80,17 @@ def objective_comparison(
     diffs = _differences(pairs[~pairs["source"].eq("scratch")]) if len(pairs) else pairs
     if diffs.empty:
         return pd.DataFrame(columns=COLUMNS)
-    keys, values = zip(*((k, g["diff"].to_numpy()) for k, g in diffs.groupby(ARM, sort=True)))
-    results = paired_tests(values, test=test, confidence=confidence)
-    table = pd.DataFrame(
-        [
-            {**dict(zip(ARM, k)), "n_pairs": r.n, "d_vs_supervised": r.mean, "ci_low": r.ci_low}
-            | {"ci_high": r.ci_high, "p": r.p, "min_p": r.min_p, "note": r.note}
-            for k, r in zip(keys, results)
-        ]
+    table = paired_comparison(
+        diffs,
+        "d_vs_supervised",
+        "vs_supervised",
+        "the supervised source",
+        correction=correction,
+        alpha=alpha,
+        test=test,
+        confidence=confidence,
     )
     table = _with_objective(table)
-    table["q"] = np.nan
-    testable = table["n_pairs"].ge(2) & np.isfinite(table["p"])
-    for _, family in table[testable].groupby("study", sort=False):
-        table.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
-    flags = [
-        comparison_flag(row, alpha, "d_vs_supervised", "the supervised source")
-        for _, row in table.iterrows()
-    ]
-    table["vs_supervised"] = [f for f, _ in flags]
-    table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
     return _with_cells(table, cells)[COLUMNS]
 
 

@@ -54,7 +54,7 @@ BAD = {
     "pretrain.seed=-2": ["pretrain.seed must be >= 0"],
     "threads=-1": ["threads must be >= 1, got -1"],
     "seed=-1": ["seed must be >= 0, got -1"],
-    "target_size=0": ["target_size must be >= 1"],
+    "target_size=-1": ["target_size must be >= 0"],
     "freeze_depth=-1": ["freeze_depth must be >= 0"],
     "image_size=0": ["image_size must be >= 1"],
     "channels=2": ["channels=2", "valid choices: 1, 3"],

@@ -198,3 +198,24 @@ def reduce_pair(
         return x, y
     pca = PCA(n_components=max(dim, 1), random_state=seed).fit(np.vstack([x, y]))
     return pca.transform(x), pca.transform(y)
+
+
+def pair_distances(
+    x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray, seed: int = 0
+) -> dict[str, float]:
+    """All distances between two labelled samples (equal sizes are used)."""
+    k = min(len(x), len(y))
+    x, lx, y, ly = x[:k], lx[:k], y[:k], ly[:k]
+    mmd2, mmd_p, bandwidth = mmd_test(x, y, seed=seed)
+    rx, ry = reduce_pair(x, y, seed=seed)
+    return {
+        "mmd2": mmd2,
+        "mmd_p": mmd_p,
+        "proxy_a": proxy_a_distance(x, y, seed=seed),
+        "frechet": frechet_distance(rx, ry),
+        "otdd": otdd(rx, lx, ry, ly),
+        "n": k,
+        "dim": int(x.reshape(k, -1).shape[1]),
+        "gaussian_dim": int(rx.shape[1]),
+        "bandwidth": bandwidth,
+    }

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab._helpers import atomic_write, first_line
-from transferlab.analysis import distances as dist
+from transferlab.analysis.distances import pair_distances
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS, all_estimators
 from transferlab.analysis.keys import PAIR
 
@@ -171,27 +171,6 @@ class ShiftContext:
             return {"features": np.asarray(feats, float), "probs": np.asarray(probs, float)}
 
         return self.cache.get(f"out-{key.hexdigest()[:24]}", compute)
-
-
-def pair_distances(
-    x: np.ndarray, lx: np.ndarray, y: np.ndarray, ly: np.ndarray, seed: int = 0
-) -> dict[str, float]:
-    """All distances between two labelled samples (equal sizes are used)."""
-    k = min(len(x), len(y))
-    x, lx, y, ly = x[:k], lx[:k], y[:k], ly[:k]
-    mmd2, mmd_p, bandwidth = dist.mmd_test(x, y, seed=seed)
-    rx, ry = dist.reduce_pair(x, y, seed=seed)
-    return {
-        "mmd2": mmd2,
-        "mmd_p": mmd_p,
-        "proxy_a": dist.proxy_a_distance(x, y, seed=seed),
-        "frechet": dist.frechet_distance(rx, ry),
-        "otdd": dist.otdd(rx, lx, ry, ly),
-        "n": k,
-        "dim": int(x.reshape(k, -1).shape[1]),
-        "gaussian_dim": int(rx.shape[1]),
-        "bandwidth": bandwidth,
-    }
 
 
 def _representatives(df: pd.DataFrame) -> pd.DataFrame:

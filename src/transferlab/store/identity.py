@@ -113,13 +113,16 @@ def normalize_run_config(cfg: DictConfig) -> DictConfig:
     The one place of the rule "scratch means freeze depth 0": a scratch run's freeze depth
     becomes 0 rather than null, since it trains every layer; so does the freeze depth of a
     method other than fine-tuning, which says itself what trains (grid points that differ only
-    in it are one run). Under `val_protocol=pool` the budget's validation share is unused.
+    in it are one run). Under `val_protocol=pool` the budget's validation share is unused; an
+    adaptation method uses neither (its `selection` names the validation set).
     """
     out = _copy(cfg)
     for key in UNUSED_BY_INIT.get(str(cfg.init), ()):
         out[key] = 0 if key == "freeze_depth" else None
     if cfg.get("val_protocol") == "pool":
         out.val_share = None  # the fixed validation set: no share of the budget is held out
+    if _adapts(out.get("method")):  # validates on the set its `selection` names
+        out.val_protocol = out.val_share = None
     if not uses_freeze_depth(out.get("method")):
         out.freeze_depth = 0  # the method says itself what trains
     return _with_image_size(out)
@@ -133,6 +136,13 @@ def _with_image_size(out: DictConfig) -> DictConfig:
     if out.get("image_size") == AUTO_IMAGE_SIZE:
         out.image_size = pretrained_input_size(str(out.model.name))
     return out
+
+
+def _adapts(method: Any) -> bool:
+    """Whether a `method` preset is a domain adaptation method (`transferlab.adaptation`)."""
+    from transferlab.adaptation import is_adaptation
+
+    return is_adaptation(method)
 
 
 def uses_freeze_depth(method: Any) -> bool:

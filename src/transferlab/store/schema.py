@@ -197,6 +197,16 @@ class RunRecord:
         "list \\| null",
         None,
     )
+    adaptation: dict | None = _doc(
+        "a domain adaptation stage's (`method=source_only|dann|coral`): `method`, `selection` "
+        "(`source`: the epoch chosen on the source's validation set, no target label read; "
+        "`oracle`: on the target's), `selected_on` in words, `source_examples`, "
+        "`labelled_target_examples`, `unlabelled_target_examples`, and `shift`: the distances "
+        "between the source's and the target's test sets on the selected model's features "
+        "(`mmd2`, `mmd_p`, `proxy_a`, `frechet`, `otdd`, as the analysis's); null otherwise",
+        "object \\| null",
+        None,
+    )
     evaluated_run_id: str | None = _doc(
         "an `eval` record's evaluated target run (its settings, identity and validation "
         "metrics are that run's; `metrics.test` is on `evaluated_on`)",

@@ -32,12 +32,20 @@ class TrainTimer(Callback):
         if pl_module.device.type == "cuda":  # kernels run asynchronously: wait for the step
             torch.cuda.synchronize(pl_module.device)
         self.seconds += time.perf_counter() - self._start
-        self.samples += len(batch[-1])
+        self.samples += batch_examples(batch)
 
     @property
     def samples_per_s(self) -> float | None:
         """Training samples per second of this attempt (None before any batch)."""
         return self.samples / self.seconds if self.seconds > 0 else None
+
+
+def batch_examples(batch: Any) -> int:
+    """Examples in a training batch: (inputs, labels), or a dict of such parts (an
+    adaptation stage's source and target batches)."""
+    if isinstance(batch, dict):
+        return sum(batch_examples(part) for part in batch.values())
+    return len(batch[-1])
 
 
 #: Set by submitit in the processes of its jobs (`local` or `slurm`).

@@ -15,6 +15,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import plain
+from transferlab.adaptation import is_adaptation
+from transferlab.adaptation.data import check_label_spaces, target_parts
 from transferlab.data import (
     budget_split,
     build_splits,
@@ -44,6 +46,8 @@ CODE_OWNED = ("logger", "callbacks", "default_root_dir", "enable_checkpointing")
 SELECTION_CALLBACK = "selection"
 #: The callback writing the checkpoint a killed run resumes from (left out when resume=false).
 RESUME_CALLBACK = "resume_checkpoint"
+#: The `method` presets that adapt to an unlabelled target.
+ADAPTATION_PRESETS = "source_only | dann | coral"
 #: What the selection callback can do with its monitored metric.
 SELECTION_MODES = ("max", "min")
 _UNSET = object()
@@ -150,10 +154,50 @@ def _check_data(cfg: DictConfig, spec: Any, size: int | None, seed: int, pool: s
     errors (a size its part cannot supply) come before training."""
     splits = build_splits(spec, pool=pool, **data_options(cfg))
     labelled = {"classes": splits.classes, "dataset": splits.description}
-    if pool == "target" and uses_budget_validation(cfg):
+    if pool == "target" and is_adaptation(cfg.get("method")):
+        _check_adaptation(cfg, splits)
+    elif pool == "target" and uses_budget_validation(cfg):
         budget_split(splits.train.labels, size, seed, float(cfg.val_share), **labelled)
     else:
         stratified_subset(splits.train.labels, size, seed, **labelled)
+
+
+def _check_adaptation(cfg: DictConfig, target: Any) -> None:
+    """An adaptation method's needs: a source model and the source's data (init=source), one
+    label space, and a target pool its labelled and unlabelled parts can be drawn from."""
+    from hydra.utils import instantiate
+
+    method = instantiate(cfg.method)
+    pool = source_pool(cfg.source, cfg.target)
+    source = build_splits(cfg.source, pool=pool, **data_options(cfg))
+    check_label_spaces(method.name, source, target)
+    size = int(cfg.target_size) if cfg.target_size is not None else None
+    target_parts(target, size, method.unlabelled_size, int(cfg.seed), method.reads_target_pool)
+
+
+def _preset_name(method: Any) -> str:
+    """The name a method preset's method goes by (`Method.name`: finetune, lp_ft, dann)."""
+    from hydra.utils import instantiate
+
+    return str(instantiate(method).name)
+
+
+def _check_labels_given(cfg: DictConfig) -> None:
+    """An adaptation method adapts a source model (init=source; checked before the config is
+    normalised, which drops the method of a scratch run); target_size=0 (no labelled target
+    example) trains only with an adaptation method."""
+    if is_adaptation(cfg.get("method")) and cfg.init != "source":
+        raise ConfigError(
+            f"method={_preset_name(cfg.method)} adapts a source model to the target with the "
+            f"source's labelled data: it needs init=source (got init={cfg.init})"
+        )
+    if cfg.target_size == 0 and not is_adaptation(cfg.get("method")):
+        method = cfg.get("method")
+        name = f"method={_preset_name(method)}" if method else f"init={cfg.init}"
+        raise ConfigError(
+            f"target_size=0 gives no labelled target example, which {name} needs; an unlabelled "
+            f"target trains with an adaptation method (init=source method={ADAPTATION_PRESETS})"
+        )
 
 
 def _check_shared_base(source: Any, target: Any) -> None:
@@ -226,6 +270,7 @@ def preflight(cfg: DictConfig) -> int:
         raise choice_error("init", cfg.init, INIT_CHOICES)
     if cfg.init == "source" and cfg.get("source") is None:
         raise ConfigError("init=source needs a source dataset (data@source=<preset>)")
+    _check_labels_given(cfg)
     cfg = normalize_run_config(cfg)
     uses_source = cfg.init == "source"
     validate_spec(cfg.target)

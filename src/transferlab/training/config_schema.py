@@ -122,7 +122,7 @@ class RunConfig:
     init: str = _range()
     init_path: str | None = _range()
     freeze_depth: int = _range(0)
-    target_size: int | None = _range(1)
+    target_size: int | None = _range(0)
     source_size: int | None = _range(1)
     seed: int = _range(0)
     split_seed: int = _range(0)

@@ -18,11 +18,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab import methods
+from transferlab.adaptation import is_adaptation
+from transferlab.adaptation.data import AdaptationData
 from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.methods import Context, Method
 from transferlab.models import create_model, trainable_parameters
 from transferlab.models.inputs import input_stats
 from transferlab.objectives import Objective, is_supervised
+from transferlab.training.adapt import AdaptationModule, adaptation_loader, adaptation_summary
 from transferlab.training.callbacks import (
     SUBMITIT_VARIABLE,
     BestWeights,
@@ -67,6 +70,7 @@ class StageResult:
     phases: list[dict[str, Any]] = field(default_factory=list)
     is_global_zero: bool = True
     model: Any = None
+    adaptation: dict[str, Any] | None = None
 
 
 def build_module(
@@ -76,7 +80,8 @@ def build_module(
     the LightningModule with the optimizer and scheduler presets (which carry the budget's lr;
     one pair per span of a method that restarts its optimiser, `training/spans.py`). A source
     stage with an objective without labels trains the model without a classifier and the
-    objective's heads (`training/pretext.py`)."""
+    objective's heads (`training/pretext.py`); an adaptation method's stage trains on source
+    and target batches together (`training/adapt.py`)."""
     objective = stage_objective(stage_cfg)
     classes = () if objective is not None else tuple(splits.classes)
     model, info = create_model(
@@ -102,7 +107,10 @@ def build_module(
         method=method,
         restarts=restarts,
     )
-    if objective is None:
+    if is_adaptation(method):
+        shape = {"channels": splits.channels, "size": splits.image_size}
+        module = AdaptationModule(model, num_classes=len(classes), **shape, **common)
+    elif objective is None:
         module = TransferClassifier(model, num_classes=len(classes), **common)
     else:
         module = PretextModule(model, objective, splits.channels, splits.image_size, **common)
@@ -216,11 +224,13 @@ def fit(
     train_split: ImageTensors,
     resume_from: str | None,
 ) -> None:
-    """Fit on the training subset, validating every epoch on `splits.val`."""
+    """Fit on the training subset (an adaptation stage's parts together), validating every
+    epoch on `splits.val`."""
     budget, workers = stage_cfg.budget, int(stage_cfg.data_workers)
+    make_loader = adaptation_loader if isinstance(train_split, AdaptationData) else train_loader
     trainer.fit(
         module,
-        train_dataloaders=train_loader(
+        train_dataloaders=make_loader(
             train_split,
             int(budget.batch_size),
             int(stage_cfg.seed),
@@ -339,6 +349,9 @@ def fit_stage(
             int(stage_cfg.budget.batch_size),
             int(stage_cfg.data_workers),
         )
+        if isinstance(train_split, AdaptationData):
+            seed = int(stage_cfg.seed)
+            result.adaptation = adaptation_summary(module, train_split, splits.test, seed)
     _drop_checkpoints(stage_cfg, trainer, run_dir)
     return result
 

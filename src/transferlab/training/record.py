@@ -99,6 +99,7 @@ def outcome_fields(result: StageResult | None) -> dict[str, Any]:
         "val_curve": result.val_curve,
         "train_samples_per_s": result.train_samples_per_s,
         "phases": result.phases,
+        "adaptation": result.adaptation,
     }
 
 

@@ -13,14 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import atomic_write_json
+from transferlab.adaptation import is_adaptation
+from transferlab.adaptation.data import (
+    AdaptationData,
+    check_label_spaces,
+    selection_splits,
+    target_parts,
+)
 from transferlab.data import (
     budget_split,
     build_splits,
     clear_cache,
     describe,
+    source_pool,
     stratified_subset,
     unlabelled_subset,
 )
@@ -121,8 +130,11 @@ def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
     drawn from the stage's part of the training pool (`stage_config`'s `pool`).
 
     A target stage under `val_protocol=budget` validates on examples held out of its own
-    labelled budget (`budget_split`) instead of the dataset's fixed validation set."""
+    labelled budget (`budget_split`) instead of the dataset's fixed validation set; an
+    adaptation stage reads the source's examples too (`adaptation_data`)."""
     splits = build_splits(stage_cfg.dataset, pool=stage_cfg.pool, **data_options(stage_cfg))
+    if stage_cfg.stage == "target" and is_adaptation(stage_cfg.get("method")):
+        return adaptation_data(stage_cfg)
     labelled = {"classes": splits.classes, "dataset": splits.description}
     if uses_budget_validation(stage_cfg):
         train, val = budget_split(
@@ -142,6 +154,43 @@ def _training_data(stage_cfg: DictConfig) -> tuple[Any, Any]:
             splits.train.labels, stage_cfg.train_size, stage_cfg.seed, **labelled
         )
     return splits, splits.train.subset(subset)
+
+
+def adaptation_data(stage_cfg: DictConfig) -> tuple[Any, AdaptationData]:
+    """An adaptation stage's splits (validation: the set its `selection` names; test: the
+    target's) and its training parts: the labelled source examples its source stage drew (by
+    the same rule and seed), the target's `target_size` labelled examples and, for a method
+    that reads it, the rest of the target's pool without labels."""
+    method = instantiate(stage_cfg.method)
+    options = data_options(stage_cfg)
+    target = build_splits(stage_cfg.dataset, pool="target", **options)
+    source = build_splits(
+        stage_cfg.source, pool=source_pool(stage_cfg.source, stage_cfg.target), **options
+    )
+    check_label_spaces(method.name, source, target)
+    seed = stage_cfg.pretrain.seed if stage_cfg.pretrain.get("seed") is not None else stage_cfg.seed
+    source_view = OmegaConf.create({"stage": "source", "pretrain": stage_cfg.pretrain})
+    if labels_read(source_view):
+        drawn = stratified_subset(
+            source.train.labels,
+            stage_cfg.source_size,
+            int(seed),
+            classes=source.classes,
+            dataset=source.description,
+        )
+    else:
+        drawn = unlabelled_subset(
+            len(source.train), stage_cfg.source_size, int(seed), dataset=source.description
+        )
+    labelled, unlabelled = target_parts(
+        target,
+        stage_cfg.target_size,
+        method.unlabelled_size,
+        int(stage_cfg.seed),
+        method.reads_target_pool,
+    )
+    data = AdaptationData(source.train.subset(drawn), labelled, unlabelled, source.test)
+    return selection_splits(target, source, method.selection), data
 
 
 def labels_read(stage_cfg: DictConfig) -> bool:

@@ -268,6 +268,11 @@ def _with_edges(cells: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
+def has_labels(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose target stage had labelled target examples (a null size: the whole pool)."""
+    return frame["target_size"].ne(0).fillna(True).astype(bool)
+
+
 def build_cells(
     df: pd.DataFrame,
     *,
@@ -285,19 +290,23 @@ def build_cells(
     selection: Selection = rule.select(runs, hparams)
     done = runs[runs["status"].eq("completed")]
     selected = done.merge(selection.picks, on=[*ARM, "seed", *hparams], how="inner")
-    pairs = _pairs(selected, hparams)
-    is_scratch = selected["source"].eq(SCRATCH)
+    # a target without a labelled example (unsupervised adaptation) has no scratch baseline:
+    # its arms are selected (and compared in analysis.adaptation) but form no cell
+    labelled = selected[has_labels(selected)]
+    arms = selection.arms[has_labels(selection.arms)]
+    pairs = _pairs(labelled, hparams)
+    is_scratch = labelled["source"].eq(SCRATCH)
     cells = _cells(
-        runs,
-        selected[~is_scratch],
-        selected[is_scratch],
+        runs[has_labels(runs)],
+        labelled[~is_scratch],
+        labelled[is_scratch],
         _cell_stats(pairs, test, confidence),
-        selection.arms,
+        arms,
         hparams,
     )
     cells = judge(cells, correction, alpha)
     cells["confidence"] = confidence
-    cells = _with_edges(cells, selection.arms)
+    cells = _with_edges(cells, arms)
     cells["selection"] = rule.name
     cells = cells.sort_values(ARM, kind="stable", na_position="last").reset_index(drop=True)
     problem_cols = [*ARM, "seed", *hparams, "status", "error", "run_id"]

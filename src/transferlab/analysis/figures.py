@@ -294,3 +294,50 @@ def estimator_vs_accuracy(joined: pd.DataFrame, out: Path) -> list[Path]:
         fig.suptitle(f"Estimators against realised accuracy on {target} ({model})", fontsize=10)
         paths.append(_save(fig, out / f"{slug('estimators', study, model, target)}.png"))
     return paths
+
+
+def _interval_panel(ax, frame: pd.DataFrame, value: str, low: str, high: str, xlabel: str) -> None:
+    """One row per (target, method): `value` with its interval, a line at 0."""
+    labels = [f"{r.target}\n{str(r.method).split('(', 1)[0]}" for r in frame.itertuples()]
+    y = np.arange(len(frame))
+    centre = frame[value].to_numpy(float)
+    spread = np.vstack([centre - frame[low].to_numpy(float), frame[high].to_numpy(float) - centre])
+    ax.errorbar(centre, y, xerr=np.abs(spread), fmt="o", capsize=3, markersize=4)
+    ax.axvline(0.0, color="k", linewidth=0.8)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel, fontsize=9)
+
+
+def adaptation_figure(
+    table: pd.DataFrame | None, shift: pd.DataFrame | None, out: Path, distance: str = "mmd2"
+) -> list[Path]:
+    """Per study and selection rule: each adaptation arm's test-accuracy difference from
+    source_only with its interval, beside the change of the measured shift (`distance` on the
+    adapted features, adapted minus source_only) with its interval."""
+    if table is None or table.empty:
+        return []
+    paths = []
+    for (study, selection), frame in table.groupby(["study", "adapt_selection"], sort=True):
+        frame = frame.sort_values(["target", "method"])
+        fig = Figure(figsize=(9, 0.5 + 0.45 * len(frame)), dpi=DPI)
+        left, right = fig.subplots(1, 2, sharey=True)
+        _interval_panel(
+            left, frame, "d_vs_source_only", "ci_low", "ci_high", "test accuracy minus source_only"
+        )
+        rows = shift[shift["distance"].eq(distance)] if shift is not None else pd.DataFrame()
+        if not rows.empty:
+            rows = frame[["target", "method"]].merge(rows, on=["target", "method"], how="left")
+            _interval_panel(
+                right,
+                rows,
+                "change",
+                "change_low",
+                "change_high",
+                f"{distance} on adapted features minus source_only's",
+            )
+        fig.suptitle(
+            f"{study}: adaptation against source_only (selection: {selection})", fontsize=10
+        )
+        paths.append(_save(fig, out / f"{slug('adaptation', study, selection)}.png"))
+    return paths

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from transferlab.analysis.adaptation import adaptation_findings
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS
 from transferlab.analysis.keys import SETTING
 from transferlab.analysis.relation import FULL_FINETUNING, clearest, describe, family_size
@@ -235,7 +236,9 @@ def _crossings(results: dict[str, Any]) -> list[str]:
 def findings(results: dict[str, Any]) -> list[str]:
     """The findings section: negative cells first, then positive, the untestable, summaries."""
     cells, s = results["cells"], results["settings"]
-    out = ["## Findings", ""]
+    out = ["## Findings", "", *adaptation_findings(results)]
+    if cells.empty and len(out) > 2:
+        return out  # an adaptation study: unlabelled targets have no scratch baseline
     if cells.empty:
         return [*out, "No fine-tuned target run was found, so there is nothing to compare.", ""]
     out += _overview(cells, s) + _flagged(cells, s) + _unjudged(cells, s) + _grid_edges(cells)

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from transferlab.analysis import curves as cv
-from transferlab.analysis.cells import build_cells
+from transferlab.analysis.adaptation import adaptation_comparison, adaptation_shift
+from transferlab.analysis.cells import build_cells, has_labels
 from transferlab.analysis.methods import MARGIN, method_comparison
 from transferlab.analysis.objectives import objective_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
@@ -90,7 +91,7 @@ def analyze_frame(
         confidence=s.confidence,
         rule=RULES[s.selection],
     )
-    curves = cv.learning_curves(analysis.selected, s.confidence)
+    curves = cv.learning_curves(analysis.selected[has_labels(analysis.selected)], s.confidence)
     methods = method_comparison(
         analysis.pairs,
         analysis.cells,
@@ -108,11 +109,16 @@ def analyze_frame(
         test=s.test,
         confidence=s.confidence,
     )
+    judged = {"correction": s.correction, "test": s.test, "confidence": s.confidence}
     return {
         "cells": analysis.cells,
         "selected": analysis.selected,
         "methods": methods,
         "objectives": objectives,
+        "adaptation": adaptation_comparison(analysis.selected, alpha=s.alpha, **judged),
+        "adaptation_shift": adaptation_shift(
+            analysis.selected, n_resamples=s.n_resamples, seed=s.seed, **judged
+        ),
         "pairs": analysis.pairs,
         "selection": analysis.selection,
         "problems": analysis.problems,

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transferlab._helpers import atomic_write
 from transferlab.analysis.keys import EVALUATED, SCRATCH, split_identity
+from transferlab.analysis.table_cache import read_table, write_table
 from transferlab.store.schema import IDENTITY_VERSION, record_problem
 
 #: Below this many files the records are parsed in-process (a process pool costs more).
@@ -31,11 +31,20 @@ CHUNK_FILES = 2000
 MAX_REASON = 300
 #: Metrics copied from ``metrics.val`` and ``metrics.test``.
 METRIC_KEYS = ("acc", "nll", "ece")
+#: Distances an adaptation stage measured on its selected model's features (`adaptation.shift`),
+#: copied as ``adapted_<name>``.
+ADAPTED_SHIFT_KEYS = ("mmd2", "proxy_a", "frechet", "otdd")
 #: Version of the on-disk table cache's layout (bump when COLUMNS change).
-CACHE_VERSION = 9
+CACHE_VERSION = 10
 #: Modules whose code decides what a record becomes in the table, or whether it is refused
 #: (the identity rule, the schema, the validation and flattening here).
-RULE_MODULES = ("analysis/records.py", "analysis/keys.py", "store/schema.py", "store/identity.py")
+RULE_MODULES = (
+    "analysis/records.py",
+    "analysis/table_cache.py",
+    "analysis/keys.py",
+    "store/schema.py",
+    "store/identity.py",
+)
 
 
 def _rules_key() -> str:
@@ -77,6 +86,8 @@ COLUMNS = (
     "split_seed",
     "val_protocol",
     *(f"{split}_{key}" for split in ("val", "test") for key in METRIC_KEYS),
+    "adapt_selection",
+    *(f"adapted_{key}" for key in ADAPTED_SHIFT_KEYS),
     "best_epoch",
     "val_curve",
     "source_run_id",
@@ -228,6 +239,10 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     for split in ("val", "test"):
         for key in METRIC_KEYS:
             row[f"{split}_{key}"] = _metric(metrics, split, key)
+    adaptation = record.get("adaptation") or {}
+    row["adapt_selection"] = adaptation.get("selection")
+    for key in ADAPTED_SHIFT_KEYS:
+        row[f"adapted_{key}"] = _metric(adaptation, "shift", key)
     return row
 
 
@@ -290,7 +305,7 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
         "best_epoch",
     ):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in ("lr", "weight_decay", "wall_time_s"):
+    for col in ("lr", "weight_decay", "wall_time_s", *(f"adapted_{k}" for k in ADAPTED_SHIFT_KEYS)):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     df.loc[df["init"].eq("scratch"), "source"] = SCRATCH
     unnamed = df["source"].isna() & df["init"].isin(["hub", "file"])
@@ -303,84 +318,6 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
 def _cache_path(root: Path, path: Path) -> Path:
     digest = hashlib.sha256(f"{CACHE_VERSION}|{path}".encode()).hexdigest()[:16]  # per study
     return root / "cache" / "analysis" / f"records-{digest}.npz"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _encode_column(name: str, values: list[Any]) -> dict[str, np.ndarray]:
-    """One column as arrays: numbers as float64 (NaN for None), strings (or, for anything
-    else, JSON text) as their distinct values and a code per row, the validation curve
-    flattened with its lengths."""
-    if name == "val_curve":
-        lengths = np.array([len(v) for v in values], dtype=np.int64)
-        flat = [np.nan if x is None else float(x) for v in values for x in v]
-        return {f"{name}.flat": np.array(flat, dtype=np.float64), f"{name}.len": lengths}
-    present = [v for v in values if v is not None]
-    if all(_is_number(v) for v in present):
-        out = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-        return {f"{name}.num": out}
-    kind = "str" if all(isinstance(v, str) for v in present) else "json"
-    codes: dict[str, int] = {}
-    for v in present:
-        codes.setdefault(v if kind == "str" else json.dumps(v), len(codes))
-    index = [-1 if v is None else codes[v if kind == "str" else json.dumps(v)] for v in values]
-    return {  # distinct values once (UTF-8), and a code per row (-1: None)
-        f"{name}.{kind}": np.array([t.encode() for t in codes], dtype=bytes),
-        f"{name}.codes": np.array(index, dtype=np.int32),
-    }
-
-
-def _decode_column(name: str, arrays: Any) -> list[Any]:
-    if f"{name}.flat" in arrays:
-        flat = [None if x != x else x for x in arrays[f"{name}.flat"].tolist()]
-        ends = np.cumsum(arrays[f"{name}.len"]).tolist()
-        return [tuple(flat[e - n : e]) for e, n in zip(ends, arrays[f"{name}.len"].tolist())]
-    if f"{name}.num" in arrays:
-        return [None if x != x else x for x in arrays[f"{name}.num"].tolist()]
-    kind = "str" if f"{name}.str" in arrays else "json"
-    decode = (lambda t: t) if kind == "str" else json.loads
-    distinct = [decode(t.decode()) for t in arrays[f"{name}.{kind}"].tolist()] + [None]
-    return [distinct[c] for c in arrays[f"{name}.codes"].tolist()]
-
-
-def _read_cache(path: Path) -> dict[str, Any] | None:
-    """The cached table, or None. Arrays only (`allow_pickle=False`): a file under a results
-    folder (shared, copied, downloaded) must never be able to run code when read."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            if str(arrays["rules"]) != _rules_key():
-                return None
-            columns = [_decode_column(c, arrays) for c in COLUMNS]
-            stamps = dict(
-                zip(
-                    arrays["stamps.path"].tolist(),
-                    zip(arrays["stamps.mtime"].tolist(), arrays["stamps.size"].tolist()),
-                )
-            )
-            bad = dict(zip(arrays["bad.path"].tolist(), arrays["bad.reason"].tolist()))
-        rows = {row[PATH_INDEX]: row for row in zip(*columns)}
-        return {"rows": rows, "stamps": stamps, "bad": bad}
-    except Exception:  # a missing, torn or foreign cache is only a cache miss
-        return None
-
-
-def _write_cache(path: Path, files: dict, rows: dict, bad: dict) -> None:
-    """The table as columns of arrays in one .npz (loads ~10x faster than JSON rows)."""
-    table = list(rows.values())
-    arrays: dict[str, np.ndarray] = {"rules": np.array(_rules_key())}
-    for i, name in enumerate(COLUMNS):
-        arrays.update(_encode_column(name, [row[i] for row in table]))
-    arrays["stamps.path"] = np.array(list(files), dtype=str)  # np.str_: fixed width, no pickle
-    arrays["stamps.mtime"] = np.array([v[0] for v in files.values()], dtype=np.int64)
-    arrays["stamps.size"] = np.array([v[1] for v in files.values()], dtype=np.int64)
-    arrays["bad.path"] = np.array(list(bad), dtype=str)
-    arrays["bad.reason"] = np.array(list(bad.values()), dtype=str)
-    try:
-        atomic_write(path, lambda handle: np.savez(handle, **arrays))
-    except OSError:  # a read-only results folder: no cache, same answer
-        pass
 
 
 def load_records(
@@ -398,7 +335,7 @@ def load_records(
         raise RecordsPathError(f"{path} holds no record files: nothing to analyse")
     resolved = Path(path).expanduser().resolve()
     cache_file = _cache_path(root, resolved)
-    cached = _read_cache(cache_file) if cache else None
+    cached = read_table(cache_file, _rules_key(), COLUMNS, PATH_INDEX) if cache else None
     old_rows: dict[str, tuple] = {}
     old_bad: dict[str, str] = {}
     if cached is not None:
@@ -410,7 +347,7 @@ def load_records(
     rows = {**old_rows, **{r[PATH_INDEX]: r for r in new_rows}}
     bad = {**old_bad, **dict(new_bad)}
     if cache and (todo or cached is None or len(cached["stamps"]) != len(files)):
-        _write_cache(cache_file, files, rows, bad)
+        write_table(cache_file, _rules_key(), COLUMNS, files, rows, bad)
     df = records_frame(rows[p] for p in files if p in rows)
     df.attrs["unreadable"] = sorted(bad.items())
     if df.empty:

@@ -27,6 +27,8 @@ CSV_TABLES = (
     "summary",
     "methods",
     "objectives",
+    "adaptation",
+    "adaptation_shift",
     "curves",
     "crossings",
     "effective_data",
@@ -94,7 +96,46 @@ def _cell_tables(results: dict[str, Any]) -> list[str]:
         parts += _method_tables(results["methods"])
     if len(results.get("objectives", ())):
         parts += _objective_table(results["objectives"])
+    if len(results.get("adaptation", ())):
+        parts += _adaptation_tables(results)
     return parts
+
+
+def _adaptation_tables(results: dict[str, Any]) -> list[str]:
+    """Each adaptation method against source_only, and the shift on the adapted features."""
+    table = results["adaptation"]
+    oracle = table["adapt_selection"].eq("oracle").any()
+    return [
+        "## Domain adaptation",
+        "",
+        "_Each adaptation arm (dann, coral) against source_only from the same source model on "
+        "the same target, paired by seed; every arm's learning rate and epoch chosen on the "
+        "validation set its `adapt_selection` names (source = the source's, no target label "
+        "read; **oracle** = the target's labelled validation set, paired only with oracle): "
+        "source_only_acc / method_acc = mean test accuracy on the target; d_vs_source_only = "
+        "their paired difference (above 0: adaptation helped), its interval, p and q "
+        "(corrected per study); vs_source_only = better | worse | inconclusive | "
+        "too-few-seeds | too-few-pairs; negative_adaptation = significantly worse than not "
+        "adapting._"
+        + (
+            " Oracle rows used target labels to select and are not an unsupervised result."
+            if oracle
+            else ""
+        ),
+        "",
+        markdown_table(table, csv_name="adaptation.csv"),
+        "## Shift on the adapted features",
+        "",
+        "_The distance between the source's and the target's test sets on each selected "
+        "model's features (as in Domain shift), source_only's and the adapted arm's (means over "
+        "paired seeds); change = adapted minus source_only with its paired interval and p "
+        "(below 0: adaptation shrank the measured shift); spearman = rank correlation across "
+        "seeds of the shrinkage with the accuracy gain over source_only (above 0: seeds whose "
+        "shift shrank more gained more), bootstrap interval, permutation p, q across the "
+        "study's arms and distances._",
+        "",
+        markdown_table(results["adaptation_shift"], csv_name="adaptation_shift.csv"),
+    ]
 
 
 def _objective_table(objectives: pd.DataFrame) -> list[str]:
@@ -260,6 +301,9 @@ def write_report(results: dict[str, Any], out: str | Path, *, figures: bool = Tr
         figure_paths += fg.gain_heatmaps(results["cells"], fig_dir)
         figure_paths += fg.learning_curves(results["curves"], fig_dir)
         figure_paths += fg.freeze_profiles(results["curves"], fig_dir)
+        figure_paths += fg.adaptation_figure(
+            results.get("adaptation"), results.get("adaptation_shift"), fig_dir
+        )
         if "shift" in results:
             figure_paths += fg.gain_vs_shift(
                 results["shift"], results["cells"], results["shift_gain"], fig_dir, SHIFT_MEASURES

@@ -1,5 +1,6 @@
-"""`transferlab-eval STUDY --on DATA ...`: test a study's kept weights on other datasets or
-shifts, as records of stage `eval` that `transferlab-analyze` pairs like any target run.
+"""`transferlab-eval STUDY --on DATA ...` (or `--drift`): test a study's kept weights on
+other datasets or shifts, as records of stage `eval` that `transferlab-analyze` pairs like any
+target run.
 
 `--on` takes a data preset (`digits_rot45`, one of `conf/data/`, or of `--config-dir DIR`'s
 `data/`) or a dataset spec in YAML (`'{name: digits, shifts: [{name: noise, std: 0.3}]}'`).
@@ -34,9 +35,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--on",
         action="append",
-        required=True,
         metavar="DATA",
         help="a data preset name or a YAML dataset spec (repeat for several)",
+    )
+    p.add_argument(
+        "--drift",
+        action="store_true",
+        help="a drift study's evaluations: step 0's runs from the source on every later step "
+        "(the static strategy), every sequential step on step 0 (forgetting)",
     )
     p.add_argument("--config-dir", type=Path, default=None, help="your own configs' folder")
     p.add_argument("--force", action="store_true", help="evaluate again what was evaluated")
@@ -69,6 +75,9 @@ def dataset_spec(text: str, config_dir: Path | None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate; one-line error and exit status 2 on bad input."""
     args = parser().parse_args(argv)
+    if bool(args.on) == args.drift:
+        print("transferlab-eval: error: give --on DATA or --drift (one of them)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     study = Path(args.study).expanduser().resolve()
     if not (study / "records").is_dir():
         print(f"transferlab-eval: error: {args.study} is no study folder", file=sys.stderr)
@@ -76,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from transferlab.training.evaluate import evaluate_study
 
     try:
-        specs = [dataset_spec(text, args.config_dir) for text in args.on]
+        specs = None if args.drift else [dataset_spec(text, args.config_dir) for text in args.on]
         written, done, missing = evaluate_study(study, specs, args.force)
     except ConfigError as exc:
         print(f"transferlab-eval: error: {exc}", file=sys.stderr)

@@ -50,6 +50,10 @@ OmegaConf.register_new_resolver(
 )
 
 
+# The target of a drift chain's step: `target: ${tl.step:${drift.chain},${drift.step}}`.
+OmegaConf.register_new_resolver("tl.step", lambda chain, step: chain[int(step)], replace=True)
+
+
 def config_dirs(args: list[str]) -> list[Path]:
     """The package's config folder and the user's (`--config-dir`, `hydra.searchpath`)."""
     dirs = [CONF_DIR]

@@ -38,7 +38,7 @@ from transferlab.models.weights import (
     weights_file_classes,
 )
 
-INIT_CHOICES = ("scratch", "source", "hub", "file")
+INIT_CHOICES = ("scratch", "source", "hub", "file", "previous")
 IMG_SIZE_KWARG = "img_size"
 #: The `image_size` that means the model's pretrained input size (`pretrained_input_size`).
 AUTO_IMAGE_SIZE = "auto"
@@ -106,7 +106,7 @@ def create_model(
     info: dict[str, Any] = {"init": init, "head_reset": None, "weights": None}
     if init == "scratch":
         model, passed = _build(name, **build)
-    elif init == "source":
+    elif init in ("source", "previous"):  # a source stage's or a drift step's kept weights
         model, passed, info["head_reset"] = _from_source(
             name, init_path, source_classes, target_classes, build
         )

@@ -73,6 +73,7 @@ UNUSED_BY_INIT = {
     "hub": ("source", "source_size", "pretrain", "init_path"),
     "file": ("source", "source_size", "pretrain"),
     "source": ("init_path",),
+    "previous": ("init_path",),
 }
 #: Settings of the target stage alone: left out of the source stage's identity.
 TARGET_ONLY = (
@@ -86,6 +87,7 @@ TARGET_ONLY = (
     "val_protocol",
     "val_share",
     "augment",
+    "drift",
 )
 #: Dataset nodes of the run config (their specs are normalised before hashing).
 DATASET_KEYS = ("source", "target")
@@ -250,6 +252,8 @@ def stage_identity(stage_cfg: DictConfig) -> dict[str, Any]:
             resolved[key] = _dataset_identity(resolved[key])
     from transferlab.objectives import is_supervised  # imports torch: only when hashing
 
+    if resolved.get("drift", False) is None:  # no chain, left out: earlier run ids stay
+        resolved.pop("drift")
     pretrain = resolved.get("pretrain")
     if isinstance(pretrain, dict) and is_supervised(pretrain.get("objective")):
         # the default, left out: records made before objectives existed keep their ids
@@ -280,9 +284,22 @@ def identity_hash(ident: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_LENGTH]
 
 
+def with_effective_init(cfg: DictConfig) -> DictConfig:
+    """`init=previous` at a drift chain's first step means `init=source` (the chain starts from
+    the source model): one run, whichever the grid calls it."""
+    if cfg.get("init") != "previous" or OmegaConf.select(cfg, "drift.step") not in (0, None):
+        return cfg
+    if OmegaConf.select(cfg, "drift.chain") is None:
+        return cfg  # no chain: refused by the checks (training.drift.check_drift)
+    out = _copy(cfg)
+    out.init = "source"
+    return out
+
+
 def stage_configs(cfg: DictConfig) -> tuple[DictConfig | None, DictConfig]:
     """The stage configs of a run: its source stage (None unless `init=source`) and its target
     stage, which knows its source stage's run id."""
+    cfg = with_effective_init(cfg)
     source_cfg = stage_config(cfg, "source") if cfg.init == "source" else None
     target_cfg = stage_config(cfg, "target", run_id(source_cfg) if source_cfg else None)
     return source_cfg, target_cfg

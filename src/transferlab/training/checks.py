@@ -29,6 +29,7 @@ from transferlab.errors import ConfigError, choice_error
 from transferlab.models import INIT_CHOICES, validate_model
 from transferlab.store.identity import STAGE_ALIASES, normalize_run_config
 from transferlab.training.config_schema import BUDGET_IS_A_REFERENCE, check_run_config
+from transferlab.training.drift import PREVIOUS, check_drift
 
 #: Settings that presets take from the stage budget: each must stay this reference, so that the
 #: budget (`train.*` for the target stage, `pretrain.*` for the source stage) is the only place
@@ -268,11 +269,12 @@ def preflight(cfg: DictConfig) -> int:
     """
     if cfg.init not in INIT_CHOICES:
         raise choice_error("init", cfg.init, INIT_CHOICES)
-    if cfg.init == "source" and cfg.get("source") is None:
-        raise ConfigError("init=source needs a source dataset (data@source=<preset>)")
+    if cfg.init in ("source", PREVIOUS) and cfg.get("source") is None:
+        raise ConfigError(f"init={cfg.init} needs a source dataset (data@source=<preset>)")
+    check_drift(cfg)
     _check_labels_given(cfg)
     cfg = normalize_run_config(cfg)
-    uses_source = cfg.init == "source"
+    uses_source = cfg.init in ("source", PREVIOUS)  # a chain starts from the source
     validate_spec(cfg.target)
     if uses_source:
         validate_spec(cfg.source)

@@ -152,6 +152,7 @@ class RunConfig:
     run: RunInfo = _range()
     source: dict | None = _range()  # open: a dataset spec, checked by validate_spec
     target: dict = _range()
+    drift: dict | None = _range()  # open: {chain, step}, checked by training.drift.check_drift
     model: Model = _range()
     method: Any = _constructor(optional=True)  # null for scratch (normalize_run_config)
     optimizer: Any = _constructor()

@@ -134,23 +134,30 @@ def evaluate(
 
 
 def evaluate_study(
-    path: Path, specs: list[Mapping[str, Any]], force: bool = False
+    path: Path, specs: list[Mapping[str, Any]] | None, force: bool = False
 ) -> tuple[int, int, list[str]]:
-    """Evaluate every kept run of the study at `path` on each spec: (written, already done,
-    run ids without kept weights). Every spec is checked against every run (label space, size,
-    channels) before any is evaluated, so a bad one is refused before a record is written."""
+    """Evaluate every kept run of the study at `path` on each spec (None: the drift chain's
+    evaluations, `training.drift.drift_evaluations`): (written, already done, run ids without
+    kept weights). Every (run, spec) is checked (label space, size, channels) before any is
+    evaluated, so a bad one is refused before a record is written."""
+    from transferlab.training.drift import drift_evaluations
+
     store = ResultsStore(path.parent, path.name)
     runs, missing = evaluable(store)
     if not runs:
         raise ConfigError(
             f"no run of {path} kept its weights: train with save_weights=true to evaluate it"
         )
-    for record in runs:
-        for spec in specs:
-            test_split(store, record, spec)
+    if specs is None:
+        pairs = drift_evaluations(runs)
+        if not pairs:
+            raise ConfigError(f"{path} holds no kept run of a drift chain (experiment=drift)")
+    else:
+        pairs = [(record, spec) for record in runs for spec in specs]
+    for record, spec in pairs:
+        test_split(store, record, spec)
     written = done = 0
-    for record in runs:
-        for spec in specs:
-            result = evaluate(store, record, spec, force)
-            written, done = written + (result is not None), done + (result is None)
+    for record, spec in pairs:
+        result = evaluate(store, record, spec, force)
+        written, done = written + (result is not None), done + (result is None)
     return written, done, missing

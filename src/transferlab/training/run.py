@@ -43,6 +43,7 @@ from transferlab.store import (
     run_id,
     stage_configs,
 )
+from transferlab.store.identity import with_effective_init
 from transferlab.store.locks import barrier, is_writer, process_lock
 from transferlab.training.checks import (
     check_structure,
@@ -53,6 +54,7 @@ from transferlab.training.checks import (
 )
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.console import stage_output
+from transferlab.training.drift import PREVIOUS, after_previous
 from transferlab.training.keep import SOURCE_CHECKPOINT, keep_weights, weights_path
 from transferlab.training.record import base_fields, finish, outcome_fields
 
@@ -69,6 +71,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     unless `force=true`; a lock keeps two processes from training the same run.
     """
     check_run_config(cfg)
+    cfg = with_effective_init(cfg)
     check_structure(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -84,6 +87,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return done
         if not cfg.cache:
             clear_cache()
+        if cfg.init == PREVIOUS:  # a drift chain's sequential step
+            return after_previous(
+                cfg,
+                train,
+                lambda prev: run_stage(target_cfg, store, source_checkpoint=prev["checkpoint"]),
+                lambda prev: _without_source(target_cfg, store, prev, "previous step"),
+            )
         if source_cfg is None:
             return run_stage(target_cfg, store)
         private = None if cfg.cache else store.run_dir(rid) / "source"
@@ -304,8 +314,11 @@ def ensure_source(
     return record
 
 
-def _without_source(stage_cfg: DictConfig, store: ResultsStore, source: dict) -> dict[str, Any]:
-    """Record a target run that cannot start because its source stage did not complete.
+def _without_source(
+    stage_cfg: DictConfig, store: ResultsStore, source: dict, what: str = "source stage"
+) -> dict[str, Any]:
+    """Record a target run that cannot start because its source stage (or, for a drift step,
+    the previous step: `what`) did not complete.
 
     A diverged source is a result (it diverges again): its target runs are recorded as
     `diverged`, naming it, and a re-launch keeps them. A failed source fails them (tried again).
@@ -313,7 +326,7 @@ def _without_source(stage_cfg: DictConfig, store: ResultsStore, source: dict) ->
     rid = run_id(stage_cfg)
     stage_cfg = _with_run_info(stage_cfg, rid, store.run_dir(rid))
     status = "diverged" if source["status"] == "diverged" else "failed"
-    error = f"source stage {source['run_id']} {source['status']}: {source.get('error')}"
+    error = f"{what} {source['run_id']} {source['status']}: {source.get('error')}"
     record = finish(base_fields(stage_cfg, rid), {"status": status, "error": error}, 0.0)
     if is_writer():
         store.write(record)

@@ -100,6 +100,24 @@ def test_unsupervised_source_block_is_the_digest_of_its_snapshot():
     assert "## Source objectives" in report
 
 
+def test_domain_adaptation_block_is_the_digest_of_its_snapshot():
+    from transferlab.analysis.adaptation_digest import adaptation_digest
+
+    script = _script("adaptation_findings")
+    assert script.readme_block(script.README.read_text()) == adaptation_digest(script.SNAPSHOT)
+    table = pd.read_csv(script.SNAPSHOT / "adaptation.csv")
+    assert set(table["study"]) == {"domain_adaptation"}
+    assert {m.split("(")[0] for m in table["method"]} == {"dann", "coral"}
+    assert table["target"].nunique() >= 2  # at least two shifted digit targets
+    assert table["n_pairs"].min() >= 10  # the recipe's 10 seeds, each paired
+    assert set(table["adapt_selection"]) == {"source"}  # no target label chose anything
+    shift = pd.read_csv(script.SNAPSHOT / "adaptation_shift.csv")
+    assert len(shift) == 4 * len(table)  # four distances per adapted arm
+    report = (script.SNAPSHOT / "report.md").read_text()
+    assert report.startswith("# Transfer analysis: domain_adaptation")
+    assert "## Domain adaptation" in report and "## Shift on the adapted features" in report
+
+
 def test_exported_candidates_fine_tune_as_the_source_stages_they_came_from():
     """Each candidate_files run starts from a file transferlab-export wrote from a candidates
     source stage: the two studies' fine-tuned accuracies are the same, candidate by candidate."""

@@ -26,3 +26,16 @@ class FirstBatch(Callback):
 
 
 __all__ = ["FirstBatch"]
+
+
+class StartWeights(Callback):
+    """Keeps a copy of the model's weights when fitting starts, by stage (before any step)."""
+
+    seen: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.model.state_dict().items()}
+        StartWeights.seen[str(pl_module.trainer.default_root_dir)] = state
+
+
+__all__ += ["StartWeights"]

@@ -268,9 +268,15 @@ def _with_edges(cells: pd.DataFrame, arms: pd.DataFrame) -> pd.DataFrame:
     return cells
 
 
-def has_labels(frame: pd.DataFrame) -> pd.Series:
-    """Rows whose target stage had labelled target examples (a null size: the whole pool)."""
-    return frame["target_size"].ne(0).fillna(True).astype(bool)
+def in_cells(frame: pd.DataFrame) -> pd.Series:
+    """Rows that can form a cell: a target stage with labelled target examples (a null size:
+    the whole pool), and not a drift chain's evaluation (the static strategy and forgetting,
+    which `analysis.drift` compares)."""
+    labelled = frame["target_size"].ne(0).fillna(True).astype(bool)
+    if "drift_step" not in frame:
+        return labelled
+    evaluation = frame["stage"].eq("eval") & frame["drift_step"].notna()
+    return labelled & ~evaluation.astype(bool)
 
 
 def build_cells(
@@ -290,14 +296,14 @@ def build_cells(
     selection: Selection = rule.select(runs, hparams)
     done = runs[runs["status"].eq("completed")]
     selected = done.merge(selection.picks, on=[*ARM, "seed", *hparams], how="inner")
-    # a target without a labelled example (unsupervised adaptation) has no scratch baseline:
-    # its arms are selected (and compared in analysis.adaptation) but form no cell
-    labelled = selected[has_labels(selected)]
-    arms = selection.arms[has_labels(selection.arms)]
+    # a target without a labelled example (unsupervised adaptation) has no scratch baseline, a
+    # drift evaluation is compared in analysis.drift: their arms are selected, but no cell
+    labelled = selected[in_cells(selected)]
+    arms = selection.arms[in_cells(selection.arms)]
     pairs = _pairs(labelled, hparams)
     is_scratch = labelled["source"].eq(SCRATCH)
     cells = _cells(
-        runs[has_labels(runs)],
+        runs[in_cells(runs)],
         labelled[~is_scratch],
         labelled[is_scratch],
         _cell_stats(pairs, test, confidence),

@@ -341,3 +341,34 @@ def adaptation_figure(
         )
         paths.append(_save(fig, out / f"{slug('adaptation', study, selection)}.png"))
     return paths
+
+
+def drift_figure(
+    accuracy: pd.DataFrame | None, forgotten: pd.DataFrame | None, out: Path
+) -> list[Path]:
+    """Per drift series: test accuracy against step for each strategy with its interval band
+    over seeds, and the sequential model's accuracy on step 0 after each step (forgetting)."""
+    if accuracy is None or accuracy.empty:
+        return []
+    paths = []
+    for (study, model), frame in accuracy.groupby(["study", "model"], sort=True):
+        fig = Figure(figsize=(10, 4), dpi=DPI)
+        left, right = fig.subplots(1, 2)
+        for strategy, group in frame[~frame["strategy"].eq("forgetting")].groupby("strategy"):
+            _band(left, group, "step", str(strategy))
+        left.set_xlabel("drift step")
+        left.set_ylabel("test accuracy on the step")
+        left.legend(fontsize=8)
+        rows = forgotten if forgotten is not None else pd.DataFrame()
+        rows = rows[rows["study"].eq(study) & rows["model"].eq(model)] if len(rows) else rows
+        if len(rows):
+            band = rows.rename(
+                columns={"step0_acc": "test_acc", "acc_low": "ci_low", "acc_high": "ci_high"}
+            )
+            _band(right, band, "step", "sequential model on step 0")
+            right.legend(fontsize=8)
+        right.set_xlabel("drift step trained at")
+        right.set_ylabel("test accuracy on step 0")
+        fig.suptitle(f"{study}, {model}: drift", fontsize=10)
+        paths.append(_save(fig, out / f"{slug('drift', study, model)}.png"))
+    return paths

@@ -41,7 +41,14 @@ FOLLOWS_SEED = ("pretrain.seed",)
 #: Identity settings already in the setting and arm columns (dataset specs by description, a
 #: source's objective in its name).
 NAMED_KEYS = ("stage", "identity_version", "model.name", "target_size", "init", "freeze_depth")
-NAMED_PREFIXES = ("target.", "source.", "method.", "evaluated_on.", "pretrain.objective.")
+NAMED_PREFIXES = (
+    "target.",
+    "source.",
+    "method.",
+    "evaluated_on.",
+    "pretrain.objective.",
+    "drift.",  # a drift step's target names it (the chain is the recipe's)
+)
 #: Stages whose records are arms of a cell: target runs, and their evaluations on another
 #: dataset (`transferlab-eval`), whose `target` names both datasets (`EVALUATED`).
 TARGET_STAGES = ("target", "eval")

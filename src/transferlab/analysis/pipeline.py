@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 
 from transferlab.analysis import curves as cv
+from transferlab.analysis import drift as dr
 from transferlab.analysis.adaptation import adaptation_comparison, adaptation_shift
-from transferlab.analysis.cells import build_cells, has_labels
+from transferlab.analysis.cells import build_cells, in_cells
 from transferlab.analysis.methods import MARGIN, method_comparison
 from transferlab.analysis.objectives import objective_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, TESTS
@@ -91,7 +92,7 @@ def analyze_frame(
         confidence=s.confidence,
         rule=RULES[s.selection],
     )
-    curves = cv.learning_curves(analysis.selected[has_labels(analysis.selected)], s.confidence)
+    curves = cv.learning_curves(analysis.selected[in_cells(analysis.selected)], s.confidence)
     methods = method_comparison(
         analysis.pairs,
         analysis.cells,
@@ -110,7 +111,16 @@ def analyze_frame(
         confidence=s.confidence,
     )
     judged = {"correction": s.correction, "test": s.test, "confidence": s.confidence}
+    drift_runs = dr.select_drift_runs(df)
+    drift = {
+        "drift": dr.accuracy_by_step(drift_runs, s.confidence) if len(drift_runs) else None,
+        "drift_gain": dr.gain_by_step(drift_runs, alpha=s.alpha, **judged)
+        if len(drift_runs)
+        else None,
+        "forgetting": dr.forgetting(drift_runs, s.confidence) if len(drift_runs) else None,
+    }
     return {
+        **drift,
         "cells": analysis.cells,
         "selected": analysis.selected,
         "methods": methods,
@@ -183,7 +193,13 @@ def shift_tables(
     joined, agreement = estimator_agreement(est, results["curves"], **related)
     root = Path(df.attrs["results_root"])
     scored = score_candidates(results["selected"], root, seed=s.seed, max_examples=s.max_examples)
+    drift_shift = None
+    if results.get("drift") is not None:
+        drift_shift = dr.shift_against_gain(
+            shift_df, results["drift_gain"], results["drift"], **intervals
+        )
     return {
+        "drift_shift": drift_shift,
         "candidates": candidate_table(scored),
         "ranking": rank_agreement(scored, **intervals),
         "shift": shift_df,

@@ -87,6 +87,8 @@ COLUMNS = (
     "val_protocol",
     *(f"{split}_{key}" for split in ("val", "test") for key in METRIC_KEYS),
     "adapt_selection",
+    "drift_step",
+    "drift_on_step",
     *(f"adapted_{key}" for key in ADAPTED_SHIFT_KEYS),
     "best_epoch",
     "val_curve",
@@ -156,12 +158,14 @@ def _name(part: Any) -> Any:
     return None
 
 
-def _source_name(source: Any) -> Any:
+def _source_name(source: Any, init: Any = None) -> Any:
     """A source's description, with the objective it was pre-trained on when that did not
-    read its labels: `digits, denoising(corruption=noise, strength=0.3)`."""
+    read its labels (`digits, denoising(corruption=noise, strength=0.3)`), and `sequential`
+    for a drift step fine-tuned from the previous step (`init=previous`)."""
     name = _name(source)
     objective = source.get("objective") if isinstance(source, Mapping) else None
-    return f"{name}, {objective}" if name and objective else name
+    name = f"{name}, {objective}" if name and objective else name
+    return f"{name}, sequential" if name and init == "previous" else name
 
 
 def _weights_name(record: Mapping[str, Any]) -> Any:
@@ -169,6 +173,22 @@ def _weights_name(record: Mapping[str, Any]) -> Any:
     weights they are is its `init_weights` fingerprint, in the source variant."""
     path = (record.get("config") or {}).get("init_path") if record.get("init") == "file" else None
     return Path(str(path)).stem if path else None
+
+
+def _drift_steps(record: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(the drift step a run trained at, the step whose test set it was tested on: another for
+    an evaluation), or (None, None) off a chain."""
+    drift = (record.get("config") or {}).get("drift")
+    if not drift:
+        return None, None
+    step = int(drift["step"])
+    if record.get("stage") != "eval":
+        return step, step
+    from transferlab.data import describe  # cheap: no data is loaded
+
+    chain = [describe(spec) for spec in drift["chain"]]
+    on = _name(record.get("evaluated_on"))
+    return step, chain.index(on) if on in chain else None
 
 
 def _target_name(record: Mapping[str, Any]) -> Any:
@@ -210,7 +230,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
         "num_depth_groups": record.get("num_depth_groups"),
         "method": record.get("method") or "",
         "freeze_depth": record.get("freeze_depth"),
-        "source": _source_name(record.get("source")) or _weights_name(record),
+        "source": _source_name(record.get("source"), record.get("init")) or _weights_name(record),
         "target": _target_name(record),
         "target_size": record.get("target_size"),
         "source_size": record.get("source_size"),
@@ -239,6 +259,7 @@ def flatten_record(record: Mapping[str, Any], path: str = "") -> dict[str, Any]:
     for split in ("val", "test"):
         for key in METRIC_KEYS:
             row[f"{split}_{key}"] = _metric(metrics, split, key)
+    row["drift_step"], row["drift_on_step"] = _drift_steps(record)
     adaptation = record.get("adaptation") or {}
     row["adapt_selection"] = adaptation.get("selection")
     for key in ADAPTED_SHIFT_KEYS:
@@ -296,6 +317,8 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
         "freeze_depth",
         "target_size",
         "source_size",
+        "drift_step",
+        "drift_on_step",
         "train_examples",
         "num_classes",
         "epochs",

@@ -29,6 +29,10 @@ CSV_TABLES = (
     "objectives",
     "adaptation",
     "adaptation_shift",
+    "drift",
+    "drift_gain",
+    "forgetting",
+    "drift_shift",
     "curves",
     "crossings",
     "effective_data",
@@ -98,7 +102,44 @@ def _cell_tables(results: dict[str, Any]) -> list[str]:
         parts += _objective_table(results["objectives"])
     if len(results.get("adaptation", ())):
         parts += _adaptation_tables(results)
+    if results.get("drift") is not None and len(results["drift"]):
+        parts += _drift_tables(results)
     return parts
+
+
+def _drift_tables(results: dict[str, Any]) -> list[str]:
+    """Accuracy against step per strategy, gains over scratch, forgetting, shift against gain."""
+    return [
+        "## Drift",
+        "",
+        "_Per strategy and step of the drift chain: mean test accuracy on the step's test set "
+        "over seeds, with its interval (each seed's learning rate chosen on validation); "
+        "static = step 0's model never updated, tested on each later step; source = fine-tuned "
+        "from the source at each step; sequential = fine-tuned from the previous step's "
+        "selected weights; scratch = trained from scratch at each step._",
+        "",
+        markdown_table(results["drift"], csv_name="drift.csv"),
+        "",
+        "_Each strategy against scratch at each step, paired by seed: gain, its interval, p, q "
+        "(corrected across the study's steps and strategies), vs_scratch = better | worse | "
+        "inconclusive; stops_helping = the first step from which the strategy is never again "
+        "significantly better than scratch (empty: it still helps at the last step)._",
+        "",
+        markdown_table(results.get("drift_gain"), csv_name="drift_gain.csv"),
+        "",
+        "_Forgetting: the sequential model's accuracy on step 0's test set after training at "
+        "each step (step0_acc), and its paired drop from step 0's own accuracy there "
+        "(forgotten, above 0: forgotten), with intervals over seeds._",
+        "",
+        markdown_table(results.get("forgetting"), csv_name="forgetting.csv"),
+        "",
+        "_Measured shift against gain across steps: rank correlation of each distance between "
+        "the source and the step's target (Domain shift) with the mean gain of fine-tuning "
+        "from the source over scratch; permutation p exact over every ordering of up to 7 "
+        "steps; bootstrap intervals over steps._",
+        "",
+        markdown_table(results.get("drift_shift"), csv_name="drift_shift.csv"),
+    ]
 
 
 def _adaptation_tables(results: dict[str, Any]) -> list[str]:
@@ -304,6 +345,7 @@ def write_report(results: dict[str, Any], out: str | Path, *, figures: bool = Tr
         figure_paths += fg.adaptation_figure(
             results.get("adaptation"), results.get("adaptation_shift"), fig_dir
         )
+        figure_paths += fg.drift_figure(results.get("drift"), results.get("forgetting"), fig_dir)
         if "shift" in results:
             figure_paths += fg.gain_vs_shift(
                 results["shift"], results["cells"], results["shift_gain"], fig_dir, SHIFT_MEASURES

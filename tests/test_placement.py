@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from helpers.probes import FirstBatch
+
 from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.models import create_model
 from transferlab.store import stage_config
@@ -22,6 +24,7 @@ from transferlab.training.placement import data_device, place_data, wants_channe
 from transferlab.training.run import _training_data, _with_run_info
 
 RUN = ["init=scratch", "logger=[csv]", "train.epochs=2", "target_size=40"]
+PROBE = "helpers.probes.FirstBatch"
 
 
 def _fit(compose, tmp_path: Path, name: str, *overrides: str, depth: int = 0):
@@ -113,10 +116,11 @@ def test_gpu_run_keeps_data_on_the_device(compose, tmp_path, monkeypatch):
         return splits, train
 
     monkeypatch.setattr(fit, "place_data", place_and_note)  # the real function, observed
-    gpu = _fit(compose, tmp_path, "gpu", "trainer=gpu")
+    FirstBatch.take()
+    gpu = _fit(compose, tmp_path, "gpu", "trainer=gpu", f"+callbacks.probe._target_={PROBE}")
     assert placed == ["cuda"]
-    cpu = _fit(compose, tmp_path, "cpu")
-    assert next(gpu.model.parameters()).device.type == "cuda"
+    assert FirstBatch.take()["device"] == "cuda"  # trained there (Lightning's teardown then
+    cpu = _fit(compose, tmp_path, "cpu")  # moves a single-device model back to the CPU)
     conv = next(m for m in gpu.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # auto on a GPU
     assert gpu.test["acc"] == pytest.approx(cpu.test["acc"], abs=0.1)  # bf16, other kernels

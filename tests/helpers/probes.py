@@ -16,6 +16,7 @@ class FirstBatch(Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, index: int) -> None:
         if "inputs" not in FirstBatch.seen:
             FirstBatch.seen["inputs"] = batch[0].detach().float().cpu().clone()
+            FirstBatch.seen["device"] = batch[0].device.type
             FirstBatch.seen["stats"] = pl_module.input_stats
 
     @classmethod

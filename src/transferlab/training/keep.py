@@ -7,6 +7,7 @@ always, for its target runs; a target stage's with `save_weights=true`, for re-e
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,10 @@ def keep_weights(stage_cfg: DictConfig, result: Any, splits: Any, path: Path) ->
 
 def log_artifact(stage_cfg: DictConfig, path: Path) -> bool:
     """Log `path` to the stage's W&B run as a model artifact named by its run id; False when
-    the stage does not log to W&B (or, for a source stage, was not asked to)."""
-    import wandb
-
-    if wandb.run is None:
+    the stage does not log to W&B (or, for a source stage, was not asked to; W&B never
+    imported: a run without the wandb logger needs no wandb installed)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is None or wandb.run is None:
         return False
     if stage_cfg.stage == "source" and not OmegaConf.select(
         stage_cfg, "logger.wandb.log_source_checkpoint", default=False

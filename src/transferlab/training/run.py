@@ -7,6 +7,7 @@ train its target stage, write each stage's record.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -269,10 +270,10 @@ def _train_stage(
 
 
 def _finish_loggers() -> None:
-    """Close the W&B run so the next job in this process starts its own."""
-    import wandb
-
-    if wandb.run is not None:
+    """Close the W&B run so the next job in this process starts its own (none when W&B was
+    never imported: a run without the wandb logger needs no wandb installed)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
         wandb.finish()
 
 

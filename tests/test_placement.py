@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from helpers.probes import FirstBatch
 
 from transferlab.data import DatasetSplits, ImageTensors

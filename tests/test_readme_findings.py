@@ -118,6 +118,24 @@ def test_domain_adaptation_block_is_the_digest_of_its_snapshot():
     assert "## Domain adaptation" in report and "## Shift on the adapted features" in report
 
 
+def test_drift_block_is_the_digest_of_its_snapshot():
+    from transferlab.analysis.drift_digest import drift_digest
+
+    script = _script("drift_findings")
+    assert script.readme_block(script.README.read_text()) == drift_digest(script.SNAPSHOT)
+    table = pd.read_csv(script.SNAPSHOT / "drift.csv")
+    assert set(table["study"]) == {"drift"}
+    assert set(table["strategy"]) == {"static", "source", "sequential", "scratch"}
+    assert table["step"].nunique() >= 5  # a chain of at least five steps
+    assert table["n_seeds"].min() >= 10  # the recipe's 10 seeds
+    forgetting = pd.read_csv(script.SNAPSHOT / "forgetting.csv")
+    assert set(forgetting["step"]) == set(range(1, table["step"].nunique()))
+    shift = pd.read_csv(script.SNAPSHOT / "drift_shift.csv")
+    assert (shift["n"] == table["step"].nunique()).all()  # one point per step
+    report = (script.SNAPSHOT / "report.md").read_text()
+    assert report.startswith("# Transfer analysis: drift") and "## Drift" in report
+
+
 def test_exported_candidates_fine_tune_as_the_source_stages_they_came_from():
     """Each candidate_files run starts from a file transferlab-export wrote from a candidates
     source stage: the two studies' fine-tuned accuracies are the same, candidate by candidate."""

@@ -21,6 +21,8 @@ evaluation that of the run evaluated); test accuracy played no part.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -177,7 +179,11 @@ def forgetting(selected: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.Dat
 
 
 def shift_against_gain(
-    shift: pd.DataFrame, gains: pd.DataFrame, accuracy: pd.DataFrame, **kwargs
+    shift: pd.DataFrame,
+    gains: pd.DataFrame,
+    accuracy: pd.DataFrame,
+    correction: str = "bh",
+    **kwargs: Any,
 ) -> pd.DataFrame:
     """Rank correlation across steps of each measured distance between the source and the
     step's target with the mean gain of fine-tuning from the source (see the module
@@ -196,4 +202,12 @@ def shift_against_gain(
         for name in measures:
             stats = rank_correlations(group[name], group["gain"], **kwargs)
             rows.append(dict(zip([*SERIES, "space"], key)) | {"distance": name, **stats})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table["spearman_q"] = np.nan
+    for _, family in table.groupby("study", sort=False):  # every space and distance
+        tested = family[np.isfinite(family["spearman_p"].to_numpy(float))]
+        if len(tested):
+            table.loc[tested.index, "spearman_q"] = adjust_pvalues(
+                tested["spearman_p"].to_numpy(float), correction
+            )
+    return table

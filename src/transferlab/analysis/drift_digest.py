@@ -109,10 +109,11 @@ def drift_digest(folder: str | Path) -> str:
         lines += [
             "",
             "_Measured shift (source to each step's target) against the gain of fine-tuning "
-            "from the source, across steps: Spearman's rho with its exact permutation p._",
+            "from the source, across steps: Spearman's rho with its exact permutation p (every "
+            "ordering of the steps) and q across the spaces and distances._",
             "",
-            _row(["space", "distance", "rho", "p"]),
-            "|---|---|---|---|",
+            _row(["space", "distance", "rho", "p", "q"]),
+            "|---|---|---|---|---|",
             *(
                 _row(
                     [
@@ -120,6 +121,7 @@ def drift_digest(folder: str | Path) -> str:
                         r.distance,
                         f"{r.spearman:+.2f}" if pd.notna(r.spearman) else "n/a",
                         f"{r.spearman_p:.3g}" if pd.notna(r.spearman_p) else "n/a",
+                        f"{r.spearman_q:.3g}" if pd.notna(r.spearman_q) else "n/a",
                     ]
                 )
                 for r in shift.itertuples()

@@ -356,6 +356,7 @@ def drift_figure(
         left, right = fig.subplots(1, 2)
         for strategy, group in frame[~frame["strategy"].eq("forgetting")].groupby("strategy"):
             _band(left, group, "step", str(strategy))
+        left.set_xticks(sorted(frame["step"].unique()))
         left.set_xlabel("drift step")
         left.set_ylabel("test accuracy on the step")
         left.legend(fontsize=8)
@@ -367,6 +368,7 @@ def drift_figure(
             )
             _band(right, band, "step", "sequential model on step 0")
             right.legend(fontsize=8)
+        right.set_xticks(sorted(frame["step"].unique()))
         right.set_xlabel("drift step trained at")
         right.set_ylabel("test accuracy on step 0")
         fig.suptitle(f"{study}, {model}: drift", fontsize=10)

@@ -196,7 +196,7 @@ def shift_tables(
     drift_shift = None
     if results.get("drift") is not None:
         drift_shift = dr.shift_against_gain(
-            shift_df, results["drift_gain"], results["drift"], **intervals
+            shift_df, results["drift_gain"], results["drift"], s.correction, **intervals
         )
     return {
         "drift_shift": drift_shift,

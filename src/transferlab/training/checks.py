@@ -184,13 +184,15 @@ def _preset_name(method: Any) -> str:
 
 
 def _check_labels_given(cfg: DictConfig) -> None:
-    """An adaptation method adapts a source model (init=source; checked before the config is
-    normalised, which drops the method of a scratch run); target_size=0 (no labelled target
-    example) trains only with an adaptation method."""
-    if is_adaptation(cfg.get("method")) and cfg.init != "source":
+    """An adaptation method adapts a model trained on the source (init=source, or along a
+    drift chain init=previous; checked before the config is normalised, which drops the method
+    of a scratch run); target_size=0 (no labelled target example) trains only with an
+    adaptation method."""
+    if is_adaptation(cfg.get("method")) and cfg.init not in ("source", PREVIOUS):
         raise ConfigError(
             f"method={_preset_name(cfg.method)} adapts a source model to the target with the "
-            f"source's labelled data: it needs init=source (got init={cfg.init})"
+            f"source's labelled data: it needs init=source (or init=previous along a drift "
+            f"chain; got init={cfg.init})"
         )
     if cfg.target_size == 0 and not is_adaptation(cfg.get("method")):
         method = cfg.get("method")

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from transferlab.data import build_splits, source_pool
+from transferlab.errors import ConfigError
 from transferlab.models import create_model, load_checkpoint
 from transferlab.models.inputs import prepare
 from transferlab.store import run_id, stage_config
-from transferlab.training.checks import data_options
+from transferlab.training.checks import check_run, data_options
 from transferlab.training.run import train
 
 #: A source model of digits adapted to rotated digits; no labelled target example.
@@ -127,3 +128,25 @@ def test_the_identity_of_an_adaptation_run(compose):
 
     assert rid() == rid("val_protocol=pool") == rid("val_share=0.5")
     assert len({rid(), rid("method.selection=oracle"), rid("method.weight=0.5")}) == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["method=coral", "init=scratch"], ["method=coral", "init=source", "init=scratch"]),
+        (["method=finetune"], ["target_size=0", "method=finetune", "source_only | dann | coral"]),
+        (["method=source_only", "method.selection=test"], ["method.selection 'test'", "oracle"]),
+        (["method=dann", "target_size=null"], ["target_size=None", "none is left unlabelled"]),
+        (["method=dann", "method.unlabelled_size=100000"], ["unlabelled_size=100000", "exceeds"]),
+        (["method=dann", "method.weight=-1"], ["method.weight=-1", ">= 0"]),
+    ],
+)
+def test_what_an_adaptation_needs_is_checked_before_training(compose, overrides, expected):
+    """The checks every run makes before training (the command line prints the message as one
+    line and exits 2: tests/test_bad_input.py shows it for another label space)."""
+    with pytest.raises(ConfigError) as error:
+        check_run(compose(*RUN, *overrides))
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message, message

@@ -125,22 +125,6 @@ CASES = {
         ["method=dann", "data@source=shapes", "target_size=0"],
         ["method=dann", "shapes", "digits", "label space"],
     ),
-    "adaptation without a source model": (
-        ["method=coral", "init=scratch", "target_size=0"],
-        ["method=coral", "init=source", "init=scratch"],
-    ),
-    "no target label for a method that needs them": (
-        ["target_size=0"],
-        ["target_size=0", "method=finetune", "source_only | dann | coral"],
-    ),
-    "adaptation selection that is no rule": (
-        ["method=source_only", "method.selection=test"],
-        ["method.selection 'test'", "oracle, source"],
-    ),
-    "adaptation with no unlabelled example left": (
-        ["method=dann", "data@source=digits_rot45", "target_size=null"],
-        ["target_size=None", "none is left unlabelled"],
-    ),
     "validation in the middle of an epoch": (
         ["+trainer.val_check_interval=0.5"],
         ["validation must run once at the end of every epoch", "val_check_interval=1.0"],

@@ -34,7 +34,7 @@ def test_unknown_model_lists_close_matches_on_one_line():
 
 
 def test_unknown_init_and_bad_kwargs_are_config_errors():
-    assert INIT_CHOICES == ("scratch", "source", "hub", "file")
+    assert INIT_CHOICES == ("scratch", "source", "hub", "file", "previous")
     with pytest.raises(ConfigError, match="unknown init 'magic'; valid choices: file, hub"):
         validate_model("test_resnet", init="magic")
     with pytest.raises(ConfigError, match="cannot build test_resnet .*'wings'"):

@@ -29,7 +29,7 @@ def _sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 CASES = {
     # the example: the bad size is the last value of the grid
-    "negative target size": (["target_size=20,-5"], ["target_size=-5", ">= 1"]),
+    "negative target size": (["target_size=20,-5"], ["target_size=-5", ">= 0"]),
     "bad learning rate among good ones": (
         ["init=scratch", "train.lr=0.01,-1", "seed=0,1"],
         ["train.lr=-1", "train.lr must be > 0"],

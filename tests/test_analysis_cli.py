@@ -13,6 +13,9 @@ from helpers.simulate import SimulatedStudy, simulate_records, write_records
 
 from transferlab.cli.analyze import main
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_analysis_cli")
+
 IMAGE_SIZE = 16
 SPECS = {
     "clean": {"name": "digits"},

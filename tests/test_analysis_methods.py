@@ -17,6 +17,9 @@ from transferlab.analysis import analyze
 from transferlab.analysis.keys import ARM
 from transferlab.analysis.methods import method_comparison
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_analysis_methods")
+
 SEEDS = 4
 METHODS = ("finetune", "lp_ft", "lora")
 SOURCES = ("digits_label_permuted", "shapes")

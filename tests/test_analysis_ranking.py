@@ -21,6 +21,9 @@ from transferlab.analysis.ranking import COMPARED, MIN_CANDIDATES, MIN_SEEDS, ra
 from transferlab.cli.export import main as export_main
 from transferlab.training.run import train
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_analysis_ranking")
+
 INTERVAL = {"confidence": 0.95, "n_resamples": 200, "seed": 0}
 
 

@@ -17,6 +17,9 @@ import transferlab.cli.run  # noqa: F401 - registers the tl.uid resolver
 from transferlab.analysis import analyze
 from transferlab.training.run import train
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_analysis_real_study")
+
 # Two cells under BH need p < 0.025 for the smaller one: a two-sided Wilcoxon test on 6 pairs
 # cannot go below 0.03125, on 7 pairs it reaches 0.0156.
 SEEDS = range(7)

@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from conftest import FAST
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_data_plugins")
+
 PLUGIN = Path(__file__).resolve().parent / "plugin_package"
 DIST = "transferlab-plugin-demo"
 PRESETS = {"stripes": "stripes", "checkers": "tl_plugin_demo.loaders:checkers"}

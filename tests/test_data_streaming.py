@@ -25,6 +25,9 @@ from transferlab.store import read_record, run_id, stage_config
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.run import train
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_data_streaming")
+
 CLASSES = ("ant", "bee", "cow", "emu")
 PER_CLASS = 24
 #: Image sides written (width, height): square, wide, tall; the loader fits them all.

@@ -18,6 +18,9 @@ from transferlab.cli.evaluate import main as evaluate_main
 from transferlab.store import ResultsStore
 from transferlab.training.run import train
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_evaluate")
+
 STUDY = "kept"
 ARMS = (["init=scratch"], ["init=source", "freeze_depth=3"])
 SEEDS = (0, 1)

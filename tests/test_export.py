@@ -25,6 +25,9 @@ from transferlab.models.weights import (
 from transferlab.store.fingerprint import file_fingerprint
 from transferlab.training.run import train
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_export")
+
 DIGITS = tuple(str(d) for d in range(10))
 
 

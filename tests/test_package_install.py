@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+#: One worker runs this file: its module fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_package_install")]
 
 USER_DATA_PRESET = """\
 # a researcher's own dataset preset: digits seen through a blur

@@ -29,6 +29,9 @@ from helpers.wandb_files import summarize
 from transferlab.store import read_record
 from transferlab.training.loaders import EpochSampler
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_resume")
+
 TIMEOUT = 300
 EPOCHS = 12
 # The signal goes once this epoch's checkpoint is written: a history to restore, epochs to go.

@@ -14,6 +14,9 @@ from transferlab.models import load_checkpoint
 from transferlab.store import RECORD_SCHEMA, ResultsStore
 from transferlab.training.run import train
 
+#: One worker runs this file: its module fixture is built once.
+pytestmark = pytest.mark.xdist_group("test_run_end_to_end")
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -26,7 +26,8 @@ from conftest import CONF_DIR, FAST
 from transferlab.models import load_checkpoint
 from transferlab.store import read_record, run_id, stage_config
 
-pytestmark = pytest.mark.slow
+#: One worker runs this file: its module fixture is built once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_sweep_reliability")]
 
 TIMEOUT = 420
 # The grid most tests sweep: 2 seeds x 2 target sizes, each target run after its source.

@@ -135,13 +135,20 @@ def test_interrupted_crosses_process_boundaries():
 
 
 def _job_pid(sweep_pid: int) -> int:
-    """The process running the submitit job (a grandchild of the sweep)."""
+    """The process running the submitit job (a descendant of this sweep: other tests running
+    beside this one may have submitit jobs of their own)."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            pid, _, args = line.strip().partition(" ")
-            if "submitit.core._submit" in args:
+        out = subprocess.run(
+            ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True
+        ).stdout
+        rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+        parent = {int(r[0]): int(r[1]) for r in rows}
+        for pid, _, args in (r for r in rows if len(r) == 3):
+            ancestor = int(pid)
+            while ancestor > 1 and ancestor != sweep_pid:
+                ancestor = parent.get(ancestor, 1)
+            if "submitit.core._submit" in args and ancestor == sweep_pid:
                 return int(pid)
         time.sleep(0.2)
     raise AssertionError(f"no submitit job process under sweep {sweep_pid}")

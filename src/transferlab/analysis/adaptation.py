@@ -19,7 +19,6 @@ accuracy gain across seeds, permutation p, q across the study's arms and distanc
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import ARM, SETTING
@@ -30,7 +29,7 @@ from transferlab.analysis.stats import (
     BOOTSTRAP_RESAMPLES,
     CONFIDENCE,
     MIN_RANK_PAIRS,
-    adjust_pvalues,
+    q_per_study,
     rank_correlations,
 )
 
@@ -169,14 +168,7 @@ def adaptation_shift(
         for name in ADAPTED_SHIFT_KEYS
     ]
     table = pd.DataFrame(rows)
-    table["spearman_q"] = np.nan
-    for _, family in table.groupby("study", sort=False):
-        tested = family[np.isfinite(family["spearman_p"].to_numpy(float))]
-        if len(tested):
-            table.loc[tested.index, "spearman_q"] = adjust_pvalues(
-                tested["spearman_p"].to_numpy(float), correction
-            )
-    return table.reindex(columns=SHIFT_COLUMNS)
+    return q_per_study(table, "spearman_p", "spearman_q", correction).reindex(columns=SHIFT_COLUMNS)
 
 
 def _shift_words(shift: pd.DataFrame, arm: pd.Series, distance: str) -> str:

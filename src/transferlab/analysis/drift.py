@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis.paired import DEFAULT_TEST, paired_tests
-from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, mean_ci, rank_correlations
+from transferlab.analysis.stats import CONFIDENCE, mean_ci, q_per_study, rank_correlations
 
 #: The strategies, as the report names them.
 STATIC, SOURCE, SEQUENTIAL, SCRATCH = "static", "source", "sequential", "scratch"
@@ -128,10 +128,7 @@ def gain_by_step(
             for (key, _), r in zip(groups, results)
         ]
     )
-    table["q"] = np.nan
-    for _, family in table.groupby("study", sort=False):
-        tested = family[np.isfinite(family["p"].to_numpy(float))]
-        table.loc[tested.index, "q"] = adjust_pvalues(tested["p"].to_numpy(float), correction)
+    table = q_per_study(table, "p", "q", correction)
     better = table["q"].lt(alpha) & table["gain"].gt(0)
     worse = table["q"].lt(alpha) & table["gain"].lt(0)
     table["vs_scratch"] = np.select([better, worse], ["better", "worse"], "inconclusive")
@@ -203,11 +200,4 @@ def shift_against_gain(
             stats = rank_correlations(group[name], group["gain"], **kwargs)
             rows.append(dict(zip([*SERIES, "space"], key)) | {"distance": name, **stats})
     table = pd.DataFrame(rows)
-    table["spearman_q"] = np.nan
-    for _, family in table.groupby("study", sort=False):  # every space and distance
-        tested = family[np.isfinite(family["spearman_p"].to_numpy(float))]
-        if len(tested):
-            table.loc[tested.index, "spearman_q"] = adjust_pvalues(
-                tested["spearman_p"].to_numpy(float), correction
-            )
-    return table
+    return q_per_study(table, "spearman_p", "spearman_q", correction)  # spaces, distances

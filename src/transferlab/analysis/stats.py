@@ -214,3 +214,14 @@ def rank_correlations(
         )
         out[f"{name}_low"], out[f"{name}_high"] = lo, hi
     return out
+
+
+def q_per_study(table: pd.DataFrame, p: str, q: str, correction: str) -> pd.DataFrame:
+    """`table` with column `q`: column `p` adjusted by `correction` within each study (one
+    family per study), NaN where p is not a number."""
+    table[q] = np.nan
+    for _, family in table.groupby("study", sort=False):
+        tested = family[np.isfinite(family[p].to_numpy(float))]
+        if len(tested):
+            table.loc[tested.index, q] = adjust_pvalues(tested[p].to_numpy(float), correction)
+    return table

@@ -1,11 +1,14 @@
 """Datasets of another package: registered through the `transferlab.datasets` entry point of an
 installed plugin, or named by import path in a data preset, and found in joblib and submitit
-workers. The plugin (tests/plugin_package) is pip-installed into the test venv for this module
-and uninstalled after it; the sweeps run through the real command line."""
+workers. The plugin (tests/plugin_package) is pip-installed for this module into a folder of its
+own that the sweeps get on PYTHONPATH (an installed distribution with its entry points, as in a
+user's environment, without changing the venv that other tests use at the same time); the sweeps
+run through the real command line."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +21,6 @@ from conftest import FAST
 pytestmark = pytest.mark.xdist_group("test_data_plugins")
 
 PLUGIN = Path(__file__).resolve().parent / "plugin_package"
-DIST = "transferlab-plugin-demo"
 PRESETS = {"stripes": "stripes", "checkers": "tl_plugin_demo.loaders:checkers"}
 
 
@@ -28,21 +30,39 @@ def _pip(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def config_dir(tmp_path_factory):
-    """The plugin installed (from a copy: building writes beside the sources), and a config
-    folder with a data preset for each of its datasets."""
-    work = tmp_path_factory.mktemp("plugin")
+def plugin_site(tmp_path_factory) -> Path:
+    """The plugin installed (from a copy: building writes beside the sources) into a folder of
+    its own: its code and its dist-info with the entry points."""
+    work = tmp_path_factory.mktemp("plugin_site")
     shutil.copytree(PLUGIN, work / "package")
-    _pip("install", "--no-deps", "--no-build-isolation", "--no-index", str(work / "package"))
-    configs = work / "configs" / "data"
+    site = work / "site"
+    _pip(
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(site),
+        str(work / "package"),
+    )
+    assert any(site.glob("transferlab_plugin_demo-*.dist-info/entry_points.txt"))
+    return site
+
+
+@pytest.fixture(scope="module")
+def config_dir(tmp_path_factory, plugin_site):
+    """A config folder with a data preset for each of the plugin's datasets."""
+    configs = tmp_path_factory.mktemp("plugin") / "configs" / "data"
     configs.mkdir(parents=True)
     for preset, name in PRESETS.items():
         (configs / f"{preset}.yaml").write_text(f'name: "{name}"\n')
-    yield configs.parent
-    _pip("uninstall", "-y", DIST)
+    return configs.parent
 
 
-def _sweep(config_dir: Path, results: Path, launcher: str, *extra: str):
+def _sweep(config_dir: Path, site: Path, results: Path, launcher: str, *extra: str):
+    """The sweep as a user types it, in an environment where the plugin is installed."""
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     command = [
         sys.executable,
         "-m",
@@ -60,13 +80,15 @@ def _sweep(config_dir: Path, results: Path, launcher: str, *extra: str):
         "study=plugins",
         *extra,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.mark.parametrize("launcher", ["parallel", "local"])
-def test_plugin_datasets_train_in_joblib_and_submitit_workers(config_dir, tmp_path, launcher):
+def test_plugin_datasets_train_in_joblib_and_submitit_workers(
+    config_dir, plugin_site, tmp_path, launcher
+):
     results = tmp_path / "results"
-    done = _sweep(config_dir, results, launcher, "data@target=stripes,checkers")
+    done = _sweep(config_dir, plugin_site, results, launcher, "data@target=stripes,checkers")
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (results / "plugins" / "records").glob("*.json")]
     assert {r["status"] for r in records} == {"completed"}
@@ -75,10 +97,11 @@ def test_plugin_datasets_train_in_joblib_and_submitit_workers(config_dir, tmp_pa
     assert stripes["num_classes"] == 3 and stripes["metrics"]["test"]["acc"] > 1 / 3
 
 
-def test_a_loader_that_cannot_be_imported_is_one_line(config_dir, tmp_path):
+def test_a_loader_that_cannot_be_imported_is_one_line(config_dir, plugin_site, tmp_path):
     results = tmp_path / "results"
     done = _sweep(
         config_dir,
+        plugin_site,
         results,
         "parallel",
         "data@target=checkers",

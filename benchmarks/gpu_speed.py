@@ -39,7 +39,7 @@ from transferlab.training.console import stage_output
 from transferlab.training.fit import fit_stage
 from transferlab.training.run import _training_data, _with_run_info
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 #: Each variant's settings, cumulative (each row adds to the one before).
 VARIANTS = {
     "fp32": ["trainer.precision=32-true", "channels_last=false", "data_on_device=false"],

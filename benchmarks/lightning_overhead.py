@@ -48,7 +48,7 @@ from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.run import _with_run_info
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "conf"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 Outcome = tuple[float, float]  # best-epoch val accuracy, test accuracy
 
 

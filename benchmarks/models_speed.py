@@ -18,7 +18,7 @@ from saved import add_save_flag, save  # noqa: E402 - benchmarks/ is on sys.path
 
 from transferlab.models import create_model
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "conf" / "model"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "model"
 NUM_CLASSES = 10
 IN_CHANS = 3
 WARMUP_STEPS = 2

@@ -6,7 +6,7 @@
 
 Copies what the digest reads (`adaptation.csv`, `adaptation_shift.csv`), the report and the
 adaptation figure into `docs/domain_adaptation/`, then replaces the block between the two
-markers of `src/transferlab/conf/experiment/README.md` with the comparison of each method with
+markers of `conf/experiment/README.md` with the comparison of each method with
 source_only (`transferlab.analysis.adaptation_digest`) of that snapshot.
 tests/test_readme_findings.py checks the block is the digest of the snapshot.
 """
@@ -24,7 +24,7 @@ from transferlab.analysis.adaptation_digest import adaptation_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "docs" / "domain_adaptation"
-README = ROOT / "src" / "transferlab" / "conf" / "experiment" / "README.md"
+README = ROOT / "conf" / "experiment" / "README.md"
 START, END = "<!-- adaptation-findings:start -->", "<!-- adaptation-findings:end -->"
 FILES = ("adaptation.csv", "adaptation_shift.csv", "report.md")
 

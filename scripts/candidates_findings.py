@@ -6,7 +6,7 @@
 For the recipe named (default `candidates`), copies what the digest reads (`ranking.csv`,
 `candidates.csv`) and the report from ANALYSIS (default `results/<recipe>/analysis`) into
 `docs/<recipe>/`, then replaces the recipe's block between its two markers in
-`src/transferlab/conf/experiment/README.md` with `transferlab.analysis.digest.ranking_digest`
+`conf/experiment/README.md` with `transferlab.analysis.digest.ranking_digest`
 of that snapshot. tests/test_readme_findings.py checks each block is the digest of its snapshot.
 """
 
@@ -21,7 +21,7 @@ from transferlab._helpers import marked_block
 from transferlab.analysis.digest import ranking_digest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "src" / "transferlab" / "conf" / "experiment" / "README.md"
+README = ROOT / "conf" / "experiment" / "README.md"
 #: Each recipe's README markers (its snapshot is docs/<recipe>/).
 MARKERS = {
     "candidates": ("<!-- candidates-findings:start -->", "<!-- candidates-findings:end -->"),

@@ -7,7 +7,7 @@
 
 Copies what the digest reads (`drift.csv`, `drift_gain.csv`, `forgetting.csv`,
 `drift_shift.csv`), the report and the drift figure into `docs/drift/`, then replaces the block
-between the two markers of `src/transferlab/conf/experiment/README.md` with the digest
+between the two markers of `conf/experiment/README.md` with the digest
 (`transferlab.analysis.drift_digest`) of that snapshot.
 tests/test_readme_findings.py checks the block is the digest of the snapshot.
 """
@@ -25,7 +25,7 @@ from transferlab.analysis.drift_digest import drift_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "docs" / "drift"
-README = ROOT / "src" / "transferlab" / "conf" / "experiment" / "README.md"
+README = ROOT / "conf" / "experiment" / "README.md"
 START, END = "<!-- drift-findings:start -->", "<!-- drift-findings:end -->"
 FILES = ("drift.csv", "drift_gain.csv", "forgetting.csv", "drift_shift.csv", "report.md")
 

@@ -5,7 +5,7 @@
 
 Copies what the digest reads (`methods.csv`, `cells.csv`), the report and the gain heatmap into
 `docs/methods/`, then replaces the block between the two markers of
-`src/transferlab/conf/experiment/README.md` with `transferlab.analysis.digest.methods_digest`
+`conf/experiment/README.md` with `transferlab.analysis.digest.methods_digest`
 of that snapshot. tests/test_readme_findings.py checks the block is the digest of the snapshot.
 """
 
@@ -21,7 +21,7 @@ from transferlab.analysis.digest import methods_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "docs" / "methods"
-README = ROOT / "src" / "transferlab" / "conf" / "experiment" / "README.md"
+README = ROOT / "conf" / "experiment" / "README.md"
 START, END = "<!-- methods-findings:start -->", "<!-- methods-findings:end -->"
 FILES = ("methods.csv", "cells.csv", "report.md")
 

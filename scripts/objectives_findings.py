@@ -6,7 +6,7 @@
 
 Copies what the digests read (`objectives.csv`, `cells.csv`), the report and the gain heatmap
 into `docs/unsupervised_source/`, then replaces the block between the two markers of
-`src/transferlab/conf/experiment/README.md` with the gains against scratch and the comparison
+`conf/experiment/README.md` with the gains against scratch and the comparison
 with the supervised sources (`transferlab.analysis.digest`) of that snapshot.
 tests/test_readme_findings.py checks the block is the digest of the snapshot.
 """
@@ -23,7 +23,7 @@ from transferlab.analysis.digest import objectives_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = ROOT / "docs" / "unsupervised_source"
-README = ROOT / "src" / "transferlab" / "conf" / "experiment" / "README.md"
+README = ROOT / "conf" / "experiment" / "README.md"
 START, END = "<!-- objectives-findings:start -->", "<!-- objectives-findings:end -->"
 FILES = ("objectives.csv", "cells.csv", "report.md")
 

@@ -26,7 +26,7 @@ README = ROOT / "README.md"
 START, END = "<!-- performance:start -->", "<!-- performance:end -->"
 #: The models' README holds one row per model preset, from `models_speed`.
 MODELS_README = ROOT / "src" / "transferlab" / "models" / "README.md"
-PRESETS = ROOT / "src" / "transferlab" / "conf" / "model"
+PRESETS = ROOT / "conf" / "model"
 MODELS_START, MODELS_END = "<!-- models-speed:start -->", "<!-- models-speed:end -->"
 #: docs/analysis.md holds the paired tests' power table, from `stats_power`.
 ANALYSIS_DOC = ROOT / "docs" / "analysis.md"

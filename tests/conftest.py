@@ -33,7 +33,7 @@ def _own_wandb_service() -> None:
 
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "src" / "transferlab" / "conf"
+CONF_DIR = REPO / "conf"
 
 # Small and fast: enough to train something in a second or two.
 FAST = [

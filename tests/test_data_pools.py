@@ -17,7 +17,7 @@ from transferlab.store import stage_configs
 from transferlab.store.identity import stage_identity
 from transferlab.training.run import _training_data
 
-CONF_DATA = Path(__file__).resolve().parents[1] / "src" / "transferlab" / "conf" / "data"
+CONF_DATA = Path(__file__).resolve().parents[1] / "conf" / "data"
 #: Presets whose base dataset is built in (generated or shipped: loadable here). Presets of a
 #: torchvision dataset share their base only with themselves and go through the same code.
 OFFLINE = ("digits", "shapes", "gratings")

@@ -63,6 +63,7 @@ def fresh_env(tmp_path_factory) -> Path:
     """A fresh venv with transferlab installed from a freshly built wheel."""
     work = tmp_path_factory.mktemp("package")
     source = work / "source"
+    # src/transferlab/conf links to the top-level conf/: the copy holds the files themselves
     shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)

@@ -53,8 +53,8 @@ def dataset_spec(text: str, config_dir: Path | None) -> dict[str, Any]:
     """The spec `--on` names: a preset of the data group (yours first), or inline YAML."""
     from omegaconf import OmegaConf
 
-    from transferlab.conf import load_preset, preset_names
     from transferlab.data import normalize_spec
+    from transferlab.presets import load_preset, preset_names
 
     mine = config_dir / "data" / f"{text}.yaml" if config_dir else None
     if mine is not None and mine.is_file():

@@ -1,8 +1,8 @@
 """`transferlab-run`: the Hydra app. One run by default; a study with `-m`.
 
-The default configs ship with the package (`transferlab/conf`); a researcher's own presets and
-study recipes live in their own folder, added with Hydra's `--config-dir DIR` (or
-`hydra.searchpath=[file://DIR]`).
+The default configs are the repository's `conf/` (installed as `transferlab.conf`); a
+researcher's own presets and study recipes live in their own folder, added with Hydra's
+`--config-dir DIR` (or `hydra.searchpath=[file://DIR]`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab import presets
 from transferlab.cli.signals import Interrupted, stop_on_signals
 from transferlab.errors import ConfigError, GridError
 from transferlab.sweep.progress import last_sweep_failures
@@ -32,7 +33,7 @@ from transferlab.training.run import train
 log = logging.getLogger("transferlab")
 
 #: The configs shipped with the package.
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = presets.CONF_DIR
 UID_LENGTH = 6
 CONFIG_NAME = "config"
 HYDRA_VERSION_BASE = "1.3"
@@ -118,7 +119,9 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
     return exceptions is not None and isinstance(exc, exceptions.SIGTERMException)
 
 
-@hydra.main(config_path="../conf", config_name=CONFIG_NAME, version_base=HYDRA_VERSION_BASE)
+@hydra.main(
+    config_path="pkg://transferlab.conf", config_name=CONFIG_NAME, version_base=HYDRA_VERSION_BASE
+)
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
     try:

@@ -19,11 +19,11 @@ from typing import Any
 
 from torch import nn
 
-from transferlab.conf import preset_names
 from transferlab.errors import ConfigError
 from transferlab.methods.base import Context, Method, Span, check_range, group_names
 from transferlab.models.depth import freeze_group_set, model_display_name, trainable_parameters
 from transferlab.models.weights import classifier_modules, classifier_parameters
+from transferlab.presets import preset_names
 
 
 class _ProbeThenTune(Method):

@@ -12,8 +12,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.conf import load_preset
 from transferlab.methods import Span
+from transferlab.presets import load_preset
 
 OptimizerFactory = Callable[..., Any]
 SchedulerFactory = Callable[..., Any]

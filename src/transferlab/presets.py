@@ -1,7 +1,9 @@
-"""The default configs, shipped with the package (Hydra finds them as `transferlab.conf`)."""
+"""The default configs (the repository's `conf/`, shipped inside the wheel as the package
+`transferlab.conf`): where they are, and the presets of a group for code that needs one."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -9,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab.errors import choice_error
 
 #: The folder of the shipped config groups.
-CONF_DIR = Path(__file__).resolve().parent
+CONF_DIR = Path(str(files("transferlab.conf"))).resolve()
 
 
 def preset_names(group: str) -> list[str]:

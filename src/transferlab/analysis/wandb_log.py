@@ -46,8 +46,10 @@ def log_analysis(
     *,
     project: str | None = None,
     entity: str | None = None,
+    extra_tables: dict[str, pd.DataFrame] | None = None,
 ) -> Path:
-    """Log the tables and figures as one analysis run; returns the run's local folder."""
+    """Log the tables and figures as one analysis run; returns the run's local folder.
+    `extra_tables` are logged beside the analysis' own (a reproduction's claims table)."""
     import wandb
 
     studies = results.get("counts", {}).get("studies") or ["analysis"]
@@ -74,6 +76,8 @@ def log_analysis(
             for name in TABLES
             if isinstance(results.get(name), pd.DataFrame)
         }
+        for name, table in (extra_tables or {}).items():
+            tables[name] = wandb.Table(dataframe=_plain_table(table))
         run.log(tables)
         images = {
             f"figures/{Path(p).stem}": wandb.Image(str(p))

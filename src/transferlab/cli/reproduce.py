@@ -1,0 +1,160 @@
+"""`transferlab-reproduce RECIPE [--scale smoke|full] [overrides ...]`: run a paper's miniature
+(a `transferlab-run -m` sweep: resumable, cached, any launcher), analyse it, check its claims
+and write `claims.md` and `claims.csv` into the study folder. `--list` shows the recipes.
+
+Exit status: 0 when no claim fails, 1 when one does (or the sweep failed), 2 on bad input
+(an unknown recipe, a malformed claim, a claim naming a cell the grid cannot have), found
+before any training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from transferlab.errors import ConfigError
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+PROG = "transferlab-reproduce"
+#: Under the results root, smoke-scale studies get a folder of their own.
+SMOKE_FOLDER = "smoke"
+#: At smoke scale nothing is judged: the analysis skips its slow parts.
+SMOKE_ANALYSIS = {"shift": False, "figures": False, "n_resamples": 200}
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run a paper's miniature study, analyse it and check the paper's claims.",
+    )
+    p.add_argument("recipe", nargs="?", help="a recipe (see --list)")
+    p.add_argument("--list", action="store_true", help="list the recipes and their last verdicts")
+    p.add_argument(
+        "--scale",
+        choices=("smoke", "full"),
+        default="full",
+        help="full: the study whose claims are checked; smoke: a few runs that exercise it, "
+        "every verdict 'smoke: not checked' (default full)",
+    )
+    p.add_argument("--results", default="results", help="results root (default results)")
+    p.add_argument(
+        "--no-run",
+        action="store_true",
+        help="check the claims on the records already there, without sweeping",
+    )
+    p.add_argument(
+        "--wandb", action="store_true", help="log the analysis and the claims table to W&B"
+    )
+    return p
+
+
+def _study_root(results: str, scale: str) -> Path:
+    root = Path(results).expanduser()
+    return root / SMOKE_FOLDER if scale == "smoke" else root
+
+
+def sweep_overrides(recipe, scale: str, root: Path, extra: Sequence[str]) -> list[str]:
+    """The `transferlab-run -m` overrides of a recipe at a scale, with the user's own last."""
+    own = [f"hydra.searchpath=[file://{recipe.config_dir}]"] if recipe.config_dir else []
+    return [
+        *own,
+        f"experiment={recipe.experiment}",
+        f"study={recipe.name}",
+        f"paths.results={root.resolve()}",
+        *recipe.scales[scale],
+        *extra,
+    ]
+
+
+def list_recipes(results: str) -> int:
+    """Print each recipe, its paper and the verdicts of its last full run."""
+    import pandas as pd
+
+    from transferlab.reproduce.recipes import load_recipe, recipe_names
+    from transferlab.reproduce.report import CSV_NAME
+
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        csv = Path(results) / name / CSV_NAME
+        last = "not run"
+        if csv.is_file():
+            verdicts = pd.read_csv(csv).drop_duplicates("claim_id")["claim_verdict"]
+            last = ", ".join(f"{n} {v}" for v, n in verdicts.value_counts().items())
+        print(f"{name:<22} {len(recipe.claims)} claims  last: {last}  {recipe.paper}")
+    return 0
+
+
+def check_before_training(recipe, overrides: list[str]) -> None:
+    """Every claim's cells exist in the grid (a one-line ConfigError otherwise)."""
+    from hydra.errors import HydraException
+
+    from transferlab._helpers import first_line
+    from transferlab.reproduce.grid import check_cells, preview_cells
+
+    grid = [o for o in overrides if not o.startswith("hydra.searchpath")]
+    try:
+        cells = preview_cells(grid, recipe.config_dir)
+    except HydraException as exc:
+        raise ConfigError(f"the grid cannot be composed: {first_line(exc)}") from None
+    check_cells(recipe.claims, cells)
+
+
+def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
+    """Analyse the study, check the claims, write and print the claims table."""
+    from transferlab.analysis.pipeline import AnalysisSettings, analyze
+    from transferlab.reproduce.report import MD_NAME, write_claims
+    from transferlab.reproduce.verdicts import FAIL, check_claims
+
+    smoke = SMOKE_ANALYSIS if scale == "smoke" else {}
+    settings = AnalysisSettings(**{**recipe.analysis, **smoke})
+    results = analyze(study, settings=settings, wandb=False)
+    checked = check_claims(recipe.claims, results, scale == "smoke", settings.confidence)
+    table = write_claims(recipe, checked, study, scale, settings.confidence)
+    if wandb:
+        from transferlab.analysis.wandb_log import log_analysis
+
+        log_analysis(results, study / "analysis", extra_tables={"claims": table})
+    for result in checked:
+        print(f"{result.verdict:<20} {result.claim.id}: {result.claim.claim}")
+    print(f"claims: {study / MD_NAME}")
+    return EXIT_FAILED if any(r.verdict == FAIL for r in checked) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Check, sweep, analyse, judge; one-line errors."""
+    args, extra = parser().parse_known_args(argv)
+    from transferlab.reproduce.recipes import load_recipe
+
+    try:
+        if args.list:
+            return list_recipes(args.results)
+        if not args.recipe:
+            raise ConfigError("name a recipe (transferlab-reproduce --list shows them)")
+        recipe = load_recipe(args.recipe)
+        root = _study_root(args.results, args.scale)
+        overrides = sweep_overrides(recipe, args.scale, root, extra)
+        if not args.no_run:
+            check_before_training(recipe, overrides)
+            command = [sys.executable, "-m", "transferlab.cli.run", "-m", *overrides]
+            done = subprocess.run(command)
+            if done.returncode == 0 and recipe.drift_evaluations:
+                evaluate = [sys.executable, "-m", "transferlab.cli.evaluate"]
+                done = subprocess.run([*evaluate, str(root / recipe.name), "--drift"])
+            if done.returncode != 0:
+                return done.returncode
+        study = root / recipe.name
+        if not (study / "records").is_dir():
+            raise ConfigError(f"no records in {study}: run it first (without --no-run)")
+        return analyse_and_check(recipe, study, args.scale, args.wandb)
+    except ConfigError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

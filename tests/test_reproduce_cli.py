@@ -1,0 +1,61 @@
+"""`transferlab-reproduce` as a user types it: the recipe list, bad input refused before any
+training (one line, exit 2, nothing written), and every shipped recipe run at smoke scale
+through the real sweep, analysis and claims table (no verdict at smoke scale)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from transferlab.reproduce.recipes import load_recipe, recipe_names
+from transferlab.reproduce.verdicts import SMOKE
+
+
+def _reproduce(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "transferlab.cli.reproduce", *args, "logger=[csv]"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+def test_the_list_names_every_recipe_and_its_paper(tmp_path: Path):
+    done = _reproduce("--list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for name in recipe_names():
+        line = next(x for x in done.stdout.splitlines() if x.startswith(name + " "))
+        assert load_recipe(name).paper[:20] in line and "not run" in line
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["yosinski"], "unknown recipe 'yosinski'"),
+        (["yosinski2014", "--scale", "smoke", "freeze_depth=0,5"], "freeze_depth=1"),
+        (["wang2019", "--scale", "smoke", "data@source=shapes"], "digits+label_permutation"),
+        (["wang2019", "--scale", "smoke", "frieze_depth=1"], "frieze_depth"),
+    ],
+)
+def test_bad_input_is_one_line_before_training(tmp_path: Path, args, named):
+    done = _reproduce(*args, "--results", str(tmp_path / "results"), cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert named in lines[0] and lines[0].startswith("transferlab-reproduce: error:")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", recipe_names())
+def test_every_recipe_runs_at_smoke_scale(tmp_path: Path, recipe: str):
+    done = _reproduce(recipe, "--scale", "smoke", "--results", "results", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    study = tmp_path / "results" / "smoke" / recipe
+    assert list((study / "records").glob("*.json"))
+    table = pd.read_csv(study / "claims.csv")
+    claims = load_recipe(recipe).claims
+    assert list(table.drop_duplicates("claim_id")["claim_id"]) == [c.id for c in claims]
+    assert set(table["verdict"]) == set(table["claim_verdict"]) == {SMOKE}
+    assert "smoke scale" in (study / "claims.md").read_text()
+    again = _reproduce(recipe, "--scale", "smoke", "--no-run", "--results", "results", cwd=tmp_path)
+    assert again.returncode == 0 and pd.read_csv(study / "claims.csv").equals(table)

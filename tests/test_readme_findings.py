@@ -211,3 +211,39 @@ def test_digest_tables_key_every_cell_dimension():
     for row in rows:
         assert f"{row['gain']:+.3f}" in body
     assert len(lines) == 2 + 4  # (a, epochs 1), (a, epochs 2), (a, plain), (b, epochs 1)
+
+
+def test_reproduction_tables_are_the_digest_of_their_snapshots():
+    """The README's table of recipes and each recipe's claims block come from the snapshots of
+    the last full runs (experiments/<recipe>/claims.csv, run.json); a snapshot's claims are the
+    recipe's, in order, and its verdicts agree with its intervals."""
+    import json
+
+    from transferlab._helpers import marked_block
+    from transferlab.reproduce.digest import (
+        CLAIMS_MARKERS,
+        RUN_FILE,
+        SNAPSHOT,
+        TABLE_MARKERS,
+        claims_block,
+        recipes_block,
+    )
+    from transferlab.reproduce.recipes import load_recipe, recipe_names
+
+    recipes = [load_recipe(name) for name in recipe_names()]
+    readme = marked_block((ROOT / "README.md").read_text(), *TABLE_MARKERS)
+    assert readme == recipes_block(recipes) + "\n"
+    for recipe in recipes:
+        block = marked_block((recipe.folder / "README.md").read_text(), *CLAIMS_MARKERS)
+        if not (recipe.folder / SNAPSHOT).is_file():
+            assert block == "Not run at full scale yet.\n"
+            continue
+        table = pd.read_csv(recipe.folder / SNAPSHOT)
+        run = json.loads((recipe.folder / RUN_FILE).read_text())
+        assert run["scale"] == "full" and block == claims_block(table, run) + "\n"
+        assert list(table.drop_duplicates("claim_id")["claim_id"]) == [c.id for c in recipe.claims]
+        above = table["expect"].eq("above")
+        passed = np.where(
+            above, table["ci_low"] > table["threshold"], table["ci_high"] < table["threshold"]
+        )
+        assert (table["verdict"].eq("PASS") == passed).all()

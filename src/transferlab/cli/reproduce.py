@@ -1,6 +1,7 @@
 """`transferlab-reproduce RECIPE [--scale smoke|full] [overrides ...]`: run a paper's miniature
 (a `transferlab-run -m` sweep: resumable, cached, any launcher), analyse it, check its claims
-and write `claims.md` and `claims.csv` into the study folder. `--list` shows the recipes.
+and write `claims.md`, `claims.csv` and `run.json` (date, training and analysis time) into the
+study folder. `--list` shows the recipes.
 
 Exit status: 0 when no claim fails, 1 when one does (or the sweep failed), 2 on bad input
 (an unknown recipe, a malformed claim, a claim naming a cell the grid cannot have), found
@@ -10,8 +11,10 @@ before any training.
 from __future__ import annotations
 
 import argparse
+import datetime
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,15 +109,26 @@ def check_before_training(recipe, overrides: list[str]) -> None:
 
 def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
     """Analyse the study, check the claims, write and print the claims table."""
+    from transferlab._helpers import atomic_write_json
     from transferlab.analysis.pipeline import AnalysisSettings, analyze
+    from transferlab.reproduce.digest import RUN_FILE, study_runtime
     from transferlab.reproduce.report import MD_NAME, write_claims
     from transferlab.reproduce.verdicts import FAIL, check_claims
 
     smoke = SMOKE_ANALYSIS if scale == "smoke" else {}
     settings = AnalysisSettings(**{**recipe.analysis, **smoke})
+    started = time.perf_counter()
     results = analyze(study, settings=settings, wandb=False)
     checked = check_claims(recipe.claims, results, scale == "smoke", settings.confidence)
     table = write_claims(recipe, checked, study, scale, settings.confidence)
+    run = {
+        "recipe": recipe.name,
+        "scale": scale,
+        "date": datetime.date.today().isoformat(),
+        "analysis_s": round(time.perf_counter() - started, 1),
+        **study_runtime(study),
+    }
+    atomic_write_json(study / RUN_FILE, run)
     if wandb:
         from transferlab.analysis.wandb_log import log_analysis
 

@@ -5,6 +5,7 @@ claims), the study's Hydra config (`experiment/<recipe>.yaml`, unless it reuses 
 
 claims.yaml:
 
+    cite: "Authors et al. Year"
     paper: "Authors, Title, Venue Year"
     question: "what the miniature asks"
     experiment: yosinski2014          # the study config (default: the recipe's name)
@@ -34,7 +35,7 @@ EXPERIMENTS_DIR = Path(str(files("transferlab") / "experiments")).resolve()
 CLAIMS_FILE = "claims.yaml"
 #: The scales a recipe runs at.
 SCALES = ("smoke", "full")
-KEYS = ("paper", "question", "experiment", "drift_evaluations", "scales", "analysis", "claims")
+KEYS = ("cite", "paper", "question", "experiment", "drift_evaluations", "scales", "analysis", "claims")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Recipe:
 
     name: str
     folder: Path
+    cite: str  # short: "Yosinski et al. 2014"
     paper: str
     question: str
     experiment: str
@@ -111,6 +113,7 @@ def read_recipe(folder: Path) -> Recipe:
     return Recipe(
         name=name,
         folder=folder,
+        cite=str(raw.get("cite") or raw.get("paper", "")),
         paper=str(raw.get("paper", "")),
         question=str(raw.get("question", "")),
         experiment=str(raw.get("experiment") or name),

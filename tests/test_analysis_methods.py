@@ -219,3 +219,18 @@ def test_the_methods_digest_names_rescues_and_new_negative_transfer(tmp_path):
     assert new in text
     assert "l2sp on src" not in text  # flagged against scratch, but no worse than plain
     assert "No method removes" in text
+
+
+def test_a_method_that_causes_negative_transfer_is_in_its_own_column():
+    """`causes`: the method's cell negative, plain fine-tuning's not, and the method worse than
+    plain fine-tuning; a method negative like plain fine-tuning causes nothing new."""
+    reference = [0.40, 0.42, 0.41, 0.43, 0.40, 0.42, 0.41, 0.44]
+    worse = [a - 0.10 - 0.005 * i for i, a in enumerate(reference)]
+    flags = {"finetune": "inconclusive", "lora": "negative", "surgical": "inconclusive"}
+    pairs, cells = _planted({"finetune": reference, "lora": worse, "surgical": worse}, flags)
+    table = method_comparison(pairs, cells).set_index("method")
+    assert table.loc["lora", "causes"] == "negative transfer that plain fine-tuning does not show"
+    assert table.loc["surgical", "causes"] == ""  # worse, but not negative against scratch
+    assert (table["rescues"] == "").all()
+    cells.loc[cells["method"].eq("finetune"), "flag"] = "negative"
+    assert (method_comparison(pairs, cells)["causes"] == "").all()

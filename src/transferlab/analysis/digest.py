@@ -234,18 +234,22 @@ def methods_digest(folder: str | Path) -> str:
         f"(gain against scratch {r.gain_vs_scratch:+.3f})."
         for r in rescued.itertuples()
     ] or ["- No method removes a negative transfer of plain fine-tuning here."]
-    caused = methods[  # significantly worse than plain fine-tuning, which is not negative
-        methods["vs_scratch"].eq("negative")
-        & methods["finetune_vs_scratch"].ne("negative")
-        & methods["vs_finetune"].eq("worse")
-    ]
+    caused = methods[_causes(methods).ne("")]
     lines += [
-        f"- {r.name} on {r.source} at {size_label(r.target_size)} examples: negative transfer "
-        "that plain "
-        f"fine-tuning does not show (gain against scratch {r.gain_vs_scratch:+.3f})."
+        f"- {r.name} on {r.source} at {size_label(r.target_size)} examples: "
+        f"{_causes(methods)[r.Index]} (gain against scratch {r.gain_vs_scratch:+.3f})."
         for r in caused.itertuples()
     ]
     return "\n".join(lines) + "\n"
+
+
+def _causes(methods: pd.DataFrame) -> pd.Series:
+    """The table's `causes` column (its rule applied to a table written before it existed)."""
+    if "causes" in methods.columns:
+        return methods["causes"].fillna("")
+    from transferlab.analysis.methods import causes
+
+    return causes(methods)
 
 
 def _interval(row: pd.Series) -> str:

@@ -9,7 +9,9 @@ negative transfer against scratch (its cell flagged `negative`), a method remove
 evidence that its own cell is not harmful: flagged positive, or its interval against scratch
 lying above minus `margin` (an equivalence, or non-inferiority, test at the interval's level).
 A cell that merely loses its flag removes nothing: a bigger study with less power per cell would
-otherwise find more removals, and a -0.05 gain could read "becomes none". `edge_risk` marks a
+otherwise find more removals, and a -0.05 gain could read "becomes none". The other rule,
+`causes`: a method causes negative transfer where its own cell is negative, plain fine-tuning's
+is not, and the method is significantly worse than plain fine-tuning. `edge_risk` marks a
 verdict a learning rate chosen at an edge of its grid could overturn.
 """
 
@@ -44,6 +46,7 @@ COLUMNS = [
     "vs_scratch",
     "finetune_vs_scratch",
     "rescues",
+    "causes",
     "edge_risk",
     "note",
 ]
@@ -106,6 +109,7 @@ def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame, margin: float) -> pd
         ),
         "",
     )
+    table["causes"] = causes(table)
     # a better value beyond an edge only improves its arm: a better plain fine-tuning could
     # undo "better", a better method "worse", a better baseline a removal
     at = {c: table[c].fillna("").astype(str).ne("") for c in ("_ref_edge", "ft_edge")}
@@ -113,8 +117,23 @@ def _with_scratch(table: pd.DataFrame, cells: pd.DataFrame, margin: float) -> pd
         (table["vs_finetune"].eq("better") & at["_ref_edge"])
         | (table["vs_finetune"].eq("worse") & at["ft_edge"])
         | (table["rescues"].ne("") & table["scratch_edge"].fillna("").astype(str).ne(""))
+        | (table["causes"].ne("") & at["_ref_edge"])
     )
     return table
+
+
+def causes(table: pd.DataFrame) -> pd.Series:
+    """The `causes` rule on a methods table: the method's cell negative against scratch, plain
+    fine-tuning's not, and the method significantly worse than plain fine-tuning."""
+    caused = (
+        table["vs_scratch"].eq("negative")
+        & table["finetune_vs_scratch"].ne("negative")
+        & table["vs_finetune"].eq("worse")
+    )
+    return pd.Series(
+        np.where(caused, "negative transfer that plain fine-tuning does not show", ""),
+        index=table.index,
+    )
 
 
 def paired_comparison(

@@ -200,10 +200,16 @@ def _method_tables(methods: pd.DataFrame) -> list[str]:
     """Each fine-tuning method against plain full fine-tuning, and where it removes negative
     transfer."""
     rescued = methods[methods["rescues"].ne("")]
+    caused = methods[methods["causes"].ne("")]
     lines = [
         f"- {r.method or 'finetune'} (depth {r.freeze_depth}), {r.source} \u2192 {r.target} at "
         f"{r.target_size} examples: {r.rescues} (gain vs scratch {r.gain_vs_scratch:+.3f})"
         for r in rescued.itertuples()
+    ]
+    causing = [
+        f"- {r.method or 'finetune'} (depth {r.freeze_depth}), {r.source} \u2192 {r.target} at "
+        f"{r.target_size} examples: {r.causes} (gain vs scratch {r.gain_vs_scratch:+.3f})"
+        for r in caused.itertuples()
     ]
     return [
         "## Method comparison",
@@ -214,9 +220,11 @@ def _method_tables(methods: pd.DataFrame) -> list[str]:
         "as the cells); vs_finetune = better | worse | inconclusive | too-few-seeds | "
         "too-few-pairs; gain_vs_scratch / vs_scratch = the arm's own cell; finetune_vs_scratch "
         "= the reference's cell; rescues = where the method beats plain fine-tuning and "
-        "removes its negative transfer._",
+        "removes its negative transfer; causes = where the method is worse than plain "
+        "fine-tuning and negative against scratch while plain fine-tuning is not._",
         "",
         *(lines or ["No method removes a negative transfer of plain fine-tuning here."]),
+        *(causing or ["No method causes a negative transfer plain fine-tuning does not show."]),
         "",
         markdown_table(methods, csv_name="methods.csv"),
     ]

@@ -35,7 +35,16 @@ EXPERIMENTS_DIR = Path(str(files("transferlab") / "experiments")).resolve()
 CLAIMS_FILE = "claims.yaml"
 #: The scales a recipe runs at.
 SCALES = ("smoke", "full")
-KEYS = ("cite", "paper", "question", "experiment", "drift_evaluations", "scales", "analysis", "claims")
+KEYS = (
+    "cite",
+    "paper",
+    "question",
+    "experiment",
+    "drift_evaluations",
+    "scales",
+    "analysis",
+    "claims",
+)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def publish(recipe, study: Path) -> bool:
     shutil.copyfile(run_file, recipe.folder / RUN_FILE)
     figures = recipe.folder / "figures"
     shutil.rmtree(figures, ignore_errors=True)
-    for figure in sorted((study / "analysis" / "figures").glob("*.png")):
+    for figure in [study / "claims.png", *sorted((study / "analysis" / "figures").glob("*.png"))]:
         figures.mkdir(exist_ok=True)
         shutil.copyfile(figure, figures / figure.name)
     table = pd.read_csv(recipe.folder / SNAPSHOT)

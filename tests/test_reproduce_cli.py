@@ -4,15 +4,20 @@ through the real sweep, analysis and claims table (no verdict at smoke scale).""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
+from nbclient import NotebookClient
 
 from transferlab.reproduce.recipes import load_recipe, recipe_names
 from transferlab.reproduce.verdicts import SMOKE
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "reproduction.ipynb"
 
 
 def _reproduce(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -59,3 +64,19 @@ def test_every_recipe_runs_at_smoke_scale(tmp_path: Path, recipe: str):
     assert "smoke scale" in (study / "claims.md").read_text()
     again = _reproduce(recipe, "--scale", "smoke", "--no-run", "--results", "results", cwd=tmp_path)
     assert again.returncode == 0 and pd.read_csv(study / "claims.csv").equals(table)
+    _notebook_shows(recipe, study)
+
+
+def _notebook_shows(recipe: str, study: Path) -> None:
+    """The recipe's notebook runs on the study with a real kernel: no error, the claims table
+    and the claims figure shown; kept in git without outputs."""
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert not any(cell.outputs for cell in code)
+    env = {**os.environ, "TRANSFERLAB_RECIPE": recipe, "TRANSFERLAB_STUDY": str(study)}
+    NotebookClient(notebook, timeout=300).execute(env=env)
+    outputs = [o for cell in code for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    shown = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    assert all(c.id in shown for c in load_recipe(recipe).claims)
+    assert any("image/png" in o.get("data", {}) for o in outputs)

@@ -1,7 +1,7 @@
 """`transferlab-reproduce RECIPE [--scale smoke|full] [overrides ...]`: run a paper's miniature
 (a `transferlab-run -m` sweep: resumable, cached, any launcher), analyse it, check its claims
-and write `claims.md`, `claims.csv` and `run.json` (date, training and analysis time) into the
-study folder. `--list` shows the recipes.
+and write `claims.md`, `claims.csv`, `claims.png` and `run.json` (date, training and analysis
+time) into the study folder. `--list` shows the recipes.
 
 Exit status: 0 when no claim fails, 1 when one does (or the sweep failed), 2 on bad input
 (an unknown recipe, a malformed claim, a claim naming a cell the grid cannot have), found
@@ -112,7 +112,8 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
     from transferlab._helpers import atomic_write_json
     from transferlab.analysis.pipeline import AnalysisSettings, analyze
     from transferlab.reproduce.digest import RUN_FILE, study_runtime
-    from transferlab.reproduce.report import MD_NAME, write_claims
+    from transferlab.reproduce.figures import write_claims_figure
+    from transferlab.reproduce.report import FIGURE_NAME, MD_NAME, write_claims
     from transferlab.reproduce.verdicts import FAIL, check_claims
 
     smoke = SMOKE_ANALYSIS if scale == "smoke" else {}
@@ -121,6 +122,7 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
     results = analyze(study, settings=settings, wandb=False)
     checked = check_claims(recipe.claims, results, scale == "smoke", settings.confidence)
     table = write_claims(recipe, checked, study, scale, settings.confidence)
+    write_claims_figure(table, study / FIGURE_NAME)
     run = {
         "recipe": recipe.name,
         "scale": scale,

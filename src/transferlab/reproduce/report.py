@@ -15,6 +15,7 @@ from transferlab.reproduce.verdicts import ClaimResult
 
 CSV_NAME = "claims.csv"
 MD_NAME = "claims.md"
+FIGURE_NAME = "claims.png"
 COLUMNS = [
     "recipe",
     "scale",

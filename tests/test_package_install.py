@@ -132,3 +132,20 @@ def test_a_study_from_a_config_folder_of_ones_own(fresh_env, tmp_path):
         timeout=300,
     )
     assert bad.returncode == 2 and "my_blurred_digits" in bad.stderr and "shapes" in bad.stderr
+
+
+def test_the_wheel_reproduces_a_recipe_outside_the_checkout(fresh_env, tmp_path):
+    """The recipes ship inside the wheel: listed, and one run at smoke scale (its study config
+    comes from the installed experiments/ folder) to its claims table."""
+    reproduce = str(fresh_env / "bin" / "transferlab-reproduce")
+    listed = _run([reproduce, "--list"], tmp_path)
+    assert all(name in listed.stdout for name in ("yosinski2014", "wang2019", "ganin2016"))
+    proc = _run(
+        [reproduce, "wang2019", "--scale", "smoke", "logger=[csv]"],
+        tmp_path,
+        WANDB_MODE="offline",
+        HF_HUB_OFFLINE="1",
+    )
+    claims = tmp_path / "results" / "smoke" / "wang2019" / "claims.csv"
+    assert claims.is_file(), proc.stdout[-2000:]
+    assert "smoke: not checked" in claims.read_text()

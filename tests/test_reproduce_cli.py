@@ -20,9 +20,14 @@ from transferlab.reproduce.verdicts import SMOKE
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "reproduction.ipynb"
 
 
+#: The recipe whose smoke test also logs its claims to W&B (offline) and reads them back.
+WANDB_RECIPE = "wang2019"
+
+
 def _reproduce(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "transferlab.cli.reproduce", *args, "logger=[csv]"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd, env=env)
 
 
 def test_the_list_names_every_recipe_and_its_paper(tmp_path: Path):
@@ -62,8 +67,13 @@ def test_every_recipe_runs_at_smoke_scale(tmp_path: Path, recipe: str):
     assert list(table.drop_duplicates("claim_id")["claim_id"]) == [c.id for c in claims]
     assert set(table["verdict"]) == set(table["claim_verdict"]) == {SMOKE}
     assert "smoke scale" in (study / "claims.md").read_text()
-    again = _reproduce(recipe, "--scale", "smoke", "--no-run", "--results", "results", cwd=tmp_path)
+    wandb = ["--wandb"] if recipe == WANDB_RECIPE else []
+    again = _reproduce(
+        recipe, "--scale", "smoke", "--no-run", "--results", "results", *wandb, cwd=tmp_path
+    )
     assert again.returncode == 0 and pd.read_csv(study / "claims.csv").equals(table)
+    if wandb:
+        _claims_in_wandb(study, table)
     _notebook_shows(recipe, study)
 
 
@@ -80,3 +90,15 @@ def _notebook_shows(recipe: str, study: Path) -> None:
     shown = "".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert all(c.id in shown for c in load_recipe(recipe).claims)
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def _claims_in_wandb(study: Path, table: pd.DataFrame) -> None:
+    """The offline analysis run of the study's W&B group holds the claims table, row for row."""
+    from helpers.wandb_files import summarize, table_rows
+
+    (run,) = (study / "analysis" / "wandb").glob("offline-run-*")
+    assert summarize(next(run.glob("run-*.wandb")))["group"] == study.name
+    (claims,) = (run / "files" / "media" / "table").glob("claims_*.table.json")
+    rows = table_rows(claims)
+    assert [r["claim_id"] for r in rows] == list(table["claim_id"])
+    assert [r["verdict"] for r in rows] == list(table["verdict"])

@@ -114,7 +114,7 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
     from transferlab.reproduce.digest import RUN_FILE, study_runtime
     from transferlab.reproduce.figures import write_claims_figure
     from transferlab.reproduce.report import FIGURE_NAME, MD_NAME, write_claims
-    from transferlab.reproduce.verdicts import FAIL, check_claims
+    from transferlab.reproduce.verdicts import FAIL, PASS, SMOKE, check_claims
 
     smoke = SMOKE_ANALYSIS if scale == "smoke" else {}
     settings = AnalysisSettings(**{**recipe.analysis, **smoke})
@@ -137,6 +137,11 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
         log_analysis(results, study / "analysis", extra_tables={"claims": table})
     for result in checked:
         print(f"{result.verdict:<20} {result.claim.id}: {result.claim.claim}")
+        for check in result.checks:
+            if check.verdict not in (PASS, SMOKE):
+                where = f"{check.level}: " if check.level else ""
+                interval = f"{check.estimate:+.3f} [{check.low:+.3f}, {check.high:+.3f}]"
+                print(f"{'':<20}   {where}{check.verdict}, {interval}; {check.note}".rstrip("; "))
     print(f"claims: {study / MD_NAME}")
     return EXIT_FAILED if any(r.verdict == FAIL for r in checked) else 0
 

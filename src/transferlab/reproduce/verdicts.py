@@ -89,7 +89,7 @@ def matching(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
 def _levels(rows: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     if not columns:
         return [{}]
-    present = rows[list(columns)].drop_duplicates()
+    present = rows[list(columns)].drop_duplicates().sort_values(list(columns))
     return [
         {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)}
         for row in present.itertuples(index=False)

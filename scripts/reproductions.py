@@ -31,6 +31,8 @@ from transferlab.reproduce.digest import (
 from transferlab.reproduce.recipes import load_recipe, recipe_names
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The analysis figures a recipe keeps (the counterparts of papers' figures), besides claims.png.
+FIGURES = ("gain-heatmap-", "drift-", "adaptation", "gain-vs-shift-")
 
 
 def publish(recipe, study: Path) -> bool:
@@ -42,7 +44,8 @@ def publish(recipe, study: Path) -> bool:
     shutil.copyfile(run_file, recipe.folder / RUN_FILE)
     figures = recipe.folder / "figures"
     shutil.rmtree(figures, ignore_errors=True)
-    for figure in [study / "claims.png", *sorted((study / "analysis" / "figures").glob("*.png"))]:
+    kept = [f for f in (study / "analysis" / "figures").glob("*.png") if f.name.startswith(FIGURES)]
+    for figure in [study / "claims.png", *sorted(kept)]:
         figures.mkdir(exist_ok=True)
         shutil.copyfile(figure, figures / figure.name)
     table = pd.read_csv(recipe.folder / SNAPSHOT)

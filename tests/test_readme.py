@@ -40,6 +40,8 @@ ELSEWHERE = {
     "pytest": "CI runs it (.ci/run)",
     "transferlab-eval": "tests/test_evaluate.py runs it with both forms of --on on a real study",
     "transferlab-export": "tests/test_export.py runs it on a real study and trains from its files",
+    "transferlab-reproduce": "tests/test_reproduce_cli.py runs --list, every recipe at smoke "
+    "scale and bad input; a full scale is a study of 9-19 minutes",
 }
 
 

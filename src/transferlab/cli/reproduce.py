@@ -102,7 +102,7 @@ def check_before_training(recipe, overrides: list[str]) -> None:
     grid = [o for o in overrides if not o.startswith("hydra.searchpath")]
     try:
         cells = preview_cells(grid, recipe.config_dir)
-    except HydraException as exc:
+    except (HydraException, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"the grid cannot be composed: {first_line(exc)}") from None
     check_cells(recipe.claims, cells)
 
@@ -149,6 +149,7 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Check, sweep, analyse, judge; one-line errors."""
     args, extra = parser().parse_known_args(argv)
+    from transferlab.analysis.records import RecordsPathError
     from transferlab.reproduce.recipes import load_recipe
 
     try:
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (study / "records").is_dir():
             raise ConfigError(f"no records in {study}: run it first (without --no-run)")
         return analyse_and_check(recipe, study, args.scale, args.wandb)
-    except ConfigError as exc:
+    except (ConfigError, RecordsPathError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -18,6 +18,7 @@ the claim holds where every check passes. Cells are named by the analysis' colum
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,11 +117,15 @@ def _checked(raw: Mapping[str, Any], claim_id: str) -> dict[str, Any]:
     try:
         threshold = float(raw["threshold"])
     except (TypeError, ValueError):
+        threshold = math.nan
+    if not math.isfinite(threshold):
         raise ConfigError(
-            f"claim {claim_id!r}: threshold must be a number, got {raw['threshold']!r}"
-        ) from None
+            f"claim {claim_id!r}: threshold must be a finite number, got {raw['threshold']!r}"
+        )
     fields: dict[str, Any] = {"test": test, "expect": expect, "threshold": threshold}
     for_each = raw.get("for_each") or ()
+    if not isinstance(for_each, list | tuple):
+        raise ConfigError(f"claim {claim_id!r}: for_each must be a list of columns")
     for column in for_each:
         if column not in CELL_COLUMNS:
             raise choice_error(f"for_each column of claim {claim_id!r}", column, CELL_COLUMNS)
@@ -134,6 +139,11 @@ def _checked(raw: Mapping[str, Any], claim_id: str) -> dict[str, Any]:
         value = raw.get("value", "acc")
         if value not in VALUES:
             raise choice_error(f"value of claim {claim_id!r}", value, VALUES)
+        if value == "gain" and b == SCRATCH:
+            raise ConfigError(
+                f"claim {claim_id!r}: value gain is already against scratch; `b` names what "
+                "differs (e.g. {target_size: 20})"
+            )
         fields |= {"a": _where(claim_id, "a", raw["a"]), "value": value}
         fields["b"] = b if b == SCRATCH else _where(claim_id, "b", b)
     else:

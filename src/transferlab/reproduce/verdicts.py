@@ -89,9 +89,14 @@ def matching(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
 def _levels(rows: pd.DataFrame, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     if not columns:
         return [{}]
+    if any(c not in rows.columns for c in columns):
+        return [{}]
     present = rows[list(columns)].drop_duplicates().sort_values(list(columns))
     return [
-        {c: (v.item() if hasattr(v, "item") else v) for c, v in zip(columns, row)}
+        {
+            c: None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)
+            for c, v in zip(columns, row)
+        }
         for row in present.itertuples(index=False)
     ]
 
@@ -175,9 +180,11 @@ def check_claim(
     claim: Claim, tables: Mapping[str, Any], smoke: bool, confidence: float = CONFIDENCE
 ) -> ClaimResult:
     """Every check of a claim on the analysis' tables, and the claim's verdict."""
-    source = tables["pairs" if claim.test == "paired" and claim.value == "gain" else "selected"]
-    if claim.test == "interval":
-        source = tables.get(claim.table)
+    # a paired claim's levels come from every record (failed runs too): a level whose runs all
+    # failed is checked, and cannot pass, instead of silently dropping out of "every level"
+    source = tables.get("records") if claim.test == "paired" else tables.get(claim.table)
+    if claim.test == "paired":
+        source = tables["selected"] if source is None else source[source["stage"].eq("target")]
     rows = pd.DataFrame() if source is None else source
     anchor = claim.a if claim.test == "paired" else claim.where
     if claim.for_each and not rows.empty:

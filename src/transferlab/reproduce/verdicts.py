@@ -134,12 +134,15 @@ def _paired_check(claim: Claim, tables: Mapping[str, Any], level: dict, conf: fl
     a, why_a = _per_seed(a_runs, "_value", "a")
     b, why_b = _per_seed(b_runs, "_value", "b")
     if a is None or b is None:
-        return Check(
-            _label(level), statistic, 0, np.nan, np.nan, np.nan, INCONCLUSIVE, why_a or why_b
-        )
+        return _not_computable(level, statistic, why_a or why_b)
     d = (a - b).dropna()
     estimate, low, high = mean_ci(d.to_numpy(), conf)
     return Check(_label(level), statistic, len(d), estimate, low, high, "", "")
+
+
+def _not_computable(level: Mapping[str, Any], statistic: str, why: str) -> Check:
+    """A check whose statistic cannot be computed: INCONCLUSIVE, saying why."""
+    return Check(_label(level), statistic, 0, np.nan, np.nan, np.nan, INCONCLUSIVE, why)
 
 
 def _interval_check(claim: Claim, tables: Mapping[str, Any], level: dict) -> Check:
@@ -147,27 +150,11 @@ def _interval_check(claim: Claim, tables: Mapping[str, Any], level: dict) -> Che
     statistic = f"{claim.table}.{estimate_col}[{_label(claim.where)}]"
     table = tables.get(claim.table)
     if not isinstance(table, pd.DataFrame) or table.empty:
-        return Check(
-            _label(level),
-            statistic,
-            0,
-            np.nan,
-            np.nan,
-            np.nan,
-            INCONCLUSIVE,
-            f"the analysis has no {claim.table} table",
-        )
+        return _not_computable(level, statistic, f"the analysis has no {claim.table} table")
     rows = table[matching(table, {**claim.where, **level})]
     if len(rows) != 1:
-        return Check(
-            _label(level),
-            statistic,
-            0,
-            np.nan,
-            np.nan,
-            np.nan,
-            INCONCLUSIVE,
-            f"{len(rows)} rows of {claim.table} match, not one",
+        return _not_computable(
+            level, statistic, f"{len(rows)} rows of {claim.table} match, not one"
         )
     row = rows.iloc[0]
     *_, size, unit = TABLES[str(claim.table)]

@@ -27,20 +27,24 @@ def _axes(base: Any, overrides: Sequence[str]) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = [f"{k}={v}" for k, v in (base.hydra.sweeper.params or {}).items()]
-    axes = []
+    axes: dict[str, list[str]] = {}
     for override in OverridesParser.create().parse_overrides([*params, *overrides]):
         key = override.get_key_element()
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else []
-        axes.append([f"{key}={v}" for v in values or [override.get_value_element_as_str()]])
-    return axes
+        # A key given again replaces the earlier axis, as it does in the sweep.
+        axes[key] = [f"{key}={v}" for v in values or [override.get_value_element_as_str()]]
+    return list(axes.values())
 
 
 def preview_jobs(overrides: Sequence[str], master: Any) -> list[list[str]]:
-    """Every swept value once, against the first value of the other axes."""
+    """The first value of every axis, then each other swept value against the first values
+    of the other axes (one job per value, not the grid's product)."""
     axes = _axes(master, overrides)
     first = [axis[0] for axis in axes]
-    jobs = [[*first[:i], value, *first[i + 1 :]] for i, axis in enumerate(axes) for value in axis]
-    return jobs or [first]
+    others = [
+        [*first[:i], value, *first[i + 1 :]] for i, axis in enumerate(axes) for value in axis[1:]
+    ]
+    return [first, *others]
 
 
 def _searched(overrides: Sequence[str], config_dir: Path | None) -> list[str]:

@@ -158,3 +158,28 @@ def test_smoke_scale_judges_nothing_and_unknown_cells_cannot_be_computed(tables)
     assert {r.verdict for r in results} == {SMOKE}
     (missing,) = check_claims([_claim(a={"source": "nowhere"})], tables, smoke=False)
     assert missing.verdict == INCONCLUSIVE and "matches 0 arms" in missing.checks[0].note
+
+
+def test_the_preview_composes_each_swept_value_once_as_the_sweep_sees_it():
+    """An override replaces the sweep's axis of the same key (seed=0,1 is two values, not the
+    recipe's ten), and each value is previewed once, not the grid's product."""
+    from types import SimpleNamespace
+
+    from transferlab.reproduce.grid import preview_jobs
+
+    sweeper = SimpleNamespace(params={"seed": "range(10)", "init": "source,scratch"})
+    master = SimpleNamespace(hydra=SimpleNamespace(sweeper=sweeper))
+    jobs = preview_jobs(["seed=0,1", "train.lr=0.1", "target_size=20,60,200"], master)
+    assert jobs[0] == ["seed=0", "init=source", "train.lr=0.1", "target_size=20"]
+    assert len(jobs) == 1 + 1 + 1 + 2
+    swept = {item for job in jobs for item in job}
+    assert swept == {
+        "seed=0",
+        "seed=1",
+        "init=source",
+        "init=scratch",
+        "train.lr=0.1",
+        "target_size=20",
+        "target_size=60",
+        "target_size=200",
+    }

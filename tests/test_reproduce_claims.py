@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from helpers.simulate import SimulatedStudy, simulate_records, write_records
@@ -183,3 +184,35 @@ def test_the_preview_composes_each_swept_value_once_as_the_sweep_sees_it():
         "target_size=60",
         "target_size=200",
     }
+
+
+def test_levels_of_a_claim_naming_a_source_variant_come_from_the_records(tmp_path: Path):
+    """A paired claim over source variants (one source pre-trained for 1 and for 6 epochs) is
+    checked at every target size: the levels are read from the records with the arm labels
+    the analysis gives them, not from raw record columns that lack them."""
+    spec = SimulatedStudy(
+        study="variants",
+        sources={"clean": 0.1},
+        target_sizes=(20, 200),
+        freeze_depths=(0,),
+        seeds=6,
+        rng_seed=5,
+    )
+    records = load_records(write_records(simulate_records(spec), tmp_path))
+    clean = records["source"].eq("clean") & records["stage"].eq("target")
+    weak = records[clean].assign(
+        source_variant_key='{"pretrain.epochs":1}',
+        run_id=lambda d: d["run_id"] + "w",
+        test_acc=lambda d: d["test_acc"] - 0.05,
+    )
+    records.loc[clean, "source_variant_key"] = '{"pretrain.epochs":6}'
+    frame = pd.concat([records, weak], ignore_index=True)
+    tables = {**analyze_frame(frame, shift=False), "records": frame}
+    better = _claim(
+        a={"source": "clean", "source_variant": "pretrain.epochs=6"},
+        b={"source_variant": "pretrain.epochs=1"},
+        for_each=["target_size"],
+    )
+    (result,) = check_claims([better], tables, smoke=False)
+    assert [c.level for c in result.checks] == ["target_size=20", "target_size=200"]
+    assert all(c.n == 6 and np.isclose(c.estimate, 0.05) for c in result.checks)

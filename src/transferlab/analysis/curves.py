@@ -91,7 +91,7 @@ def gain_crossings(cells: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*CURVE, "crossing_size", "significant", "note"])
 
 
-def _effective(acc: float, xs: np.ndarray, accs: np.ndarray) -> tuple[float, str]:
+def effective_size(acc: float, xs: np.ndarray, accs: np.ndarray) -> tuple[float, str]:
     """Scratch examples needed to reach ``acc``, read off the scratch curve in log size."""
     ok = np.isfinite(xs) & np.isfinite(accs) & (xs > 0)
     xs, accs = xs[ok], accs[ok]
@@ -121,7 +121,7 @@ def effective_data(curves: pd.DataFrame) -> pd.DataFrame:
         if sc is None:
             d_e, note = math.nan, "no scratch curve"
         else:
-            d_e, note = _effective(
+            d_e, note = effective_size(
                 row.test_acc, sc["examples"].to_numpy(float), sc["test_acc"].to_numpy(float)
             )
         rows.append(

@@ -26,6 +26,7 @@ from transferlab.analysis.selection import RULES
 from transferlab.analysis.shift import DEFAULT_MAX_EXAMPLES, Backend, analyze_shift
 from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, CORRECTIONS
 from transferlab.analysis.summary import source_summaries
+from transferlab.analysis.transfer_law import transfer_law
 from transferlab.errors import ConfigError, choice_error
 
 DEFAULT_ALPHA = 0.05
@@ -142,6 +143,12 @@ def analyze_frame(
         "curves": curves,
         "crossings": cv.gain_crossings(analysis.cells, curves),
         "effective_data": cv.effective_data(curves),
+        "transfer_law": transfer_law(
+            analysis.selected[in_cells(analysis.selected)],
+            confidence=s.confidence,
+            n_resamples=s.n_resamples,
+            seed=s.seed,
+        ),
         "best_depth": cv.best_depths(curves),
         "convergence": cv.convergence(analysis.pairs, s.convergence_fraction, s.confidence),
         "settings": asdict(s),

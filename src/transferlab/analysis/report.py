@@ -36,6 +36,7 @@ CSV_TABLES = (
     "curves",
     "crossings",
     "effective_data",
+    "transfer_law",
     "best_depth",
     "convergence",
     "problems",
@@ -248,6 +249,16 @@ def _curve_tables(results: dict[str, Any]) -> list[str]:
         "al. 2021); empty where the accuracy lies outside the scratch curve (see note)._",
         "",
         markdown_table(results["effective_data"], csv_name="effective_data.csv"),
+        "## Transfer law",
+        "",
+        "_Per fine-tuned curve over at least three target sizes: D_T = k * D_F^alpha fitted "
+        "through the sizes where d_t > 0 (least squares in log-log; r2 its fit), "
+        f"[alpha_low, alpha_high] a {int(100 * s['confidence'])}% seed-bootstrap interval "
+        "(seeds resampled jointly across sizes); fitted_share = resamples that could be fitted. "
+        "Hernandez et al. 2021 report alpha < 1: the data a source is worth grows more slowly "
+        "than the target set._",
+        "",
+        markdown_table(results["transfer_law"], csv_name="transfer_law.csv"),
         "## Best freeze depth",
         "",
         "_Chosen on validation accuracy._",

@@ -38,7 +38,11 @@ def expanded_tail(confidence: float, n_clusters: int) -> float:
     return float(stats.norm.cdf(-np.sqrt(n_clusters / (n_clusters - 1)) * t))
 
 
-def _interval(draws: np.ndarray, confidence: float, n_clusters: int) -> tuple[float, float]:
+def expanded_interval(
+    draws: np.ndarray, confidence: float, n_clusters: int
+) -> tuple[float, float]:
+    """The expanded percentile interval of bootstrap `draws` over `n_clusters` seeds (NaN
+    draws left out); NaN with fewer than two clusters."""
     draws = draws[np.isfinite(draws)]
     if draws.size == 0 or n_clusters < 2:
         return np.nan, np.nan
@@ -98,7 +102,7 @@ def seed_bootstrap_iqm(
         idx = _seed_draws(rng, min(BOOTSTRAP_BATCH, n_resamples - first), n_seeds)
         pooled = gains[:, idx].transpose(1, 0, 2).reshape(len(idx), -1)  # (batch, cells*seeds)
         draws.append(nan_iqm(pooled))
-    return (estimate, *_interval(np.concatenate(draws), confidence, n_seeds))
+    return (estimate, *expanded_interval(np.concatenate(draws), confidence, n_seeds))
 
 
 def _beats(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -144,7 +148,7 @@ def seed_bootstrap_improvement(
         with np.errstate(invalid="ignore", divide="ignore"):
             per_cell = wins / ((counts @ has_x.T) * (counts @ has_y.T))
         draws.append(_nan_mean_rows(per_cell))
-    return (estimate, *_interval(np.concatenate(draws), confidence, n_seeds))
+    return (estimate, *expanded_interval(np.concatenate(draws), confidence, n_seeds))
 
 
 def _nan_mean_rows(values: np.ndarray) -> np.ndarray:

@@ -59,6 +59,7 @@ TABLES: dict[str, tuple[str, str, str, str, str]] = {
     "ranking": ("tau", "ci_low", "ci_high", "seeds", "seeds"),
     "shift_gain": ("spearman", "spearman_low", "spearman_high", "n", "(source, target) pairs"),
     "drift_shift": ("spearman", "spearman_low", "spearman_high", "n", "drift steps"),
+    "transfer_law": ("alpha", "alpha_low", "alpha_high", "n_seeds", "seeds"),
 }
 #: Keys a claim has: required, then optional.
 REQUIRED = ("id", "claim", "paper", "test", "expect", "threshold")

@@ -170,8 +170,10 @@ def check_claim(
     # a paired claim's levels come from every record (failed runs too): a level whose runs all
     # failed is checked, and cannot pass, instead of silently dropping out of "every level"
     source = tables.get("records") if claim.test == "paired" else tables.get(claim.table)
-    if claim.test == "paired":
-        source = tables["selected"] if source is None else source[source["stage"].eq("target")]
+    if claim.test == "paired":  # with the arm labels (source_variant, ...) claims name
+        from transferlab.analysis.cells import target_runs  # the notebook needs it not
+
+        source = tables["selected"] if source is None else target_runs(source)
     rows = pd.DataFrame() if source is None else source
     anchor = claim.a if claim.test == "paired" else claim.where
     if claim.for_each and not rows.empty:

@@ -38,9 +38,7 @@ def expanded_tail(confidence: float, n_clusters: int) -> float:
     return float(stats.norm.cdf(-np.sqrt(n_clusters / (n_clusters - 1)) * t))
 
 
-def expanded_interval(
-    draws: np.ndarray, confidence: float, n_clusters: int
-) -> tuple[float, float]:
+def expanded_interval(draws: np.ndarray, confidence: float, n_clusters: int) -> tuple[float, float]:
     """The expanded percentile interval of bootstrap `draws` over `n_clusters` seeds (NaN
     draws left out); NaN with fewer than two clusters."""
     draws = draws[np.isfinite(draws)]

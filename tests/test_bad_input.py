@@ -95,6 +95,10 @@ CASES = {
         ["method=lp_ft", "method.probe_share=0.99"],
         ["method.probe_share=0.99", "2 of 2 epochs"],
     ),
+    "LP-FT with one epoch": (
+        ["method=lp_ft", "train.epochs=1"],
+        ["method=lp_ft needs at least 2 epochs", "train.epochs=1"],
+    ),
     "LP-FT probe learning rate of zero": (
         ["method=lp_ft", "method.probe_lr=0"],
         ["method.probe_lr=0", "> 0"],

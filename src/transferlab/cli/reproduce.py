@@ -92,6 +92,17 @@ def list_recipes(results: str) -> int:
     return 0
 
 
+def evaluated_on(recipe) -> list[str]:
+    """The descriptions of the datasets the recipe's runs are tested on after training
+    (`evaluate: ["--on", DATA, ...]`), as the analysis names them."""
+    from transferlab.cli.evaluate import dataset_spec
+    from transferlab.data import describe
+
+    args = recipe.evaluate
+    named = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--on"]
+    return [describe(dataset_spec(text, recipe.config_dir)) for text in named]
+
+
 def check_before_training(recipe, overrides: list[str]) -> None:
     """Every claim's cells exist in the grid (a one-line ConfigError otherwise)."""
     from hydra.errors import HydraException
@@ -101,7 +112,7 @@ def check_before_training(recipe, overrides: list[str]) -> None:
 
     grid = [o for o in overrides if not o.startswith("hydra.searchpath")]
     try:
-        cells = preview_cells(grid, recipe.config_dir)
+        cells = preview_cells(grid, recipe.config_dir, evaluated_on(recipe))
     except (HydraException, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"the grid cannot be composed: {first_line(exc)}") from None
     check_cells(recipe.claims, cells)
@@ -164,9 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_before_training(recipe, overrides)
             command = [sys.executable, "-m", "transferlab.cli.run", "-m", *overrides]
             done = subprocess.run(command)
-            if done.returncode == 0 and recipe.drift_evaluations:
+            if done.returncode == 0 and recipe.evaluate:
                 evaluate = [sys.executable, "-m", "transferlab.cli.evaluate"]
-                done = subprocess.run([*evaluate, str(root / recipe.name), "--drift"])
+                done = subprocess.run([*evaluate, str(root / recipe.name), *recipe.evaluate])
             if done.returncode != 0:
                 return done.returncode
         study = root / recipe.name

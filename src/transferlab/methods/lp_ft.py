@@ -41,6 +41,11 @@ class _ProbeThenTune(Method):
 
     def check(self, model: nn.Module, context: Context) -> None:
         check_range("probe_share", self.probe_share, 0, high=1)
+        if context.epochs < 2:
+            raise ConfigError(
+                f"method={self.name} needs at least 2 epochs (a probe, then fine-tuning); "
+                f"got train.epochs={context.epochs}"
+            )
         probe = self.probe_epochs(context.epochs)
         if not 1 <= probe < context.epochs:
             raise ConfigError(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from transferlab.analysis.keys import SCRATCH
+from transferlab.analysis.keys import EVALUATED, SCRATCH
 from transferlab.errors import ConfigError
 from transferlab.reproduce.claims import Claim
 
@@ -60,10 +60,13 @@ def _row(cfg: Any) -> dict[str, Any]:
     return flatten_record(asdict(RunRecord(**fields, status="failed", error=PREVIEW_ID)))
 
 
-def preview_cells(overrides: Sequence[str], config_dir: Path | None) -> pd.DataFrame:
+def preview_cells(
+    overrides: Sequence[str], config_dir: Path | None, evaluated_on: Sequence[str] = ()
+) -> pd.DataFrame:
     """The analysis columns of the grid's previewed jobs (one row per job), composed as the
     sweeper composes them (`sweep.plan.JobComposer`: jobs choosing the same presets share one
-    composition)."""
+    composition); with a copy of every row per dataset the runs will be tested on after
+    training (`transferlab-eval --on`, by description), named as the analysis names them."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -77,6 +80,11 @@ def preview_cells(overrides: Sequence[str], config_dir: Path | None) -> pd.DataF
         master = compose("config", _searched(plain, config_dir), return_hydra_config=True)
         composer = JobComposer(GlobalHydra.instance().config_loader(), master)
         rows = [_row(composer.compose(job)) for job in preview_jobs(overrides, master)]
+    rows += [
+        {**row, "target": EVALUATED.format(target=row["target"], evaluated_on=on)}
+        for on in evaluated_on
+        for row in rows
+    ]
     return records_frame(rows)
 
 

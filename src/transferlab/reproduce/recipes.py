@@ -12,7 +12,7 @@ claims.yaml:
     scales:                           # overrides added to the study's grid, per scale
       smoke: ["hydra.sweeper.params.seed=0,1", "train.epochs=1"]
       full: []
-    drift_evaluations: false          # run transferlab-eval --drift after the sweep
+    evaluate: ["--on", "digits_rot45"]  # transferlab-eval STUDY <these> after the sweep
     analysis: {shift: false}          # transferlab.analysis.AnalysisSettings fields
     claims: [...]                     # transferlab.reproduce.claims
 """
@@ -40,7 +40,7 @@ KEYS = (
     "paper",
     "question",
     "experiment",
-    "drift_evaluations",
+    "evaluate",
     "scales",
     "analysis",
     "claims",
@@ -60,7 +60,7 @@ class Recipe:
     scales: Mapping[str, list[str]]
     analysis: Mapping[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
-    drift_evaluations: bool = False  # transferlab-eval --drift after the sweep
+    evaluate: list[str] = field(default_factory=list)  # transferlab-eval STUDY <evaluate>
 
     @property
     def config_dir(self) -> Path | None:
@@ -115,6 +115,11 @@ def read_recipe(folder: Path) -> Recipe:
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise choice_error(f"key of {name}/{CLAIMS_FILE}", unknown[0], KEYS)
+    evaluate = raw.get("evaluate") or []
+    if not isinstance(evaluate, list):
+        raise ConfigError(
+            f"{name}/{CLAIMS_FILE}: evaluate must be a list of transferlab-eval arguments"
+        )
     try:
         claims = parse_claims(raw.get("claims"))
     except ConfigError as exc:
@@ -129,5 +134,5 @@ def read_recipe(folder: Path) -> Recipe:
         scales=_scales(raw.get("scales"), name),
         analysis=_analysis(raw.get("analysis"), name),
         claims=claims,
-        drift_evaluations=bool(raw.get("drift_evaluations", False)),
+        evaluate=[str(a) for a in evaluate],
     )

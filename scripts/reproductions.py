@@ -32,7 +32,7 @@ from transferlab.reproduce.recipes import load_recipe, recipe_names
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The analysis figures a recipe keeps (the counterparts of papers' figures), besides claims.png.
-FIGURES = ("gain-heatmap-", "drift-", "adaptation", "gain-vs-shift-")
+FIGURES = ("gain-heatmap-", "learning-curve-", "drift-", "adaptation", "gain-vs-shift-")
 
 
 def publish(recipe, study: Path) -> bool:

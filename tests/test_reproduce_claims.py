@@ -216,3 +216,21 @@ def test_levels_of_a_claim_naming_a_source_variant_come_from_the_records(tmp_pat
     (result,) = check_claims([better], tables, smoke=False)
     assert [c.level for c in result.checks] == ["target_size=20", "target_size=200"]
     assert all(c.n == 6 and np.isclose(c.estimate, 0.05) for c in result.checks)
+
+
+def test_seeds_needed_is_the_fewest_whose_t_interval_clears_the_threshold():
+    """With the spread an interval implies, m seeds clear the gap and m - 1 do not."""
+    from scipy import stats
+
+    from transferlab.reproduce.verdicts import seeds_needed
+
+    n, spread, gap = 10, 0.05, 0.02
+    half = stats.t.ppf(0.975, n - 1) * spread / np.sqrt(n)
+    m = seeds_needed(n, half, gap, 0.95)
+
+    def half_at(k: int) -> float:
+        return stats.t.ppf(0.975, k - 1) * spread / np.sqrt(k)
+
+    assert half_at(m) < gap <= half_at(m - 1)
+    assert m < n * (half / gap) ** 2  # the t quantile shrinks as seeds are added
+    assert seeds_needed(n, 0.001 + gap, gap, 0.95) == n + 1  # a hair short: one more seed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import subprocess
 import sys
 import time
@@ -138,6 +139,8 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
         "recipe": recipe.name,
         "scale": scale,
         "date": datetime.date.today().isoformat(),
+        "cpus": os.cpu_count(),
+        "confidence": settings.confidence,
         "analysis_s": round(time.perf_counter() - started, 1),
         **study_runtime(study),
     }

@@ -54,12 +54,13 @@ def claims_block(table: pd.DataFrame, run: Mapping[str, Any]) -> str:
     """The recipe README's block: when and how long it ran, then one row per check."""
     tally = verdict_tally(table)
     lines = [
-        f"Last full run on this project's 2-core CPU machine, {run['date']}: {run['runs']} "
+        f"Last full run on a {run['cpus']}-core CPU machine, {run['date']}: {run['runs']} "
         f"runs trained in {duration(run['training_s'])} ({run['launches']} sweep launch"
         f"{'es' if run['launches'] != 1 else ''}), analysed in {duration(run['analysis_s'])}. "
         f"Verdicts: {tally}.",
         "",
-        "| claim | the paper | ours (95% interval, n) | expected | verdict | note |",
+        f"| claim | the paper | ours ({run['confidence']:.0%} interval, n) | expected | verdict "
+        "| note |",
         "|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():

@@ -53,7 +53,22 @@ class ClaimResult:
     verdict: str = INCONCLUSIVE
 
 
-def verdict(check: Check, claim: Claim) -> tuple[str, str]:
+def seeds_needed(n: int, half: float, gap: float, confidence: float) -> int:
+    """The fewest seeds m > n whose t interval would clear a threshold `gap` away from the
+    estimate, if the estimate and its spread held: t_{m-1} s / sqrt(m) < gap, with s the
+    spread an n-seed interval of half-width `half` implies (the t quantile shrinks with m too,
+    so this is fewer than n (half / gap)^2)."""
+    from scipy import stats
+
+    q = 0.5 + confidence / 2
+    spread = half * math.sqrt(n) / stats.t.ppf(q, n - 1)
+    m = max(n + 1, math.ceil((stats.norm.ppf(q) * spread / gap) ** 2))  # t > z: a lower bound
+    while stats.t.ppf(q, m - 1) * spread / math.sqrt(m) >= gap:
+        m += 1
+    return m
+
+
+def verdict(check: Check, claim: Claim, confidence: float = CONFIDENCE) -> tuple[str, str]:
     """The verdict of one interval against the claim's threshold, and a note on it."""
     estimate, low, high, n = check.estimate, check.low, check.high, check.n
     if not (np.isfinite(low) and np.isfinite(high)):
@@ -66,8 +81,8 @@ def verdict(check: Check, claim: Claim) -> tuple[str, str]:
     gap = (estimate - claim.threshold) * (1 if above else -1)
     if gap <= 0:
         return INCONCLUSIVE, "the estimate is on the other side: more seeds would not pass it"
-    needed = math.ceil(n * ((high - low) / 2 / gap) ** 2)
-    return INCONCLUSIVE, f"would need about {max(needed, n + 1)} {check.unit}"
+    needed = seeds_needed(n, (high - low) / 2, gap, confidence)
+    return INCONCLUSIVE, f"would need about {needed} {check.unit}"
 
 
 def matching(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
@@ -187,7 +202,7 @@ def check_claim(
             else _interval_check(claim, tables, level)
         )
         if not check.verdict:
-            judged, note = verdict(check, claim)
+            judged, note = verdict(check, claim, confidence)
             check = Check(**{**check.__dict__, "verdict": judged, "note": note})
         if smoke:
             check = Check(**{**check.__dict__, "verdict": SMOKE, "note": ""})

@@ -66,6 +66,21 @@ def test_too_few_candidates_or_seeds_say_so_instead_of_a_number():
     assert short["note"].str.contains("seeds").all()
 
 
+def test_a_score_some_candidates_lack_ranks_the_others_and_is_not_set_against_baselines():
+    """LEEP and NCE need a source classifier: for candidates without one (unsupervised
+    sources) they are missing, their tau rests on the rest and says so, and no difference
+    with the baselines (whose tau covers every candidate) is given."""
+    scored = _scored(6, 5)
+    scored.loc[scored["source"].isin(["c0", "c3"]), ["leep", "nce"]] = np.nan
+    ranking = rank_agreement(scored, **INTERVAL).set_index("score")
+    for score in ("leep", "nce"):
+        assert ranking.loc[score, "tau"] == pytest.approx(1.0)
+        assert "scores 4 of 6 candidates" in ranking.loc[score, "note"]
+        assert np.isnan(ranking.loc[score, "vs_baseline"])
+        assert np.isnan(ranking.loc[score, "vs_ci_low"])
+    assert ranking.loc["logme", "vs_baseline"] == pytest.approx(0.0)
+
+
 #: timm's hub repository of test_resnet's pretrained weights (fabricated in a local hub cache)
 HUB_REPO = "models--timm--test_resnet.r160_in1k"
 

@@ -135,17 +135,22 @@ def test_a_study_from_a_config_folder_of_ones_own(fresh_env, tmp_path):
 
 
 def test_the_wheel_reproduces_a_recipe_outside_the_checkout(fresh_env, tmp_path):
-    """The recipes ship inside the wheel: listed, and one run at smoke scale (its study config
-    comes from the installed experiments/ folder) to its claims table."""
+    """The recipes ship inside the wheel with their own configs (a study's experiment/, a
+    recipe's method presets): listed, and one run at smoke scale to its claims table."""
     reproduce = str(fresh_env / "bin" / "transferlab-reproduce")
     listed = _run([reproduce, "--list"], tmp_path)
-    assert all(name in listed.stdout for name in ("yosinski2014", "wang2019", "ganin2016"))
+    from transferlab.reproduce.recipes import recipe_names
+
+    assert all(name + " " in listed.stdout for name in recipe_names())
+    (installed,) = fresh_env.glob("lib/python*/site-packages/transferlab/experiments")
+    assert (installed / "lee2023" / "method" / "surgical_first.yaml").is_file()
+    recipe = "hernandez2021"  # the smallest smoke grid with a config of its own
     proc = _run(
-        [reproduce, "wang2019", "--scale", "smoke", "logger=[csv]"],
+        [reproduce, recipe, "--scale", "smoke", "logger=[csv]"],
         tmp_path,
         WANDB_MODE="offline",
         HF_HUB_OFFLINE="1",
     )
-    claims = tmp_path / "results" / "smoke" / "wang2019" / "claims.csv"
+    claims = tmp_path / "results" / "smoke" / recipe / "claims.csv"
     assert claims.is_file(), proc.stdout[-2000:]
     assert "smoke: not checked" in claims.read_text()

@@ -212,9 +212,17 @@ def score_candidates(
 
 
 def _tau(table: pd.DataFrame, score: str) -> float:
-    """Weighted tau between the mean score and the mean accuracy of each candidate."""
-    means = table.groupby(CANDIDATE, dropna=False)[[score, "test_acc"]].mean()
+    """Weighted tau between the mean score and the mean accuracy of each candidate the score
+    can score (LEEP and NCE need a source classifier, which an unsupervised source lacks)."""
+    means = table.groupby(CANDIDATE, dropna=False)[[score, "test_acc"]].mean().dropna()
+    if len(means) < MIN_CANDIDATES:
+        return np.nan
     return float(weightedtau(means[score].to_numpy(), means["test_acc"].to_numpy())[0])
+
+
+def _scored(group: pd.DataFrame, score: str) -> int:
+    """How many candidates a score scores (on any seed)."""
+    return int(group.groupby(CANDIDATE, dropna=False)[score].mean().notna().sum())
 
 
 def _draws(table: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
@@ -250,11 +258,16 @@ def _rows(group: pd.DataFrame, base: dict, confidence: float, n_resamples: int, 
     rows = []
     for score in SCORES:
         row = {**base, "score": score, "tau": taus[score], "note": note}
-        if score in ESTIMATORS:
+        scored = _scored(group, score)
+        partial = scored < base["candidates"]
+        if partial:  # a tau over fewer candidates is not comparable with the baselines'
+            why = f"scores {scored} of {base['candidates']} candidates (no source classifier)"
+            row["note"] = "; ".join(filter(None, [why, note]))
+        if score in ESTIMATORS and not partial:
             row.update(baseline=baseline, vs_baseline=taus[score] - taus[baseline])
         if draws:
             row["ci_low"], row["ci_high"] = _percentiles(draws[score], confidence)
-            if score in ESTIMATORS:  # ... and in each resample the better one of that resample
+            if score in ESTIMATORS and not partial:  # ... and per resample the better one
                 best = np.fmax(*(draws[b] for b in BASELINES))
                 row["vs_ci_low"], row["vs_ci_high"] = _percentiles(draws[score] - best, confidence)
         rows.append(row)

@@ -62,17 +62,18 @@ def _study_root(results: str, scale: str) -> Path:
     return root / SMOKE_FOLDER if scale == "smoke" else root
 
 
-def sweep_overrides(recipe, scale: str, root: Path, extra: Sequence[str]) -> list[str]:
-    """The `transferlab-run -m` overrides of a recipe at a scale, with the user's own last."""
+def sweep_overrides(recipe, scale: str, root: Path, extra: Sequence[str]) -> list[list[str]]:
+    """The `transferlab-run -m` overrides of each of a recipe's sweeps at a scale (the grid's,
+    then its further `launches`), with the user's own last."""
     own = [f"hydra.searchpath=[file://{recipe.config_dir}]"] if recipe.config_dir else []
-    return [
+    base = [
         *own,
         f"experiment={recipe.experiment}",
         f"study={recipe.name}",
         f"paths.results={root.resolve()}",
         *recipe.scales[scale],
-        *extra,
     ]
+    return [[*base, *launch, *extra] for launch in [[], *recipe.launches]]
 
 
 def list_recipes(results: str) -> int:
@@ -104,18 +105,23 @@ def evaluated_on(recipe) -> list[str]:
     return [describe(dataset_spec(text, recipe.config_dir)) for text in named]
 
 
-def check_before_training(recipe, overrides: list[str]) -> None:
-    """Every claim's cells exist in the grid (a one-line ConfigError otherwise)."""
+def check_before_training(recipe, sweeps: list[list[str]]) -> None:
+    """Every claim's cells exist in the grids (a one-line ConfigError otherwise)."""
+    import pandas as pd
     from hydra.errors import HydraException
 
     from transferlab._helpers import first_line
     from transferlab.reproduce.grid import check_cells, preview_cells
 
-    grid = [o for o in overrides if not o.startswith("hydra.searchpath")]
-    try:
-        cells = preview_cells(grid, recipe.config_dir, evaluated_on(recipe))
-    except (HydraException, ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"the grid cannot be composed: {first_line(exc)}") from None
+    on = evaluated_on(recipe)
+    previews = []
+    for overrides in sweeps:
+        grid = [o for o in overrides if not o.startswith("hydra.searchpath")]
+        try:
+            previews.append(preview_cells(grid, recipe.config_dir, on))
+        except (HydraException, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"the grid cannot be composed: {first_line(exc)}") from None
+    cells = pd.concat(previews, ignore_index=True)
     check_cells(recipe.claims, cells)
 
 
@@ -173,16 +179,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("name a recipe (transferlab-reproduce --list shows them)")
         recipe = load_recipe(args.recipe)
         root = _study_root(args.results, args.scale)
-        overrides = sweep_overrides(recipe, args.scale, root, extra)
+        sweeps = sweep_overrides(recipe, args.scale, root, extra)
         if not args.no_run:
-            check_before_training(recipe, overrides)
-            command = [sys.executable, "-m", "transferlab.cli.run", "-m", *overrides]
-            done = subprocess.run(command)
-            if done.returncode == 0 and recipe.evaluate:
+            check_before_training(recipe, sweeps)
+            for overrides in sweeps:
+                command = [sys.executable, "-m", "transferlab.cli.run", "-m", *overrides]
+                done = subprocess.run(command)
+                if done.returncode != 0:
+                    return done.returncode
+            if recipe.evaluate:
                 evaluate = [sys.executable, "-m", "transferlab.cli.evaluate"]
                 done = subprocess.run([*evaluate, str(root / recipe.name), *recipe.evaluate])
-            if done.returncode != 0:
-                return done.returncode
+                if done.returncode != 0:
+                    return done.returncode
         study = root / recipe.name
         if not (study / "records").is_dir():
             raise ConfigError(f"no records in {study}: run it first (without --no-run)")

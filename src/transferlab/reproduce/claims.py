@@ -61,6 +61,11 @@ TABLES: dict[str, tuple[str, str, str, str, str]] = {
     "drift_shift": ("spearman", "spearman_low", "spearman_high", "n", "drift steps"),
     "transfer_law": ("alpha", "alpha_low", "alpha_high", "n_seeds", "seeds"),
 }
+#: Other estimates a table offers (`estimate:`) whose interval columns are not named
+#: `<estimate>_low`, `<estimate>_high`: the ranking's tau minus the better baseline's.
+OTHER_ESTIMATES: dict[str, dict[str, tuple[str, str]]] = {
+    "ranking": {"vs_baseline": ("vs_ci_low", "vs_ci_high")},
+}
 #: Keys a claim has: required, then optional.
 REQUIRED = ("id", "claim", "paper", "test", "expect", "threshold")
 OPTIONAL = ("a", "b", "value", "table", "where", "for_each", "estimate")
@@ -95,7 +100,9 @@ class Claim:
         """An interval claim's estimate, low and high columns."""
         estimate, low, high, _, _ = TABLES[str(self.table)]
         if self.estimate:
-            return self.estimate, f"{self.estimate}_low", f"{self.estimate}_high"
+            other = OTHER_ESTIMATES.get(str(self.table), {}).get(self.estimate)
+            low, high = other or (f"{self.estimate}_low", f"{self.estimate}_high")
+            return self.estimate, low, high
         return estimate, low, high
 
 

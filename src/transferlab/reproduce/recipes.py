@@ -12,7 +12,9 @@ claims.yaml:
     scales:                           # overrides added to the study's grid, per scale
       smoke: ["hydra.sweeper.params.seed=0,1", "train.epochs=1"]
       full: []
-    evaluate: ["--on", "digits_rot45"]  # transferlab-eval STUDY <these> after the sweep
+    launches: [["pretrain/objective=simclr", "data@source=digits"]]  # more sweeps into the
+                                      # study: each adds its overrides to the grid's
+    evaluate: ["--on", "digits_rot45"]  # transferlab-eval STUDY <these> after the sweeps
     analysis: {shift: false}          # transferlab.analysis.AnalysisSettings fields
     claims: [...]                     # transferlab.reproduce.claims
 """
@@ -41,6 +43,7 @@ KEYS = (
     "question",
     "experiment",
     "evaluate",
+    "launches",
     "scales",
     "analysis",
     "claims",
@@ -61,6 +64,7 @@ class Recipe:
     analysis: Mapping[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     evaluate: list[str] = field(default_factory=list)  # transferlab-eval STUDY <evaluate>
+    launches: list[list[str]] = field(default_factory=list)  # further sweeps' own overrides
 
     @property
     def config_dir(self) -> Path | None:
@@ -120,6 +124,9 @@ def read_recipe(folder: Path) -> Recipe:
         raise ConfigError(
             f"{name}/{CLAIMS_FILE}: evaluate must be a list of transferlab-eval arguments"
         )
+    launches = raw.get("launches") or []
+    if not isinstance(launches, list) or not all(isinstance(x, list) for x in launches):
+        raise ConfigError(f"{name}/{CLAIMS_FILE}: launches must be a list of override lists")
     try:
         claims = parse_claims(raw.get("claims"))
     except ConfigError as exc:
@@ -135,4 +142,5 @@ def read_recipe(folder: Path) -> Recipe:
         analysis=_analysis(raw.get("analysis"), name),
         claims=claims,
         evaluate=[str(a) for a in evaluate],
+        launches=[[str(o) for o in launch] for launch in launches],
     )

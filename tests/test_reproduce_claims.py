@@ -234,3 +234,20 @@ def test_seeds_needed_is_the_fewest_whose_t_interval_clears_the_threshold():
     assert half_at(m) < gap <= half_at(m - 1)
     assert m < n * (half / gap) ** 2  # the t quantile shrinks as seeds are added
     assert seeds_needed(n, 0.001 + gap, gap, 0.95) == n + 1  # a hair short: one more seed
+
+
+def test_a_claim_naming_a_source_variant_the_grid_lacks_is_refused_before_training():
+    """The preview labels its jobs' arms as the analysis does (source_variant included), so a
+    typo in a variant is one line before any training, naming the grid's variants."""
+    from dataclasses import replace
+    from pathlib import Path as P
+
+    from transferlab.cli.reproduce import check_before_training, sweep_overrides
+
+    recipe = load_recipe("kornblith2019")
+    first = recipe.claims[0]
+    typo = replace(first, a={**first.a, "source_variant": "pretrain.epochs=7"})
+    sweeps = sweep_overrides(replace(recipe, claims=[typo]), "smoke", P("unused"), [])
+    with pytest.raises(ConfigError, match="source_variant='pretrain.epochs=7'.*pretrain.epochs=6"):
+        check_before_training(replace(recipe, claims=[typo]), sweeps)
+    check_before_training(recipe, sweeps)  # the shipped claims pass

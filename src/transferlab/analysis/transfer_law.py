@@ -12,8 +12,9 @@ checkpoint and the scratch curve D_T is read off, so the sizes are resampled tog
 
 The fit cannot be computed honestly with fewer than `MIN_SIZES` sizes with D_T > 0 (a line
 through two points has no residual: the law would not be tested), nor can its interval when
-fewer than a `confidence` share of the resamples can be fitted (the interval would describe
-only the lucky resamples); the row says so in `note` and leaves the numbers empty.
+resamples that cannot be fitted through the point estimate's sizes are not rarer than the
+interval's tails (each such resample counts as the worst case on both sides, so leaving them
+out cannot narrow the interval); the row says so in `note` and leaves the numbers empty.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pandas as pd
 
 from transferlab.analysis.curves import effective_size
 from transferlab.analysis.keys import CURVE, SCRATCH
-from transferlab.analysis.seed_bootstrap import expanded_interval
+from transferlab.analysis.seed_bootstrap import expanded_tail
 from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 #: Fewest target sizes with D_T > 0 a fit needs (two points always lie on a line).
@@ -57,9 +58,17 @@ def _matrix(runs: pd.DataFrame, seeds: list) -> tuple[np.ndarray, np.ndarray]:
     return acc.to_numpy(float), used.fillna(pd.Series(sizes, index=acc.index)).to_numpy(float)
 
 
-def _fit(d_f: np.ndarray, d_t: np.ndarray) -> tuple[float, float, float, int]:
-    """alpha, k, r^2 of the line through (log D_F, log D_T) where D_T > 0, and the sizes used."""
+def _fit(
+    d_f: np.ndarray, d_t: np.ndarray, sizes: np.ndarray | None = None
+) -> tuple[float, float, float, int]:
+    """alpha, k, r^2 of the line through (log D_F, log D_T) where D_T > 0, and the sizes used.
+    With `sizes` (a mask), the fit is through exactly those sizes, and fails (NaN) unless every
+    one of them has D_T > 0: a resample is then the same estimate on other data."""
     ok = np.isfinite(d_t) & (d_t > 0) & (d_f > 0)
+    if sizes is not None:
+        if not ok[sizes].all():
+            return math.nan, math.nan, math.nan, int(ok[sizes].sum())
+        ok = sizes
     if ok.sum() < MIN_SIZES:
         return math.nan, math.nan, math.nan, int(ok.sum())
     x, y = np.log(d_f[ok]), np.log(d_t[ok])
@@ -89,25 +98,41 @@ def _law(
     seeds = sorted(set(ft["seed"]) | set(sc["seed"]))
     ft_acc, d_f = _matrix(ft, seeds)
     sc_acc, sc_x = _matrix(sc, seeds)
-    alpha, k, r2, used = _fit(d_f, _d_t(_mean(ft_acc), d_f, sc_x, _mean(sc_acc)))
+    point = _d_t(_mean(ft_acc), d_f, sc_x, _mean(sc_acc))
+    alpha, k, r2, used = _fit(d_f, point)
     row = {"sizes": used, "alpha": alpha, "k": k, "r2": r2, "n_seeds": len(seeds)}
     if not np.isfinite(alpha):
         note = f"cannot be fitted: {used} sizes with D_T > 0, the law needs {MIN_SIZES}"
         empty = {"alpha_low": math.nan, "alpha_high": math.nan, "fitted_share": math.nan}
         return {**row, **empty, "note": note}
+    sizes = np.isfinite(point) & (point > 0) & (d_f > 0)  # the point estimate's sizes
     rng = np.random.default_rng(seed)
     draws = np.full(n_resamples, math.nan)
     for i in range(n_resamples):
         idx = rng.integers(0, len(seeds), size=len(seeds))
         d_t = _d_t(_mean(ft_acc[:, idx]), d_f, sc_x, _mean(sc_acc[:, idx]))
-        draws[i] = _fit(d_f, d_t)[0]
+        draws[i] = _fit(d_f, d_t, sizes)[0]
     share = float(np.isfinite(draws).mean())
-    low, high = expanded_interval(draws, confidence, len(seeds))
-    note = ""
-    if share < confidence:
-        low = high = math.nan
-        note = f"no interval: only {share:.0%} of the seed resamples can be fitted"
+    low, high = _bounds(draws, confidence, len(seeds))
+    note = "" if np.isfinite(low) and np.isfinite(high) else _NO_INTERVAL.format(share=share)
     return {**row, "alpha_low": low, "alpha_high": high, "fitted_share": share, "note": note}
+
+
+_NO_INTERVAL = "no interval: {share:.1%} of the seed resamples can be fitted, too few for its tails"
+
+
+def _bounds(draws: np.ndarray, confidence: float, n_seeds: int) -> tuple[float, float]:
+    """The expanded percentile interval, a resample that cannot be fitted counting as the
+    worst case on each side (-inf for the low bound, +inf for the high): a bound is finite only
+    when such resamples are rarer than its tail, so dropping them cannot move it."""
+    if n_seeds < 2:
+        return math.nan, math.nan
+    tail = expanded_tail(confidence, n_seeds)
+    low = np.quantile(np.where(np.isfinite(draws), draws, -np.inf), tail, method="lower")
+    high = np.quantile(np.where(np.isfinite(draws), draws, np.inf), 1 - tail, method="higher")
+    return (float(low) if np.isfinite(low) else math.nan), (
+        float(high) if np.isfinite(high) else math.nan
+    )
 
 
 def transfer_law(

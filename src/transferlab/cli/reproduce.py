@@ -102,6 +102,7 @@ def evaluated_on(recipe) -> list[str]:
 
     args = recipe.evaluate
     named = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--on"]
+    named += [a.removeprefix("--on=") for a in args if a.startswith("--on=")]
     return [describe(dataset_spec(text, recipe.config_dir)) for text in named]
 
 
@@ -145,7 +146,7 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
         "recipe": recipe.name,
         "scale": scale,
         "date": datetime.date.today().isoformat(),
-        "cpus": os.cpu_count(),
+        "cpus": len(os.sched_getaffinity(0)),
         "confidence": settings.confidence,
         "analysis_s": round(time.perf_counter() - started, 1),
         **study_runtime(study),

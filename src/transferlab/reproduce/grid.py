@@ -71,6 +71,7 @@ def preview_cells(
     from hydra.core.global_hydra import GlobalHydra
 
     import transferlab.cli.run  # noqa: F401 - registers the config resolvers
+    from transferlab.analysis.cells import target_runs
     from transferlab.analysis.records import records_frame
     from transferlab.presets import CONF_DIR
     from transferlab.sweep.plan import JobComposer
@@ -85,7 +86,7 @@ def preview_cells(
         for on in evaluated_on
         for row in rows
     ]
-    return records_frame(rows)
+    return target_runs(records_frame(rows))  # with the arm labels (source_variant, ...)
 
 
 def _known(values: pd.Series) -> list[str]:

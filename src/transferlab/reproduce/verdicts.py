@@ -53,6 +53,10 @@ class ClaimResult:
     verdict: str = INCONCLUSIVE
 
 
+#: Beyond this many seeds the note says "more than" (a gap near zero needs without bound).
+MAX_SEEDS_NEEDED = 10_000
+
+
 def seeds_needed(n: int, half: float, gap: float, confidence: float) -> int:
     """The fewest seeds m > n whose t interval would clear a threshold `gap` away from the
     estimate, if the estimate and its spread held: t_{m-1} s / sqrt(m) < gap, with s the
@@ -62,7 +66,10 @@ def seeds_needed(n: int, half: float, gap: float, confidence: float) -> int:
 
     q = 0.5 + confidence / 2
     spread = half * math.sqrt(n) / stats.t.ppf(q, n - 1)
-    m = max(n + 1, math.ceil((stats.norm.ppf(q) * spread / gap) ** 2))  # t > z: a lower bound
+    bound = (stats.norm.ppf(q) * spread / gap) ** 2  # t > z: a lower bound on m
+    if bound > MAX_SEEDS_NEEDED:
+        return MAX_SEEDS_NEEDED + 1
+    m = max(n + 1, math.ceil(bound))
     while stats.t.ppf(q, m - 1) * spread / math.sqrt(m) >= gap:
         m += 1
     return m
@@ -72,7 +79,10 @@ def verdict(check: Check, claim: Claim, confidence: float = CONFIDENCE) -> tuple
     """The verdict of one interval against the claim's threshold, and a note on it."""
     estimate, low, high, n = check.estimate, check.low, check.high, check.n
     if not (np.isfinite(low) and np.isfinite(high)):
-        return INCONCLUSIVE, f"{n} {check.unit}: no interval (needs at least {MIN_PAIRS})"
+        return (
+            INCONCLUSIVE,
+            check.note or f"{n} {check.unit}: no interval (needs at least {MIN_PAIRS})",
+        )
     above = claim.expect == "above"
     passed = low > claim.threshold if above else high < claim.threshold
     failed = high < claim.threshold if above else low > claim.threshold
@@ -81,7 +91,11 @@ def verdict(check: Check, claim: Claim, confidence: float = CONFIDENCE) -> tuple
     gap = (estimate - claim.threshold) * (1 if above else -1)
     if gap <= 0:
         return INCONCLUSIVE, "the estimate is on the other side: more seeds would not pass it"
+    if n < MIN_PAIRS:
+        return INCONCLUSIVE, f"would need more {check.unit}"
     needed = seeds_needed(n, (high - low) / 2, gap, confidence)
+    if needed > MAX_SEEDS_NEEDED:
+        return INCONCLUSIVE, f"would need more than {MAX_SEEDS_NEEDED} {check.unit}"
     return INCONCLUSIVE, f"would need about {needed} {check.unit}"
 
 
@@ -175,7 +189,8 @@ def _interval_check(claim: Claim, tables: Mapping[str, Any], level: dict) -> Che
     *_, size, unit = TABLES[str(claim.table)]
     n = int(row[size]) if size in row.index and pd.notna(row[size]) else 0
     values = [float(row[c]) for c in (estimate_col, low_col, high_col)]
-    return Check(_label(level), statistic, n, *values, "", "", unit)
+    why = row["note"] if "note" in row.index and isinstance(row["note"], str) else ""
+    return Check(_label(level), statistic, n, *values, "", why, unit)
 
 
 def check_claim(

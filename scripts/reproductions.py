@@ -33,6 +33,8 @@ from transferlab.reproduce.recipes import load_recipe, recipe_names
 ROOT = Path(__file__).resolve().parents[1]
 #: The analysis figures a recipe keeps (the counterparts of papers' figures), besides claims.png.
 FIGURES = ("gain-heatmap-", "learning-curve-", "drift-", "adaptation", "gain-vs-shift-")
+#: Learning curves are kept only where a study has more than one target size.
+LEARNING_CURVE = "learning-curve-"
 
 
 def publish(recipe, study: Path) -> bool:
@@ -44,7 +46,10 @@ def publish(recipe, study: Path) -> bool:
     shutil.copyfile(run_file, recipe.folder / RUN_FILE)
     figures = recipe.folder / "figures"
     shutil.rmtree(figures, ignore_errors=True)
-    kept = [f for f in (study / "analysis" / "figures").glob("*.png") if f.name.startswith(FIGURES)]
+    curves = study / "analysis" / "curves.csv"
+    sizes = pd.read_csv(curves)["target_size"].nunique() if curves.is_file() else 0
+    wanted = FIGURES if sizes > 1 else tuple(p for p in FIGURES if p != LEARNING_CURVE)
+    kept = [f for f in (study / "analysis" / "figures").glob("*.png") if f.name.startswith(wanted)]
     for figure in [study / "claims.png", *sorted(kept)]:
         figures.mkdir(exist_ok=True)
         shutil.copyfile(figure, figures / figure.name)

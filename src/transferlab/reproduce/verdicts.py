@@ -93,7 +93,9 @@ def verdict(check: Check, claim: Claim, confidence: float = CONFIDENCE) -> tuple
         return INCONCLUSIVE, "the estimate is on the other side: more seeds would not pass it"
     if n < MIN_PAIRS:
         return INCONCLUSIVE, f"would need more {check.unit}"
-    needed = seeds_needed(n, (high - low) / 2, gap, confidence)
+    # the interval's reach on the threshold's side (a bootstrap interval need not be symmetric)
+    reach = estimate - low if above else high - estimate
+    needed = seeds_needed(n, reach, gap, confidence)
     if needed > MAX_SEEDS_NEEDED:
         return INCONCLUSIVE, f"would need more than {MAX_SEEDS_NEEDED} {check.unit}"
     return INCONCLUSIVE, f"would need about {needed} {check.unit}"

@@ -38,13 +38,26 @@ def expanded_tail(confidence: float, n_clusters: int) -> float:
     return float(stats.norm.cdf(-np.sqrt(n_clusters / (n_clusters - 1)) * t))
 
 
-def expanded_interval(draws: np.ndarray, confidence: float, n_clusters: int) -> tuple[float, float]:
-    """The expanded percentile interval of bootstrap `draws` over `n_clusters` seeds (NaN
-    draws left out); NaN with fewer than two clusters."""
-    draws = draws[np.isfinite(draws)]
-    if draws.size == 0 or n_clusters < 2:
+def expanded_interval(
+    draws: np.ndarray, confidence: float, n_clusters: int, *, failed_as_worst: bool = False
+) -> tuple[float, float]:
+    """The expanded percentile interval of bootstrap `draws` over `n_clusters` seeds; NaN with
+    fewer than two clusters. NaN draws (resamples without a statistic) are left out, or with
+    `failed_as_worst` count as the worst case on each side (-inf for the low bound, +inf for
+    the high): a bound is then finite only when such draws are rarer than its tail, so leaving
+    them out could not have moved it."""
+    if n_clusters < 2:
         return np.nan, np.nan
     tail = expanded_tail(confidence, n_clusters)
+    if failed_as_worst:
+        failed = ~np.isfinite(draws)
+        lo = np.quantile(np.where(failed, -np.inf, draws), tail, method="lower")
+        hi = np.quantile(np.where(failed, np.inf, draws), 1 - tail, method="higher")
+        lo, hi = (float(b) if np.isfinite(b) else np.nan for b in (lo, hi))
+        return lo, hi
+    draws = draws[np.isfinite(draws)]
+    if draws.size == 0:
+        return np.nan, np.nan
     lo, hi = np.quantile(draws, [tail, 1 - tail])
     return float(lo), float(hi)
 

@@ -27,11 +27,13 @@ import pandas as pd
 
 from transferlab.analysis.curves import effective_size
 from transferlab.analysis.keys import CURVE, SCRATCH
-from transferlab.analysis.seed_bootstrap import expanded_tail
+from transferlab.analysis.seed_bootstrap import expanded_interval
 from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
 
 #: Fewest target sizes with D_T > 0 a fit needs (two points always lie on a line).
 MIN_SIZES = 3
+#: Why a fitted alpha has no interval.
+_NO_INTERVAL = "no interval: {share:.1%} of the seed resamples can be fitted, too few for its tails"
 #: The scratch curve a fine-tuned curve is read against: the same target setting.
 SCRATCH_CURVE = ["study", "model", "target", "variant"]
 COLUMNS = [
@@ -113,26 +115,9 @@ def _law(
         d_t = _d_t(_mean(ft_acc[:, idx]), d_f, sc_x, _mean(sc_acc[:, idx]))
         draws[i] = _fit(d_f, d_t, sizes)[0]
     share = float(np.isfinite(draws).mean())
-    low, high = _bounds(draws, confidence, len(seeds))
+    low, high = expanded_interval(draws, confidence, len(seeds), failed_as_worst=True)
     note = "" if np.isfinite(low) and np.isfinite(high) else _NO_INTERVAL.format(share=share)
     return {**row, "alpha_low": low, "alpha_high": high, "fitted_share": share, "note": note}
-
-
-_NO_INTERVAL = "no interval: {share:.1%} of the seed resamples can be fitted, too few for its tails"
-
-
-def _bounds(draws: np.ndarray, confidence: float, n_seeds: int) -> tuple[float, float]:
-    """The expanded percentile interval, a resample that cannot be fitted counting as the
-    worst case on each side (-inf for the low bound, +inf for the high): a bound is finite only
-    when such resamples are rarer than its tail, so dropping them cannot move it."""
-    if n_seeds < 2:
-        return math.nan, math.nan
-    tail = expanded_tail(confidence, n_seeds)
-    low = np.quantile(np.where(np.isfinite(draws), draws, -np.inf), tail, method="lower")
-    high = np.quantile(np.where(np.isfinite(draws), draws, np.inf), 1 - tail, method="higher")
-    return (float(low) if np.isfinite(low) else math.nan), (
-        float(high) if np.isfinite(high) else math.nan
-    )
 
 
 def transfer_law(

@@ -195,17 +195,32 @@ def _interval_check(claim: Claim, tables: Mapping[str, Any], level: dict) -> Che
     return Check(_label(level), statistic, n, *values, "", why, unit)
 
 
+#: The tables' key of every target record with the arm labels claims name (`_labelled_runs`).
+LABELLED_RUNS = "labelled_runs"
+
+
+def _labelled_runs(tables: Mapping[str, Any]) -> pd.DataFrame:
+    """Every target record (failed runs too) with its arm labels (source_variant, ...), or the
+    selected runs where the records are not at hand."""
+    if tables.get("records") is None:
+        return tables["selected"]
+    from transferlab.analysis.cells import target_runs  # the notebook needs it not
+
+    return target_runs(tables["records"])
+
+
 def check_claim(
     claim: Claim, tables: Mapping[str, Any], smoke: bool, confidence: float = CONFIDENCE
 ) -> ClaimResult:
     """Every check of a claim on the analysis' tables, and the claim's verdict."""
     # a paired claim's levels come from every record (failed runs too): a level whose runs all
     # failed is checked, and cannot pass, instead of silently dropping out of "every level"
-    source = tables.get("records") if claim.test == "paired" else tables.get(claim.table)
-    if claim.test == "paired":  # with the arm labels (source_variant, ...) claims name
-        from transferlab.analysis.cells import target_runs  # the notebook needs it not
-
-        source = tables["selected"] if source is None else target_runs(source)
+    if claim.test == "paired":
+        source = tables.get(LABELLED_RUNS)
+        if source is None and claim.for_each:
+            source = _labelled_runs(tables)
+    else:
+        source = tables.get(claim.table)
     rows = pd.DataFrame() if source is None else source
     anchor = claim.a if claim.test == "paired" else claim.where
     if claim.for_each and not rows.empty:
@@ -238,5 +253,7 @@ def _combined(verdicts: list[str], smoke: bool) -> str:
 def check_claims(
     claims: list[Claim], tables: Mapping[str, Any], smoke: bool, confidence: float = CONFIDENCE
 ) -> list[ClaimResult]:
-    """Every claim checked on one study's analysis tables."""
+    """Every claim checked on one study's analysis tables (the records labelled once)."""
+    if any(c.test == "paired" and c.for_each for c in claims):
+        tables = {**tables, LABELLED_RUNS: _labelled_runs(tables)}
     return [check_claim(c, tables, smoke, confidence) for c in claims]

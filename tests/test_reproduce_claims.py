@@ -82,6 +82,15 @@ def test_a_bad_claims_file_is_one_line(tmp_path: Path):
     )
     with pytest.raises(ConfigError, match="unknown key of mine/claims.yaml 'scale'"):
         read_recipe(folder)
+    for key, value, named in [
+        ("evaluate", "--drift", "evaluate must be a list of transferlab-eval arguments"),
+        ("launches", ["seed=1"], "launches must be a list of override lists"),
+    ]:
+        (folder / "claims.yaml").write_text(
+            yaml.safe_dump({"paper": "x", "claims": [GOOD], key: value})
+        )
+        with pytest.raises(ConfigError, match=named):
+            read_recipe(folder)
 
 
 @pytest.fixture(scope="module")

@@ -130,14 +130,14 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_cli_choices_mirror_the_analysis_constants():
-    from transferlab.analysis import paired, pipeline, selection, stats
+    from transferlab.analysis import paired, pipeline, selection, settings, stats
     from transferlab.cli import analyze as cli
 
     assert cli.CORRECTIONS == stats.CORRECTIONS and cli.TESTS == paired.TESTS
     assert (
         cli.RULES == tuple(selection.RULES) and cli.RULES[0] == pipeline.AnalysisSettings.selection
     )
-    assert cli.DEFAULT_ALPHA == pipeline.DEFAULT_ALPHA
+    assert cli.DEFAULT_ALPHA == settings.DEFAULT_ALPHA
     assert cli.REPORT_FOLDER == pipeline.REPORT_FOLDER
 
 

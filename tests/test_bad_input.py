@@ -1,6 +1,8 @@
 """Bad input: one line naming the bad value and the choices, non-zero exit, nothing completed.
 
-Each case runs the real console entry point in a subprocess, as a user would.
+Each case runs the real console entry point in a process of its own: the cases through
+`helpers.entry` (forked from a server that imported the package once, so that fifty cases do
+not import torch fifty times), the results-folder cases as a user types them (`python -m`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST
+from helpers.entry import run_entry
 
 CASES = {
     "unknown dataset preset": (["data@source=nope"], ["'nope'", "digits", "shapes"]),
@@ -136,16 +139,12 @@ CASES = {
 }
 
 
-def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), **env}
-    cmd = [
-        sys.executable,
-        "-m",
-        "transferlab.cli.run",
-        *FAST,
-        f"paths.results={tmp_path / 'results'}",
-        *args,
-    ]
+def _run(args: list[str], tmp_path: Path, forked: bool = True) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
+    args = [*FAST, f"paths.results={tmp_path / 'results'}", *args]
+    if forked:
+        return run_entry(args, environ, cwd=tmp_path)
+    cmd = [sys.executable, "-m", "transferlab.cli.run", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=300)
 
 
@@ -174,7 +173,7 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 def test_results_path_that_is_a_file_is_one_line(tmp_path):
     afile = tmp_path / "results.txt"
     afile.write_text("not a folder")
-    proc = _run([f"paths.results={afile}", "init=scratch"], tmp_path)
+    proc = _run([f"paths.results={afile}", "init=scratch"], tmp_path, forked=False)
     assert proc.returncode == 2
     assert f"paths.results={afile} is a file" in _one_error_line(proc)
     assert afile.read_text() == "not a folder"

@@ -1,5 +1,7 @@
 """A sweep checks its whole grid before the first job: a bad value anywhere is one line and
-exit status 2, with nothing trained and nothing recorded. Each case runs the real command."""
+exit status 2, with nothing trained and nothing recorded. Each case runs the real command: the
+bad grids in a process forked from one that imported the package once (`helpers.entry`), the
+good grid as a user types it."""
 
 from __future__ import annotations
 
@@ -10,20 +12,15 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST
+from helpers.entry import run_entry
 
 
-def _sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "transferlab.cli.run",
-        "-m",
-        *FAST,
-        "logger=[csv]",
-        f"paths.results={tmp_path / 'results'}",
-        *args,
-    ]
+def _sweep(tmp_path: Path, *args: str, forked: bool = True) -> subprocess.CompletedProcess:
+    args = ("-m", *FAST, "logger=[csv]", f"paths.results={tmp_path / 'results'}", *args)
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
+    if forked:
+        return run_entry(list(args), env, tmp_path)
+    cmd = [sys.executable, "-m", "transferlab.cli.run", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -67,7 +64,7 @@ def test_bad_value_in_grid_stops_the_sweep_before_any_job(case, tmp_path):
 
 
 def test_good_grid_is_checked_then_runs(tmp_path):
-    proc = _sweep(tmp_path, "init=scratch", "train.epochs=1", "seed=0,1")
+    proc = _sweep(tmp_path, "init=scratch", "train.epochs=1", "seed=0,1", forked=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "planned 2 jobs" in proc.stdout and "(2 composed and checked)" in proc.stdout
     assert len(list((tmp_path / "results" / "default" / "records").glob("*.json"))) == 2

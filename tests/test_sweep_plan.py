@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from transferlab.sweep.plan import JobComposer, job_config
+from transferlab.sweep.plan import JobComposer, PlannedLoader, job_config
 
 # Group overrides (presets, a package), plain values, an added key and a preset's argument.
 JOBS = [
@@ -37,10 +38,16 @@ def test_fast_composition_equals_hydras_for_every_job():
         )
         composer = JobComposer(loader, master)
         for job in JOBS * 2:  # the second round reuses the cached compositions
-            hydra = job_config(loader.load_sweep_config(master_config=master, sweep_overrides=job))
+            hydra = loader.load_sweep_config(master_config=master, sweep_overrides=job)
             fast = composer.compose(job)
-            assert OmegaConf.to_container(fast) == OmegaConf.to_container(hydra), job
+            assert OmegaConf.to_container(fast) == OmegaConf.to_container(job_config(hydra)), job
+            # as the launcher gets it: the hydra node too (the job's overrides, its folder name)
+            full = PlannedLoader(composer).load_sweep_config(master, job)
+            assert OmegaConf.to_container(full) == OmegaConf.to_container(hydra), job
+            assert full.hydra.job.override_dirname == hydra.hydra.job.override_dirname != ""
         assert len(composer._composed) == 4  # one per distinct choice of presets
+        # a launcher that runs jobs elsewhere gets Hydra's own loader
+        assert pickle.loads(pickle.dumps(PlannedLoader(composer))).__class__ is loader.__class__
 
 
 def _sweep(tmp_path: Path, *args: str, logger: str = "[csv]") -> subprocess.CompletedProcess:

@@ -28,6 +28,22 @@ class CheckedSweeper(BasicSweeper):
     """`BasicSweeper` that plans and checks the whole grid first (see the module docstring)."""
 
     _planned: list[list[str]] | None = None
+    _composer: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        """As `BasicSweeper.setup`, with a launcher whose config loader composes each job with
+        the plan's `JobComposer` (a planned job is not composed twice)."""
+        from hydra.core.plugins import Plugins
+        from hydra.types import HydraContext
+
+        from transferlab.sweep.plan import JobComposer, PlannedLoader
+
+        self.hydra_context, self.config = hydra_context, config
+        self._composer = JobComposer(hydra_context.config_loader, config)
+        planned = HydraContext(PlannedLoader(self._composer), hydra_context.callbacks)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=planned, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         from transferlab.sweep.progress import record_plan
@@ -51,7 +67,6 @@ class CheckedSweeper(BasicSweeper):
         """Compose (or find in the plan cache) and check every job; raise the first problem as
         a GridError. Returns the plan: the jobs to launch and counts of those left out."""
         from transferlab.sweep.plan import (
-            JobComposer,
             PlanCache,
             SweepPlan,
             fingerprint,
@@ -65,7 +80,7 @@ class CheckedSweeper(BasicSweeper):
             [*self._parse_config(), *arguments]
         )
         swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
-        composer = JobComposer(loader, self.config)
+        composer = self._composer
         root = self._results_root()
         cache = PlanCache(root, fingerprint(loader, self.config) if root else None)
         started, plan, seen = time.perf_counter(), SweepPlan(), set()

@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "AnalysisSettings": "transferlab.analysis.pipeline",
+    "AnalysisSettings": "transferlab.analysis.settings",
     "analyze": "transferlab.analysis.pipeline",
     "analyze_frame": "transferlab.analysis.pipeline",
     "load_records": "transferlab.analysis.records",

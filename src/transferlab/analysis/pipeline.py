@@ -6,7 +6,7 @@ record table; `analyze` loads a study (or results root), computes, and writes th
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,59 +16,19 @@ from transferlab.analysis import curves as cv
 from transferlab.analysis import drift as dr
 from transferlab.analysis.adaptation import adaptation_comparison, adaptation_shift
 from transferlab.analysis.cells import build_cells, in_cells
-from transferlab.analysis.methods import MARGIN, method_comparison
+from transferlab.analysis.methods import method_comparison
 from transferlab.analysis.objectives import objective_comparison
-from transferlab.analysis.paired import DEFAULT_TEST, TESTS
 from transferlab.analysis.ranking import candidate_table, rank_agreement, score_candidates
 from transferlab.analysis.records import load_records
 from transferlab.analysis.relation import estimator_agreement, shift_vs_gain
 from transferlab.analysis.selection import RULES
-from transferlab.analysis.shift import DEFAULT_MAX_EXAMPLES, Backend, analyze_shift
-from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, CORRECTIONS
+from transferlab.analysis.settings import AnalysisSettings
+from transferlab.analysis.shift import Backend, analyze_shift
 from transferlab.analysis.summary import source_summaries
 from transferlab.analysis.transfer_law import transfer_law
-from transferlab.errors import ConfigError, choice_error
 
-DEFAULT_ALPHA = 0.05
-#: Fewest examples per dataset for distances (the unbiased MMD and the PCA need a few).
-MIN_EXAMPLES = 4
 #: Name of the report folder inside the analysed path, by default.
 REPORT_FOLDER = "analysis"
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """How the analysis judges cells and what it computes (the report lists every value)."""
-
-    correction: str = "bh"  # multiple-comparison control across a study's cells: bh | holm
-    alpha: float = DEFAULT_ALPHA  # significance level after correction
-    test: str = DEFAULT_TEST  # paired test per cell: t | wilcoxon | signflip (analysis.paired)
-    selection: str = "per_seed"  # how runs are chosen on validation (analysis.selection.RULES)
-    margin: float = MARGIN  # a method's "no negative transfer" needs its interval above -margin
-    confidence: float = CONFIDENCE  # level of every interval
-    n_resamples: int = BOOTSTRAP_RESAMPLES  # bootstrap resamples of the summary intervals
-    convergence_fraction: float = cv.CONVERGENCE_FRACTION  # share of scratch's final val acc
-    seed: int = 0  # seed of bootstraps and of the examples sampled for distances
-    shift: bool = True  # domain distances and transferability estimators (the slow part)
-    figures: bool = True  # PNG figures in the report folder
-    max_examples: int = DEFAULT_MAX_EXAMPLES  # examples per dataset for distances
-
-    def check(self) -> None:
-        """Raise ConfigError (one line) for a bad correction, alpha, test or sample size."""
-        if self.correction not in CORRECTIONS:
-            raise choice_error("correction", self.correction, CORRECTIONS)
-        if self.test not in TESTS:
-            raise choice_error("test", self.test, TESTS)
-        if self.selection not in RULES:
-            raise choice_error("selection", self.selection, tuple(RULES))
-        if not 0.0 < self.alpha < 1.0:
-            raise ConfigError(f"alpha must lie strictly between 0 and 1, got {self.alpha!r}")
-        if not 0.0 <= self.margin < 1.0:
-            raise ConfigError(f"margin must lie in [0, 1), got {self.margin!r}")
-        if self.max_examples < MIN_EXAMPLES:
-            raise ConfigError(
-                f"max_examples must be at least {MIN_EXAMPLES}, got {self.max_examples!r}"
-            )
 
 
 def _settings(settings: AnalysisSettings | None, overrides: dict[str, Any]) -> AnalysisSettings:

@@ -22,9 +22,8 @@ from transferlab._helpers import atomic_write, first_line
 from transferlab.analysis.distances import pair_distances
 from transferlab.analysis.estimators import BASELINES, ESTIMATORS, all_estimators
 from transferlab.analysis.keys import PAIR
+from transferlab.analysis.settings import DEFAULT_MAX_EXAMPLES
 
-#: Examples per dataset used for distances and estimators (both sides get the same number).
-DEFAULT_MAX_EXAMPLES = 500
 DISTANCES = ("mmd2", "mmd_p", "proxy_a", "frechet", "otdd")
 #: Distances related to the gain (mmd_p is a test, not a distance).
 SHIFT_MEASURES = ("mmd2", "proxy_a", "frechet", "otdd")

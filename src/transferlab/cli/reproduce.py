@@ -1,5 +1,6 @@
 """`transferlab-reproduce RECIPE [--scale smoke|full] [overrides ...]`: run a paper's miniature
-(a `transferlab-run -m` sweep: resumable, cached, any launcher), analyse it, check its claims
+(a `transferlab-run -m` sweep: resumable, cached, any launcher; run in this process, as the
+console entry point runs it, so the libraries are loaded once), analyse it, check its claims
 and write `claims.md`, `claims.csv`, `claims.png` and `run.json` (date, training and analysis
 time) into the study folder. `--list` shows the recipes.
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -126,6 +126,25 @@ def check_before_training(recipe, sweeps: list[list[str]]) -> None:
     check_cells(recipe.claims, cells)
 
 
+def run_sweep(overrides: Sequence[str]) -> int:
+    """`transferlab-run -m OVERRIDES` in this process, through the console entry point itself
+    (its checks, exit statuses and messages); its exit status."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from transferlab.cli import run
+
+    argv = sys.argv
+    sys.argv = [run.PROG, "-m", *overrides]
+    try:
+        run.main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()  # the next sweep initialises Hydra again
+    return 0
+
+
 def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
     """Analyse the study, check the claims, write and print the claims table."""
     from transferlab._helpers import atomic_write_json
@@ -184,15 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_run:
             check_before_training(recipe, sweeps)
             for overrides in sweeps:
-                command = [sys.executable, "-m", "transferlab.cli.run", "-m", *overrides]
-                done = subprocess.run(command)
-                if done.returncode != 0:
-                    return done.returncode
+                if status := run_sweep(overrides):
+                    return status
             if recipe.evaluate:
-                evaluate = [sys.executable, "-m", "transferlab.cli.evaluate"]
-                done = subprocess.run([*evaluate, str(root / recipe.name), *recipe.evaluate])
-                if done.returncode != 0:
-                    return done.returncode
+                from transferlab.cli import evaluate
+
+                if status := evaluate.main([str(root / recipe.name), *recipe.evaluate]):
+                    return status
         study = root / recipe.name
         if not (study / "records").is_dir():
             raise ConfigError(f"no records in {study}: run it first (without --no-run)")

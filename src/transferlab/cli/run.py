@@ -32,6 +32,8 @@ from transferlab.training.run import train
 
 log = logging.getLogger("transferlab")
 
+PROG = "transferlab-run"
+
 #: The configs shipped with the package.
 CONF_DIR = presets.CONF_DIR
 UID_LENGTH = 6
@@ -130,7 +132,7 @@ def hydra_main(cfg: DictConfig) -> Any:
         if _is_multirun():
             log.error("invalid grid point: %s", exc)
             return {"status": "invalid", "error": str(exc)}
-        print(f"transferlab-run: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except SystemExit as exc:
         if _is_lightning_sigterm(exc):  # a job process without our handler (joblib, submitit)
@@ -243,17 +245,17 @@ def main() -> None:
         _compose_check(sys.argv[1:])
         hydra_main()
     except (ConfigError, GridError) as exc:
-        print(f"transferlab-run: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except Interrupted as exc:
         print(
-            f"transferlab-run: stopped by {exc}; launch the same command again to resume",
+            f"{PROG}: stopped by {exc}; launch the same command again to resume",
             file=sys.stderr,
         )
         sys.exit(exc.exit_status)
     failures = last_sweep_failures()
     if failures:
-        print(f"transferlab-run: {failures}", file=sys.stderr)
+        print(f"{PROG}: {failures}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
 
 

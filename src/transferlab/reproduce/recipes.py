@@ -88,7 +88,7 @@ def _scales(raw: Any, name: str) -> dict[str, list[str]]:
 
 
 def _analysis(raw: Any, name: str) -> dict[str, Any]:
-    from transferlab.analysis.pipeline import AnalysisSettings
+    from transferlab.analysis.settings import AnalysisSettings
 
     raw = dict(raw or {})
     known = [f.name for f in fields(AnalysisSettings)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 from datetime import UTC, datetime
@@ -19,6 +20,12 @@ def now() -> str:
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that decide a run's numbers."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    # Read once per process: the code a process runs is the code it imported.
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -28,8 +35,10 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The commit of the code that ran, when it runs from a git checkout."""
+    """The commit of the code that ran, when it runs from a git checkout (read once per
+    process: the code a process runs is the code it imported)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -51,7 +51,10 @@ def job_config(config: DictConfig) -> DictConfig:
 class JobComposer:
     """Compose job configs as Hydra's launcher would, sharing the work of jobs that choose the
     same presets: config-group overrides select a cached composition, plain overrides are then
-    applied as Hydra applies them (`ConfigLoaderImpl._apply_overrides_to_config`)."""
+    applied as Hydra applies them (`ConfigLoaderImpl._apply_overrides_to_config`).
+
+    It answers `load_sweep_config` as Hydra's config loader does, so the sweeper hands it to
+    its launcher (`PlannedLoader`): a job the plan composed is not composed again to run it."""
 
     def __init__(self, config_loader: Any, master_config: DictConfig) -> None:
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -66,21 +69,60 @@ class JobComposer:
             override.key_or_group
         )
 
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> Any:
+        """The job's full config, `hydra` node included, as `ConfigLoader.load_sweep_config`
+        returns it (the job's overrides recorded under `hydra.overrides.task`, its
+        `override_dirname`, the master's resolver cache)."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+
+        parsed = self.parser.parse_overrides(list(sweep_overrides))
+        groups = tuple(o.input_line for o in parsed if self._is_group(o) or o.is_hydra_override())
+        if groups not in self._composed:
+            self._composed[groups] = self.loader.load_sweep_config(
+                master_config=master_config, sweep_overrides=list(groups)
+            )
+        cfg = copy.deepcopy(self._composed[groups])
+        values = [o for o in parsed if o.input_line not in groups]
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        task = [o for o in parsed if not o.is_hydra_override()]
+        naming = cfg.hydra.job.config.override_dirname
+        cfg.hydra.overrides.task = [o.input_line for o in task]
+        cfg.hydra.job.override_dirname = get_overrides_dirname(
+            overrides=task,
+            kv_sep=naming.kv_sep,
+            item_sep=naming.item_sep,
+            exclude_keys=naming.exclude_keys,
+        )
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        return cfg
+
     def compose(self, job: Sequence[str]) -> DictConfig:
         """The job's config, without the `hydra` node."""
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+        return job_config(self.load_sweep_config(self.master, list(job)))
 
-        parsed = self.parser.parse_overrides(list(job))
-        groups = tuple(o.input_line for o in parsed if self._is_group(o) or o.is_hydra_override())
-        values = [o for o in parsed if o.input_line not in groups]
-        if groups not in self._composed:
-            full = self.loader.load_sweep_config(
-                master_config=self.master, sweep_overrides=list(groups)
-            )
-            self._composed[groups] = job_config(full)
-        cfg = copy.deepcopy(self._composed[groups])
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        return cfg
+
+class PlannedLoader:
+    """Hydra's config loader for the launcher, composing jobs with the sweep plan's
+    `JobComposer` (everything else is the loader's own). Pickled (a launcher that runs jobs in
+    other processes), it is the plain loader again: its compositions stay in this process."""
+
+    def __init__(self, composer: JobComposer) -> None:
+        self.composer = composer
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> Any:
+        if master_config is not self.composer.master:
+            return self.composer.loader.load_sweep_config(master_config, sweep_overrides)
+        return self.composer.load_sweep_config(master_config, sweep_overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.composer.loader, name)
+
+    def __reduce__(self) -> tuple:
+        return (_plain_loader, (self.composer.loader,))
+
+
+def _plain_loader(loader: Any) -> Any:
+    return loader
 
 
 def _source_files(config_loader: Any) -> Iterable[Path]:

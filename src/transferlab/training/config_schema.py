@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -257,14 +258,16 @@ def _check_node(prefix: str, node: Any, schema: type) -> None:
             _check_value(path, node[name], spec, hints[name])
 
 
-def constructor_parameters(target: str) -> set[str] | None:
-    """The keyword arguments the callable at `target` takes; None when it takes any."""
+@functools.cache
+def constructor_parameters(target: str) -> frozenset[str] | None:
+    """The keyword arguments the callable at `target` takes; None when it takes any (read
+    once per process: every job of a sweep checks the same few constructors)."""
     obj = get_object(target)
     signature = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj)
     params = signature.parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return {p.name for p in params if p.name != "self"}
+    return frozenset(p.name for p in params if p.name != "self")
 
 
 def check_constructor(path: str, node: Any, *, optional: bool = False) -> None:

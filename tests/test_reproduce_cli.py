@@ -109,3 +109,24 @@ def _claims_in_wandb(study: Path, table: pd.DataFrame) -> None:
     rows = table_rows(claims)
     assert [r["claim_id"] for r in rows] == list(table["claim_id"])
     assert [r["verdict"] for r in rows] == list(table["verdict"])
+
+
+def test_a_sweep_in_this_process_leaves_logging_and_hydra_as_it_found_them(tmp_path: Path):
+    """`transferlab-reproduce` runs its sweeps in its own process: a sweep's exit status comes
+    back, and Hydra's log handlers (into the last job's log file) and state go with it."""
+    import logging
+
+    from conftest import FAST
+    from hydra.core.global_hydra import GlobalHydra
+
+    from transferlab.cli.reproduce import run_sweep
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    results = tmp_path / "results"
+    grid = [*FAST, "logger=[csv]", "init=scratch", "train.epochs=1", f"paths.results={results}"]
+    assert run_sweep([*grid, "seed=0", "study=inproc"]) == 0
+    assert len(list((results / "inproc" / "records").glob("*.json"))) == 1
+    assert root.handlers == handlers and root.level == level
+    assert not GlobalHydra.instance().is_initialized()
+    assert run_sweep([*grid, "seed=0,-1", "study=inproc"]) == 2  # bad input, and again

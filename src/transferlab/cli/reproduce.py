@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import sys
 import time
@@ -133,7 +134,8 @@ def run_sweep(overrides: Sequence[str]) -> int:
 
     from transferlab.cli import run
 
-    argv = sys.argv
+    argv, root = sys.argv, logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     sys.argv = [run.PROG, "-m", *overrides]
     try:
         run.main()
@@ -142,6 +144,11 @@ def run_sweep(overrides: Sequence[str]) -> int:
     finally:
         sys.argv = argv
         GlobalHydra.instance().clear()  # the next sweep initialises Hydra again
+        for handler in set(root.handlers) - set(handlers):  # Hydra's, into the last job's log
+            root.removeHandler(handler)
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     return 0
 
 

@@ -23,6 +23,8 @@ from transferlab.reproduce.verdicts import SMOKE
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "reproduction.ipynb"
 
 
+#: Longest a recipe's command may take here (a smoke run takes well under a minute).
+TIMEOUT_S = 900
 #: The recipe whose smoke test also logs its claims to W&B (offline) and reads them back.
 WANDB_RECIPE = "wang2019"
 
@@ -33,9 +35,12 @@ def _reproduce(*args: str, cwd: Path, forked: bool = True) -> subprocess.Complet
     (`forked=False`) as a user types it."""
     env = {**os.environ, "WANDB_MODE": "offline"}
     if forked:
-        return run_entry([*args, "logger=[csv]"], env, cwd, command="transferlab-reproduce")
+        command = "transferlab-reproduce"
+        return run_entry([*args, "logger=[csv]"], env, cwd, command=command, timeout=TIMEOUT_S)
     command = [sys.executable, "-m", "transferlab.cli.reproduce", *args, "logger=[csv]"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd, env=env)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=cwd, env=env
+    )
 
 
 def test_the_list_names_every_recipe_and_its_paper(tmp_path: Path):
@@ -113,20 +118,24 @@ def _claims_in_wandb(study: Path, table: pd.DataFrame) -> None:
 
 def test_a_sweep_in_this_process_leaves_logging_and_hydra_as_it_found_them(tmp_path: Path):
     """`transferlab-reproduce` runs its sweeps in its own process: a sweep's exit status comes
-    back, and Hydra's log handlers (into the last job's log file) and state go with it."""
+    back, and Hydra's log handlers (into the last job's log file), its state and the run's
+    thread count go with it."""
     import logging
 
+    import torch
     from conftest import FAST
     from hydra.core.global_hydra import GlobalHydra
 
     from transferlab.cli.reproduce import run_sweep
 
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
     results = tmp_path / "results"
     grid = [*FAST, "logger=[csv]", "init=scratch", "train.epochs=1", f"paths.results={results}"]
+    grid.append(f"threads={threads + 1}")  # a run's own setting, not the process's after it
     assert run_sweep([*grid, "seed=0", "study=inproc"]) == 0
     assert len(list((results / "inproc" / "records").glob("*.json"))) == 1
     assert root.handlers == handlers and root.level == level
+    assert torch.get_num_threads() == threads
     assert not GlobalHydra.instance().is_initialized()
     assert run_sweep([*grid, "seed=0,-1", "study=inproc"]) == 2  # bad input, and again

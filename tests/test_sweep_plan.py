@@ -21,12 +21,14 @@ from omegaconf import OmegaConf
 
 from transferlab.sweep.plan import JobComposer, PlannedLoader, job_config
 
-# Group overrides (presets, a package), plain values, an added key and a preset's argument.
+# Group overrides (presets, a package), plain values, an added key, a preset's argument, a mapping.
 JOBS = [
     ["data@source=digits_rot45", "init=source", "seed=0", "train.lr=0.01"],
     ["data@source=shapes", "init=scratch", "seed=1", "+trainer.gradient_clip_val=1.0"],
     ["model=test_vit", "optimizer=sgd", "freeze_depth=2", "target_size=20"],
     ["data@source=shapes", "init=source", "seed=3", "augment=flip_crop", "train.lr=0.1"],
+    # a mapping given to a group is a config override, applied in command-line order
+    ["optimizer.weight_decay=0.5", "optimizer={weight_decay: 0.2}"],
 ]
 
 
@@ -45,7 +47,7 @@ def test_fast_composition_equals_hydras_for_every_job():
             full = PlannedLoader(composer).load_sweep_config(master, job)
             assert OmegaConf.to_container(full) == OmegaConf.to_container(hydra), job
             assert full.hydra.job.override_dirname == hydra.hydra.job.override_dirname != ""
-        assert len(composer._composed) == 4  # one per distinct choice of presets
+        assert len(composer._composed) == 5  # one per distinct choice of presets
         # a launcher that runs jobs elsewhere gets Hydra's own loader
         assert pickle.loads(pickle.dumps(PlannedLoader(composer))).__class__ is loader.__class__
 

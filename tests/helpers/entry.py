@@ -6,8 +6,12 @@ runs the entry point's `main()` (`transferlab-run`, `transferlab-reproduce`) in 
 forked from a server that imported the package once (multiprocessing's forkserver: the server
 imports and never computes, so a fork of it is as clean as a new interpreter). The child gets
 the test's environment, working folder and argument list, its stdout and stderr go to files,
-and its exit status is the process's own. Commands that train are run with `subprocess` as a
-user types them; this is for the ones that must stop before training.
+and its exit status is the process's own. Each test file keeps at least one command run as a
+user types it (`python -m ...`), and the installed wheel is tested that way too.
+
+The server's environment is the test process's when it starts (conftest.py pins W&B offline and
+the Hugging Face hub offline before that): a variable a library reads when it is imported
+cannot be changed per call; the ones the package reads when it runs can.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,7 +55,9 @@ def _child(entry: str, argv: list[str], env: dict[str, str], cwd: str, out: str,
         returned = main()
         status = returned if isinstance(returned, int) else 0
     except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else 1
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -81,7 +88,7 @@ def run_entry(
         process.start()
         process.join(timeout)
         if process.exitcode is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.join()
             raise subprocess.TimeoutExpired(argv, timeout)
         read = [p.read_text() if p.exists() else "" for p in (out, err)]

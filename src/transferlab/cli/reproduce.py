@@ -130,17 +130,20 @@ def check_before_training(recipe, sweeps: list[list[str]]) -> None:
 def run_sweep(overrides: Sequence[str]) -> int:
     """`transferlab-run -m OVERRIDES` in this process, through the console entry point itself
     (its checks, exit statuses and messages); its exit status."""
+    import torch
     from hydra.core.global_hydra import GlobalHydra
 
     from transferlab.cli import run
 
-    argv, root = sys.argv, logging.getLogger()
+    argv, root, threads = sys.argv, logging.getLogger(), torch.get_num_threads()
     handlers, level = list(root.handlers), root.level
     sys.argv = [run.PROG, "-m", *overrides]
     try:
         run.main()
     except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else EXIT_FAILED
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
         sys.argv = argv
         GlobalHydra.instance().clear()  # the next sweep initialises Hydra again
@@ -149,6 +152,7 @@ def run_sweep(overrides: Sequence[str]) -> int:
             handler.close()
         root.handlers[:] = handlers
         root.setLevel(level)
+        torch.set_num_threads(threads)  # a run's `threads` setting is the run's only
     return 0
 
 
@@ -194,10 +198,13 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Check, sweep, analyse, judge; one-line errors."""
+    """Check, sweep, analyse, judge; one-line errors; 128 + n when stopped by signal n."""
     args, extra = parser().parse_known_args(argv)
     from transferlab.analysis.records import RecordsPathError
+    from transferlab.cli.signals import Interrupted, stop_on_signals
     from transferlab.reproduce.recipes import load_recipe
+
+    stop_on_signals()  # as its sweeps do: Ctrl-C or SIGTERM anywhere ends it the same way
 
     try:
         if args.list:
@@ -224,6 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, RecordsPathError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as exc:
+        print(f"{PROG}: stopped by {exc}; the same command resumes the study", file=sys.stderr)
+        return exc.exit_status
 
 
 if __name__ == "__main__":

@@ -65,6 +65,10 @@ class JobComposer:
         self._composed: dict[tuple[str, ...], DictConfig] = {}
 
     def _is_group(self, override: Any) -> bool:
+        """A preset choice; a mapping given to a group (`optimizer={lr: 1}`) is a config
+        override for Hydra, applied in command-line order with the plain values."""
+        if isinstance(override.value(), dict):
+            return False
         return override.package is not None or self.loader.repository.group_exists(
             override.key_or_group
         )

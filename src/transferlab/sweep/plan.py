@@ -53,8 +53,8 @@ class JobComposer:
     same presets: config-group overrides select a cached composition, plain overrides are then
     applied as Hydra applies them (`ConfigLoaderImpl._apply_overrides_to_config`).
 
-    It answers `load_sweep_config` as Hydra's config loader does, so the sweeper hands it to
-    its launcher (`PlannedLoader`): a job the plan composed is not composed again to run it."""
+    Through `PlannedLoader` it is the launcher's config loader too: a job the plan composed is
+    not composed again to run it."""
 
     def __init__(self, config_loader: Any, master_config: DictConfig) -> None:
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -73,17 +73,17 @@ class JobComposer:
             override.key_or_group
         )
 
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> Any:
+    def full_config(self, job: Sequence[str]) -> DictConfig:
         """The job's full config, `hydra` node included, as `ConfigLoader.load_sweep_config`
-        returns it (the job's overrides recorded under `hydra.overrides.task`, its
-        `override_dirname`, the master's resolver cache)."""
+        returns it for the master config (the job's overrides recorded under
+        `hydra.overrides.task`, its `override_dirname`, the master's resolver cache)."""
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
-        parsed = self.parser.parse_overrides(list(sweep_overrides))
+        parsed = self.parser.parse_overrides(list(job))
         groups = tuple(o.input_line for o in parsed if self._is_group(o) or o.is_hydra_override())
         if groups not in self._composed:
             self._composed[groups] = self.loader.load_sweep_config(
-                master_config=master_config, sweep_overrides=list(groups)
+                master_config=self.master, sweep_overrides=list(groups)
             )
         cfg = copy.deepcopy(self._composed[groups])
         values = [o for o in parsed if o.input_line not in groups]
@@ -97,12 +97,12 @@ class JobComposer:
             item_sep=naming.item_sep,
             exclude_keys=naming.exclude_keys,
         )
-        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg
 
     def compose(self, job: Sequence[str]) -> DictConfig:
         """The job's config, without the `hydra` node."""
-        return job_config(self.load_sweep_config(self.master, list(job)))
+        return job_config(self.full_config(job))
 
 
 class PlannedLoader:
@@ -114,9 +114,9 @@ class PlannedLoader:
         self.composer = composer
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> Any:
-        if master_config is not self.composer.master:
+        if master_config is not self.composer.master:  # not the plan's sweep: Hydra's own
             return self.composer.loader.load_sweep_config(master_config, sweep_overrides)
-        return self.composer.load_sweep_config(master_config, sweep_overrides)
+        return self.composer.full_config(sweep_overrides)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.composer.loader, name)

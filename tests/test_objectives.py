@@ -18,6 +18,7 @@ from transferlab.analysis.records import flatten_record
 from transferlab.errors import ConfigError
 from transferlab.models import create_model, load_checkpoint
 from transferlab.store import read_record, run_id, stage_config
+from transferlab.store.schema import record_problem
 from transferlab.training.checks import check_run
 from transferlab.training.run import train
 
@@ -71,6 +72,9 @@ def test_only_the_body_is_handed_over_and_the_epoch_is_chosen_on_the_objective(
     assert source["best_epoch"] == min(range(len(losses)), key=losses.__getitem__)
     assert source["metrics"]["val"]["loss"] == losses[source["best_epoch"]]
     assert source["source"]["objective"].startswith(objective)
+    assert record_problem(source) is None  # its loss, not an accuracy, makes it complete ...
+    damaged = {**source, "metrics": {**source["metrics"], "val": {}}}
+    assert record_problem(damaged) == "completed, but metrics.val.loss is None"  # ... and whole
     row = flatten_record(json.loads((results / f"{record['run_id']}.json").read_text()))
     assert row["source"] == f"digits+rotate(degrees=45), {source['source']['objective']}"
     assert "objective" not in row["source_variant_key"]
@@ -135,3 +139,43 @@ def test_nt_xent_equals_its_value_by_hand():
     assert nt_xent(views, views, 1.0).item() == pytest.approx(math.log((math.e + 2) / math.e))
     swapped = nt_xent(views, views.flip(0), 1.0)  # each positive now the other image's view
     assert swapped.item() == pytest.approx(math.log((math.e + 2) / 1.0))
+
+
+def test_an_untrained_source_is_the_model_as_its_seed_initialised_it(compose, tmp_path):
+    """`pretrain.epochs=0`: a random-init candidate. Its checkpoint holds the weights the
+    source seed gives a fresh model (classifier included), its record says nothing was chosen
+    on validation, and it is another source than one epoch of training."""
+    import lightning as L
+
+    record, checkpoint = _source_weights(compose, tmp_path, "supervised", "digits")
+    cfg = compose(*RUN, "data@source=digits", "pretrain.epochs=0", "pretrain.seed=3")
+    untrained = train(cfg)
+    assert untrained["status"] == "completed", untrained["error"]
+    assert untrained["source_run_id"] != record["source_run_id"]
+    weights = load_checkpoint(tmp_path / "results" / untrained["source_checkpoint"])["state_dict"]
+    L.seed_everything(3, verbose=False)
+    fresh, _ = create_model("test_resnet", num_classes=10, in_chans=3, image_size=16)
+    assert weights.keys() == fresh.state_dict().keys()
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(weights[key], value), key
+    trained = checkpoint["state_dict"]
+    assert any(not torch.equal(v, trained[k]) for k, v in weights.items())
+    results = tmp_path / "results" / "default" / "records"
+    source = read_record(results / f"{untrained['source_run_id']}.json")
+    assert (source["epochs"], source["val_curve"], source["best_epoch"]) == (0, [], None)
+    assert 0 <= source["metrics"]["val"]["acc"] <= 1  # the initial weights, validated once
+    assert record_problem(source) is None  # a complete record: the analysis reads it
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["pretrain.epochs=-1"], "pretrain.epochs must be >= 0, got -1"),
+        (["train.epochs=0"], "train.epochs must be >= 1, got 0"),  # the target stage trains
+        (["pretrain.epochs=0", "pretrain/objective=simclr"], "use it with pretrain/objective="),
+    ],
+)
+def test_untrained_source_settings_are_one_line_before_training(compose, overrides, named):
+    with pytest.raises(ConfigError) as err:
+        check_run(compose("init=source", *overrides))
+    assert named in str(err.value) and "\n" not in str(err.value)

@@ -176,7 +176,10 @@ class RunRecord:
         None,
     )
     best_epoch: int | None = _doc(
-        "epoch chosen on validation accuracy (never on test)", "int \\| null", None
+        "epoch chosen on validation accuracy (never on test); null for a source stage of no "
+        "epochs (`pretrain.epochs=0`), whose initial weights are validated once",
+        "int \\| null",
+        None,
     )
     val_curve: list = _doc(
         "one `{epoch, acc, f1, precision, recall, ece, nll}` per epoch", "list", None
@@ -265,6 +268,8 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 }
 #: Metrics a completed record must carry as finite numbers, and their range.
 REQUIRED_METRICS = (("val", "acc"), ("test", "acc"))
+#: ... and those of a source stage trained without labels: its objective's loss.
+UNLABELLED_METRICS = (("val", "loss"), ("test", "loss"))
 ACCURACY_RANGE = (0.0, 1.0)
 
 
@@ -282,15 +287,25 @@ def _type_problem(name: str, value: Any, json_type: str) -> str | None:
     return None
 
 
+def _required_metrics(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The metrics a completed record must carry: an accuracy, or for a source stage trained
+    without labels (`pretrain/objective`: its source entry names the objective) its loss."""
+    source = record.get("source")
+    if record.get("stage") == "source" and isinstance(source, Mapping) and source.get("objective"):
+        return UNLABELLED_METRICS
+    return REQUIRED_METRICS
+
+
 def _metric_problem(record: Mapping[str, Any]) -> str | None:
-    """A completed record without a finite val and test accuracy, or with a non-finite metric."""
+    """A completed record without its finite val and test accuracy (or objective loss), or
+    with a non-finite metric."""
     metrics = record.get("metrics") or {}
-    for split, key in REQUIRED_METRICS:
+    for split, key in _required_metrics(record):
         value = (metrics.get(split) or {}).get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"completed, but metrics.{split}.{key} is {value!r}"
         low, high = ACCURACY_RANGE
-        if not math.isfinite(value) or not low <= value <= high:
+        if key == "acc" and not (math.isfinite(value) and low <= value <= high):
             return f"completed, but metrics.{split}.{key} is {value} (not in [{low}, {high}])"
     for split in ("val", "test"):
         for key, value in (metrics.get(split) or {}).items():

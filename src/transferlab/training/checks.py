@@ -122,14 +122,31 @@ def _check_callback_values(cfg: DictConfig) -> None:
         )
 
 
-def _check_budget(name: str, budget: Any) -> None:
+def _check_budget(name: str, budget: Any, min_epochs: int = 1) -> None:
+    """A stage budget's values; the source stage takes `epochs=0` (no pre-training)."""
     if not budget.lr > 0:
         raise ConfigError(f"{name}.lr must be a positive number, got {budget.lr!r}")
     if budget.weight_decay < 0:
         raise ConfigError(f"{name}.weight_decay must be >= 0, got {budget.weight_decay!r}")
-    for key in ("epochs", "batch_size"):
-        if int(budget[key]) < 1:
-            raise ConfigError(f"{name}.{key} must be a positive integer, got {budget[key]!r}")
+    if int(budget.batch_size) < 1:
+        raise ConfigError(
+            f"{name}.batch_size must be a positive integer, got {budget.batch_size!r}"
+        )
+    if int(budget.epochs) < min_epochs:
+        what = "a positive integer" if min_epochs else "an integer >= 0 (0: no pre-training)"
+        raise ConfigError(f"{name}.epochs must be {what}, got {budget.epochs!r}")
+
+
+def _check_untrained_source(pretrain: Any) -> None:
+    """`pretrain.epochs=0` is one candidate (the initialised weights) whatever the objective
+    would have trained: only the default objective names it, so no two run ids mean it."""
+    from transferlab.objectives import is_supervised
+
+    if int(pretrain.epochs) == 0 and not is_supervised(pretrain.get("objective")):
+        raise ConfigError(
+            "pretrain.epochs=0 trains nothing (the source checkpoint is the initialised model): "
+            "use it with pretrain/objective=supervised, the default"
+        )
 
 
 def data_options(cfg: DictConfig) -> dict[str, Any]:
@@ -283,8 +300,9 @@ def preflight(cfg: DictConfig) -> int:
         _check_shared_base(cfg.source, cfg.target)
     _check_budget("train", cfg.train)
     if uses_source:
-        _check_budget("pretrain", cfg.pretrain)
+        _check_budget("pretrain", cfg.pretrain, min_epochs=0)
         _check_objective(cfg.pretrain.get("objective"))
+        _check_untrained_source(cfg.pretrain)
     groups = _validated_model(
         json.dumps(
             {

@@ -86,8 +86,10 @@ class Budget:
 
 @dataclass
 class PretrainBudget(Budget):
-    """The source stage's budget (`pretrain`)."""
+    """The source stage's budget (`pretrain`). `epochs=0` trains nothing: the source checkpoint
+    is the model as `seed` initialised it (a random-init candidate, with a random classifier)."""
 
+    epochs: int = _range(0)
     seed: int | None = _range(0)
     objective: Any = _constructor()  # the pretrain/objective preset
 

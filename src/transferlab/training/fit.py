@@ -322,6 +322,7 @@ def fit_stage(
         stage_cfg, info["context"], module, trainer, splits, train_split
     )
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)
+    untrained = _validate_untrained(trainer, module, stage_cfg, splits)
     timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)
     result = StageResult(
         status="completed",
@@ -349,11 +350,30 @@ def fit_stage(
             int(stage_cfg.budget.batch_size),
             int(stage_cfg.data_workers),
         )
+        if untrained is not None:  # validated, not trained: no epoch was chosen
+            result.val, result.best_epoch = untrained, None
         if isinstance(train_split, AdaptationData):
             seed = int(stage_cfg.seed)
             result.adaptation = adaptation_summary(module, train_split, splits.test, seed)
     _drop_checkpoints(stage_cfg, trainer, run_dir)
     return result
+
+
+def _validate_untrained(
+    trainer: L.Trainer, module: TransferClassifier, stage_cfg: DictConfig, splits: DatasetSplits
+) -> dict[str, float] | None:
+    """A stage of no epochs (`pretrain.epochs=0`: the initialised model as a source) has its
+    initial weights validated once, so its record carries a validation accuracy as every
+    completed record does; no epoch is chosen (`best_epoch` None, an empty `val_curve`)."""
+    if int(stage_cfg.budget.epochs) > 0:
+        return None
+    batch_size, workers = int(stage_cfg.budget.batch_size), int(stage_cfg.data_workers)
+    trainer.validate(
+        module, dataloaders=eval_loader(splits.val, batch_size, workers), verbose=False
+    )
+    entry = module.val_curve.pop()
+    module.train_curve.pop()
+    return {k: v for k, v in entry.items() if k != "epoch"}
 
 
 def _drop_checkpoints(stage_cfg: DictConfig, trainer: L.Trainer, run_dir: Path) -> None:

@@ -227,6 +227,14 @@ class RunRecord:
         "str \\| null",
         None,
     )
+    cohort: int | None = _doc(
+        "how many runs (this one included) trained together as one vectorised model "
+        "(`training/cohort.py`: same settings but seed and learning rate); null: it trained "
+        "alone. Not part of the identity: a member's numbers are its lone run's up to float "
+        "rounding",
+        "int \\| null",
+        None,
+    )
     schema: int = _doc(f"record schema version ({RECORD_SCHEMA})", "int", RECORD_SCHEMA)
     identity_version: int = _doc(
         f"version of the run identity rule ({IDENTITY_VERSION})", "int", IDENTITY_VERSION

@@ -71,6 +71,7 @@ class StageResult:
     is_global_zero: bool = True
     model: Any = None
     adaptation: dict[str, Any] | None = None
+    train_curve: list[dict[str, Any]] = field(default_factory=list)  # a cohort member's
 
 
 def build_module(

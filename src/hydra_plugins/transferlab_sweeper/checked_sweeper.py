@@ -46,13 +46,16 @@ class CheckedSweeper(BasicSweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        from transferlab.sweep.cohorts import group_jobs
         from transferlab.sweep.progress import record_plan
         from transferlab.training.console import quiet_launchers
 
         quiet_launchers(bool(self.config.get("verbose")))
         plan = self.plan_grid(arguments)
-        record_plan(Path(self.config.hydra.sweep.dir), plan)
-        self._planned = plan.launch
+        record_plan(Path(self.config.hydra.sweep.dir), plan)  # one progress line per run
+        self._planned, cohorts = group_jobs(plan.launch, plan.entries)
+        if cohorts is not None:
+            log.info("cohorts: %s", cohorts)
         return super().sweep(arguments)
 
     def split_arguments(self, overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:
@@ -102,6 +105,7 @@ class CheckedSweeper(BasicSweeper):
             else:
                 seen.add(run)
                 plan.launch.append(job)
+                plan.entries.append(entry)
         cache.save()
         log.info(
             "planned %d jobs in %.1fs: %d to run, %d done before, %d repeat another job's run "

@@ -25,8 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab import presets
 from transferlab.cli.signals import Interrupted, stop_on_signals
 from transferlab.errors import ConfigError, GridError
+from transferlab.sweep.cohorts import MEMBERS_KEY, member_configs
 from transferlab.sweep.progress import last_sweep_failures
 from transferlab.training.checks import check_writable
+from transferlab.training.cohort_run import train_cohort
 from transferlab.training.config_schema import check_override_keys, composition_error
 from transferlab.training.run import train
 
@@ -127,6 +129,8 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
     try:
+        if cfg.get(MEMBERS_KEY):  # a cohort job of a sweep: one record per member
+            return {"cohort": train_cohort(member_configs(cfg))}
         record = train(cfg)
     except ConfigError as exc:
         if _is_multirun():

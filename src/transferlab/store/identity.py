@@ -56,6 +56,9 @@ NOT_IDENTITY = (
     "data_workers",  # processes decoding a streamed dataset: same batches, other speed
     "channels_last",  # memory layout of weights and batches: same numbers up to float rounding
     "verbose",  # what the console shows
+    "cohort",  # train with other seeds and lrs as one vectorised model: same numbers up to
+    #            float rounding (as `threads`; tests/test_cohort.py compares both paths)
+    "cohort_members",  # which runs a cohort job trains (each member has its own run id)
     "source_run_id",  # a hash of the source settings, which are hashed themselves
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",

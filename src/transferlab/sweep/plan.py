@@ -178,6 +178,7 @@ class SweepPlan:
 
     jobs: int = 0
     launch: list[list[str]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)  # the plan entry of each
     done: int = 0
     duplicates: int = 0
     composed: int = 0
@@ -214,6 +215,7 @@ def job_entry(cfg: DictConfig) -> dict[str, Any]:
     the fingerprints of the folders and files its id holds by content (`inputs`)."""
     from transferlab.store import ResultsStore, run_id, stage_configs
     from transferlab.store.fingerprint import run_inputs
+    from transferlab.sweep.cohorts import cohort_fields
 
     store = ResultsStore(cfg.paths.results, cfg.study)
     return {
@@ -222,6 +224,7 @@ def job_entry(cfg: DictConfig) -> dict[str, Any]:
         "force": bool(cfg.get("force")),
         "save_weights": bool(cfg.get("save_weights")),
         "inputs": run_inputs(cfg),
+        **cohort_fields(cfg),
     }
 
 

@@ -57,23 +57,19 @@ def grid_size(config: DictConfig) -> int:
     return math.prod(sizes.values())
 
 
-def _outcome(job_return: JobReturn) -> tuple[str, str | None, str | None]:
-    """(outcome, run id, error) of one job."""
+def _runs(job_return: JobReturn) -> list[tuple[str, str | None, str | None, str]]:
+    """(outcome, run id, error, key figures) of each run a job trained: one, or each member
+    of a cohort job (`sweep/cohorts.py`)."""
     if job_return.status == JobStatus.FAILED:
-        return "failed", None, repr(job_return._return_value)
+        return [("failed", None, repr(job_return._return_value), "")]
     value = job_return.return_value or {}
-    if value.get("skipped"):
-        return "skipped", value.get("run_id"), None
-    return value.get("status", "failed"), value.get("run_id"), value.get("error")
+    return [_run(run) for run in value.get("cohort") or [value]]
 
 
-def _result(job_return: JobReturn) -> str:
-    """The run's key figures for the progress line: test accuracy, seconds, error."""
-    if job_return.status == JobStatus.FAILED:
-        return ""
-    value = job_return.return_value or {}
+def _run(value: dict[str, Any]) -> tuple[str, str | None, str | None, str]:
+    """(outcome, run id, error, key figures: test accuracy, seconds, error) of one record."""
     if value.get("skipped"):
-        return ""
+        return "skipped", value.get("run_id"), None, ""
     acc = ((value.get("metrics") or {}).get("test") or {}).get("acc")
     parts = [f"test acc {acc:.3f}"] if acc is not None else []
     if value.get("wall_time_s") is not None:
@@ -82,7 +78,8 @@ def _result(job_return: JobReturn) -> str:
     if value.get("error"):  # `;` ends the figures on the line: keep it out of them
         error = str(value["error"])[:ERROR_CHARS].replace(";", ",")
         shown = f"{shown}, {error}" if shown else error
-    return f": {shown}" if shown else ""
+    outcome = value.get("status", "failed")
+    return outcome, value.get("run_id"), value.get("error"), f": {shown}" if shown else ""
 
 
 def _bar(done: int, total: int) -> str:
@@ -110,7 +107,15 @@ class SweepProgress(Callback):
         plan_path = sweep_dir / PLAN_FILE
         if not plan_path.exists():  # a single run, not a sweep
             return
-        outcome, rid, error = _outcome(job_return)
+        for outcome, rid, error, figures in _runs(job_return):
+            self._report(config, sweep_dir, outcome, rid, error, figures)
+
+    @staticmethod
+    def _report(
+        config: DictConfig, sweep_dir: Path, outcome: str, rid: str | None, error: str | None,
+        figures: str,
+    ) -> None:  # fmt: skip
+        """Append the run's progress line to the sweep's file and print it."""
         line = json.dumps(
             {
                 "outcome": outcome,
@@ -125,9 +130,9 @@ class SweepProgress(Callback):
             os.write(fd, (line + "\n").encode())
         finally:
             os.close(fd)
-        plan = json.loads(plan_path.read_text())
+        plan = json.loads((sweep_dir / PLAN_FILE).read_text())
         total = plan.get("launch", plan["jobs"])
-        # This job's own position: parallel jobs ending together must not both read `k = 2`.
+        # This run's own position: parallel jobs ending together must not both read `k = 2`.
         lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
         done = lines.index(line) + 1 if line in lines else len(lines)
         elapsed = time.time() - plan["started"]
@@ -140,7 +145,7 @@ class SweepProgress(Callback):
             config.hydra.job.num,
             outcome,
             rid,
-            _result(job_return),
+            figures,
             _format_seconds(elapsed),
             _format_seconds(left),
         )

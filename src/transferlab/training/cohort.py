@@ -225,7 +225,7 @@ class CohortModule(L.LightningModule):
             member.val_curve.append(entry)
             total, count = self._sums[i]
             member.train_curve.append({"epoch": epoch, "train/loss": total / max(count, 1)})
-            member.epoch_steps[epoch] = self.steps
+            member.epoch_steps[epoch] = self.steps - 1  # the step Lightning logs the epoch at
             score = values["val/acc"]
             if not math.isfinite(values["val/nll"]):
                 self.diverged[i] = f"non-finite validation loss at epoch {epoch}"

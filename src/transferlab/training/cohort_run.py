@@ -149,7 +149,7 @@ def _log_curves(stage: DictConfig, result: Any) -> None:
     loggers = build_loggers(stage)
     steps = {row["epoch"]: row for row in getattr(result, "train_curve", [])}
     resolved = OmegaConf.to_container(stage, resolve=True)
-    last = 0
+    last = -1
     for logger in loggers:
         logger.log_hyperparams(resolved)
         for row in result.val_curve:
@@ -159,7 +159,8 @@ def _log_curves(stage: DictConfig, result: Any) -> None:
             metrics.update(epoch_index=float(epoch), epoch=epoch)
             last = int(extra.get("step", last))
             logger.log_metrics(metrics, step=last)
-        if result.test:
-            logger.log_metrics({f"test/{k}": v for k, v in result.test.items()}, step=last)
+        if result.test:  # after the last epoch, as Lightning logs a test after a fit
+            test = {f"test/{k}": v for k, v in result.test.items()}
+            logger.log_metrics({**test, "epoch": len(result.val_curve)}, step=last + 1)
         logger.finalize("success" if result.status == "completed" else "failed")
     _finish_loggers()

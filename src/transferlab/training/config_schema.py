@@ -147,6 +147,8 @@ class RunConfig:
     feature_cache: bool = _range()
     data_on_device: bool = _range()
     channels_last: bool | str = _range(choices=CHANNELS_LAST_CHOICES)
+    cohort: bool = _range()
+    cohort_members: list | None = _range()  # set by the sweeper (`sweep/cohorts.py`)
     verbose: bool = _range()
     train: Budget = _range()
     pretrain: PretrainBudget = _range()

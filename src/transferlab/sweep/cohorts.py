@@ -1,0 +1,117 @@
+"""Cohorts in a sweep: the plan groups the jobs to launch whose runs differ only in `seed` and
+`train.lr` (with `cohort=true`, and what `training/cohort.py` can vectorise) and launches each
+group as one job that trains them together (`cohort_members`: the [seed, lr] of each run); the
+other jobs launch one run each, and the plan says why they train alone.
+
+A cohort job is the first member's own overrides plus `cohort_members`; its task builds each
+member's config from its own by setting `seed` and `train.lr`, which is all the members differ
+in (the plan compared their composed configs), so each member has the run id the plan found.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+#: The override a cohort job carries, and what its members may differ in.
+MEMBERS_KEY = "cohort_members"
+MEMBER_KEYS = ("seed", "train.lr")
+#: What a cohort chooses each member's epoch on (`training/cohort.py` keeps the best by it).
+SELECTION = ("val/acc", "max")
+
+
+def why_alone_config(cfg: DictConfig) -> str | None:
+    """Why a composed run cannot train in a cohort, read from its config alone (the training
+    code checks the built model again); None: it can."""
+    from hydra.utils import instantiate
+
+    from transferlab.adaptation import is_adaptation
+    from transferlab.methods import Context, Method
+    from transferlab.training.checks import SELECTION_CALLBACK
+
+    if cfg.init == "previous":
+        return "a drift chain's steps train one after another"
+    node = cfg.get("method") if cfg.init != "scratch" else None
+    if node is not None and is_adaptation(node):
+        return f"adaptation method {node.get('_target_', '').rsplit('.', 1)[-1]}"
+    method = instantiate(node) if node else Method()
+    context = Context(int(cfg.freeze_depth), int(cfg.train.epochs), head_reset=None)
+    if len(method.spans(context)) > 1:
+        return f"method {method.name} restarts its optimiser"
+    if method.needs_features or type(method).penalty is not Method.penalty:
+        return f"method {method.name} adds a penalty"
+    kwargs = cfg.model.get("kwargs") or {}
+    for key in ("drop_rate", "drop_path_rate"):
+        if kwargs.get(key):
+            return f"the model draws random numbers in training ({key}={kwargs[key]})"
+    selection = OmegaConf.select(cfg, f"callbacks.{SELECTION_CALLBACK}") or {}
+    chosen = (selection.get("monitor", SELECTION[0]), selection.get("mode", SELECTION[1]))
+    if chosen != SELECTION:
+        return f"epochs chosen on {chosen[0]} ({chosen[1]})"
+    return None
+
+
+def cohort_fields(cfg: DictConfig) -> dict[str, Any]:
+    """What the plan keeps of a job for grouping: its cohort key (None: it runs alone), why
+    it runs alone when it asked for a cohort, and its [seed, lr]."""
+    from transferlab.sweep.plan import job_config
+
+    fields: dict[str, Any] = {"cohort_key": None, "alone": None}
+    if not cfg.get("cohort"):
+        return fields
+    fields["member"] = [int(cfg.seed), float(cfg.train.lr)]
+    if (reason := why_alone_config(cfg)) is not None:
+        return {**fields, "alone": reason}
+    shared = OmegaConf.to_container(job_config(cfg), resolve=False)
+    shared.pop("seed", None)
+    shared.pop(MEMBERS_KEY, None)
+    shared.get("train", {}).pop("lr", None)
+    text = json.dumps(shared, sort_keys=True, default=str)
+    return {**fields, "cohort_key": hashlib.sha256(text.encode()).hexdigest()[:32]}
+
+
+def group_jobs(
+    jobs: Sequence[list[str]], entries: Sequence[dict[str, Any]]
+) -> tuple[list[list[str]], str | None]:
+    """The jobs to launch, members of a cohort as one job each, in the order of each group's
+    first job; and a line for the plan's summary (None when no job asked for a cohort)."""
+    groups: dict[str, list[int]] = {}
+    for i, entry in enumerate(entries):
+        key = entry.get("cohort_key") or f"alone:{i}"
+        groups.setdefault(key, []).append(i)
+    launch = []
+    for members in groups.values():
+        job = list(jobs[members[0]])
+        if len(members) > 1:
+            pairs = ",".join(f"[{s},{lr!r}]" for s, lr in (entries[i]["member"] for i in members))
+            job.append(f"{MEMBERS_KEY}=[{pairs}]")
+        launch.append(job)
+    if not any("member" in entry for entry in entries):
+        return launch, None
+    cohorts = [m for m in groups.values() if len(m) > 1]
+    reasons = Counter(e["alone"] for e in entries if e.get("alone"))
+    line = f"{sum(map(len, cohorts))} runs in {len(cohorts)} cohorts"
+    alone = len(entries) - sum(map(len, cohorts))
+    if alone:
+        why = "; ".join(f"{reason} ({n})" for reason, n in reasons.items())
+        line += f", {alone} alone" + (f" ({why})" if why else "")
+    return launch, line
+
+
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """A cohort job's member configs: its own with each member's seed and learning rate."""
+    members = []
+    for seed, lr in cfg[MEMBERS_KEY]:
+        member = copy.deepcopy(cfg)
+        with open_dict(member):
+            member.seed = int(seed)
+            member.train.lr = float(lr)
+            member[MEMBERS_KEY] = None
+        members.append(member)
+    return members

@@ -110,13 +110,15 @@ def test_train_cohort_writes_each_members_record_and_logs_and_resumes_none(compo
     from transferlab.training.cohort_run import train_cohort
     from transferlab.training.run import train
 
-    cfgs = _run_cfgs(compose, "optimizer=sgd")
+    cfgs = _run_cfgs(compose, "optimizer=sgd", "save_weights=true")
     records = train_cohort(cfgs)
     ids = [run_id(stage_configs(cfg)[1]) for cfg in cfgs]
     assert [r["run_id"] for r in records] == ids and len(set(ids)) == len(MEMBERS)
     for record in records:
         assert record["status"] == "completed" and record["cohort"] == len(MEMBERS)
         assert record_problem(record) is None
+        assert record["started_at"] < record["finished_at"] and record["train_samples_per_s"] > 0
+        assert (tmp_path / "results" / record["checkpoint"]).is_file()  # save_weights=true
         metrics = tmp_path / "results" / "default" / "runs" / record["run_id"] / "csv"
         (csv_file,) = metrics.rglob("metrics.csv")
         rows = list(csv.DictReader(csv_file.open()))
@@ -126,7 +128,11 @@ def test_train_cohort_writes_each_members_record_and_logs_and_resumes_none(compo
         assert [(r["epoch"], r["step"]) for r in rows if r["test/acc"]] == [("2", "20")]
     again = train_cohort(cfgs)  # a re-launch trains nothing
     assert all(r.get("skipped") for r in again)
-    lone = train(_run_cfgs(compose, "optimizer=sgd", "force=true", members=[MEMBERS[0]])[0])
+    lone = train(
+        _run_cfgs(compose, "optimizer=sgd", "save_weights=true", "force=true", members=MEMBERS[:1])[
+            0
+        ]
+    )
     assert lone["run_id"] == ids[0] and lone["cohort"] is None
     assert lone["metrics"]["test"]["nll"] == pytest.approx(
         records[0]["metrics"]["test"]["nll"], abs=ATOL
@@ -181,6 +187,8 @@ def test_a_multirun_trains_cohorts_with_one_record_and_progress_line_per_run(tmp
         (["init=source", "method=dann"], "adaptation method"),
         (["+model.kwargs.drop_path_rate=0.1"], "draws random numbers in training"),
         (["callbacks.selection.mode=min", "callbacks.selection.monitor=val/nll"], "val/nll"),
+        (["trainer.precision=16-mixed"], "one loss scale for every member"),
+        (["+trainer.max_steps=5"], "counted per optimiser step"),
     ],
 )
 def test_the_plan_says_why_a_run_trains_alone(compose, overrides, why):
@@ -191,3 +199,14 @@ def test_the_plan_says_why_a_run_trains_alone(compose, overrides, why):
         assert fields["alone"] is None and fields["cohort_key"]
     else:
         assert why in fields["alone"] and fields["cohort_key"] is None
+
+
+def test_runs_a_cohort_cannot_vectorise_train_alone_each_with_its_record(compose, tmp_path):
+    from transferlab.training.cohort_run import train_cohort
+
+    members = [(0, 0.003), (1, 0.003)]
+    cfgs = _run_cfgs(compose, "+model.kwargs.drop_path_rate=0.1", members=members)
+    records = train_cohort(cfgs)
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    assert [r["cohort"] for r in records] == [None, None]  # trained alone, as the log says
+    assert [r["seed"] for r in records] == [0, 1]

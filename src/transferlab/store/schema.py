@@ -184,7 +184,11 @@ class RunRecord:
     val_curve: list = _doc(
         "one `{epoch, acc, f1, precision, recall, ece, nll}` per epoch", "list", None
     )
-    train_samples_per_s: float | None = _doc("training throughput", "float \\| null", None)
+    train_samples_per_s: float | None = _doc(
+        "training throughput (a cohort member's: its own examples over the cohort's training time)",
+        "float \\| null",
+        None,
+    )
     method: str | None = _doc(
         "how a transferred target stage trained: `finetune`, or another method with its "
         "settings, e.g. `lp_ft_shared(probe_share=0.5)` (null for a source stage or a scratch "

@@ -24,6 +24,8 @@ MEMBERS_KEY = "cohort_members"
 MEMBER_KEYS = ("seed", "train.lr")
 #: What a cohort chooses each member's epoch on (`training/cohort.py` keeps the best by it).
 SELECTION = ("val/acc", "max")
+#: Precisions with one loss scaler for a whole step (`training/cohort.py` refuses them too).
+SCALED_PRECISIONS = ("16-mixed", "16", 16)
 
 
 def why_alone_config(cfg: DictConfig) -> str | None:
@@ -50,6 +52,14 @@ def why_alone_config(cfg: DictConfig) -> str | None:
     for key in ("drop_rate", "drop_path_rate"):
         if kwargs.get(key):
             return f"the model draws random numbers in training ({key}={kwargs[key]})"
+    precision = OmegaConf.select(cfg, "trainer.precision")
+    if precision in SCALED_PRECISIONS:
+        return f"precision {precision} (one loss scale for every member)"
+    if (
+        OmegaConf.select(cfg, "trainer.max_steps") not in (None, -1)
+        or OmegaConf.select(cfg, "trainer.min_steps") is not None
+    ):
+        return "trainer.max_steps / min_steps (counted per optimiser step)"
     selection = OmegaConf.select(cfg, f"callbacks.{SELECTION_CALLBACK}") or {}
     chosen = (selection.get("monitor", SELECTION[0]), selection.get("mode", SELECTION[1]))
     if chosen != SELECTION:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,6 +41,7 @@ from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.data.image_ops import to_float
 from transferlab.methods import Method
 from transferlab.models import keep_frozen_in_eval, trainable_parameters
+from transferlab.training.callbacks import SUBMITIT_VARIABLE, LeaveSigtermToSubmitit
 from transferlab.training.checks import SELECTION_CALLBACK
 from transferlab.training.fit import StageResult, build_module
 from transferlab.training.loaders import eval_loader, train_loader
@@ -56,7 +58,14 @@ class NotVectorised(Exception):
 SELECT_ON = "val/acc"
 #: Modules that draw random numbers in training mode: a member could not draw what its lone
 #: run draws inside one vectorised call.
-RANDOM_MODULES = ("Dropout", "DropPath", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout")
+RANDOM_MODULES = (
+    "Dropout", "DropPath", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "DropBlock2d",
+    "PatchDropout",
+)  # fmt: skip
+#: Their rate attributes (torch's `p`, timm's `drop_prob` and `prob`).
+RATE_ATTRIBUTES = ("p", "drop_prob", "prob")
+#: Precisions whose loss scaler is one for the whole step: K members would update it K times.
+SCALED_PRECISIONS = ("16-mixed", "16", 16)
 
 
 def why_alone(module: Any, devices: int = 1) -> str | None:
@@ -71,9 +80,8 @@ def why_alone(module: Any, devices: int = 1) -> str | None:
     if getattr(module.model, "drop_rate", 0):  # timm's functional dropout before the head
         return f"the model draws random numbers in training (drop_rate={module.model.drop_rate})"
     for name, layer in module.model.named_modules():
-        rate = getattr(layer, "p", None) if "Dropout" in type(layer).__name__ else None
-        rate = getattr(layer, "drop_prob", rate) if type(layer).__name__ == "DropPath" else rate
-        if type(layer).__name__ in RANDOM_MODULES and rate:
+        rates = [getattr(layer, a, 0) for a in RATE_ATTRIBUTES if hasattr(layer, a)]
+        if type(layer).__name__ in RANDOM_MODULES and any(rates):
             return f"the model draws random numbers in training ({name}: {type(layer).__name__})"
     if devices != 1:
         return f"{devices} devices"
@@ -97,6 +105,7 @@ class CohortModule(L.LightningModule):
         self.train_seconds = 0.0
         self._generators: list[torch.Generator | None] = [None] * len(members)
         self._sums: list[tuple[float, int]] = [(0.0, 0)] * len(members)
+        self.samples = [0] * len(members)  # examples each member trained on
 
     # -- set-up ---------------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -169,7 +178,8 @@ class CohortModule(L.LightningModule):
         for i, ok in enumerate(finite):
             if not ok and self.diverged[i] is None:
                 self.diverged[i] = (
-                    f"non-finite training loss at epoch {self.current_epoch}, step {self.steps}"
+                    f"non-finite training loss at epoch {self.current_epoch}, "
+                    f"step {self.steps + 1}"  # as a lone run counts it (its global step)
                 )
         for i in live:
             optimizers[i].zero_grad()
@@ -180,6 +190,7 @@ class CohortModule(L.LightningModule):
                 total, count = self._sums[i]
                 n = len(batch[i][1])
                 self._sums[i] = (total + float(losses[i].detach()) * n, count + n)
+                self.samples[i] += n
         self.steps += 1
         self.train_seconds += time.perf_counter() - started
         if all(reason is not None for reason in self.diverged):
@@ -255,10 +266,12 @@ def fit_cohort(
         infos.append(info)
     first = stage_cfgs[0]
     budget, workers = first.budget, int(first.data_workers)
+    callbacks = [LeaveSigtermToSubmitit()] if os.environ.get(SUBMITIT_VARIABLE) else []
     trainer = instantiate(
-        first.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+        first.trainer, logger=False, callbacks=callbacks, enable_checkpointing=False,
         default_root_dir=str(first.run.dir),
     )  # fmt: skip
+    _check_trainer(trainer)
     selection = OmegaConf.select(first, f"callbacks.{SELECTION_CALLBACK}") or {}
     if (selection.get("monitor", SELECT_ON), selection.get("mode", "max")) != (SELECT_ON, "max"):
         raise NotVectorised(f"epochs chosen on {selection.get('monitor')} {selection.get('mode')}")
@@ -291,6 +304,15 @@ def fit_cohort(
     ]
 
 
+def _check_trainer(trainer: L.Trainer) -> None:
+    """What a cohort's one trainer cannot do for K members: one loss scale for all (16-bit
+    mixed precision), step limits (manual optimisation counts K optimiser steps a batch)."""
+    if trainer.precision in SCALED_PRECISIONS:
+        raise NotVectorised(f"precision {trainer.precision} (one loss scale for every member)")
+    if trainer.max_steps != -1 or trainer.min_steps is not None:
+        raise NotVectorised("trainer.max_steps / min_steps (counted per optimiser step)")
+
+
 def _member_result(
     cohort: CohortModule, i: int, info: dict, data: tuple, is_global_zero: bool
 ) -> StageResult:
@@ -306,7 +328,9 @@ def _member_result(
         head_reset=info.get("head_reset"),
         input_stats=module.input_stats,
         val_curve=list(module.val_curve),
-        train_samples_per_s=None,
+        train_samples_per_s=(
+            cohort.samples[i] / cohort.train_seconds if cohort.train_seconds > 0 else None
+        ),
         phases=info["method"].phases(info["context"]),
         is_global_zero=is_global_zero,
         model=module.model,

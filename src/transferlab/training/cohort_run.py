@@ -20,12 +20,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab.data import clear_cache
 from transferlab.store import ResultsStore, run_id, stage_configs
 from transferlab.store.identity import with_effective_init
 from transferlab.store.locks import process_lock
 from transferlab.training.checks import check_structure, check_writable, preflight
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.console import stage_output
+from transferlab.training.drift import PREVIOUS
 from transferlab.training.keep import keep_weights, weights_path
 from transferlab.training.record import base_fields, finish, outcome_fields
 from transferlab.training.run import (
@@ -36,6 +38,7 @@ from transferlab.training.run import (
     _without_source,
     ensure_source,
     run_stage,
+    train,
 )
 
 log = logging.getLogger(__name__)
@@ -63,15 +66,19 @@ class Member:
 
 def train_cohort(cfgs: Sequence[DictConfig]) -> list[dict[str, Any]]:
     """Train runs that differ only in seed and `train.lr` together; their records, in order."""
+    if any(cfg.get("init") == PREVIOUS for cfg in cfgs):  # a chain's steps run in turn
+        return [train(cfg) for cfg in cfgs]
     members = [Member(cfg) for cfg in cfgs]
-    todo = [m for m in members if not m.finished()]
+    todo = list({m.rid: m for m in members if not m.finished()}.values())  # one per run id
     for member in todo:
         preflight(member.cfg)
         check_writable(member.store.records_dir, "paths.results")
     if todo and todo[0].cfg.get("threads"):
         torch.set_num_threads(int(todo[0].cfg.threads))
+    if todo and not todo[0].cfg.cache:
+        clear_cache()
     with ExitStack() as locks:
-        for member in todo:
+        for member in sorted(todo, key=lambda m: m.rid):  # one order: no two jobs deadlock
             locks.enter_context(process_lock(member.store.records_dir / f".{member.rid}.lock"))
         todo = [m for m in todo if not m.finished()]
         ready = [m for m in todo if _with_source(m)]
@@ -82,7 +89,8 @@ def train_cohort(cfgs: Sequence[DictConfig]) -> list[dict[str, Any]]:
                 member.record = run_stage(
                     member.stage, member.store, source_checkpoint=member.checkpoint
                 )
-    return [m.record for m in members]
+    first = {m.rid: m.record for m in reversed(members)}  # a repeated run id: its one record
+    return [m.record if m.record is not None else first[m.rid] for m in members]
 
 
 def _with_source(member: Member) -> bool:
@@ -106,6 +114,9 @@ def _train_together(members: list[Member]) -> None:
     first = members[0]
     run_dir = Path(first.stage.run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    bases = [
+        {**base_fields(m.stage, m.rid), "source_checkpoint": m.checkpoint} for m in members
+    ]  # started_at: now, before the fit
     started = time.perf_counter()
     try:
         data = [_training_data(m.stage) for m in members]
@@ -119,31 +130,41 @@ def _train_together(members: list[Member]) -> None:
         log.exception("cohort of %s crashed; its runs train alone", first.rid)
         return
     share = (time.perf_counter() - started) / len(members)
-    for member, result, (splits, _) in zip(members, results, data, strict=True):
-        member.record = _write_member(member, result, splits, len(members), share)
+    for member, base, result, (splits, _) in zip(members, bases, results, data, strict=True):
+        member.record = _write_member(member, base, result, splits, share, len(members))
 
 
-def _write_member(member: Member, result: Any, splits: Any, size: int, seconds: float) -> dict:
-    """A member's weights (when kept), logs and record, as its lone run writes them."""
+def _write_member(
+    member: Member, base: dict, result: Any, splits: Any, seconds: float, size: int
+) -> dict:
+    """A member's logs, weights (when kept) and record, as its lone run writes them; what
+    fails on the way is the member's own `failed` record, as for a lone run."""
+    from transferlab.training.fit import drop_earlier_attempts  # imports Lightning
+
     stage, store = member.stage, member.store
     run_dir = Path(stage.run.dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    base = {**base_fields(stage, member.rid), "source_checkpoint": member.checkpoint}
     outcome = {**outcome_fields(result), "cohort": size}
-    kept = weights_path(stage, run_dir, None)
-    if result.status == "completed" and kept is not None:
-        outcome["checkpoint"] = store.relative(kept)
-        keep_weights(stage, result, splits, kept)
-    with stage_output(run_dir, bool(stage.get("verbose"))):
-        _log_curves(stage, result)
+    try:
+        with stage_output(run_dir, bool(stage.get("verbose"))):
+            drop_earlier_attempts(run_dir, member.rid)
+            kept = _log_and_keep(stage, result, splits, weights_path(stage, run_dir, None))
+        if kept is not None:
+            outcome["checkpoint"] = store.relative(kept)
+    except Exception as exc:  # noqa: BLE001 - recorded as the member's failure; the others go on
+        log.exception("run %s failed", member.rid)
+        outcome = {**outcome, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        _finish_loggers()
     record = finish(base, outcome, seconds)
     store.write(record)
     return record.to_dict()
 
 
-def _log_curves(stage: DictConfig, result: Any) -> None:
+def _log_and_keep(stage: DictConfig, result: Any, splits: Any, kept: Path | None) -> Path | None:
     """The member's hyper-parameters, validation rows with training means, and test metrics,
-    to each of its loggers, at the steps its lone run logs them at."""
+    to each of its loggers, at the steps its lone run logs them at; its selected weights kept
+    (and given to its W&B run, while that is open) when asked for. Where they went, or None."""
     from transferlab.training.fit import build_loggers
 
     loggers = build_loggers(stage)
@@ -162,5 +183,10 @@ def _log_curves(stage: DictConfig, result: Any) -> None:
         if result.test:  # after the last epoch, as Lightning logs a test after a fit
             test = {f"test/{k}": v for k, v in result.test.items()}
             logger.log_metrics({**test, "epoch": len(result.val_curve)}, step=last + 1)
+    if result.status != "completed" or kept is None:
+        kept = None
+    else:
+        keep_weights(stage, result, splits, kept)  # W&B artifact into the open run
+    for logger in loggers:
         logger.finalize("success" if result.status == "completed" else "failed")
-    _finish_loggers()
+    return kept

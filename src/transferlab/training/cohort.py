@@ -40,10 +40,10 @@ from torch.func import functional_call, vmap
 from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.data.image_ops import to_float
 from transferlab.methods import Method
-from transferlab.models import keep_frozen_in_eval, trainable_parameters
+from transferlab.models import keep_frozen_in_eval
 from transferlab.training.callbacks import SUBMITIT_VARIABLE, LeaveSigtermToSubmitit
 from transferlab.training.checks import SELECTION_CALLBACK
-from transferlab.training.fit import StageResult, build_module
+from transferlab.training.fit import StageResult, build_module, fitted_result
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.placement import data_device, place_data
@@ -318,23 +318,13 @@ def _member_result(
 ) -> StageResult:
     """Member `i`'s result, as `fit_stage` reports a lone run's."""
     module, (splits, train) = cohort.members[i], data
-    result = StageResult(
-        status="completed",
-        num_depth_groups=int(info["num_depth_groups"]),
-        trainable_parameters=trainable_parameters(module.model),
-        train_examples=len(train),
-        val_examples=len(splits.val),
-        num_classes=len(splits.classes),
-        head_reset=info.get("head_reset"),
-        input_stats=module.input_stats,
-        val_curve=list(module.val_curve),
-        train_samples_per_s=(
-            cohort.samples[i] / cohort.train_seconds if cohort.train_seconds > 0 else None
-        ),
-        phases=info["method"].phases(info["context"]),
+    seconds = cohort.train_seconds
+    result = fitted_result(
+        module, info, splits, train,
+        samples_per_s=cohort.samples[i] / seconds if seconds > 0 else None,
         is_global_zero=is_global_zero,
-        model=module.model,
-    )
+    )  # fmt: skip
+    result.model = module.model
     result.train_curve = [
         {**row, "step": module.epoch_steps[row["epoch"]]} for row in module.train_curve
     ]

@@ -325,20 +325,11 @@ def fit_stage(
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)
     untrained = _validate_untrained(trainer, module, stage_cfg, splits)
     timer = next((c for c in callbacks.values() if isinstance(c, TrainTimer)), None)
-    result = StageResult(
-        status="completed",
-        num_depth_groups=int(info["num_depth_groups"]),
-        trainable_parameters=trainable_parameters(module.model),
-        train_examples=len(train_split),
-        val_examples=len(splits.val),
-        num_classes=len(splits.classes),
-        head_reset=info.get("head_reset"),
-        input_stats=module.input_stats,
-        val_curve=list(module.val_curve),
-        train_samples_per_s=timer.samples_per_s if timer is not None else None,
-        phases=info["method"].phases(info["context"]),
+    result = fitted_result(
+        module, info, splits, train_split,
+        samples_per_s=timer.samples_per_s if timer is not None else None,
         is_global_zero=trainer.is_global_zero,
-    )
+    )  # fmt: skip
     if module.diverged_reason is not None:
         result.status, result.error = "diverged", module.diverged_reason
     else:
@@ -358,6 +349,33 @@ def fit_stage(
             result.adaptation = adaptation_summary(module, train_split, splits.test, seed)
     _drop_checkpoints(stage_cfg, trainer, run_dir)
     return result
+
+
+def fitted_result(
+    module: TransferClassifier,
+    info: dict[str, Any],
+    splits: DatasetSplits,
+    train_split: Any,
+    *,
+    samples_per_s: float | None,
+    is_global_zero: bool,
+) -> StageResult:
+    """What a fitted module reports before its epoch is chosen and tested (a lone run's, or a
+    cohort member's)."""
+    return StageResult(
+        status="completed",
+        num_depth_groups=int(info["num_depth_groups"]),
+        trainable_parameters=trainable_parameters(module.model),
+        train_examples=len(train_split),
+        val_examples=len(splits.val),
+        num_classes=len(splits.classes),
+        head_reset=info.get("head_reset"),
+        input_stats=module.input_stats,
+        val_curve=list(module.val_curve),
+        train_samples_per_s=samples_per_s,
+        phases=info["method"].phases(info["context"]),
+        is_global_zero=is_global_zero,
+    )
 
 
 def _validate_untrained(

@@ -210,3 +210,17 @@ def test_runs_a_cohort_cannot_vectorise_train_alone_each_with_its_record(compose
     assert [r["status"] for r in records] == ["completed", "completed"]
     assert [r["cohort"] for r in records] == [None, None]  # trained alone, as the log says
     assert [r["seed"] for r in records] == [0, 1]
+
+
+def test_a_malformed_member_list_is_one_line(compose):
+    from transferlab.errors import ConfigError
+    from transferlab.sweep.cohorts import member_configs
+
+    with pytest.raises(ConfigError) as err:
+        member_configs(compose("cohort_members=[[0]]"))
+    assert "must be a list of [seed, lr] pairs" in str(err.value) and "\n" not in str(err.value)
+    members = member_configs(compose("cohort_members=[[0,0.01],[1,0.003]]"))
+    assert [(m.seed, m.train.lr, m.cohort_members) for m in members] == [
+        (0, 0.01, None),
+        (1, 0.003, None),
+    ]

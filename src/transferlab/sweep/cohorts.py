@@ -116,8 +116,19 @@ def group_jobs(
 
 def member_configs(cfg: DictConfig) -> list[DictConfig]:
     """A cohort job's member configs: its own with each member's seed and learning rate."""
+    from transferlab.errors import ConfigError
+
+    pairs = OmegaConf.to_container(cfg[MEMBERS_KEY])
+    valid = isinstance(pairs, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) for v in p)
+        for p in pairs
+    )
+    if not valid:
+        raise ConfigError(
+            f"{MEMBERS_KEY}={pairs!r}: must be a list of [seed, lr] pairs (the sweeper sets it)"
+        )
     members = []
-    for seed, lr in cfg[MEMBERS_KEY]:
+    for seed, lr in pairs:
         member = copy.deepcopy(cfg)
         with open_dict(member):
             member.seed = int(seed)

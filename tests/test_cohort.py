@@ -224,3 +224,12 @@ def test_a_malformed_member_list_is_one_line(compose):
         (0, 0.01, None),
         (1, 0.003, None),
     ]
+
+
+def test_a_run_given_twice_trains_once_and_both_get_its_record(compose):
+    from transferlab.training.cohort_run import train_cohort
+
+    members = [(0, 0.003), (0, 0.003), (1, 0.003)]
+    records = train_cohort(_run_cfgs(compose, "optimizer=sgd", members=members))
+    assert records[0] is records[1] and records[0]["status"] == "completed"
+    assert records[0]["cohort"] == 2 and records[2]["run_id"] != records[0]["run_id"]

@@ -89,8 +89,8 @@ def train_cohort(cfgs: Sequence[DictConfig]) -> list[dict[str, Any]]:
                 member.record = run_stage(
                     member.stage, member.store, source_checkpoint=member.checkpoint
                 )
-    first = {m.rid: m.record for m in reversed(members)}  # a repeated run id: its one record
-    return [m.record if m.record is not None else first[m.rid] for m in members]
+    trained = {m.rid: m.record for m in members if m.record is not None}
+    return [trained[m.rid] for m in members]  # a repeated run id: its one record
 
 
 def _with_source(member: Member) -> bool:

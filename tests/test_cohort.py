@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import csv
 import itertools
+import logging
 
 import lightning as L
 import pytest
+import timm
 import torch
+from safetensors.torch import save_file
 
 from transferlab.store import ResultsStore, run_id, stage_configs
 from transferlab.training.cohort import CohortModule, fit_cohort, why_alone
@@ -83,6 +86,44 @@ def test_a_cohort_trains_each_member_as_its_lone_run(compose, tmp_path):
             assert mine["nll"] == pytest.approx(theirs["nll"], abs=ATOL)
             assert mine["acc"] == pytest.approx(theirs["acc"], abs=1 / alone.val_examples + 1e-9)
         assert cohort_result.test["nll"] == pytest.approx(alone.test["nll"], abs=ATOL)
+
+
+@pytest.mark.parametrize("depth", [3, 5])
+def test_frozen_members_train_on_their_own_prefix_outputs_as_alone(compose, tmp_path, depth, caplog):
+    """With frozen depth groups each member's prefix (its own weights) runs once, as in its
+    lone run, and the members' results are the lone runs'."""
+    files = []
+    for seed in (0, 1):  # a source per seed, as a study's sources are
+        torch.manual_seed(seed)
+        model = timm.create_model("test_resnet", num_classes=10)
+        files.append(tmp_path / f"source{seed}.safetensors")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(files[-1]))
+    stages = [
+        _with_run_info(target, run_id(target), tmp_path / "runs" / run_id(target))
+        for seed, lr in MEMBERS
+        for target in [
+            stage_configs(
+                compose(
+                    "init=file", f"init_path={files[seed]}", f"freeze_depth={depth}",
+                    f"seed={seed}", f"train.lr={lr * 10}", "threads=1", "logger=[csv]",
+                    "train.epochs=3", "optimizer=sgd",
+                )
+            )[1]
+        ]
+    ]  # fmt: skip
+    data = [_training_data(stage) for stage in stages]
+    with caplog.at_level(logging.INFO, logger="transferlab.training.frozen_features"):
+        together = fit_cohort(stages, data, [None] * len(stages))
+    assert caplog.text.count("frozen prefix computed once") == len(stages)
+    for stage, (splits, train), cohort_result in zip(stages, data, together):
+        alone = fit_stage(stage, splits, train, tmp_path / f"alone-{stage.run.id}")
+        assert cohort_result.status == alone.status == "completed"
+        assert cohort_result.trainable_parameters == alone.trainable_parameters
+        assert cohort_result.best_epoch == alone.best_epoch
+        for mine, theirs in zip(cohort_result.val_curve, alone.val_curve, strict=True):
+            assert mine["nll"] == pytest.approx(theirs["nll"], abs=ATOL)
+        assert cohort_result.test["nll"] == pytest.approx(alone.test["nll"], abs=ATOL)
+        assert cohort_result.test["acc"] == pytest.approx(alone.test["acc"], abs=2e-3)
 
 
 def test_what_cannot_be_vectorised_is_named(compose, tmp_path):
@@ -233,3 +274,36 @@ def test_a_run_given_twice_trains_once_and_both_get_its_record(compose):
     records = train_cohort(_run_cfgs(compose, "optimizer=sgd", members=members))
     assert records[0] is records[1] and records[0]["status"] == "completed"
     assert records[0]["cohort"] == 2 and records[2]["run_id"] != records[0]["run_id"]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "workers", "expected"),
+    [
+        ([6], 2, [3, 3]),  # one cohort, two workers: each gets half of it
+        ([6, 1], 2, [6, 1]),  # a lone run fills the second worker
+        ([4, 3], 8, [1, 1, 1, 1, 1, 1, 1]),  # never a part of nothing
+        ([5, 5], 2, [5, 5]),
+    ],
+)
+def test_cohorts_are_split_until_every_worker_has_a_job(sizes, workers, expected):
+    from transferlab.sweep.cohorts import MEMBERS_KEY, group_jobs
+
+    entries, jobs = [], []
+    for key, size in enumerate(sizes):
+        for seed in range(size):
+            entries.append({"cohort_key": f"k{key}" if size > 1 else None, "member": [seed, 0.1]})
+            jobs.append([f"group={key}", f"seed={seed}", "train.lr=0.1"])
+    launch, _ = group_jobs(jobs, entries, workers)
+    members = [
+        job[-1].count("[") - 1 if job[-1].startswith(MEMBERS_KEY) else 1 for job in launch
+    ]
+    assert members == expected
+    runs = set()
+    for job in launch:  # every run is launched once
+        group = job[0]
+        if job[-1].startswith(MEMBERS_KEY):
+            pairs = job[-1].split("=", 1)[1]
+            runs |= {(group, s) for s in pairs.replace("[", "").replace("]", "").split(",")[::2]}
+        else:
+            runs.add((group, job[1].split("=")[1]))
+    assert len(runs) == sum(sizes)

@@ -46,14 +46,16 @@ class CheckedSweeper(BasicSweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from transferlab.sweep.cohorts import group_jobs
+        from transferlab.sweep.cohorts import group_jobs, launcher_workers
         from transferlab.sweep.progress import record_plan
         from transferlab.training.console import quiet_launchers
 
         quiet_launchers(bool(self.config.get("verbose")))
         plan = self.plan_grid(arguments)
         record_plan(Path(self.config.hydra.sweep.dir), plan)  # one progress line per run
-        self._planned, cohorts = group_jobs(plan.launch, plan.entries)
+        self._planned, cohorts = group_jobs(
+            plan.launch, plan.entries, launcher_workers(self.config)
+        )
         if cohorts is not None:
             log.info("cohorts: %s", cohorts)
         return super().sweep(arguments)

@@ -28,6 +28,18 @@ SELECTION = ("val/acc", "max")
 SCALED_PRECISIONS = ("16-mixed", "16", 16)
 
 
+def launcher_workers(config: DictConfig) -> int:
+    """How many jobs the sweep's launcher runs at once: joblib's `n_jobs` (-1: every core);
+    one for the others (the basic launcher runs one at a time; a Slurm job has its own GPU, on
+    which a whole cohort is what it is for)."""
+    import os
+
+    n_jobs = OmegaConf.select(config, "hydra.launcher.n_jobs")
+    if not isinstance(n_jobs, int):
+        return 1
+    return n_jobs if n_jobs > 0 else max((os.cpu_count() or 1) + 1 + n_jobs, 1)
+
+
 def why_alone_config(cfg: DictConfig) -> str | None:
     """Why a composed run cannot train in a cohort, read from its config alone (the training
     code checks the built model again); None: it can."""
@@ -87,16 +99,20 @@ def cohort_fields(cfg: DictConfig) -> dict[str, Any]:
 
 
 def group_jobs(
-    jobs: Sequence[list[str]], entries: Sequence[dict[str, Any]]
+    jobs: Sequence[list[str]], entries: Sequence[dict[str, Any]], workers: int = 1
 ) -> tuple[list[list[str]], str | None]:
     """The jobs to launch, members of a cohort as one job each, in the order of each group's
-    first job; and a line for the plan's summary (None when no job asked for a cohort)."""
+    first job; and a line for the plan's summary (None when no job asked for a cohort).
+
+    With fewer jobs than the launcher runs at once (`workers`), cohorts are split into equal
+    parts until every worker has a job: two workers are not left one cohort between them."""
     groups: dict[str, list[int]] = {}
     for i, entry in enumerate(entries):
         key = entry.get("cohort_key") or f"alone:{i}"
         groups.setdefault(key, []).append(i)
+    parts = _split(list(groups.values()), workers)
     launch = []
-    for members in groups.values():
+    for members in parts:
         job = list(jobs[members[0]])
         if len(members) > 1:
             pairs = ",".join(f"[{s},{lr!r}]" for s, lr in (entries[i]["member"] for i in members))
@@ -104,7 +120,7 @@ def group_jobs(
         launch.append(job)
     if not any("member" in entry for entry in entries):
         return launch, None
-    cohorts = [m for m in groups.values() if len(m) > 1]
+    cohorts = [m for m in parts if len(m) > 1]
     reasons = Counter(e["alone"] for e in entries if e.get("alone"))
     line = f"{sum(map(len, cohorts))} runs in {len(cohorts)} cohorts"
     alone = len(entries) - sum(map(len, cohorts))
@@ -112,6 +128,20 @@ def group_jobs(
         why = "; ".join(f"{reason} ({n})" for reason, n in reasons.items())
         line += f", {alone} alone" + (f" ({why})" if why else "")
     return launch, line
+
+
+def _split(groups: list[list[int]], workers: int) -> list[list[int]]:
+    """`groups` with each cohort cut into equal parts when there are fewer groups than
+    workers (as few parts as fill the workers, never a part of nothing)."""
+    cohorts = [g for g in groups if len(g) > 1]
+    if len(groups) >= workers or not cohorts:
+        return groups
+    per_cohort = -(-(workers - (len(groups) - len(cohorts))) // len(cohorts))
+    out = []
+    for group in groups:
+        k = min(per_cohort, len(group)) if len(group) > 1 else 1
+        out.extend(group[j::k] for j in range(k))
+    return out
 
 
 def member_configs(cfg: DictConfig) -> list[DictConfig]:

@@ -9,7 +9,9 @@ members' parameters and batches and runs the model once under `torch.func.vmap` 
 member's model holds its own slice, so every member keeps its own. The summed loss gives each
 member the gradient of its own loss (the members share no parameter), and each member's own
 optimiser steps. Validation, epoch selection (on the member's own validation set) and the test
-run per member, on the member's own model.
+run per member, on the member's own model. With frozen depth groups and `feature_cache`, each
+member's frozen prefix (its own source weights) runs once over its own examples, as in its lone
+run, and only the rest of the model is stacked and trained (`training/frozen_features.py`).
 
 A member whose loss turns non-finite stops training there and is recorded as diverged; the
 others go on. What cannot be vectorised runs alone (`why_alone`): adaptation and label-free
@@ -43,7 +45,12 @@ from transferlab.methods import Method
 from transferlab.models import keep_frozen_in_eval
 from transferlab.training.callbacks import SUBMITIT_VARIABLE, LeaveSigtermToSubmitit
 from transferlab.training.checks import SELECTION_CALLBACK
-from transferlab.training.fit import StageResult, build_module, fitted_result
+from transferlab.training.fit import (
+    StageResult,
+    build_module,
+    fitted_result,
+    frozen_prefix_once,
+)
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.placement import data_device, place_data
@@ -88,6 +95,12 @@ def why_alone(module: Any, devices: int = 1) -> str | None:
     return None
 
 
+def trained_net(member: TransferClassifier) -> nn.Module:
+    """The part of a member's model a step runs: the rest after a frozen prefix computed once,
+    or the whole model."""
+    return member._rest if member._rest is not None else member.model
+
+
 class CohortModule(L.LightningModule):
     """Trains `members` (each a lone run's module) together; see the module docstring."""
 
@@ -95,9 +108,10 @@ class CohortModule(L.LightningModule):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.automatic_optimization = False
-        self.base = copy.deepcopy(members[0].model)  # the structure the stacked weights run in
-        self.param_names = [name for name, _ in members[0].model.named_parameters()]
-        self.buffer_names = [name for name, _ in members[0].model.named_buffers()]
+        first = trained_net(members[0])
+        self.base = copy.deepcopy(first)  # the structure the stacked weights run in
+        self.param_names = [name for name, _ in first.named_parameters()]
+        self.buffer_names = [name for name, _ in first.named_buffers()]
         self.stacked_buffers: dict[str, torch.Tensor] = {}
         self.diverged: list[str | None] = [None] * len(members)
         self.best: list[tuple[float, int, dict] | None] = [None] * len(members)
@@ -113,12 +127,11 @@ class CohortModule(L.LightningModule):
         member's buffers its slice of them, so that running statistics the vectorised step
         updates are the member's own."""
         for name in self.buffer_names:
-            self.stacked_buffers[name] = torch.stack(
-                [m.model.get_buffer(name) for m in self.members]
-            )
+            nets = [trained_net(m) for m in self.members]
+            self.stacked_buffers[name] = torch.stack([net.get_buffer(name) for net in nets])
             owner, _, attr = name.rpartition(".")
-            for i, member in enumerate(self.members):
-                member.model.get_submodule(owner)._buffers[attr] = self.stacked_buffers[name][i]
+            for i, net in enumerate(nets):
+                net.get_submodule(owner)._buffers[attr] = self.stacked_buffers[name][i]
 
     def configure_optimizers(self) -> list[Any]:
         """Each member's own optimiser (and schedule), as its lone run makes them."""
@@ -134,21 +147,24 @@ class CohortModule(L.LightningModule):
             seed = epoch_seed(member.seed, epoch, Stream.AUGMENT)
             self._generators[i] = torch.Generator(device=self.device).manual_seed(seed)
             self._sums[i] = (0.0, 0)
-        reference = dict(self.members[0].model.named_modules())
+        reference = dict(trained_net(self.members[0]).named_modules())
         for name, layer in self.base.named_modules():
             layer.training = reference[name].training
 
     # -- training -------------------------------------------------------------------------
     def _inputs(self, i: int, images: torch.Tensor) -> torch.Tensor:
-        """Member `i`'s batch as its lone run feeds it: augmented, then standardised."""
+        """Member `i`'s batch as its lone run feeds it: augmented, then standardised (a frozen
+        prefix's outputs pass as they are)."""
         member = self.members[i]
+        if member._rest is not None:
+            return images
         if member.augment is not None and self.trainer.training:
             images = member.augment(images, self._generators[i])
         return (to_float(images) - member.input_mean) / member.input_std
 
     def _stacked_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         params = {
-            name: torch.stack([m.model.get_parameter(name) for m in self.members])
+            name: torch.stack([trained_net(m).get_parameter(name) for m in self.members])
             for name in self.param_names
         }
 
@@ -209,7 +225,7 @@ class CohortModule(L.LightningModule):
     def _evaluate(self, batch: Any, i: int, stage: str) -> None:
         member = self.members[i]
         images, labels = batch
-        logits = member.model(self._inputs(i, images)).float()
+        logits = member(self._inputs(i, images)).float()
         metrics, nll = (
             (member.val_metrics, member.val_nll)
             if stage == "val"
@@ -277,9 +293,15 @@ def fit_cohort(
         raise NotVectorised(f"epochs chosen on {selection.get('monitor')} {selection.get('mode')}")
     if (reason := why_alone(modules[0], trainer.num_devices)) is not None:
         raise NotVectorised(reason)
-    cohort = CohortModule(modules)
     device = data_device(trainer, bool(first.data_on_device))
     data = [place_data(splits, train, device) for splits, train in data]
+    data = [
+        frozen_prefix_once(cfg, info["context"], module, trainer, *placed)
+        for cfg, info, module, placed in zip(stage_cfgs, infos, modules, data, strict=True)
+    ]
+    if len({m._rest is None for m in modules}) > 1:
+        raise NotVectorised("the frozen prefix is exact for some members only")
+    cohort = CohortModule(modules)
     size, steps = int(budget.batch_size), int(budget.get("min_steps_per_epoch") or 1)
     trainer.fit(
         cohort,

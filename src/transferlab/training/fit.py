@@ -268,7 +268,7 @@ def select_and_test(
     result.model = module.model
 
 
-def _frozen_prefix_once(
+def frozen_prefix_once(
     stage_cfg: DictConfig,
     context: Context,
     module: TransferClassifier,
@@ -319,7 +319,7 @@ def fit_stage(
     splits, train_split = place_data(splits, train_split, device)
     if wants_channels_last(stage_cfg.channels_last, module.model, trainer.strategy.root_device):
         module.use_channels_last()
-    splits, train_split = _frozen_prefix_once(
+    splits, train_split = frozen_prefix_once(
         stage_cfg, info["context"], module, trainer, splits, train_split
     )
     fit(trainer, module, stage_cfg, splits, train_split, resume_from)

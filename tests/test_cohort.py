@@ -89,7 +89,9 @@ def test_a_cohort_trains_each_member_as_its_lone_run(compose, tmp_path):
 
 
 @pytest.mark.parametrize("depth", [3, 5])
-def test_frozen_members_train_on_their_own_prefix_outputs_as_alone(compose, tmp_path, depth, caplog):
+def test_frozen_members_train_on_their_own_prefix_outputs_as_alone(
+    compose, tmp_path, depth, caplog
+):
     """With frozen depth groups each member's prefix (its own weights) runs once, as in its
     lone run, and the members' results are the lone runs'."""
     files = []
@@ -294,9 +296,7 @@ def test_cohorts_are_split_until_every_worker_has_a_job(sizes, workers, expected
             entries.append({"cohort_key": f"k{key}" if size > 1 else None, "member": [seed, 0.1]})
             jobs.append([f"group={key}", f"seed={seed}", "train.lr=0.1"])
     launch, _ = group_jobs(jobs, entries, workers)
-    members = [
-        job[-1].count("[") - 1 if job[-1].startswith(MEMBERS_KEY) else 1 for job in launch
-    ]
+    members = [job[-1].count("[") - 1 if job[-1].startswith(MEMBERS_KEY) else 1 for job in launch]
     assert members == expected
     runs = set()
     for job in launch:  # every run is launched once

@@ -91,7 +91,10 @@ def test_signal_ends_a_run_with_128_plus_n_and_the_run_resumes(signum, tmp_path)
 @pytest.mark.parametrize("launcher", ["parallel", "local"])
 def test_sigterm_ends_a_sweep_with_143_under_joblib_and_submitit(launcher, tmp_path):
     results = tmp_path / "results"
-    cmd = _command(results, launcher, f"hydra/launcher={launcher}", "seed=0,1", multirun=True)
+    # One run per job (a cohort writes no epoch checkpoint to wait for).
+    cmd = _command(
+        results, launcher, f"hydra/launcher={launcher}", "seed=0,1", "cohort=false", multirun=True
+    )
     proc = _start(cmd, tmp_path / "sweep.log")
     _wait_for(f"{launcher}/runs/*/checkpoints/last.ckpt", results, proc)
     proc.send_signal(signal.SIGTERM)

@@ -133,8 +133,9 @@ def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
         re.search(r"\[#*\.*\] \[\d/4\] job \d completed run \w+: test acc [\d.]+ in", line)
         for line in progress
     ), progress
-    # Besides: the sweep folder, the plan and the summary; no Lightning, W&B or warning lines.
-    assert len(console) == len(progress) + 3, "\n".join(console)
+    # Besides: the sweep folder, the plan, its cohorts and the summary; no Lightning, W&B or
+    # warning lines.
+    assert len(console) == len(progress) + 4, "\n".join(console)
     # Lightning's own lines are in each run's log file.
     logs = list((tmp_path / "results" / "plan" / "runs").glob("*/run.log"))
     assert len(logs) == 6 and all("GPU available" in p.read_text() for p in logs)

@@ -166,6 +166,7 @@ def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
         "resume=true",
         "logger=[csv]",
         "callbacks.resume_checkpoint.min_interval_s=0.3",
+        "cohort=false",  # one run per job: a cohort writes no epoch checkpoint
     )
     cmd = _command(*_args(results, "kill", *extra, grid=grid))
     # Its own process group: the kill takes the whole sweep, as a pre-empted job would go.
@@ -292,7 +293,8 @@ def test_progress_line_per_job_and_summary_line(concurrent_study):
         lines = PROGRESS.findall(out)
         assert sorted(int(k) for k, *_ in lines) == [1, 2, 3, 4], lines
         assert {int(n) for _, n, *_ in lines} == {4}
-        assert sorted(int(job) for _, _, job, _ in lines) == [0, 1, 2, 3]
+        # the seeds of a target size train as one cohort job: two runs per job
+        assert sorted(int(job) for _, _, job, _ in lines) == [0, 0, 1, 1]
         assert {outcome for *_, outcome in lines} <= {"completed", "skipped"}
         finished = FINISHED.findall(out)
         assert len(finished) == 1, "no (or more than one) end-of-sweep summary line"
@@ -361,7 +363,8 @@ def test_corrupted_source_checkpoint_and_torn_record_are_redone(concurrent_study
         return {p.name for p in (store / "runs" / rid / "wandb").glob("offline-run-*")}
 
     first = {rid: attempts(rid) for rid in (source, torn)}
-    cmd = _command(*_args(results, "conc", "logger=[wandb,csv]"))
+    # one run per job: a cohort starts its members afresh and reads no epoch checkpoint
+    cmd = _command(*_args(results, "conc", "logger=[wandb,csv]", "cohort=false"))
     out = _run(cmd, tmp_path).stdout
     assert f"cached source {source} is damaged" in out
     assert f"checkpoint {torn_ckpt} is unreadable" in out
@@ -463,7 +466,13 @@ def test_target_runs_of_a_diverged_source_are_results_kept_on_relaunch(tmp_path)
 def test_parallel_launcher_runs_grid_in_two_worker_processes(tmp_path):
     results = tmp_path / "results"
     # verbose=true: the launcher's own lines (dropped from the console by default) are shown.
-    extra = ("init=scratch", "logger=[csv]", "hydra/launcher=parallel", "verbose=true")
+    extra = (
+        "init=scratch",
+        "logger=[csv]",
+        "hydra/launcher=parallel",
+        "verbose=true",
+        "cohort=false",
+    )
     out = _run(_command(*_args(results, "par", *extra)), tmp_path).stdout
     assert "Joblib.Parallel(n_jobs=2" in out
     targets, _ = _expected_ids("init=scratch", "logger=[csv]")
@@ -485,6 +494,7 @@ def test_submitit_local_launcher_runs_at_most_a_batch_at_once(tmp_path):
         "logger=[csv]",
         "hydra/launcher=local",
         "hydra.sweeper.max_batch_size=2",
+        "cohort=false",  # one process per run, to count them
     )
     out = _run(_command(*_args(results, "loc", *extra)), tmp_path).stdout
     targets, _ = _expected_ids("init=scratch", "logger=[csv]")

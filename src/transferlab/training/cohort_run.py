@@ -112,8 +112,9 @@ def _train_together(members: list[Member]) -> None:
     from transferlab.training.cohort import NotVectorised, fit_cohort
 
     first = members[0]
-    run_dir = Path(first.stage.run.dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dirs = [Path(m.stage.run.dir) for m in members]
+    for run_dir in run_dirs:
+        run_dir.mkdir(parents=True, exist_ok=True)
     bases = [
         {**base_fields(m.stage, m.rid), "source_checkpoint": m.checkpoint} for m in members
     ]  # started_at: now, before the fit
@@ -121,7 +122,7 @@ def _train_together(members: list[Member]) -> None:
     try:
         data = [_training_data(m.stage) for m in members]
         inits = [str(m.store.root / m.checkpoint) if m.checkpoint else None for m in members]
-        with stage_output(run_dir, bool(first.stage.get("verbose"))):
+        with stage_output(run_dirs, bool(first.stage.get("verbose"))):  # in each run's log
             results = fit_cohort([m.stage for m in members], data, inits)
     except NotVectorised as why:
         log.info("runs %s train alone: %s", ", ".join(m.rid for m in members), why)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,17 +58,21 @@ def quiet_launchers(verbose: bool) -> None:
 
 
 @contextmanager
-def stage_output(run_dir: Path, verbose: bool) -> Iterator[None]:
-    """Within: Lightning's and the training code's log lines also go to `<run_dir>/run.log`;
-    unless verbose they go only there, and W&B prints nothing (its logs are in its folder)."""
+def stage_output(run_dir: Path | Sequence[Path], verbose: bool) -> Iterator[None]:
+    """Within: Lightning's and the training code's log lines also go to `<run_dir>/run.log`
+    (each run's, for a cohort's runs); unless verbose they go only there, and W&B prints
+    nothing (its logs are in its folder)."""
     silence_known_warnings()
-    handler = logging.FileHandler(run_dir / RUN_LOG)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    dirs = [run_dir] if isinstance(run_dir, Path) else list(run_dir)
+    handlers = [logging.FileHandler(d / RUN_LOG) for d in dirs]
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     saved = {}
     for name in RUN_LOGGERS:
         logger = logging.getLogger(name)
         saved[name] = (logger.propagate, list(logger.handlers), logger.level)
-        logger.addHandler(handler)
+        for handler in handlers:
+            logger.addHandler(handler)
         logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
         if not verbose:
             logger.propagate = False
@@ -80,14 +84,16 @@ def stage_output(run_dir: Path, verbose: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, (propagate, handlers, level) in saved.items():
+        for name, (propagate, previous, level) in saved.items():
             logger = logging.getLogger(name)
-            logger.removeHandler(handler)
+            for handler in handlers:
+                logger.removeHandler(handler)
             logger.propagate, logger.level = propagate, level
-            for other in handlers:
+            for other in previous:
                 if other not in logger.handlers:
                     logger.addHandler(other)
-        handler.close()
+        for handler in handlers:
+            handler.close()
         if silent is None:
             os.environ.pop(WANDB_SILENT, None)
         else:

@@ -108,6 +108,27 @@ def test_sigterm_ends_a_sweep_with_143_under_joblib_and_submitit(launcher, tmp_p
     assert all(len(r["val_curve"]) == EPOCHS for r in records.values())
 
 
+def test_sigterm_stops_a_cohort_with_143_and_a_relaunch_trains_its_members(tmp_path):
+    """A cohort job (the sweep's default) stopped mid-fit writes no member's record; launched
+    again, it trains every member, each with its own record."""
+    results = tmp_path / "results"
+    cmd = _command(
+        results, "coh", "hydra/launcher=basic", "seed=0,1,2", "optimizer=sgd", multirun=True
+    )
+    proc = _start(cmd, tmp_path / "sweep.log")
+    _wait_for("coh/runs/*/run.log", results, proc)  # the cohort's fit has begun
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+    log = (tmp_path / "sweep.log").read_text()
+    assert "cohorts: 3 runs in 1 cohorts" in log and "stopped by SIGTERM" in log
+    assert not _records(results, "coh")
+    _finish(cmd)
+    records = _records(results, "coh")
+    assert len(records) == 3 and all(r["status"] == "completed" for r in records.values())
+    assert all(r["cohort"] == 3 and len(r["val_curve"]) == EPOCHS for r in records.values())
+
+
 def test_submitit_job_goes_on_after_sigterm_and_requeues_on_preemption(tmp_path):
     results = tmp_path / "results"
     cmd = _command(results, "pre", "hydra/launcher=local", "seed=0", multirun=True)

@@ -82,15 +82,14 @@ def why_alone_config(cfg: DictConfig) -> str | None:
 def cohort_fields(cfg: DictConfig) -> dict[str, Any]:
     """What the plan keeps of a job for grouping: its cohort key (None: it runs alone), why
     it runs alone when it asked for a cohort, and its [seed, lr]."""
-    from transferlab.sweep.plan import job_config
-
     fields: dict[str, Any] = {"cohort_key": None, "alone": None}
     if not cfg.get("cohort"):
         return fields
     fields["member"] = [int(cfg.seed), float(cfg.train.lr)]
     if (reason := why_alone_config(cfg)) is not None:
         return {**fields, "alone": reason}
-    shared = OmegaConf.to_container(job_config(cfg), resolve=False)
+    shared = OmegaConf.to_container(cfg, resolve=False)  # a job's config: no `hydra` node
+    shared.pop("hydra", None)
     shared.pop("seed", None)
     shared.pop(MEMBERS_KEY, None)
     shared.get("train", {}).pop("lr", None)

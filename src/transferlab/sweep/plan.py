@@ -101,8 +101,12 @@ class JobComposer:
         return cfg
 
     def compose(self, job: Sequence[str]) -> DictConfig:
-        """The job's config, without the `hydra` node."""
-        return job_config(self.full_config(job))
+        """The job's config, without the `hydra` node (dropped from the fresh copy
+        `full_config` made: no second copy)."""
+        cfg = self.full_config(job)
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return cfg
 
 
 class PlannedLoader:

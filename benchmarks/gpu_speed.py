@@ -7,13 +7,17 @@ setting from the row above it:
   bf16         bf16 autocast (the `gpu` trainer preset's precision)
   nhwc         + channels_last weights and batches
   on-device    + the examples kept in GPU memory: what `trainer=gpu` does by default
+  cohort       the on-device run with 8 seeds trained as one vectorised cohort
+               (`training/cohort.py`, in NCHW: a cohort does not convert layouts), samples/s of
+               all members together
 Samples/s are the TrainTimer's (training steps only, synchronised); wall s is the whole run
 (model built to test done). One warm-up round first, then the median of the repeats.
 
 Without a GPU the variants run on the CPU (bf16 and NHWC are CPU kernels there and the data
 already live on the host): the figures then say nothing about a GPU, and the script says so.
 
-`--study` also times the study_speed grid (benchmarks/study_speed.py, 2 seeds) on the device.
+`--study` also times the study_speed grid (benchmarks/study_speed.py, 2 seeds) on the device,
+with cohorts (the default) and with one run per job (`cohort=false`).
 
 Usage: python benchmarks/gpu_speed.py [--steps 200] [--repeats 3] [--batch-size 256] [--study]
        [--save]
@@ -48,6 +52,8 @@ VARIANTS = {
     "on-device": ["trainer.precision=bf16-mixed", "channels_last=true", "data_on_device=true"],
 }
 EPOCHS = 2
+#: Members of the cohort variant (seeds 0..k-1 of the on-device run).
+COHORT_MEMBERS = 8
 
 
 def stage_config(args: argparse.Namespace, trainer: str, extra: list[str]) -> DictConfig:
@@ -85,12 +91,27 @@ def time_variant(stage: DictConfig) -> tuple[float, float, float]:
     return float(result.train_samples_per_s or 0.0), wall, result.test["acc"]
 
 
-def time_study(trainer: str) -> float:
+def time_cohort(args: argparse.Namespace, trainer: str) -> float:
+    """Training samples/s of COHORT_MEMBERS on-device runs (seeds 0..k-1) as one cohort."""
+    from transferlab.training.cohort import fit_cohort
+
+    extra = VARIANTS["on-device"]
+    stages = [stage_config(args, trainer, [*extra, f"seed={s}"]) for s in range(COHORT_MEMBERS)]
+    data = [_training_data(stage) for stage in stages]
+    with tempfile.TemporaryDirectory() as tmp:
+        for stage in stages:
+            stage.run.dir = tmp
+        with stage_output(Path(tmp), verbose=False):
+            results = fit_cohort(stages, data, [None] * len(stages))
+    return float(sum(r.train_samples_per_s or 0.0 for r in results))
+
+
+def time_study(trainer: str, *extra: str) -> float:
     """Wall seconds of the study_speed grid (2 seeds) run by transferlab on `trainer`."""
     from study_speed import run_cli  # noqa: E402 - benchmarks/ is on sys.path
 
     with tempfile.TemporaryDirectory() as tmp:
-        return run_cli(Path(tmp) / "results", 2, [f"trainer={trainer}"])
+        return run_cli(Path(tmp) / "results", 2, [f"trainer={trainer}", *extra])
 
 
 def main() -> None:
@@ -118,9 +139,16 @@ def main() -> None:
         base = base or rate
         print(f"{name:<10} {rate:>10.0f} {rate / base:>7.2f}x {wall:>8.2f} {rounds[0][2]:>9.3f}")
         figures[f"{name}_samples_per_s"] = round(rate)
+    rate = time_cohort(args, trainer)
+    print(f"{'cohort':<10} {rate:>10.0f} {rate / base:>7.2f}x  ({COHORT_MEMBERS} members together)")
+    figures["cohort_samples_per_s"], figures["cohort_members"] = round(rate), COHORT_MEMBERS
     if args.study:
         figures["study_s"] = round(time_study(trainer), 1)
-        print(f"study_speed grid, 2 seeds, trainer={trainer}: {figures['study_s']} s wall")
+        figures["study_lone_s"] = round(time_study(trainer, "cohort=false"), 1)
+        print(
+            f"study_speed grid, 2 seeds, trainer={trainer}: {figures['study_s']} s wall in "
+            f"cohorts, {figures['study_lone_s']} s one run per job"
+        )
     if args.save:
         save(args.save, "gpu_speed", figures)
 

@@ -219,7 +219,11 @@ def gpu_rows(f: dict[str, Any] | None, machine: dict[str, Any] | None) -> list[R
         missing = "not measured: no GPU was available where these figures were taken"
         return [(what, missing, "", how)]
     rates = ", ".join(f"{v} {f[f'{v}_samples_per_s']:,}" for v in GPU_VARIANTS)
+    if "cohort_samples_per_s" in f:
+        rates += f", a cohort of {f['cohort_members']} {f['cohort_samples_per_s']:,}"
     study = f"; the study grid {f['study_s']:g} s" if "study_s" in f else ""
+    if "study_lone_s" in f:
+        study += f" in cohorts, {f['study_lone_s']:g} s one run per job"
     return [(what, f"{machine['gpu']}: {rates}{study}", "", how)]
 
 

@@ -142,3 +142,34 @@ def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
 
     loud = _sweep(tmp_path, "seed=2", "init=scratch", "verbose=true")
     assert "GPU available" in loud.stdout + loud.stderr
+
+
+@pytest.mark.parametrize("size", ["-1", "0", "two"])
+def test_a_batch_size_hydra_refuses_is_one_line_before_anything_runs(tmp_path: Path, size: str):
+    """Hydra's basic sweeper asserts a positive `max_batch_size` (or null); ours says so in one
+    line, exit status 2, nothing planned or trained (-1 used to launch nothing and exit 0)."""
+    cmd = [
+        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "init=scratch", "seed=0,1",
+        f"paths.results={tmp_path / 'results'}", f"hydra.sweeper.max_batch_size={size}",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "max_batch_size=" in errors[0] and size in errors[0]
+    assert "positive number of jobs" in errors[0] and "Traceback" not in proc.stderr
+    results = tmp_path / "results"
+    assert not list(results.rglob("records/*.json")) and not list(results.rglob("plans/*"))
+
+
+def test_an_app_without_a_results_folder_gets_no_plan_cache():
+    """The sweeper's plan cache lives under `paths.results`; an app without one keeps none
+    (it used to write it into a folder named `None`)."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.transferlab_sweeper.checked_sweeper import CheckedSweeper
+
+    sweeper = CheckedSweeper(max_batch_size=None)
+    sweeper.config = OmegaConf.create({"task": 1})
+    assert sweeper._results_root() == ""
+    sweeper.config = OmegaConf.create({"paths": {"results": "out"}})
+    assert sweeper._results_root() == "out"

@@ -51,6 +51,7 @@ class CheckedSweeper(BasicSweeper):
         from transferlab.training.console import quiet_launchers
 
         quiet_launchers(bool(self.config.get("verbose")))
+        self._check_batch_size()
         plan = self.plan_grid(arguments)
         record_plan(Path(self.config.hydra.sweep.dir), plan)  # one progress line per run
         self._planned, cohorts = group_jobs(
@@ -59,6 +60,19 @@ class CheckedSweeper(BasicSweeper):
         if cohorts is not None:
             log.info("cohorts: %s", cohorts)
         return super().sweep(arguments)
+
+    def _check_batch_size(self) -> None:
+        """`max_batch_size` is a positive number of jobs or null (the whole grid in one batch),
+        as Hydra's basic sweeper requires; anything else is one line, before any planning."""
+        from transferlab.errors import GridError
+
+        size = self.max_batch_size
+        if size is None or (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+            return
+        raise GridError(
+            f"hydra.sweeper.max_batch_size={size!r}: must be a positive number of jobs per "
+            "batch, or null (the whole grid in one batch)"
+        )
 
     def split_arguments(self, overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:
         """The planned jobs (all of the grid before planning), in batches."""
@@ -124,11 +138,10 @@ class CheckedSweeper(BasicSweeper):
     def _results_root(self) -> str:
         assert self.config is not None
         try:
-            return str(
-                OmegaConf.select(self.config, "paths.results", throw_on_resolution_failure=True)
-            )
+            root = OmegaConf.select(self.config, "paths.results", throw_on_resolution_failure=True)
         except Exception:  # noqa: BLE001 - an interpolation only a job resolves: no cache
             return ""
+        return "" if root is None else str(root)  # no results folder: no plan cache
 
     @staticmethod
     def _checked_entry(composer: Any, job: Sequence[str], number: int, swept: set[str]) -> dict:

@@ -37,6 +37,7 @@ ELSEWHERE = {
     "--config-dir": "tests/test_package_install.py runs it from a fresh venv",
     "my_project": "tests/test_package_install.py runs it from a project folder of its own",
     "scripts/setup.sh": "CI runs it (.ci/run)",
+    "scripts/slurm_local.sh": "CI runs it (.ci/run); tests/test_slurm.py runs jobs on it",
     "pytest": "CI runs it (.ci/run)",
     "transferlab-eval": "tests/test_evaluate.py runs it with both forms of --on on a real study",
     "transferlab-export": "tests/test_export.py runs it on a real study and trains from its files",

@@ -73,3 +73,23 @@ def test_the_store_writes_only_records_that_fit_the_schema(tmp_path):
         store.write({**_minimal(), "not_a_field": 1})
     with pytest.raises(ValueError, match="unknown stage"):
         RunRecord(**_minimal(stage="pretrain"))
+
+
+def test_cluster_job_names_the_slurm_job_a_stage_ran_in(monkeypatch):
+    from transferlab.store.provenance import SLURM_JOB_FIELDS, cluster_job
+
+    for variable in SLURM_JOB_FIELDS.values():
+        monkeypatch.delenv(variable, raising=False)
+    assert cluster_job() is None  # outside Slurm
+    monkeypatch.setenv("SLURM_JOB_ID", "815")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "812")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.setenv("SLURM_JOB_PARTITION", "gpu")
+    job = cluster_job()
+    assert job == {
+        "job_id": "815", "array_job_id": "812", "array_task_id": "3", "restart_count": 0,
+        "partition": "gpu", "node": None,
+    }  # fmt: skip
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")  # set by Slurm in a requeued job
+    assert cluster_job()["restart_count"] == 2
+    assert "cluster_job" in FIELDS  # a field of every record (docs/records.md)

@@ -7,21 +7,40 @@ also leaves out the grid points whose run is already done and those that repeat 
 grid point's run (a scratch run does not depend on the source grid), so a re-launched study
 starts only what is missing, and a finished one ends in seconds. Hydra loads plugins from the
 `hydra_plugins` package only, hence this module's place.
-"""
 
-from __future__ import annotations
+With `checks: false` it is Hydra's basic sweeper (no plan, no checks, no cohorts): for apps that
+are not transferlab, such as Hydra's own plugin test suites run against it. Importing this
+module (Hydra does, when it scans for plugins) registers it as `hydra/sweeper=transferlab`.
+"""
 
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 log = logging.getLogger("transferlab.sweep")
+
+
+@dataclass
+class CheckedSweeperConf:
+    """The sweeper's settings (`conf/hydra/sweeper/checked.yaml` gives transferlab's)."""
+
+    _target_: str = "hydra_plugins.transferlab_sweeper.checked_sweeper.CheckedSweeper"
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    checks: bool = True
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="transferlab", node=CheckedSweeperConf, provider="transferlab"
+)
 
 
 class CheckedSweeper(BasicSweeper):
@@ -29,6 +48,12 @@ class CheckedSweeper(BasicSweeper):
 
     _planned: list[list[str]] | None = None
     _composer: Any = None
+
+    def __init__(
+        self, max_batch_size: int | None = None, params: dict | None = None, checks: bool = True
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.checks = checks
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         """As `BasicSweeper.setup`, with a launcher whose config loader composes each job with
@@ -52,6 +77,8 @@ class CheckedSweeper(BasicSweeper):
 
         quiet_launchers(bool(self.config.get("verbose")))
         self._check_batch_size()
+        if not self.checks:  # Hydra's basic sweeper
+            return super().sweep(arguments)
         plan = self.plan_grid(arguments)
         record_plan(Path(self.config.hydra.sweep.dir), plan)  # one progress line per run
         self._planned, cohorts = group_jobs(
@@ -164,4 +191,7 @@ class CheckedSweeper(BasicSweeper):
             raise GridError(f"sweep job {number} ({point}): {exc}") from None
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Every job was composed and checked by `plan_grid` before the first batch."""
+        """Every job was composed and checked by `plan_grid` before the first batch (without
+        checks, Hydra's own validation)."""
+        if not self.checks:
+            super().validate_batch_is_legal(batch)

@@ -11,26 +11,12 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
+from transferlab.training.interrupt import SIGNAL_EXIT_BASE, Interrupted
+
+__all__ = ["SIGNAL_EXIT_BASE", "STOP_SIGNALS", "Interrupted", "stop_on_signals"]
+
 #: The signals that stop a run.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-#: A shell reports a process killed by signal n with this status plus n.
-SIGNAL_EXIT_BASE = 128
-
-
-class Interrupted(BaseException):  # noqa: N818 - not an error: the user or scheduler asked
-    """A stop signal arrived. A BaseException, so no `except Exception` records the run as
-    failed on its way out."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    def __reduce__(self) -> tuple:  # rebuilt from the number when sent between processes
-        return (Interrupted, (self.signum,))
-
-    @property
-    def exit_status(self) -> int:
-        return SIGNAL_EXIT_BASE + self.signum
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:

@@ -239,6 +239,13 @@ class RunRecord:
         "int \\| null",
         None,
     )
+    cluster_job: dict | None = _doc(
+        "the Slurm job this stage ran in (`job_id`, `array_job_id`, `array_task_id`, "
+        "`partition`, `node`, and `restart_count`: how often Slurm requeued it before this "
+        "attempt finished); null outside Slurm",
+        "object \\| null",
+        None,
+    )
     schema: int = _doc(f"record schema version ({RECORD_SCHEMA})", "int", RECORD_SCHEMA)
     identity_version: int = _doc(
         f"version of the run identity rule ({IDENTITY_VERSION})", "int", IDENTITY_VERSION

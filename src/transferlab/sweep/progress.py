@@ -116,39 +116,7 @@ class SweepProgress(Callback):
         figures: str,
     ) -> None:  # fmt: skip
         """Append the run's progress line to the sweep's file and print it."""
-        line = json.dumps(
-            {
-                "outcome": outcome,
-                "run_id": rid,
-                "error": error,
-                "job": config.hydra.job.num,
-                "time": time.time(),
-            }
-        )
-        fd = os.open(sweep_dir / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
-        plan = json.loads((sweep_dir / PLAN_FILE).read_text())
-        total = plan.get("launch", plan["jobs"])
-        # This run's own position: parallel jobs ending together must not both read `k = 2`.
-        lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
-        done = lines.index(line) + 1 if line in lines else len(lines)
-        elapsed = time.time() - plan["started"]
-        left = elapsed / done * max(total - done, 0)
-        log.info(
-            "%s [%d/%d] job %s %s run %s%s; elapsed %s, about %s left",
-            _bar(done, total),
-            done,
-            total,
-            config.hydra.job.num,
-            outcome,
-            rid,
-            figures,
-            _format_seconds(elapsed),
-            _format_seconds(left),
-        )
+        report(sweep_dir, config.hydra.job.num, outcome, rid, error, figures)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -167,6 +135,65 @@ class SweepProgress(Callback):
             log.info(
                 "  failed job %s (run %s): %s", failure["job"], failure["run_id"], failure["error"]
             )
+
+
+def report(
+    sweep_dir: Path, job: int, outcome: str, rid: str | None, error: str | None, figures: str
+) -> None:
+    """Append one run's progress line to the sweep's file and print it."""
+    entry = {
+        "outcome": outcome, "run_id": rid, "error": error, "job": job, "time": time.time(),
+        "figures": figures,
+    }  # fmt: skip
+    line = _append(sweep_dir, entry)
+    lines = (sweep_dir / PROGRESS_FILE).read_text().splitlines()
+    # This run's own position: parallel jobs ending together must not both read `k = 2`.
+    _show(sweep_dir, entry, lines.index(line) + 1 if line in lines else len(lines))
+
+
+def _show(sweep_dir: Path, entry: dict[str, Any], done: int) -> None:
+    """Print a progress line: the study's bar, the run's position and outcome, the time left."""
+    plan = json.loads((sweep_dir / PLAN_FILE).read_text())
+    total = plan.get("launch", plan["jobs"])
+    elapsed = entry["time"] - plan["started"]
+    left = elapsed / done * max(total - done, 0)
+    log.info(
+        "%s [%d/%d] job %s %s run %s%s; elapsed %s, about %s left",
+        _bar(done, total), done, total, entry["job"], entry["outcome"], entry["run_id"],
+        entry.get("figures", ""), _format_seconds(elapsed), _format_seconds(left),
+    )  # fmt: skip
+
+
+def echo_job(sweep_dir: Path, job: int) -> None:
+    """Print again, in the launching process, the progress lines a job wrote in its own
+    process (a submitit job's console is its log file)."""
+    path = sweep_dir / PROGRESS_FILE
+    lines = path.read_text().splitlines() if path.exists() else []
+    for done, line in enumerate(lines, start=1):
+        entry = json.loads(line)
+        if entry["job"] == job:
+            _show(sweep_dir, entry, done)
+
+
+def record_lost_job(sweep_dir: Path, job: int, error: str) -> None:
+    """The progress line of a job that ended without telling (a Slurm job cancelled or killed
+    before it returned): one failed job, its runs unknown to the sweep (shown by `echo_job`)."""
+    entry = {
+        "outcome": "failed", "run_id": None, "error": error, "job": job, "time": time.time(),
+        "figures": f": {error.split(';')[0][:ERROR_CHARS]}",
+    }  # fmt: skip
+    _append(sweep_dir, entry)
+
+
+def _append(sweep_dir: Path, entry: dict[str, Any]) -> str:
+    """Append an entry to the sweep's progress file in one O_APPEND write; the line written."""
+    line = json.dumps(entry)
+    fd = os.open(sweep_dir / PROGRESS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+    return line
 
 
 def record_plan(sweep_dir: Path, plan: Any) -> None:

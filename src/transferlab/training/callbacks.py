@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from types import FrameType
@@ -9,6 +10,8 @@ from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import Callback
+
+from transferlab.training.interrupt import mark_job_ending
 
 
 class TrainTimer(Callback):
@@ -52,11 +55,23 @@ def batch_examples(batch: Any) -> int:
 SUBMITIT_VARIABLE = "SUBMITIT_EXECUTOR"
 
 
+def submitit_trainer_options() -> dict[str, Any]:
+    """Trainer arguments for a submitit job on Slurm: Lightning's own Slurm requeue is off
+    (it would save `hpc_ckpt_*.ckpt` and `scontrol requeue` on SIGUSR1), so that submitit alone
+    requeues the job and the run resumes from its own epoch checkpoint. Empty elsewhere."""
+    if not (os.environ.get(SUBMITIT_VARIABLE) and os.environ.get("SLURM_JOB_ID")):
+        return {}
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return {"plugins": [SLURMEnvironment(auto_requeue=False)]}
+
+
 class LeaveSigtermToSubmitit(Callback):
     """In a submitit job, SIGTERM belongs to submitit: it lets the job go on and requeues it on
     its pre-emption signal (USR2), and the requeued job resumes from its epoch checkpoint.
     Lightning would instead end the fit at the next batch (a `SystemExit(0)` before the
-    requeue). This callback keeps Lightning's notice of the signal and drops its stop.
+    requeue). This callback keeps Lightning's notice of the signal and drops its stop, and
+    notes that the job is ending (`training.interrupt`): a crash from now on is its teardown.
 
     The code adds it when `SUBMITIT_VARIABLE` is set; it reads Lightning's private signal
     connector (a test pins the behaviour).
@@ -75,6 +90,7 @@ class LeaveSigtermToSubmitit(Callback):
         lightning_handler = signal.getsignal(signal.SIGTERM)
 
         def go_on(signum: int, frame: FrameType | None) -> None:
+            mark_job_ending()
             if callable(lightning_handler):
                 lightning_handler(signum, frame)
             connector.received_sigterm = False

@@ -43,7 +43,11 @@ from transferlab.data import DatasetSplits, ImageTensors
 from transferlab.data.image_ops import to_float
 from transferlab.methods import Method
 from transferlab.models import keep_frozen_in_eval
-from transferlab.training.callbacks import SUBMITIT_VARIABLE, LeaveSigtermToSubmitit
+from transferlab.training.callbacks import (
+    SUBMITIT_VARIABLE,
+    LeaveSigtermToSubmitit,
+    submitit_trainer_options,
+)
 from transferlab.training.checks import SELECTION_CALLBACK
 from transferlab.training.fit import (
     StageResult,
@@ -285,7 +289,7 @@ def fit_cohort(
     callbacks = [LeaveSigtermToSubmitit()] if os.environ.get(SUBMITIT_VARIABLE) else []
     trainer = instantiate(
         first.trainer, logger=False, callbacks=callbacks, enable_checkpointing=False,
-        default_root_dir=str(first.run.dir),
+        default_root_dir=str(first.run.dir), **submitit_trainer_options(),
     )  # fmt: skip
     _check_trainer(trainer)
     selection = OmegaConf.select(first, f"callbacks.{SELECTION_CALLBACK}") or {}

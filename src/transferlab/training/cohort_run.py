@@ -28,6 +28,7 @@ from transferlab.training.checks import check_structure, check_writable, preflig
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.console import stage_output
 from transferlab.training.drift import PREVIOUS
+from transferlab.training.interrupt import raise_if_job_ending
 from transferlab.training.keep import keep_weights, weights_path
 from transferlab.training.record import base_fields, finish, outcome_fields
 from transferlab.training.run import (
@@ -127,7 +128,8 @@ def _train_together(members: list[Member]) -> None:
     except NotVectorised as why:
         log.info("runs %s train alone: %s", ", ".join(m.rid for m in members), why)
         return
-    except Exception:  # noqa: BLE001 - each member is tried again alone, isolated
+    except Exception as exc:  # noqa: BLE001 - each member is tried again alone, isolated
+        raise_if_job_ending(exc)
         log.exception("cohort of %s crashed; its runs train alone", first.rid)
         return
     share = (time.perf_counter() - started) / len(members)
@@ -153,6 +155,7 @@ def _write_member(
         if kept is not None:
             outcome["checkpoint"] = store.relative(kept)
     except Exception as exc:  # noqa: BLE001 - recorded as the member's failure; the others go on
+        raise_if_job_ending(exc)
         log.exception("run %s failed", member.rid)
         outcome = {**outcome, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     finally:

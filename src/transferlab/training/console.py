@@ -39,6 +39,8 @@ KNOWN_WARNINGS = (
     (r".*module\(s\) in eval mode at the start of training.*", r"lightning\.pytorch\..*"),
     # few batches per epoch in small target sets: every epoch is logged anyway
     (r".*smaller than the logging interval.*", r"lightning\.pytorch\..*"),
+    # a run started on a Slurm login node or by submitit's own srun: not a multi-task job
+    (r".*The `srun` command is available on your system but is not used.*", r"lightning\..*"),
 )
 WANDB_SILENT = "WANDB_SILENT"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"

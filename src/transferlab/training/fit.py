@@ -32,6 +32,7 @@ from transferlab.training.callbacks import (
     LeaveSigtermToSubmitit,
     ResumeCheckpoint,
     TrainTimer,
+    submitit_trainer_options,
 )
 from transferlab.training.checks import RESUME_CALLBACK, SELECTION_CALLBACK
 from transferlab.training.frozen_features import frozen_prefix_data
@@ -187,6 +188,7 @@ def build_trainer(
         callbacks=list(callbacks.values()),
         default_root_dir=str(run_dir),
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks.values()),
+        **submitit_trainer_options(),
     )
 
 

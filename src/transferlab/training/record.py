@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import describe
 from transferlab.store import RunRecord, stage_identity
-from transferlab.store.provenance import git_commit, now, package_versions
+from transferlab.store.provenance import cluster_job, git_commit, now, package_versions
 
 if TYPE_CHECKING:  # fit imports Lightning, which checking and skipping a run do not need
     from transferlab.training.fit import StageResult
@@ -74,6 +74,7 @@ def base_fields(stage_cfg: DictConfig, rid: str) -> dict[str, Any]:
         "source_checkpoint": None,
         "versions": package_versions(),
         "git_commit": git_commit(),
+        "cluster_job": cluster_job(),
         "identity": stage_identity(stage_cfg),
         "config": OmegaConf.to_container(stage_cfg, resolve=True),
         "started_at": now(),

@@ -56,6 +56,7 @@ from transferlab.training.checks import (
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.console import stage_output
 from transferlab.training.drift import PREVIOUS, after_previous
+from transferlab.training.interrupt import job_ending, raise_if_job_ending
 from transferlab.training.keep import SOURCE_CHECKPOINT, keep_weights, weights_path
 from transferlab.training.record import base_fields, finish, outcome_fields
 
@@ -262,6 +263,7 @@ def _train_stage(
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a crashed run is recorded, and the sweep goes on
+        raise_if_job_ending(exc)
         log.exception("run %s failed", stage_cfg.run.id)
         outcome = {**outcome, "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -271,10 +273,21 @@ def _train_stage(
 
 def _finish_loggers() -> None:
     """Close the W&B run so the next job in this process starts its own (none when W&B was
-    never imported: a run without the wandb logger needs no wandb installed)."""
+    never imported: a run without the wandb logger needs no wandb installed).
+
+    While the process is being stopped (a signal, submitit's requeue: a `BaseException` in
+    flight), W&B's own error does not replace the stop, and once Slurm ended the job (and W&B's
+    service with it) W&B is left alone: its offline files stay for the resumed attempt."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
+    if wandb is None or wandb.run is None or job_ending():
+        return
+    in_flight = sys.exc_info()[1]
+    try:
         wandb.finish()
+    except Exception as exc:
+        if in_flight is None or isinstance(in_flight, Exception):
+            raise
+        log.warning("W&B run not closed while the run stops (%s: %s)", type(exc).__name__, exc)
 
 
 def _cached_source(rid: str, cache_dir: Path) -> dict[str, Any] | None:

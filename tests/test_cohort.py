@@ -232,6 +232,13 @@ def test_a_multirun_trains_cohorts_with_one_record_and_progress_line_per_run(tmp
         (["callbacks.selection.mode=min", "callbacks.selection.monitor=val/nll"], "val/nll"),
         (["trainer.precision=16-mixed"], "one loss scale for every member"),
         (["+trainer.max_steps=5"], "counted per optimiser step"),
+        (  # a cohort's trainer would not run it: the member would train all its epochs
+            [
+                "+callbacks.stop={_target_: lightning.pytorch.callbacks.EarlyStopping,"
+                "monitor: val/acc, mode: max, patience: 0}"
+            ],
+            "callbacks stop",
+        ),
     ],
 )
 def test_the_plan_says_why_a_run_trains_alone(compose, overrides, why):
@@ -267,6 +274,19 @@ def test_a_malformed_member_list_is_one_line(compose):
         (0, 0.01, None),
         (1, 0.003, None),
     ]
+
+
+@pytest.mark.parametrize("lr", ["1", "1.0", "0.003"])
+def test_a_members_run_id_is_its_lone_runs_whatever_the_lr_is_written_as(compose, lr):
+    # The identity hashes the value's type: train.lr=1 and train.lr=1.0 are two runs, and a
+    # member must be the run the plan found (else the plan never sees it done).
+    from transferlab.store import run_id, stage_config
+    from transferlab.sweep.cohorts import cohort_fields, member_configs
+
+    lone = compose("cohort=true", "init=scratch", "seed=3", f"train.lr={lr}")
+    seed, plan_lr = cohort_fields(lone)["member"]
+    (member,) = member_configs(compose(f"cohort_members=[[{seed},{plan_lr!r}]]", "init=scratch"))
+    assert run_id(stage_config(member, "target")) == run_id(stage_config(lone, "target"))
 
 
 def test_a_run_given_twice_trains_once_and_both_get_its_record(compose):

@@ -1,77 +1,41 @@
-"""Hydra's own plugin test suites (`hydra.test_utils.launcher_common_tests`) run against the
-project's sweeper and launchers, on Hydra's example app: the sweeper behaves as Hydra's basic
-sweeper, and the submitit launchers as Hydra's, wherever the project does not mean otherwise.
+"""Hydra's own plugin test suites against the project's sweeper and launchers
+(`tests/hydra_suites/suites.py`), run in a pytest process of their own.
 
-The example app is not a transferlab study, so the sweeper runs with `checks: false` (no plan,
-no up-front checks, no cohorts: those are the intended differences, docs/sweeps.md). The Slurm
-launcher runs the launcher suite only where a Slurm is up (`scripts/slurm_local.sh`).
+The suites reset Hydra's singletons and version base, and Hydra's plugin scan then imports its
+plugin modules again: in a process shared with other tests, those tests' configs stop pickling
+("not the same object as ImportlibResourcesConfigSource") and the suites see another test's
+version base (jobs not changing into their folder). Their own process keeps both apart.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from hydra.test_utils.launcher_common_tests import (
-    BatchedSweeperTestSuite,
-    IntegrationTestSuite,
-    LauncherTestSuite,
-)
-from test_slurm import NO_SLURM, PARTITION, REQUIRED
+from test_slurm import PARTITION
 
-#: The project's sweeper, as a foreign app uses it.
-SWEEPER = ["hydra/sweeper=transferlab", "hydra.sweeper.checks=false"]
-#: A local Slurm's jobs: no GPU, one core.
-SLURM = [
-    f"hydra.launcher.partition={PARTITION}",
-    "hydra.launcher.gpus_per_node=0",
-    "hydra.launcher.cpus_per_task=1",
-    "hydra.launcher.mem_gb=1",
-]
+SUITES = Path(__file__).parent / "hydra_suites" / "suites.py"
+TIMEOUT = 900
+#: Tests of the suites that need no Slurm, and those that run on the Slurm launcher.
+LOCAL_TESTS, SLURM_TESTS = 30, 9
+
 #: Beside the Slurm tests, one after the other: those count the cluster's jobs.
-pytestmark = pytest.mark.xdist_group("slurm")
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 
-@pytest.mark.parametrize(
-    "launcher_name, overrides",
-    [
-        pytest.param("basic", SWEEPER, id="basic"),
-        pytest.param("transferlab_local", [*SWEEPER, "hydra.launcher.timeout_min=3"], id="local"),
-        pytest.param(
-            "transferlab_slurm",
-            [*SWEEPER, *SLURM, "hydra.launcher.timeout_min=3"],
-            id="slurm",
-            marks=[
-                pytest.mark.slurm,
-                pytest.mark.skipif(PARTITION is None and not REQUIRED, reason=NO_SLURM),
-            ],
-        ),
-    ],
-)
-class TestProjectSweeperAndLaunchers(LauncherTestSuite):
-    pass
-
-
-@pytest.mark.parametrize(
-    "launcher_name, overrides", [("basic", [*SWEEPER, "hydra.sweeper.max_batch_size=2"])]
-)
-class TestProjectSweeperInBatches(BatchedSweeperTestSuite):
-    pass
-
-
-@pytest.mark.parametrize(
-    "task_launcher_cfg, extra_flags",
-    [
-        (
-            {
-                "defaults": [
-                    {"override hydra/launcher": "transferlab_local"},
-                    {"override hydra/sweeper": "transferlab"},
-                    "_self_",
-                ],
-                "hydra": {"launcher": {"timeout_min": 2}, "sweeper": {"checks": False}},
-            },
-            ["-m"],
-        )
-    ],
-)
-class TestProjectPluginsInApps(IntegrationTestSuite):
-    pass
+def test_hydra_plugin_suites_pass_against_the_project_sweeper_and_launchers():
+    cmd = [
+        sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", "-o", "addopts=",
+        str(SUITES),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=TIMEOUT, cwd=SUITES.parents[2], check=False
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|skipped|failed)", out)}
+    expected = LOCAL_TESTS + (SLURM_TESTS if PARTITION is not None else 0)
+    assert counts.get("passed") == expected and not counts.get("failed"), out[-2000:]

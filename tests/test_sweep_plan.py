@@ -173,3 +173,20 @@ def test_an_app_without_a_results_folder_gets_no_plan_cache():
     assert sweeper._results_root() == ""
     sweeper.config = OmegaConf.create({"paths": {"results": "out"}})
     assert sweeper._results_root() == "out"
+
+
+def test_a_slurm_signal_that_would_come_before_the_job_starts_is_refused(tmp_path: Path):
+    """Slurm sends the time-limit signal up to 30 s early (docs/clusters.md): with the preset's
+    120 s before a one-minute limit it would end each job as it starts, with no requeue. One
+    line, exit 2, before anything is submitted (no Slurm is needed to see it)."""
+    cmd = [
+        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "init=scratch", "seed=0,1",
+        f"paths.results={tmp_path / 'results'}", "hydra/launcher=slurm",
+        "hydra.launcher.timeout_min=1",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "signal_delay_s=120 with timeout_min=1" in errors[0], errors
+    assert "below 30" in errors[0] and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "results").rglob(".submitit"))

@@ -27,6 +27,10 @@ from omegaconf import OmegaConf
 
 log = logging.getLogger("transferlab.sweep")
 
+#: How often Slurm looks at time limits (s): a job's time-limit signal (`signal_delay_s` before
+#: the limit) may come this much earlier than asked (docs/clusters.md).
+SLURM_CHECK_PERIOD_S = 30
+
 
 @dataclass
 class CheckedSweeperConf:
@@ -79,6 +83,7 @@ class CheckedSweeper(BasicSweeper):
         self._check_batch_size()
         if not self.checks:  # Hydra's basic sweeper
             return super().sweep(arguments)
+        self._check_signal_time()
         plan = self.plan_grid(arguments)
         record_plan(Path(self.config.hydra.sweep.dir), plan)  # one progress line per run
         self._planned, cohorts = group_jobs(
@@ -99,6 +104,23 @@ class CheckedSweeper(BasicSweeper):
         raise GridError(
             f"hydra.sweeper.max_batch_size={size!r}: must be a positive number of jobs per "
             "batch, or null (the whole grid in one batch)"
+        )
+
+    def _check_signal_time(self) -> None:
+        """A Slurm job's time-limit signal must reach it after it started: Slurm may send it up
+        to `SLURM_CHECK_PERIOD_S` early, and a signal before submitit's handler ends the job
+        (exit 140) with no requeue. One line before anything is submitted."""
+        from transferlab.errors import GridError
+
+        launcher = self.config.hydra.launcher
+        delay, limit = launcher.get("signal_delay_s"), launcher.get("timeout_min")
+        if delay is None or limit is None or delay + SLURM_CHECK_PERIOD_S < limit * 60:
+            return
+        raise GridError(
+            f"hydra.launcher.signal_delay_s={delay} with timeout_min={limit}: Slurm sends the "
+            f"time-limit signal up to {SLURM_CHECK_PERIOD_S} s earlier than asked, so it would "
+            "end the job as it starts, without a requeue; use a signal_delay_s below "
+            f"{limit * 60 - SLURM_CHECK_PERIOD_S} or a longer timeout_min"
         )
 
     def split_arguments(self, overrides: Any, max_batch_size: int | None) -> list[list[list[str]]]:

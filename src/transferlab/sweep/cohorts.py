@@ -26,6 +26,9 @@ MEMBER_KEYS = ("seed", "train.lr")
 SELECTION = ("val/acc", "max")
 #: Precisions with one loss scaler for a whole step (`training/cohort.py` refuses them too).
 SCALED_PRECISIONS = ("16-mixed", "16", 16)
+#: Callbacks whose work a cohort does itself (besides selection, and the resume checkpoint it
+#: does without): a run with any other callback (early stopping, SWA, ...) trains alone.
+COHORT_OWN_CALLBACKS = ("timer",)
 
 
 def launcher_workers(config: DictConfig) -> int:
@@ -47,7 +50,7 @@ def why_alone_config(cfg: DictConfig) -> str | None:
 
     from transferlab.adaptation import is_adaptation
     from transferlab.methods import Context, Method
-    from transferlab.training.checks import SELECTION_CALLBACK
+    from transferlab.training.checks import RESUME_CALLBACK, SELECTION_CALLBACK
 
     if cfg.init == "previous":
         return "a drift chain's steps train one after another"
@@ -76,6 +79,10 @@ def why_alone_config(cfg: DictConfig) -> str | None:
     chosen = (selection.get("monitor", SELECTION[0]), selection.get("mode", SELECTION[1]))
     if chosen != SELECTION:
         return f"epochs chosen on {chosen[0]} ({chosen[1]})"
+    known = (SELECTION_CALLBACK, RESUME_CALLBACK, *COHORT_OWN_CALLBACKS)
+    extra = sorted(k for k, v in (cfg.get("callbacks") or {}).items() if v and k not in known)
+    if extra:  # a cohort's trainer runs none of them (early stopping, SWA, ...)
+        return f"callbacks {', '.join(extra)}"
     return None
 
 
@@ -85,7 +92,8 @@ def cohort_fields(cfg: DictConfig) -> dict[str, Any]:
     fields: dict[str, Any] = {"cohort_key": None, "alone": None}
     if not cfg.get("cohort"):
         return fields
-    fields["member"] = [int(cfg.seed), float(cfg.train.lr)]
+    # lr as given: 1 and 1.0 are different run ids (the identity hashes the value's type)
+    fields["member"] = [int(cfg.seed), cfg.train.lr]
     if (reason := why_alone_config(cfg)) is not None:
         return {**fields, "alone": reason}
     shared = OmegaConf.to_container(cfg, resolve=False)  # a job's config: no `hydra` node
@@ -161,7 +169,7 @@ def member_configs(cfg: DictConfig) -> list[DictConfig]:
         member = copy.deepcopy(cfg)
         with open_dict(member):
             member.seed = int(seed)
-            member.train.lr = float(lr)
+            member.train.lr = lr  # as the plan wrote it: the lone run's value and type
             member[MEMBERS_KEY] = None
         members.append(member)
     return members

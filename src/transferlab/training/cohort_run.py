@@ -110,9 +110,13 @@ def _with_source(member: Member) -> bool:
 def _train_together(members: list[Member]) -> None:
     """Fit the members as one cohort and write their records; leave them to run alone when
     the cohort cannot vectorise them or its fit crashed."""
+    from transferlab.sweep.cohorts import why_alone_config
     from transferlab.training.cohort import NotVectorised, fit_cohort
 
     first = members[0]
+    if (why := why_alone_config(first.cfg)) is not None:  # members given by hand
+        log.info("runs %s train alone: %s", ", ".join(m.rid for m in members), why)
+        return
     run_dirs = [Path(m.stage.run.dir) for m in members]
     for run_dir in run_dirs:
         run_dir.mkdir(parents=True, exist_ok=True)

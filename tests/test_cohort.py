@@ -232,6 +232,9 @@ def test_a_multirun_trains_cohorts_with_one_record_and_progress_line_per_run(tmp
         (["callbacks.selection.mode=min", "callbacks.selection.monitor=val/nll"], "val/nll"),
         (["trainer.precision=16-mixed"], "one loss scale for every member"),
         (["+trainer.max_steps=5"], "counted per optimiser step"),
+        (["+trainer.gradient_clip_val=1.0"], "trainer.gradient_clip_val=1.0"),
+        (["+trainer.accumulate_grad_batches=2"], "trainer.accumulate_grad_batches=2"),
+        (["trainer=ddp", "trainer.accelerator=cpu"], "more than one device"),
         (  # a cohort's trainer would not run it: the member would train all its epochs
             [
                 "+callbacks.stop={_target_: lightning.pytorch.callbacks.EarlyStopping,"

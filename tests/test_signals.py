@@ -222,3 +222,28 @@ def test_relaunched_run_is_one_wandb_run_with_its_whole_history(tmp_path):
     # the restored epochs' losses are the ones the stopped attempt logged
     restored = [e for e in first if e < resumed_at]
     assert restored and all(trained[e] == pytest.approx(first[e], rel=1e-6) for e in restored)
+
+
+def test_a_submitit_jobs_sigterm_marks_the_job_ending_and_still_reaches_submitit(monkeypatch):
+    # Slurm's SIGTERM also ends W&B's service process: a crash after it is the job's teardown
+    # (no failed record; tests/test_slurm.py shows it under a real Slurm). The note holds for
+    # the whole job, and submitit's own handler (here a stand-in) is still called.
+    from transferlab.training import interrupt
+
+    seen = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        monkeypatch.setattr(interrupt, "_job_ending", False)
+        monkeypatch.delenv(interrupt.SUBMITIT_VARIABLE, raising=False)
+        interrupt.note_sigterm_in_job()  # not a submitit job: nothing changes
+        interrupt.raise_if_job_ending(ConnectionResetError("not ending"))
+        monkeypatch.setenv(interrupt.SUBMITIT_VARIABLE, "slurm")
+        interrupt.note_sigterm_in_job()
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert interrupt.job_ending() and seen == [signal.SIGTERM]
+        with pytest.raises(interrupt.Interrupted) as stop:
+            interrupt.raise_if_job_ending(ConnectionResetError("W&B's service is gone"))
+        assert stop.value.exit_status == 143
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -221,6 +221,8 @@ def test_grid_runs_as_slurm_jobs_that_share_their_sources(tmp_path):
     jobs = {r["cluster_job"]["job_id"]: r["cluster_job"] for r in targets.values()}
     assert {f"{j['array_job_id']}_{j['array_task_id']}" for j in jobs.values()} == set(folders)
     assert all(j["partition"] == PARTITION and j["restart_count"] == 0 for j in jobs.values())
+    # A job's result is written before its process has left: Slurm accounts for it just after.
+    _wait("the jobs to leave the queue", lambda: not _queued(*jobs), timeout=SLURM_WAIT_S * 6)
     accounting = _sacct(*jobs)
     assert {a["state"] for a in accounting.values()} == {"COMPLETED"}, accounting
     for rid in targets:

@@ -30,6 +30,7 @@ from transferlab.sweep.progress import last_sweep_failures
 from transferlab.training.checks import check_writable
 from transferlab.training.cohort_run import train_cohort
 from transferlab.training.config_schema import check_override_keys, composition_error
+from transferlab.training.interrupt import note_sigterm_in_job
 from transferlab.training.run import train
 
 log = logging.getLogger("transferlab")
@@ -128,6 +129,7 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
 )
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
+    note_sigterm_in_job()  # in a Slurm job, SIGTERM says the job is ending
     try:
         if cfg.get(MEMBERS_KEY):  # a cohort job of a sweep: one record per member
             return {"cohort": train_cohort(member_configs(cfg))}

@@ -75,6 +75,15 @@ def why_alone_config(cfg: DictConfig) -> str | None:
         or OmegaConf.select(cfg, "trainer.min_steps") is not None
     ):
         return "trainer.max_steps / min_steps (counted per optimiser step)"
+    for key, unset in (("gradient_clip_val", 0), ("accumulate_grad_batches", 1)):
+        value = OmegaConf.select(cfg, f"trainer.{key}")
+        if value not in (None, unset):  # Lightning refuses both under manual optimisation
+            return f"trainer.{key}={value} (a cohort steps its optimisers itself)"
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    if (isinstance(devices, int) and devices > 1) or (
+        OmegaConf.is_list(devices) and len(devices) > 1
+    ):
+        return "more than one device"
     selection = OmegaConf.select(cfg, f"callbacks.{SELECTION_CALLBACK}") or {}
     chosen = (selection.get("monitor", SELECTION[0]), selection.get("mode", SELECTION[1]))
     if chosen != SELECTION:

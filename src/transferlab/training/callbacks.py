@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from transferlab.training.interrupt import mark_job_ending
+from transferlab.training.interrupt import SUBMITIT_VARIABLE, mark_job_ending
 
 
 class TrainTimer(Callback):
@@ -49,10 +49,6 @@ def batch_examples(batch: Any) -> int:
     if isinstance(batch, dict):
         return sum(batch_examples(part) for part in batch.values())
     return len(batch[-1])
-
-
-#: Set by submitit in the processes of its jobs (`local` or `slurm`).
-SUBMITIT_VARIABLE = "SUBMITIT_EXECUTOR"
 
 
 def submitit_trainer_options() -> dict[str, Any]:

@@ -44,7 +44,6 @@ from transferlab.data.image_ops import to_float
 from transferlab.methods import Method
 from transferlab.models import keep_frozen_in_eval
 from transferlab.training.callbacks import (
-    SUBMITIT_VARIABLE,
     LeaveSigtermToSubmitit,
     submitit_trainer_options,
 )
@@ -55,6 +54,7 @@ from transferlab.training.fit import (
     fitted_result,
     frozen_prefix_once,
 )
+from transferlab.training.interrupt import SUBMITIT_VARIABLE
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.placement import data_device, place_data

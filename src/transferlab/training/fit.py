@@ -27,7 +27,6 @@ from transferlab.models.inputs import input_stats
 from transferlab.objectives import Objective, is_supervised
 from transferlab.training.adapt import AdaptationModule, adaptation_loader, adaptation_summary
 from transferlab.training.callbacks import (
-    SUBMITIT_VARIABLE,
     BestWeights,
     LeaveSigtermToSubmitit,
     ResumeCheckpoint,
@@ -36,6 +35,7 @@ from transferlab.training.callbacks import (
 )
 from transferlab.training.checks import RESUME_CALLBACK, SELECTION_CALLBACK
 from transferlab.training.frozen_features import frozen_prefix_data
+from transferlab.training.interrupt import SUBMITIT_VARIABLE
 from transferlab.training.loaders import eval_loader, train_loader
 from transferlab.training.module import TransferClassifier
 from transferlab.training.placement import data_device, place_data, wants_channels_last

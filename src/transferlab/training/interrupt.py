@@ -11,8 +11,12 @@ cancel) decides what happens next.
 
 from __future__ import annotations
 
+import os
 import signal
+from types import FrameType
 
+#: Set by submitit in the processes of its jobs (`local` or `slurm`).
+SUBMITIT_VARIABLE = "SUBMITIT_EXECUTOR"
 #: A shell reports a process killed by signal n with this status plus n.
 SIGNAL_EXIT_BASE = 128
 
@@ -39,6 +43,22 @@ def mark_job_ending() -> None:
     """Note that this job process received SIGTERM from its scheduler."""
     global _job_ending
     _job_ending = True
+
+
+def note_sigterm_in_job() -> None:
+    """In a submitit job, note SIGTERM as the job ending for the whole job (records and logs
+    written after a fit included), then let the handler already set (submitit's) decide;
+    Lightning composes its own handler with this one during a fit and restores it after."""
+    if not os.environ.get(SUBMITIT_VARIABLE):
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        mark_job_ending()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, note)
 
 
 def job_ending() -> bool:

@@ -56,8 +56,10 @@ def snapshot(analysis: Path, folder: Path = SNAPSHOT, files: tuple[str, ...] = F
     for name in files:
         shutil.copyfile(analysis / name, folder / name)
     report = folder / "report.md"
-    if report.exists():  # the report names its results folder: relative, no machine's path
-        report.write_text(report.read_text().replace(f"{ROOT}/", ""))
+    if report.exists():  # the report names its results folder: as the README's command does,
+        study = analysis.resolve().parent  # never by a machine's path (which may be outside
+        text = report.read_text().replace(str(study), f"results/{study.name}")  # the repo)
+        report.write_text(text)
     for figure in sorted((analysis / "figures").glob(HEATMAP))[:1]:
         shutil.copyfile(figure, folder / "gain-heatmap.png")
 

@@ -247,3 +247,16 @@ def test_reproduction_tables_are_the_digest_of_their_snapshots():
             above, table["ci_low"] > table["threshold"], table["ci_high"] < table["threshold"]
         )
         assert (table["verdict"].eq("PASS") == passed).all()
+
+
+def test_snapshots_name_their_results_folder_without_a_machines_path(tmp_path):
+    # An analysis made outside the checkout (another disk, /tmp) is published relative too.
+    study = tmp_path / "elsewhere" / "results" / "quickstart"
+    (study / "analysis").mkdir(parents=True)
+    (study / "analysis" / "report.md").write_text(f"# Transfer analysis\n\nSource: `{study}`; 3\n")
+    _script().snapshot(study / "analysis", tmp_path / "snapshot", ("report.md",))
+    text = (tmp_path / "snapshot" / "report.md").read_text()
+    assert "Source: `results/quickstart`; 3" in text and str(tmp_path) not in text
+    for report in sorted(ROOT.glob("docs/**/report.md")):  # every committed snapshot
+        source = next(line for line in report.read_text().splitlines() if line.startswith("Source"))
+        assert source.startswith("Source: `results/"), f"{report.relative_to(ROOT)}: {source}"

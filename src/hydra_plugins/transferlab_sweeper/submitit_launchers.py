@@ -74,17 +74,17 @@ class _WaitsForEveryJob(submitit_launcher.BaseSubmititLauncher):
         self, jobs: list, overrides: list[list[str]], numbers: list[int], sweep_dir: Path
     ) -> list:
         """Each job's return, in submission order, gathered as the jobs end (in any order);
-        each job's progress lines (written by the job elsewhere) are shown here as it ends."""
-        from transferlab.sweep.progress import echo_job
+        the runs' progress lines, written by the jobs in their own processes, are shown here
+        as they appear."""
+        from transferlab.sweep.progress import echo_progress
 
         returns: dict[int, JobReturn] = {}
+        shown = (0, 0)  # bytes and lines of the progress file shown so far
         while len(returns) < len(jobs):
             for i, job in enumerate(jobs):
                 if i not in returns and job.done():
-                    returns[i] = _WaitsForEveryJob._outcome(
-                        job, overrides[i], numbers[i], sweep_dir
-                    )
-                    echo_job(sweep_dir, numbers[i])
+                    returns[i] = self._outcome(job, overrides[i], numbers[i], sweep_dir)
+            shown = echo_progress(sweep_dir, shown)
             if len(returns) < len(jobs):
                 time.sleep(POLL_S)
         return [returns[i] for i in range(len(jobs))]

@@ -164,20 +164,28 @@ def _show(sweep_dir: Path, entry: dict[str, Any], done: int) -> None:
     )  # fmt: skip
 
 
-def echo_job(sweep_dir: Path, job: int) -> None:
-    """Print again, in the launching process, the progress lines a job wrote in its own
-    process (a submitit job's console is its log file)."""
+def echo_progress(sweep_dir: Path, shown: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """Print, in the launching process, the progress lines that jobs in other processes wrote
+    to the sweep's progress file after those already `shown` (bytes, lines); a submitit job's
+    console is its log file. Returns what is shown now (whole lines only)."""
     path = sweep_dir / PROGRESS_FILE
-    lines = path.read_text().splitlines() if path.exists() else []
-    for done, line in enumerate(lines, start=1):
-        entry = json.loads(line)
-        if entry["job"] == job:
-            _show(sweep_dir, entry, done)
+    if not path.exists():
+        return shown
+    size, count = shown
+    with path.open("rb") as handle:
+        handle.seek(size)
+        new = handle.read()
+    whole = new[: new.rfind(b"\n") + 1]  # a line still being written waits for the next look
+    lines = whole.decode().splitlines()
+    for done, line in enumerate(lines, start=count + 1):
+        _show(sweep_dir, json.loads(line), done)
+    return size + len(whole), count + len(lines)
 
 
 def record_lost_job(sweep_dir: Path, job: int, error: str) -> None:
     """The progress line of a job that ended without telling (a Slurm job cancelled or killed
-    before it returned): one failed job, its runs unknown to the sweep (shown by `echo_job`)."""
+    before it returned): one failed job, its runs unknown to the sweep (shown by
+    `echo_progress`)."""
     entry = {
         "outcome": "failed", "run_id": None, "error": error, "job": job, "time": time.time(),
         "figures": f": {error.split(';')[0][:ERROR_CHARS]}",

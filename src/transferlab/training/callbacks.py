@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from transferlab.training.interrupt import SUBMITIT_VARIABLE, mark_job_ending
+from transferlab.training.interrupt import SUBMITIT_VARIABLE
 
 
 class TrainTimer(Callback):
@@ -66,8 +66,8 @@ class LeaveSigtermToSubmitit(Callback):
     """In a submitit job, SIGTERM belongs to submitit: it lets the job go on and requeues it on
     its pre-emption signal (USR2), and the requeued job resumes from its epoch checkpoint.
     Lightning would instead end the fit at the next batch (a `SystemExit(0)` before the
-    requeue). This callback keeps Lightning's notice of the signal and drops its stop, and
-    notes that the job is ending (`training.interrupt`): a crash from now on is its teardown.
+    requeue). This callback keeps Lightning's notice of the signal and drops its stop
+    (Lightning's handler still calls the one set before the fit: `note_sigterm_in_job`'s).
 
     The code adds it when `SUBMITIT_VARIABLE` is set; it reads Lightning's private signal
     connector (a test pins the behaviour).
@@ -86,7 +86,6 @@ class LeaveSigtermToSubmitit(Callback):
         lightning_handler = signal.getsignal(signal.SIGTERM)
 
         def go_on(signum: int, frame: FrameType | None) -> None:
-            mark_job_ending()
             if callable(lightning_handler):
                 lightning_handler(signum, frame)
             connector.received_sigterm = False

@@ -61,3 +61,16 @@ def compose(tmp_path: Path):
             return hydra_compose(config_name="config", overrides=args)
 
     return _compose
+
+
+@pytest.fixture
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """One test at a time on the local Slurm: its tests count and time the cluster's jobs.
+
+    A lock in the folder every pytest-xdist worker's temporary folder sits in. `xdist_group`
+    cannot do it here: under pytest 9 the group suffix xdist adds to a test's id is lost, so
+    `--dist loadgroup` spreads a group's tests over the workers."""
+    from filelock import FileLock
+
+    with FileLock(str(tmp_path_factory.getbasetemp().parent / "slurm_cluster.lock")):
+        yield

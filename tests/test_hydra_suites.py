@@ -22,8 +22,8 @@ TIMEOUT = 900
 #: Tests of the suites that need no Slurm, and those that run on the Slurm launcher.
 LOCAL_TESTS, SLURM_TESTS = 30, 9
 
-#: Beside the Slurm tests, one after the other: those count the cluster's jobs.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+#: Not beside the Slurm tests: those count the cluster's jobs (`slurm_cluster`, conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster")]
 
 
 def test_hydra_plugin_suites_pass_against_the_project_sweeper_and_launchers():

@@ -4,7 +4,7 @@ a user types it, on the one-node cluster of `scripts/slurm_local.sh` (CI starts 
 Nothing is mocked: submitit submits sbatch jobs, Slurm runs, signals, requeues, cancels and
 times them out, and the tests read back records, W&B offline files, submitit's job logs and
 Slurm's own accounting (`sacct`). Without a Slurm these tests are skipped, with the reason.
-The tests share one cluster, so one worker runs them, one after the other.
+The tests share one cluster, so they run one after the other (`slurm_cluster`, conftest.py).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ NO_SLURM = "no Slurm here: `bash scripts/slurm_local.sh start` starts one (CI do
 pytestmark = [
     pytest.mark.slurm,
     pytest.mark.slow,
-    pytest.mark.xdist_group("slurm"),
+    pytest.mark.usefixtures("slurm_cluster"),  # one test at a time on the cluster
     pytest.mark.skipif(PARTITION is None and not REQUIRED, reason=NO_SLURM),
 ]
 

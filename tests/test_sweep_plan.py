@@ -161,6 +161,19 @@ def test_a_batch_size_hydra_refuses_is_one_line_before_anything_runs(tmp_path: P
     assert not list(results.rglob("records/*.json")) and not list(results.rglob("plans/*"))
 
 
+def test_a_checks_setting_other_than_true_or_false_is_one_line(tmp_path: Path):
+    cmd = [
+        sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "init=scratch", "seed=0,1",
+        f"paths.results={tmp_path / 'results'}", "hydra.sweeper.checks=maybe",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "hydra.sweeper.checks='maybe'" in errors[0], errors
+    assert "true" in errors[0] and "false" in errors[0] and "Traceback" not in proc.stderr
+    assert not list((tmp_path / "results").rglob("records/*.json"))
+
+
 def test_an_app_without_a_results_folder_gets_no_plan_cache():
     """The sweeper's plan cache lives under `paths.results`; an app without one keeps none
     (it used to write it into a folder named `None`)."""

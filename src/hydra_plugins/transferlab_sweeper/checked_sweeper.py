@@ -80,7 +80,7 @@ class CheckedSweeper(BasicSweeper):
         from transferlab.training.console import quiet_launchers
 
         quiet_launchers(bool(self.config.get("verbose")))
-        self._check_batch_size()
+        self._check_settings()
         if not self.checks:  # Hydra's basic sweeper
             return super().sweep(arguments)
         self._check_signal_time()
@@ -93,18 +93,25 @@ class CheckedSweeper(BasicSweeper):
             log.info("cohorts: %s", cohorts)
         return super().sweep(arguments)
 
-    def _check_batch_size(self) -> None:
+    def _check_settings(self) -> None:
         """`max_batch_size` is a positive number of jobs or null (the whole grid in one batch),
-        as Hydra's basic sweeper requires; anything else is one line, before any planning."""
+        as Hydra's basic sweeper requires, and `checks` is true or false; anything else is one
+        line, before any planning."""
         from transferlab.errors import GridError
 
         size = self.max_batch_size
-        if size is None or (isinstance(size, int) and not isinstance(size, bool) and size > 0):
-            return
-        raise GridError(
-            f"hydra.sweeper.max_batch_size={size!r}: must be a positive number of jobs per "
-            "batch, or null (the whole grid in one batch)"
-        )
+        if not (
+            size is None or (isinstance(size, int) and not isinstance(size, bool) and size > 0)
+        ):
+            raise GridError(
+                f"hydra.sweeper.max_batch_size={size!r}: must be a positive number of jobs per "
+                "batch, or null (the whole grid in one batch)"
+            )
+        if not isinstance(self.checks, bool):
+            raise GridError(
+                f"hydra.sweeper.checks={self.checks!r}: must be true (plan and check the grid "
+                "first) or false (Hydra's basic sweeper, for apps that are not transferlab)"
+            )
 
     def _check_signal_time(self) -> None:
         """A Slurm job's time-limit signal must reach it after it started: Slurm may send it up

@@ -124,6 +124,18 @@ start_accounting() {
     wait_for slurmdbd sacctmgr -n list cluster
 }
 
+cancel_leftover_jobs() {
+    # Slurm was down, so no job it lists can still have processes: these came back from the saved
+    # state of an earlier start (a machine stopped mid-sweep) and would hold the node's cores.
+    local jobs
+    wait_for slurmctld squeue -h
+    jobs=$(squeue -h -o '%i' | xargs)
+    [ -z "$jobs" ] && return 0
+    # shellcheck disable=SC2086
+    scancel $jobs || fail "could not cancel the jobs left from an earlier start: $jobs"
+    echo "slurm_local: cancelled jobs left from an earlier start: $jobs"
+}
+
 start() {
     case "$(node_state)" in
         idle|mixed|allocated) echo "slurm_local: already up (node $(node_state))"; return 0 ;;
@@ -134,6 +146,7 @@ start() {
     start_accounting
     pgrep -x slurmctld >/dev/null || /usr/sbin/slurmctld -i || fail "slurmctld did not start (see $LOG_DIR/slurmctld.log)"
     pgrep -x slurmd >/dev/null || /usr/sbin/slurmd || fail "slurmd did not start (see $LOG_DIR/slurmd.log)"
+    cancel_leftover_jobs
     local state=""
     for _ in $(seq 1 "$WAIT_S"); do
         state=$(node_state)

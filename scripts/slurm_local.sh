@@ -69,6 +69,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+# Look at pending jobs every second or two (defaults 30 s and 60 s): a requeued job starts as soon
+# as its begin time has passed, instead of at the next periodic pass.
+SchedulerParameters=bf_interval=1,sched_interval=2
 MpiDefault=none
 JobRequeue=1
 ReturnToService=2

@@ -67,10 +67,10 @@ def compose(tmp_path: Path):
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     """One test at a time on the local Slurm: its tests count and time the cluster's jobs.
 
-    A lock in the folder every pytest-xdist worker's temporary folder sits in: `--dist loadfile`
-    keeps a file's tests on one worker, but two files (test_slurm.py, test_hydra_suites.py) may
-    run at once. (`xdist_group` cannot group them: under pytest 9 the group suffix xdist adds to
-    a test's id is lost, so `--dist loadgroup` spread each group over the workers.)"""
+    Every test that submits Slurm jobs sits in test_slurm.py, which `--dist loadfile` keeps on
+    one worker; the lock (in the folder every pytest-xdist worker's temporary folder sits in)
+    keeps them apart under any other distribution too. (`xdist_group` cannot: under pytest 9 the
+    group suffix xdist adds to a test's id is lost, so `--dist loadgroup` spreads a group.)"""
     from filelock import FileLock
 
     with FileLock(str(tmp_path_factory.getbasetemp().parent / "slurm_cluster.lock")):

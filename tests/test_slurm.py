@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST
+from helpers.hydra_suites import run_suites
 
 from transferlab.store import read_record
 
@@ -31,6 +32,8 @@ TIMEOUT = 420
 LONG_EPOCHS = 150
 #: ... and of the run that reaches its one-minute time limit: more than a minute of training.
 TIME_LIMIT_EPOCHS = 400
+#: Tests of Hydra's plugin suites that run on the Slurm launcher (tests/hydra_suites/suites.py).
+HYDRA_SLURM_TESTS = 9
 SWEEP_DIR = re.compile(r"sweep of \d+ jobs in (\S+)")
 PLANNED = re.compile(r"planned (\d+) jobs in \S+: (\d+) to run, (\d+) done before")
 
@@ -141,6 +144,20 @@ def _sacct(*job_ids: str) -> dict[str, dict[str, str]]:
     return {r[0]: {"state": r[1].split()[0], "start": r[2], "end": r[3]} for r in rows}
 
 
+def _accounted_ends(*job_ids: str) -> dict[str, dict[str, str]]:
+    """Slurm's accounting of the jobs once it has every job's end: slurmdbd records an end a
+    moment after the job has left the queue. (A job of an array is listed as `<array>_<task>`,
+    whichever of its ids it was asked by.)"""
+
+    def ended() -> dict[str, dict[str, str]] | None:
+        accounting = _sacct(*job_ids)
+        ends = [a["end"] for a in accounting.values()]
+        done = len(ends) == len(job_ids) and "Unknown" not in ends
+        return accounting if done else None
+
+    return _wait("Slurm to account for the jobs' ends", ended, timeout=SLURM_WAIT_S * 6)
+
+
 def _queued(*job_ids: str) -> list[str]:
     """Those of the jobs Slurm still has queued or running."""
     out = subprocess.run(
@@ -223,7 +240,7 @@ def test_grid_runs_as_slurm_jobs_that_share_their_sources(tmp_path):
     assert all(j["partition"] == PARTITION and j["restart_count"] == 0 for j in jobs.values())
     # A job's result is written before its process has left: Slurm accounts for it just after.
     _wait("the jobs to leave the queue", lambda: not _queued(*jobs), timeout=SLURM_WAIT_S * 6)
-    accounting = _sacct(*jobs)
+    accounting = _accounted_ends(*jobs)
     assert {a["state"] for a in accounting.values()} == {"COMPLETED"}, accounting
     for rid in targets:
         run_dir = results / "grid" / "runs" / rid
@@ -293,7 +310,7 @@ def test_cancelled_job_leaves_no_record_and_a_relaunch_trains_only_it(tmp_path):
     status = proc.wait(timeout=TIMEOUT)
     sweep_log = (tmp_path / "sweep.log").read_text()
     assert status != 0 and "Traceback" not in sweep_log, sweep_log[-3000:]
-    assert _sacct(jobs[0])[jobs[0]]["state"] == "CANCELLED"
+    assert _accounted_ends(jobs[0])[jobs[0]]["state"] == "CANCELLED"
     (finished,) = _records(results, "cancel").values()  # the other job's run only
     assert finished["cluster_job"]["array_task_id"] == jobs[1].split("_")[1]
     out = _run(cmd, tmp_path)
@@ -314,7 +331,7 @@ def test_jobs_finish_after_the_launching_process_is_killed(tmp_path):
     proc.send_signal(signal.SIGKILL)  # the login node's process dies; Slurm has the jobs
     proc.wait(timeout=TIMEOUT)
     _wait("the jobs to leave the queue", lambda: not _queued(*jobs))
-    assert {a["state"] for a in _sacct(*jobs).values()} == {"COMPLETED"}
+    assert {a["state"] for a in _accounted_ends(*jobs).values()} == {"COMPLETED"}
     records = _records(results, "orphan")
     assert len(records) == 3 and all(r["status"] == "completed" for r in records.values())
     out = _run(cmd, tmp_path)
@@ -331,6 +348,13 @@ def test_bad_grid_value_is_refused_before_anything_is_submitted(tmp_path):
     assert len(errors) == 1 and "-5" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert _job_count() == before and not _records(results, "bad")
+
+
+def test_hydra_launcher_suite_passes_against_the_slurm_launcher():
+    """Hydra's launcher suites on `hydra/launcher=transferlab_slurm` (tests/test_hydra_suites.py
+    runs the rest of them)."""
+    counts, out = run_suites("slurm")
+    assert counts.get("passed") == HYDRA_SLURM_TESTS and not counts.get("failed"), out[-2000:]
 
 
 def _job_count() -> int:

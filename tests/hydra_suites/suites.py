@@ -6,8 +6,9 @@ The example app is not a transferlab study, so the sweeper runs with `checks: fa
 no up-front checks, no cohorts: those are the intended differences, docs/sweeps.md). The Slurm
 launcher runs the launcher suite only where a Slurm is up (`scripts/slurm_local.sh`).
 
-Not collected with the other tests: `tests/test_hydra_suites.py` runs this file in a pytest
-process of its own (see there why).
+Not collected with the other tests: `tests/helpers/hydra_suites.py` runs this file in a pytest
+process of its own (see there why), for `tests/test_hydra_suites.py` (all but the Slurm launcher)
+and `tests/test_slurm.py` (the Slurm launcher, with the other Slurm tests).
 """
 
 from __future__ import annotations

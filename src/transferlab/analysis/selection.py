@@ -79,51 +79,60 @@ def grid_edges(configs: pd.DataFrame, hparams: tuple[str, ...]) -> pd.Series:
     return marks.str.rstrip("; ")
 
 
-def _config_key(runs: pd.DataFrame, hparams: tuple[str, ...]) -> pd.Series:
-    return runs[list(hparams)].astype(str).agg("|".join, axis=1) if hparams else "all"
+def _config_key(runs: pd.DataFrame, hparams: tuple[str, ...]) -> pd.Series | str:
+    """One string per run naming its configuration ("0.001|32"), built column by column."""
+    if not hparams:
+        return "all"
+    key = runs[hparams[0]].astype(str)
+    for h in hparams[1:]:
+        key = key + "|" + runs[h].astype(str)
+    return key
 
 
-def _mode(values: pd.Series) -> tuple[object, int]:
-    """The value most seeds selected (ties to the smaller) and how many selected it."""
-    counts = values.value_counts(dropna=False)
-    top = counts[counts.eq(counts.max())]
-    value = sorted(top.index)[0]
-    return value, int(top.iloc[0])
+def _per_arm(frame: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
+    """Per arm, the sum of the boolean `column` of `frame` as `name` (ARM columns and `name`)."""
+    return frame.groupby(ARM, dropna=False)[column].sum().rename(name).reset_index()
+
+
+def _modes(picks: pd.DataFrame, hparams: tuple[str, ...]) -> pd.DataFrame:
+    """Per arm: the seeds selected, and for each swept setting the value most seeds selected
+    (ties to the smaller) with how many selected it (`<setting>_mode_seeds`)."""
+    modes = picks.groupby(ARM, dropna=False).size().rename("seeds").reset_index()
+    for h in hparams:
+        count = f"{h}_mode_seeds"
+        counts = picks.groupby([*ARM, h], dropna=False).size().rename(count).reset_index()
+        ranked = counts.sort_values([count, h], ascending=[False, True], kind="stable")
+        modes = modes.merge(ranked.drop_duplicates(ARM), on=ARM, how="left")
+        # Plain values, as a table of them infers its types (an Int64 setting reads as int64).
+        modes[h] = modes[h].astype(object)
+    return modes.infer_objects()
 
 
 def _edges(picks: pd.DataFrame, configs: pd.DataFrame, hparams: tuple[str, ...]) -> pd.DataFrame:
     """Per arm, the swept settings that at least EDGE_SHARE of its seeds selected at the
     smallest or largest value of its grid ("lr at the top of the grid")."""
-    rows = []
-    bounds = configs.groupby(ARM, dropna=False)
-    for key, arm in picks.groupby(ARM, dropna=False, sort=False):
-        grid = bounds.get_group(key)
-        marks = []
-        for h in hparams:
-            if grid[h].nunique() < 2:
-                continue
-            for side, bound in (("top", grid[h].max()), ("bottom", grid[h].min())):
-                at = int(arm[h].eq(bound).sum())
-                if at and at >= EDGE_SHARE * len(arm):
-                    marks.append(f"{h} at the {side} of the grid")
-        rows.append({**dict(zip(ARM, key)), "edge": "; ".join(marks)})
-    return pd.DataFrame(rows, columns=[*ARM, "edge"])
+    edges = picks.groupby(ARM, dropna=False).size().rename("_seeds").reset_index()
+    edges["edge"] = ""
+    grid = configs.groupby(ARM, dropna=False)
+    for h in hparams:
+        bounds = grid[h].agg(["nunique", "max", "min"]).reset_index()
+        picked = picks.merge(bounds, on=ARM, how="left")
+        for side, bound in (("top", "max"), ("bottom", "min")):
+            picked["_at"] = picked["nunique"].ge(2) & picked[h].eq(picked[bound])
+            at = edges[ARM].merge(_per_arm(picked, "_at", "_at"), on=ARM, how="left")["_at"]
+            marked = at.gt(0) & at.ge(EDGE_SHARE * edges["_seeds"])
+            edges["edge"] = edges["edge"].where(
+                ~marked, edges["edge"] + f"{h} at the {side} of the grid; "
+            )
+    edges["edge"] = edges["edge"].str.rstrip("; ")
+    return edges[[*ARM, "edge"]]
 
 
 def _arms(
     runs: pd.DataFrame, picks: pd.DataFrame, configs: pd.DataFrame, hparams: tuple[str, ...]
 ) -> pd.DataFrame:
     """Per arm: the modal selection of each swept setting, seeds selected and left out."""
-    rows = []
-    for key, arm in picks.groupby(ARM, dropna=False, sort=False):
-        row = {**dict(zip(ARM, key)), "seeds": len(arm)}
-        for h in hparams:
-            row[h], row[f"{h}_mode_seeds"] = _mode(arm[h])
-        rows.append(row)
-    columns = [*ARM, "seeds", *(c for h in hparams for c in (h, f"{h}_mode_seeds"))]
-    arms = (
-        runs[ARM].drop_duplicates().merge(pd.DataFrame(rows, columns=columns), on=ARM, how="left")
-    )
+    arms = runs[ARM].drop_duplicates().merge(_modes(picks, hparams), on=ARM, how="left")
     arms["seeds"] = arms["seeds"].fillna(0).astype(int)
     return arms.merge(_edges(picks, configs, hparams), on=ARM, how="left").fillna({"edge": ""})
 

@@ -264,8 +264,18 @@ class RunRecord:
             raise ValueError(f"unknown stage {self.stage!r}; valid choices: {', '.join(STAGES)}")
 
     def to_dict(self) -> dict[str, Any]:
-        """The record as the JSON object written to disk."""
-        return dataclasses.asdict(self)
+        """The record as the JSON object written to disk: a copy, sharing no dict or list with
+        the record (as `dataclasses.asdict`, without its per-value deep copies)."""
+        return {name: _copied(getattr(self, name)) for name in FIELDS}
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a JSON-like value: its dicts, lists and tuples new, the rest shared."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copied(item) for item in value)
+    return value
 
 
 #: Every field of a record, in declaration order.

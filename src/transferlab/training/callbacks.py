@@ -159,5 +159,6 @@ class ResumeCheckpoint(Callback):
         due = time.monotonic() - self._last >= self.min_interval_s
         # Every process decides alike (saving is collective under DDP): rank 0's clock rules.
         if trainer.strategy.broadcast(due):
-            trainer.save_checkpoint(self.path)
+            # The whole training state, optimiser included (said, so Lightning need not log it).
+            trainer.save_checkpoint(self.path, weights_only=False)
             self._last = time.monotonic()

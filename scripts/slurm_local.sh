@@ -88,7 +88,8 @@ SlurmdLogFile=$LOG_DIR/slurmd.log
 SlurmctldTimeout=30
 SlurmdTimeout=30
 MinJobAge=300
-KillWait=10
+# SIGKILL 5 s after the SIGTERM of a cancel, requeue or time limit (Slurm default 30 s).
+KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF

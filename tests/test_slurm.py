@@ -28,8 +28,9 @@ from transferlab.store import read_record
 SLURM_WAIT_S = 10
 TIMEOUT = 420
 #: Epochs of the runs that get signalled, requeued or cancelled mid-training: long enough that
-#: the run is still training when Slurm acts, 10 s later at most (slurm.conf KillWait).
-LONG_EPOCHS = 150
+#: the run is still training when Slurm kills it, 5 s after its SIGTERM (slurm.conf KillWait);
+#: about 15 s of training here, so twice that margin on a machine 1.5x as fast.
+LONG_EPOCHS = 80
 #: ... and of the run that reaches its one-minute time limit: more than a minute of training.
 TIME_LIMIT_EPOCHS = 400
 #: Tests of Hydra's plugin suites that run on the Slurm launcher (tests/hydra_suites/suites.py).

@@ -211,13 +211,21 @@ def score_candidates(
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
-def _tau(table: pd.DataFrame, score: str) -> float:
-    """Weighted tau between the mean score and the mean accuracy of each candidate the score
-    can score (LEEP and NCE need a source classifier, which an unsupervised source lacks)."""
-    means = table.groupby(CANDIDATE, dropna=False)[[score, "test_acc"]].mean().dropna()
-    if len(means) < MIN_CANDIDATES:
+def _weighted_tau(score: np.ndarray, acc: np.ndarray) -> float:
+    """Weighted tau between candidates' scores and accuracies, over the candidates that have
+    both (LEEP and NCE need a source classifier, which an unsupervised source lacks)."""
+    both = ~(np.isnan(score) | np.isnan(acc))
+    if both.sum() < MIN_CANDIDATES:
         return np.nan
-    return float(weightedtau(means[score].to_numpy(), means["test_acc"].to_numpy())[0])
+    return float(weightedtau(score[both], acc[both])[0])
+
+
+def _tau(table: pd.DataFrame, score: str) -> float:
+    """Weighted tau between the mean score and the mean accuracy of each candidate."""
+    means = table.groupby(CANDIDATE, dropna=False)[[score, "test_acc"]].mean()
+    return _weighted_tau(
+        means[score].to_numpy(dtype=float), means["test_acc"].to_numpy(dtype=float)
+    )
 
 
 def _scored(group: pd.DataFrame, score: str) -> int:
@@ -225,19 +233,52 @@ def _scored(group: pd.DataFrame, score: str) -> int:
     return int(group.groupby(CANDIDATE, dropna=False)[score].mean().notna().sum())
 
 
+def _per_seed(table: pd.DataFrame, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scores and accuracy of every row, as [seed, layer, candidate, column] (candidates
+    sorted as `groupby` sorts them; layer k holds a candidate's k-th row of that seed, most
+    often the only one; NaN where there is none), and whether a seed has a row of a candidate
+    (as [seed, candidate])."""
+    candidate = table.groupby(CANDIDATE, dropna=False).ngroup().to_numpy()
+    seed = np.searchsorted(seeds, table["seed"].to_numpy())
+    layer = table.groupby([table["seed"], candidate]).cumcount().to_numpy()
+    columns = [*SCORES, "test_acc"]
+    values = np.full((len(seeds), layer.max() + 1, candidate.max() + 1, len(columns)), np.nan)
+    values[seed, layer, candidate] = table[columns].to_numpy(dtype=float)
+    has_rows = np.zeros((len(seeds), values.shape[2]), dtype=bool)
+    has_rows[seed, candidate] = True
+    return values, has_rows
+
+
+def _stacked_means(values: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """Each candidate's mean of each column over the drawn seeds' rows, summed in the order
+    `groupby().mean()` sums the stacked rows (compensated, NaN left out), so that the means,
+    and the ties among them, are the same as that."""
+    total, compensation, count = (np.zeros(values.shape[2:]) for _ in range(3))
+    for rows in values[drawn].reshape(-1, *values.shape[2:]):
+        present = ~np.isnan(rows)
+        step = np.where(present, rows, 0.0) - compensation
+        summed = total + step
+        compensation = np.where(present, (summed - total) - step, compensation)
+        total = np.where(present, summed, total)
+        count += present
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
+
+
 def _draws(table: pd.DataFrame, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
     """Every score's tau on the same seed resamples (with replacement; each drawn seed brings
     every candidate's score and accuracy; a draw that loses a candidate is drawn again)."""
     rng = np.random.default_rng(seed)
     seeds = np.sort(table["seed"].unique())
-    by_seed = {s: part for s, part in table.groupby("seed")}
-    wanted = table.groupby(CANDIDATE, dropna=False).ngroups
+    values, has_rows = _per_seed(table, seeds)
     taus: dict[str, list[float]] = {score: [] for score in SCORES}
     while len(taus[SCORES[0]]) < n_resamples:
-        sample = pd.concat([by_seed[s] for s in rng.choice(seeds, size=len(seeds))])
-        if sample.groupby(CANDIDATE, dropna=False).ngroups == wanted:
-            for score in SCORES:
-                taus[score].append(_tau(sample, score))
+        drawn = np.searchsorted(seeds, rng.choice(seeds, size=len(seeds)))
+        if not has_rows[drawn].any(axis=0).all():
+            continue
+        means = _stacked_means(values, drawn)
+        for j, score in enumerate(SCORES):
+            taus[score].append(_weighted_tau(means[:, j], means[:, -1]))
     return {score: np.asarray(values) for score, values in taus.items()}
 
 

@@ -89,11 +89,6 @@ def _config_key(runs: pd.DataFrame, hparams: tuple[str, ...]) -> pd.Series | str
     return key
 
 
-def _per_arm(frame: pd.DataFrame, column: str, name: str) -> pd.DataFrame:
-    """Per arm, the sum of the boolean `column` of `frame` as `name` (ARM columns and `name`)."""
-    return frame.groupby(ARM, dropna=False)[column].sum().rename(name).reset_index()
-
-
 def _modes(picks: pd.DataFrame, hparams: tuple[str, ...]) -> pd.DataFrame:
     """Per arm: the seeds selected, and for each swept setting the value most seeds selected
     (ties to the smaller) with how many selected it (`<setting>_mode_seeds`)."""
@@ -118,9 +113,10 @@ def _edges(picks: pd.DataFrame, configs: pd.DataFrame, hparams: tuple[str, ...])
         bounds = grid[h].agg(["nunique", "max", "min"]).reset_index()
         picked = picks.merge(bounds, on=ARM, how="left")
         for side, bound in (("top", "max"), ("bottom", "min")):
-            picked["_at"] = picked["nunique"].ge(2) & picked[h].eq(picked[bound])
-            at = edges[ARM].merge(_per_arm(picked, "_at", "_at"), on=ARM, how="left")["_at"]
-            marked = at.gt(0) & at.ge(EDGE_SHARE * edges["_seeds"])
+            at_bound = picked["nunique"].ge(2) & picked[h].eq(picked[bound])
+            # the same arms, in the same (sorted) order as `edges`: both group the picks
+            at = at_bound.groupby([picked[k] for k in ARM], dropna=False).sum().to_numpy()
+            marked = (at > 0) & (at >= EDGE_SHARE * edges["_seeds"].to_numpy())
             edges["edge"] = edges["edge"].where(
                 ~marked, edges["edge"] + f"{h} at the {side} of the grid; "
             )

@@ -10,7 +10,7 @@ import pytest
 from helpers.simulate import SimulatedStudy, scratch_accuracy, simulate_records
 
 from transferlab.analysis import analyze_frame
-from transferlab.analysis.curves import effective_data
+from transferlab.analysis.curves import effective_data, effective_size, effective_sizes
 from transferlab.analysis.records import flatten_record, records_frame
 
 
@@ -49,6 +49,23 @@ def test_effective_data_is_read_off_the_scratch_curve_in_log_size():
     assert eff.loc[10, "d_t"] == pytest.approx(math.sqrt(1000) - 10)
     assert np.isnan(eff.loc[100, "d_e"]) and "above" in eff.loc[100, "note"]
     assert np.isnan(eff.loc[1000, "d_e"]) and "below" in eff.loc[1000, "note"]
+
+
+def test_many_curves_read_at_once_equal_each_curve_read_alone():
+    """The bootstrap reads thousands of resampled scratch curves on arrays: every reading is
+    the one-at-a-time reading, bit for bit, on curves with plateaus, dips, ties with the value
+    read, sizes out of order or unusable, and sizes some resamples miss (NaN)."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        width, reads, rows = rng.integers(1, 7), rng.integers(1, 5), rng.integers(1, 20)
+        xs = rng.permutation([7.0, 20, 50, 100, 200, 1000])[:width]
+        xs[rng.random(width) < 0.1] = rng.choice([np.nan, 0.0])
+        levels = np.round(rng.random(8), 1)  # few distinct values: plateaus and exact ties
+        accs = rng.choice(levels, size=(rows, width))
+        accs[rng.random((rows, width)) < 0.05] = np.nan
+        acc = rng.choice(np.r_[levels, np.nan, 1.5, -1.0], size=(rows, reads))
+        alone = [[effective_size(a, xs, accs[r])[0] for a in acc[r]] for r in range(rows)]
+        np.testing.assert_array_equal(effective_sizes(acc, xs, accs), np.array(alone))
 
 
 def _study(gain, **kw):

@@ -109,6 +109,48 @@ def effective_size(acc: float, xs: np.ndarray, accs: np.ndarray) -> tuple[float,
     return float(np.exp(np.interp(acc, mono[first], np.log(xs[first])))), ""
 
 
+def effective_sizes(acc: np.ndarray, xs: np.ndarray, accs: np.ndarray) -> np.ndarray:
+    """`effective_size` for many scratch curves at once (a bootstrap's resamples): ``acc`` holds
+    each row's accuracies to read, ``accs`` each row's scratch accuracies at the sizes ``xs``.
+    A row whose scratch curve misses a size is read by `effective_size` itself; the others on
+    arrays, with `np.interp`'s arithmetic, so every number equals the one-at-a-time reading."""
+    acc, accs = np.atleast_2d(acc).astype(float), np.atleast_2d(accs).astype(float)
+    out = np.full(acc.shape, math.nan)
+    usable = np.isfinite(xs) & (xs > 0)
+    if usable.sum() < 2:
+        return out
+    order = np.argsort(xs[usable])
+    sizes, curves = xs[usable][order], accs[:, usable][:, order]
+    whole = np.isfinite(curves).all(axis=1)
+    for row in np.flatnonzero(~whole):
+        out[row] = [effective_size(a, xs, accs[row])[0] for a in acc[row]]
+    out[whole] = _read_curves(acc[whole], sizes, np.maximum.accumulate(curves[whole], axis=1))
+    return out
+
+
+def _read_curves(acc: np.ndarray, sizes: np.ndarray, mono: np.ndarray) -> np.ndarray:
+    """Each row's accuracies read off its monotone curve (`mono` over the sorted `sizes`, in
+    log size) as `np.interp` reads them over the curve's strictly increasing support."""
+    width, log_x = mono.shape[1], np.log(sizes)
+    first = np.c_[np.ones(len(mono), bool), np.diff(mono, axis=1) > 0]
+    start = np.maximum.accumulate(np.where(first, np.arange(width), 0), axis=1)  # plateau start
+    with np.errstate(invalid="ignore"):
+        inside = np.isfinite(acc) & (acc >= mono[:, :1]) & (acc <= mono[:, -1:])
+        last = (mono[:, None, :] <= acc[:, :, None]).sum(axis=2) - 1  # last point at or below
+    last = np.clip(last, 0, width - 1)
+    at = np.take_along_axis(start, last, axis=1)
+    x0, y0 = np.take_along_axis(mono, at, axis=1), log_x[at]
+    after = np.minimum(last + 1, width - 1)
+    x1, y1 = np.take_along_axis(mono, after, axis=1), log_x[after]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (y1 - y0) / (x1 - x0) * (acc - x0) + y0
+    on_point = (acc == x0) | (last == width - 1)
+    read = np.exp(np.where(on_point, y0, between))
+    flat = first.sum(axis=1, keepdims=True) < 2
+    read = np.where(flat, sizes[0], read)
+    return np.where(inside, read, math.nan)
+
+
 def effective_data(curves: pd.DataFrame) -> pd.DataFrame:
     """Effective data transferred per fine-tuned arm and size: D_E (scratch examples that match
     the fine-tuned accuracy), D_T = D_E - D_F and D_E / D_F."""

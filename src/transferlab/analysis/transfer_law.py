@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis.curves import effective_size
+from transferlab.analysis.curves import effective_sizes
 from transferlab.analysis.keys import CURVE, SCRATCH
 from transferlab.analysis.seed_bootstrap import expanded_interval
 from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
@@ -51,26 +51,40 @@ COLUMNS = [
 
 
 def _matrix(runs: pd.DataFrame, seeds: list) -> tuple[np.ndarray, np.ndarray]:
-    """Test accuracy per (size, seed) and the examples trained on per size."""
+    """Test accuracy per (size, seed), sizes ascending, and the examples trained on per size
+    (`train_examples`, as numbers); a size without any accuracy is left out. Laid out on arrays
+    in the usual case (one run per size and seed, whole example counts), else by `_pivoted`:
+    the same numbers either way."""
+    size_of, sizes = pd.factorize(runs["target_size"], sort=True)
+    seed_of = pd.Index(seeds).get_indexer(runs["seed"])
+    cell = size_of * len(seeds) + seed_of
+    examples = runs["train_examples"].to_numpy(float)
+    counted = np.isfinite(examples)
+    whole = (examples[counted] == np.round(examples[counted])).all()  # their sums are exact
+    if (size_of < 0).any() or (seed_of < 0).any() or not whole or len(set(cell)) < len(cell):
+        return _pivoted(runs, seeds)
+    acc = np.full((len(sizes), len(seeds)), math.nan)
+    acc.flat[cell] = runs["test_acc"].to_numpy(float)
+    n = np.bincount(size_of[counted], minlength=len(sizes))
+    total = np.bincount(size_of[counted], weights=examples[counted], minlength=len(sizes))
+    with np.errstate(invalid="ignore"):
+        used = np.where(n > 0, total / n, pd.to_numeric(pd.Series(sizes), errors="coerce"))
+    kept = ~np.isnan(acc).all(axis=1)
+    return acc[kept], used[kept].astype(float)
+
+
+def _pivoted(runs: pd.DataFrame, seeds: list) -> tuple[np.ndarray, np.ndarray]:
+    """`_matrix` through a pivot table: the mean of a seed's runs of a size."""
     acc = runs.pivot_table(index="target_size", columns="seed", values="test_acc", aggfunc="mean")
     acc = acc.reindex(columns=seeds).sort_index()
-    examples = pd.to_numeric(runs["train_examples"], errors="coerce").astype(float)
-    used = examples.groupby(runs["target_size"]).mean().reindex(acc.index)
+    used = runs["train_examples"].groupby(runs["target_size"]).mean().reindex(acc.index)
     sizes = pd.to_numeric(pd.Series(acc.index), errors="coerce").astype(float).to_numpy()
     return acc.to_numpy(float), used.fillna(pd.Series(sizes, index=acc.index)).to_numpy(float)
 
 
-def _fit(
-    d_f: np.ndarray, d_t: np.ndarray, sizes: np.ndarray | None = None
-) -> tuple[float, float, float, int]:
-    """alpha, k, r^2 of the line through (log D_F, log D_T) where D_T > 0, and the sizes used.
-    With `sizes` (a mask), the fit is through exactly those sizes, and fails (NaN) unless every
-    one of them has D_T > 0: a resample is then the same estimate on other data."""
+def _fit(d_f: np.ndarray, d_t: np.ndarray) -> tuple[float, float, float, int]:
+    """alpha, k, r^2 of the line through (log D_F, log D_T) where D_T > 0, and the sizes used."""
     ok = np.isfinite(d_t) & (d_t > 0) & (d_f > 0)
-    if sizes is not None:
-        if not ok[sizes].all():
-            return math.nan, math.nan, math.nan, int(ok[sizes].sum())
-        ok = sizes
     if ok.sum() < MIN_SIZES:
         return math.nan, math.nan, math.nan, int(ok.sum())
     x, y = np.log(d_f[ok]), np.log(d_t[ok])
@@ -82,40 +96,56 @@ def _fit(
     return alpha, float(np.exp(log_k)), float(r2), int(ok.sum())
 
 
-def _mean(acc: np.ndarray) -> np.ndarray:
-    """Mean over seeds per size; NaN (quietly) where a size has no run of the drawn seeds."""
+def _means(acc: np.ndarray, drawn: np.ndarray | None = None) -> np.ndarray:
+    """Mean over each row of `drawn` seeds (every seed once without it) per size, as (rows,
+    sizes); NaN (quietly) where a size has no run of the drawn seeds."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(acc, axis=1)
+        if drawn is None:
+            return np.nanmean(acc, axis=1)[None]
+        return np.nanmean(acc[:, drawn], axis=2).T
 
 
 def _d_t(ft_acc: np.ndarray, d_f: np.ndarray, sc_x: np.ndarray, sc_acc: np.ndarray) -> np.ndarray:
-    """D_T per size from mean accuracies (NaN where the scratch curve cannot say)."""
-    return np.array([effective_size(a, sc_x, sc_acc)[0] for a in ft_acc]) - d_f
+    """D_T per (row of drawn seeds, size) from the mean accuracies (NaN where the scratch curve
+    cannot say)."""
+    return effective_sizes(ft_acc, sc_x, sc_acc) - d_f
+
+
+def _alphas(d_f: np.ndarray, d_t: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """`_fit`'s alpha for each row of D_T through exactly the point estimate's `sizes` (NaN for
+    a row where one of them has no D_T > 0): a resample is the same estimate on other data."""
+    fitted = (np.isfinite(d_t[:, sizes]) & (d_t[:, sizes] > 0)).all(axis=1)
+    x = np.log(d_f[sizes])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log(d_t[:, sizes])
+    dx, dy = x - x.mean(), y - y.mean(axis=1, keepdims=True)
+    return np.where(fitted, (dy @ dx) / (dx @ dx), math.nan)
 
 
 def _law(
-    ft: pd.DataFrame, sc: pd.DataFrame, confidence: float, n_resamples: int, seed: int
+    ft: tuple[np.ndarray, np.ndarray],
+    sc: tuple[np.ndarray, np.ndarray],
+    confidence: float,
+    n_resamples: int,
+    seed: int,
 ) -> dict:
-    seeds = sorted(set(ft["seed"]) | set(sc["seed"]))
-    ft_acc, d_f = _matrix(ft, seeds)
-    sc_acc, sc_x = _matrix(sc, seeds)
-    point = _d_t(_mean(ft_acc), d_f, sc_x, _mean(sc_acc))
+    """The fit and its seed-bootstrap interval for one fine-tuned curve (`_matrix` of its runs)
+    against its scratch curve (`_matrix` of the scratch runs on the same seeds)."""
+    (ft_acc, d_f), (sc_acc, sc_x) = ft, sc
+    n_seeds = ft_acc.shape[1]
+    (point,) = _d_t(_means(ft_acc), d_f, sc_x, _means(sc_acc))
     alpha, k, r2, used = _fit(d_f, point)
-    row = {"sizes": used, "alpha": alpha, "k": k, "r2": r2, "n_seeds": len(seeds)}
+    row = {"sizes": used, "alpha": alpha, "k": k, "r2": r2, "n_seeds": n_seeds}
     if not np.isfinite(alpha):
         note = f"cannot be fitted: {used} sizes with D_T > 0, the law needs {MIN_SIZES}"
         empty = {"alpha_low": math.nan, "alpha_high": math.nan, "fitted_share": math.nan}
         return {**row, **empty, "note": note}
     sizes = np.isfinite(point) & (point > 0) & (d_f > 0)  # the point estimate's sizes
-    rng = np.random.default_rng(seed)
-    draws = np.full(n_resamples, math.nan)
-    for i in range(n_resamples):
-        idx = rng.integers(0, len(seeds), size=len(seeds))
-        d_t = _d_t(_mean(ft_acc[:, idx]), d_f, sc_x, _mean(sc_acc[:, idx]))
-        draws[i] = _fit(d_f, d_t, sizes)[0]
+    drawn = np.random.default_rng(seed).integers(0, n_seeds, size=(n_resamples, n_seeds))
+    draws = _alphas(d_f, _d_t(_means(ft_acc, drawn), d_f, sc_x, _means(sc_acc, drawn)), sizes)
     share = float(np.isfinite(draws).mean())
-    low, high = expanded_interval(draws, confidence, len(seeds), failed_as_worst=True)
+    low, high = expanded_interval(draws, confidence, n_seeds, failed_as_worst=True)
     note = "" if np.isfinite(low) and np.isfinite(high) else _NO_INTERVAL.format(share=share)
     return {**row, "alpha_low": low, "alpha_high": high, "fitted_share": share, "note": note}
 
@@ -132,13 +162,23 @@ def transfer_law(
     in log-log space and the number of sizes it rests on (see the module docstring)."""
     if selected.empty:
         return pd.DataFrame(columns=COLUMNS)
-    scratch = selected[selected["source"].eq(SCRATCH)]
-    by_setting = {key: g for key, g in scratch.groupby(SCRATCH_CURVE, dropna=False)}
+    examples = pd.to_numeric(selected["train_examples"], errors="coerce").astype(float)
+    runs = selected[[*CURVE, "target_size", "seed", "test_acc"]].assign(train_examples=examples)
+    scratch = runs[runs["source"].eq(SCRATCH)]
+    by_setting = {
+        key: (g, set(g["seed"])) for key, g in scratch.groupby(SCRATCH_CURVE, dropna=False)
+    }
+    tables: dict = {}  # a scratch curve's matrix per seeds, shared by the fine-tuned curves
     rows = []
-    finetuned = selected[~selected["source"].eq(SCRATCH)]
-    for key, ft in finetuned.groupby(CURVE, dropna=False, sort=True):
-        sc = by_setting.get(tuple(ft.iloc[0][c] for c in SCRATCH_CURVE))
-        if sc is None or ft["target_size"].nunique() < MIN_SIZES:
+    for key, ft in runs[~runs["source"].eq(SCRATCH)].groupby(CURVE, dropna=False, sort=True):
+        curve = dict(zip(CURVE, key))
+        setting = tuple(curve[c] for c in SCRATCH_CURVE)
+        if setting not in by_setting or ft["target_size"].nunique() < MIN_SIZES:
             continue  # no curve over sizes to fit: not a scaling study
-        rows.append({**dict(zip(CURVE, key)), **_law(ft, sc, confidence, n_resamples, seed)})
+        sc, sc_seeds = by_setting[setting]
+        seeds = sorted(set(ft["seed"]) | sc_seeds)
+        if (setting, *seeds) not in tables:
+            tables[(setting, *seeds)] = _matrix(sc, seeds)
+        law = _law(_matrix(ft, seeds), tables[(setting, *seeds)], confidence, n_resamples, seed)
+        rows.append({**curve, **law})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -74,11 +74,14 @@ def main() -> None:
     print(f"total:                         {analysed - started:6.2f} s")
     load_records(study)  # fills the table cache
     cached = time.perf_counter()
-    load_records(study)
-    reloaded = time.perf_counter() - cached
-    print(f"load again (table cache):      {reloaded:6.2f} s")
+    df = load_records(study)
+    reloaded = time.perf_counter()
+    results = analyze_frame(df)  # the frame an analysis run again works on
+    again = time.perf_counter()
+    print(f"load again (table cache):      {reloaded - cached:6.2f} s")
+    print(f"analyse the cached table:      {again - reloaded:6.2f} s")
     print(
-        f"total with the table cache:    {reloaded + analysed - loaded:6.2f} s (target <= 5 s: "
+        f"total with the table cache:    {again - cached:6.2f} s (target <= 5 s: "
         "a study analysed again after some records changed)"
     )
     if args.save:
@@ -89,7 +92,8 @@ def main() -> None:
                 "records": len(df),
                 "parse_s": round(loaded - started, 2),
                 "analyse_s": round(analysed - loaded, 2),
-                "cached_load_s": round(reloaded, 2),
+                "cached_load_s": round(reloaded - cached, 2),
+                "cached_analyse_s": round(again - reloaded, 2),
             },
         )
     if args.report:

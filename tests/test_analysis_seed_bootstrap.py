@@ -8,10 +8,12 @@ import pytest
 from scipy import optimize, stats
 
 from transferlab.analysis.seed_bootstrap import (
+    _pooled_iqm,
     expanded_tail,
     nan_iqm,
     seed_bootstrap_improvement,
     seed_bootstrap_iqm,
+    seed_counts,
 )
 from transferlab.analysis.stats import iqm
 
@@ -32,6 +34,23 @@ def test_nan_iqm_matches_scipy_trim_mean_per_row():
     for row, got in zip(rows, nan_iqm(rows)):
         assert got == pytest.approx(iqm(row[np.isfinite(row)]))
     assert np.isnan(nan_iqm(np.full((1, 3), np.nan))[0])
+
+
+def test_a_resample_weighing_the_sorted_values_is_the_iqm_of_its_pool():
+    """Each resample's IQM is read off the values sorted once, weighted by how often it drew
+    each seed: the IQM of the pool built and sorted explicitly, up to rounding, with missing
+    pairs, tied values, seeds drawn many times or not at all, and empty pools."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        cells, seeds = rng.integers(1, 40), rng.integers(1, 12)
+        gains = np.round(rng.normal(0, 0.02, size=(cells, seeds)), rng.choice([2, 8]))
+        gains[rng.random(gains.shape) < rng.choice([0.0, 0.2, 0.9])] = np.nan
+        drawn = rng.integers(0, seeds, size=(30, seeds))
+        pools = gains[:, drawn].transpose(1, 0, 2).reshape(len(drawn), -1)
+        expected = nan_iqm(pools)
+        got = _pooled_iqm(gains, seed_counts(drawn, seeds))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-15)
 
 
 def test_hand_values_and_missing_seeds():

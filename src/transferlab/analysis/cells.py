@@ -26,7 +26,7 @@ from transferlab.analysis.keys import (
 )
 from transferlab.analysis.paired import DEFAULT_TEST, paired_tests
 from transferlab.analysis.selection import DEFAULT_RULE, PerSeedValidation, Selection
-from transferlab.analysis.stats import CONFIDENCE, grouped_mean_ci
+from transferlab.analysis.stats import CONFIDENCE, group_rows, grouped_mean_ci
 
 #: Test metrics compared per cell beside accuracy (lower is better for both).
 CALIBRATION = ("test_ece", "test_nll")
@@ -162,12 +162,13 @@ def _cell_stats(pairs: pd.DataFrame, test: str, confidence: float) -> pd.DataFra
     if pairs.empty:
         changes = [f"d_{m.removeprefix('test_')}{e}" for m in CALIBRATION for e in CI_SUFFIXES]
         return pd.DataFrame(columns=[*cols, *changes])
-    groups = pairs.assign(diff=pairs["ft_test_acc"] - pairs["scratch_test_acc"]).groupby(
-        ARM, dropna=False, sort=False
-    )
-    keys, diffs = zip(*((k, g["diff"].to_numpy()) for k, g in groups))
+    paired = pairs.assign(diff=pairs["ft_test_acc"] - pairs["scratch_test_acc"])
+    keys, members = group_rows(paired, ARM, sort=False)
+    diffs = [paired["diff"].to_numpy()[m] for m in members]
     results = paired_tests(diffs, test=test, confidence=confidence)
-    means = groups[["ft_test_acc", "scratch_test_acc"]].mean()
+    means = paired.groupby(ARM, dropna=False, sort=False)[
+        ["ft_test_acc", "scratch_test_acc"]
+    ].mean()
     rows = [
         {
             **dict(zip(ARM, k)),

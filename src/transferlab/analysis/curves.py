@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import CURVE, SCRATCH, SETTING
-from transferlab.analysis.stats import CONFIDENCE, grouped_mean_ci
+from transferlab.analysis.stats import CONFIDENCE, group_rows, grouped_mean_ci
 
 #: Share of the scratch run's final validation accuracy that counts as "converged".
 CONVERGENCE_FRACTION = 0.95
@@ -73,13 +73,11 @@ def gain_crossings(cells: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per source curve, the target size at which the mean gain crosses zero (NaN if never)."""
     sizes = curves[curves["source"].eq(SCRATCH)][[*SETTING, "examples"]]
     table = cells.merge(sizes, on=SETTING, how="left").sort_values("examples")
+    examples, gains = table["examples"].to_numpy(float), table["gain"].to_numpy(float)
+    flags = table["flag"].to_numpy(object)
     rows = []
-    for key, group in table.groupby(CURVE, dropna=False, sort=True):
-        size, note, significant = _crossing(
-            group["examples"].to_numpy(float),
-            group["gain"].to_numpy(float),
-            group["flag"].to_numpy(object),
-        )
+    for key, members in zip(*group_rows(table, CURVE, sort=True)):
+        size, note, significant = _crossing(examples[members], gains[members], flags[members])
         rows.append(
             {
                 **dict(zip(CURVE, key)),
@@ -156,16 +154,17 @@ def effective_data(curves: pd.DataFrame) -> pd.DataFrame:
     the fine-tuned accuracy), D_T = D_E - D_F and D_E / D_F."""
     scratch = curves[curves["source"].eq(SCRATCH)]
     curve_of = ["study", "model", "target", "variant"]
-    lookup = {key: g for key, g in scratch.groupby(curve_of, dropna=False)}
+    lookup = {
+        key: (g["examples"].to_numpy(float), g["test_acc"].to_numpy(float))
+        for key, g in scratch.groupby(curve_of, dropna=False)
+    }
     rows = []
     for row in curves[~curves["source"].eq(SCRATCH)].itertuples(index=False):
         sc = lookup.get(tuple(getattr(row, k) for k in curve_of))
         if sc is None:
             d_e, note = math.nan, "no scratch curve"
         else:
-            d_e, note = effective_size(
-                row.test_acc, sc["examples"].to_numpy(float), sc["test_acc"].to_numpy(float)
-            )
+            d_e, note = effective_size(row.test_acc, *sc)
         rows.append(
             {
                 **{k: getattr(row, k) for k in [*CURVE, "target_size"]},

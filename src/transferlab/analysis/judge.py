@@ -32,7 +32,7 @@ def judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     # Wang et al.'s negative transfer gap: error with transfer minus error without = -gain
     cells["ntg"] = -cells["gain"]
     cells["ntg_ci_low"], cells["ntg_ci_high"] = -cells["ci_high"], -cells["ci_low"]
-    flags = [_flag(row, alpha) for _, row in cells.iterrows()]
+    flags = [_flag(row, alpha) for row in cells.to_dict("records")]
     cells["flag"] = [f for f, _ in flags]
     cells["reason"] = [r or n for (_, r), n in zip(flags, cells["note"])]
     cells["correction"] = correction
@@ -40,7 +40,7 @@ def judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     return cells
 
 
-def _flag(row: pd.Series, alpha: float) -> tuple[str, str]:
+def _flag(row: dict, alpha: float) -> tuple[str, str]:
     if row["ft_completed"] == 0:
         return "no-completed-runs", "no completed fine-tuned run"
     if row["scratch_completed"] == 0:

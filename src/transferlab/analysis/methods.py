@@ -22,7 +22,7 @@ import pandas as pd
 
 from transferlab.analysis.keys import ARM, SETTING
 from transferlab.analysis.paired import DEFAULT_TEST, paired_tests
-from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues
+from transferlab.analysis.stats import CONFIDENCE, adjust_pvalues, group_rows
 
 #: The reference: plain full fine-tuning.
 REFERENCE_METHOD = "finetune"
@@ -67,7 +67,7 @@ def _differences(pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_flag(
-    row: pd.Series, alpha: float, diff: str = "d_vs_finetune", reference: str = "plain fine-tuning"
+    row: dict, alpha: float, diff: str = "d_vs_finetune", reference: str = "plain fine-tuning"
 ) -> tuple[str, str]:
     """(verdict, reason) of one paired comparison with a reference arm: better | worse |
     inconclusive, or too-few-pairs / too-few-seeds when no test could reach `alpha`."""
@@ -150,8 +150,8 @@ def paired_comparison(
     """One row per arm of `diffs` (its per-seed differences from a reference arm, `diff`):
     the mean difference in column `diff`, its interval, p, q (corrected per study, as the
     cells) and the verdict in column `verdict` (`comparison_flag`, naming `reference`)."""
-    groups = diffs.groupby(ARM, dropna=False, sort=True)
-    keys, values = zip(*((k, g["diff"].to_numpy()) for k, g in groups))
+    keys, members = group_rows(diffs, ARM, sort=True)
+    values = [diffs["diff"].to_numpy()[m] for m in members]
     results = paired_tests(values, test=test, confidence=confidence)
     table = pd.DataFrame(
         [
@@ -164,7 +164,7 @@ def paired_comparison(
     testable = table["n_pairs"].ge(2) & np.isfinite(table["p"])
     for _, family in table[testable].groupby("study", sort=False):
         table.loc[family.index, "q"] = adjust_pvalues(family["p"].to_numpy(), correction)
-    flags = [comparison_flag(row, alpha, diff, reference) for _, row in table.iterrows()]
+    flags = [comparison_flag(row, alpha, diff, reference) for row in table.to_dict("records")]
     table[verdict] = [f for f, _ in flags]
     table["note"] = [reason or note for (_, reason), note in zip(flags, table["note"])]
     return table

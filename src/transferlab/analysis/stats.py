@@ -52,6 +52,18 @@ def grouped_mean_ci(
     )
 
 
+def group_rows(frame: pd.DataFrame, keys: list[str], *, sort: bool) -> tuple[list, list]:
+    """Each group's key and row positions (in row order), in the order and with the keys that
+    iterating `frame.groupby(keys, dropna=False, sort=sort)` gives, without building a frame
+    per group (thousands of cells in a large study)."""
+    grouped = frame.groupby(keys, dropna=False, sort=sort)
+    codes = grouped.ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes, minlength=grouped.ngroups)
+    firsts = frame[keys].iloc[order[np.cumsum(sizes) - sizes]]
+    return list(firsts.itertuples(index=False, name=None)), np.split(order, np.cumsum(sizes)[:-1])
+
+
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values (family-wise error control)."""
     p = np.asarray(p, dtype=float)

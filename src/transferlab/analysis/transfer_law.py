@@ -27,8 +27,8 @@ import pandas as pd
 
 from transferlab.analysis.curves import effective_sizes
 from transferlab.analysis.keys import CURVE, SCRATCH
-from transferlab.analysis.seed_bootstrap import expanded_interval
-from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE
+from transferlab.analysis.seed_bootstrap import expanded_interval, seed_counts
+from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, group_rows
 
 #: Fewest target sizes with D_T > 0 a fit needs (two points always lie on a line).
 MIN_SIZES = 3
@@ -36,6 +36,8 @@ MIN_SIZES = 3
 _NO_INTERVAL = "no interval: {share:.1%} of the seed resamples can be fitted, too few for its tails"
 #: The scratch curve a fine-tuned curve is read against: the same target setting.
 SCRATCH_CURVE = ["study", "model", "target", "variant"]
+#: A run's columns the law reads.
+RUN = ["target_size", "seed", "test_acc", "train_examples"]
 COLUMNS = [
     *CURVE,
     "sizes",
@@ -50,21 +52,21 @@ COLUMNS = [
 ]
 
 
-def _matrix(runs: pd.DataFrame, seeds: list) -> tuple[np.ndarray, np.ndarray]:
-    """Test accuracy per (size, seed), sizes ascending, and the examples trained on per size
-    (`train_examples`, as numbers); a size without any accuracy is left out. Laid out on arrays
-    in the usual case (one run per size and seed, whole example counts), else by `_pivoted`:
-    the same numbers either way."""
+def _matrix(runs: dict[str, np.ndarray], seeds: list) -> tuple[np.ndarray, np.ndarray]:
+    """Test accuracy per (size, seed), sizes ascending, and the examples trained on per size,
+    from a curve's runs (`RUN`, train_examples as numbers); a size without any accuracy is
+    left out. Laid out on arrays in the usual case (one run per size and seed, whole example
+    counts), else by `_pivoted`: the same numbers either way."""
     size_of, sizes = pd.factorize(runs["target_size"], sort=True)
     seed_of = pd.Index(seeds).get_indexer(runs["seed"])
     cell = size_of * len(seeds) + seed_of
-    examples = runs["train_examples"].to_numpy(float)
+    examples = runs["train_examples"].astype(float)
     counted = np.isfinite(examples)
     whole = (examples[counted] == np.round(examples[counted])).all()  # their sums are exact
     if (size_of < 0).any() or (seed_of < 0).any() or not whole or len(set(cell)) < len(cell):
-        return _pivoted(runs, seeds)
+        return _pivoted(pd.DataFrame(runs), seeds)
     acc = np.full((len(sizes), len(seeds)), math.nan)
-    acc.flat[cell] = runs["test_acc"].to_numpy(float)
+    acc.flat[cell] = runs["test_acc"].astype(float)
     n = np.bincount(size_of[counted], minlength=len(sizes))
     total = np.bincount(size_of[counted], weights=examples[counted], minlength=len(sizes))
     with np.errstate(invalid="ignore"):
@@ -96,14 +98,17 @@ def _fit(d_f: np.ndarray, d_t: np.ndarray) -> tuple[float, float, float, int]:
     return alpha, float(np.exp(log_k)), float(r2), int(ok.sum())
 
 
-def _means(acc: np.ndarray, drawn: np.ndarray | None = None) -> np.ndarray:
-    """Mean over each row of `drawn` seeds (every seed once without it) per size, as (rows,
-    sizes); NaN (quietly) where a size has no run of the drawn seeds."""
+def _means(acc: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Mean accuracy per size over the seeds, as (rows, sizes): over every seed once, or for
+    each row of `counts` (how often a resample drew each seed) over the drawn seeds' runs;
+    NaN (quietly) where a size has no run among them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if drawn is None:
+        if counts is None:
             return np.nanmean(acc, axis=1)[None]
-        return np.nanmean(acc[:, drawn], axis=2).T
+        finite = np.isfinite(acc)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (counts @ np.where(finite, acc, 0.0).T) / (counts @ finite.T)
 
 
 def _d_t(ft_acc: np.ndarray, d_f: np.ndarray, sc_x: np.ndarray, sc_acc: np.ndarray) -> np.ndarray:
@@ -143,7 +148,8 @@ def _law(
         return {**row, **empty, "note": note}
     sizes = np.isfinite(point) & (point > 0) & (d_f > 0)  # the point estimate's sizes
     drawn = np.random.default_rng(seed).integers(0, n_seeds, size=(n_resamples, n_seeds))
-    draws = _alphas(d_f, _d_t(_means(ft_acc, drawn), d_f, sc_x, _means(sc_acc, drawn)), sizes)
+    counts = seed_counts(drawn, n_seeds).astype(float)
+    draws = _alphas(d_f, _d_t(_means(ft_acc, counts), d_f, sc_x, _means(sc_acc, counts)), sizes)
     share = float(np.isfinite(draws).mean())
     low, high = expanded_interval(draws, confidence, n_seeds, failed_as_worst=True)
     note = "" if np.isfinite(low) and np.isfinite(high) else _NO_INTERVAL.format(share=share)
@@ -163,17 +169,21 @@ def transfer_law(
     if selected.empty:
         return pd.DataFrame(columns=COLUMNS)
     examples = pd.to_numeric(selected["train_examples"], errors="coerce").astype(float)
-    runs = selected[[*CURVE, "target_size", "seed", "test_acc"]].assign(train_examples=examples)
-    scratch = runs[runs["source"].eq(SCRATCH)]
+    runs = selected[[*CURVE, *RUN]].assign(train_examples=examples)
+    is_scratch = runs["source"].eq(SCRATCH)
     by_setting = {
-        key: (g, set(g["seed"])) for key, g in scratch.groupby(SCRATCH_CURVE, dropna=False)
+        key: ({c: g[c].to_numpy() for c in RUN}, set(g["seed"]))
+        for key, g in runs[is_scratch].groupby(SCRATCH_CURVE, dropna=False)
     }
+    finetuned = runs[~is_scratch]
+    columns = {c: finetuned[c].to_numpy() for c in RUN}
     tables: dict = {}  # a scratch curve's matrix per seeds, shared by the fine-tuned curves
     rows = []
-    for key, ft in runs[~runs["source"].eq(SCRATCH)].groupby(CURVE, dropna=False, sort=True):
+    for key, members in zip(*group_rows(finetuned, CURVE, sort=True)):
         curve = dict(zip(CURVE, key))
+        ft = {c: values[members] for c, values in columns.items()}
         setting = tuple(curve[c] for c in SCRATCH_CURVE)
-        if setting not in by_setting or ft["target_size"].nunique() < MIN_SIZES:
+        if setting not in by_setting or pd.Series(ft["target_size"]).nunique() < MIN_SIZES:
             continue  # no curve over sizes to fit: not a scaling study
         sc, sc_seeds = by_setting[setting]
         seeds = sorted(set(ft["seed"]) | sc_seeds)

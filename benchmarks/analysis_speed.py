@@ -3,11 +3,15 @@
     python benchmarks/analysis_speed.py [--dir DIR] [--targets 10] [--seeds 10] [--report] [--save]
 
 Writing the record files is set-up and not timed; with --dir an existing folder is reused.
+The records are parsed and analysed in this process; then, as a user analyses a study again
+after some records changed, a fresh process loads them through the table cache and analyses.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,8 +45,19 @@ def study_spec(targets: int, seeds: int) -> SimulatedStudy:
     )
 
 
+def analyse_again(study: Path) -> None:
+    """Load a study through its table cache and analyse it; print both times as JSON."""
+    started = time.perf_counter()
+    df = load_records(study)
+    loaded = time.perf_counter()
+    analyze_frame(df)
+    print(json.dumps([loaded - started, time.perf_counter() - loaded]))
+
+
 def main() -> None:
     """Write (or reuse) the records, then time load_records and analyze_frame."""
+    if sys.argv[1:2] == ["--again"]:
+        return analyse_again(Path(sys.argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=None, help="results root to (re)use")
     parser.add_argument("--targets", type=int, default=10)
@@ -73,15 +88,18 @@ def main() -> None:
     print(f"analyse (cells, curves, IQM):  {analysed - loaded:6.2f} s")
     print(f"total:                         {analysed - started:6.2f} s")
     load_records(study)  # fills the table cache
-    cached = time.perf_counter()
-    df = load_records(study)
-    reloaded = time.perf_counter()
-    results = analyze_frame(df)  # the frame an analysis run again works on
-    again = time.perf_counter()
-    print(f"load again (table cache):      {reloaded - cached:6.2f} s")
-    print(f"analyse the cached table:      {again - reloaded:6.2f} s")
+    # Analysed again as a user does it: a fresh process loads through the cache and analyses.
+    again = subprocess.run(
+        [sys.executable, __file__, "--again", str(study)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reloaded, reanalysed = json.loads(again.stdout.splitlines()[-1])
+    print(f"load again (table cache):      {reloaded:6.2f} s  (a fresh process)")
+    print(f"analyse the cached table:      {reanalysed:6.2f} s")
     print(
-        f"total with the table cache:    {again - cached:6.2f} s (target <= 5 s: "
+        f"total with the table cache:    {reloaded + reanalysed:6.2f} s (target <= 5 s: "
         "a study analysed again after some records changed)"
     )
     if args.save:
@@ -92,8 +110,8 @@ def main() -> None:
                 "records": len(df),
                 "parse_s": round(loaded - started, 2),
                 "analyse_s": round(analysed - loaded, 2),
-                "cached_load_s": round(reloaded - cached, 2),
-                "cached_analyse_s": round(again - reloaded, 2),
+                "cached_load_s": round(reloaded, 2),
+                "cached_analyse_s": round(reanalysed, 2),
             },
         )
     if args.report:

@@ -135,7 +135,8 @@ def analysis_rows(f: dict[str, Any]) -> list[Row]:
     again = f["cached_load_s"] + analyse
     return [
         (
-            f"analysing {f['records']:,} simulated records again (columnar table cache)",
+            f"analysing {f['records']:,} simulated records again in a fresh process (columnar "
+            "table cache)",
             f"{f['cached_load_s']:g} s load + {analyse:g} s analysis = {again:.1f} s; "
             f"{f['parse_s'] + f['analyse_s']:.1f} s when every file is parsed the first time",
             verdict(again, ANALYSIS_TARGET_S, unit=" s"),

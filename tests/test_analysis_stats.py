@@ -4,11 +4,13 @@ seed bootstrap of IQM and probability of improvement: test_analysis_seed_bootstr
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from transferlab.analysis.stats import (
     adjust_pvalues,
+    group_rows,
     mean_ci,
     paired_bootstrap_ci,
     permutation_p,
@@ -76,3 +78,28 @@ def test_rank_correlation_p_is_exact_and_small_samples_get_no_number():
     # four pairs: the smallest exact p would be 1/12; no number at all
     small = rank_correlations([1, 2, 3, 4], [1, 2, 3, 4])
     assert small["n"] == 4 and all(np.isnan(v) for k, v in small.items() if k != "n")
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_group_rows_are_what_iterating_the_groupby_gives(sort: bool):
+    """Keys (missing ones included, as groupby gives them) and row positions, group by group
+    in groupby's order, for one key column and for several."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        frame = pd.DataFrame(
+            {
+                "arm": rng.choice(["a", "b", None], n),
+                "size": pd.array(rng.choice([20, 200], n), dtype="Int64"),
+                "lr": rng.choice([0.1, np.nan], n),
+            }
+        )
+        frame.loc[rng.random(n) < 0.2, "size"] = pd.NA
+        for keys in (["arm"], ["arm", "size", "lr"]):
+            names, members = group_rows(frame, keys, sort=sort)
+            expected = list(frame.groupby(keys, dropna=False, sort=sort))
+            assert len(names) == len(members) == len(expected)
+            for name, rows, (key, group) in zip(names, members, expected):
+                assert [str(v) for v in name] == [str(v) for v in key]
+                assert rows.tolist() == group.index.tolist()
+    assert group_rows(frame.iloc[:0], ["arm"], sort=sort) == ([], [])

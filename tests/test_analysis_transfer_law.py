@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from transferlab.analysis.curves import effective_size
+from transferlab.analysis.seed_bootstrap import expanded_interval
+from transferlab.analysis.stats import CONFIDENCE
 from transferlab.analysis.transfer_law import MIN_SIZES, transfer_law
 
 SIZES = [10, 20, 40, 80, 160, 320, 640, 1280]
@@ -92,3 +95,48 @@ def test_resamples_that_lose_a_size_of_the_fit_leave_no_interval():
     assert np.isfinite(row.alpha) and row.fitted_share < 0.99
     assert math.isnan(row.alpha_low) and math.isnan(row.alpha_high)
     assert row.note.startswith("no interval")
+
+
+def _one_at_a_time(runs: pd.DataFrame, n_resamples: int) -> tuple[np.ndarray, int]:
+    """The bootstrap's definition, one resample at a time: each resample's seed-mean curves,
+    the fine-tuned means read off the scratch curve, the line through the point estimate's
+    sizes (NaN when one of them has no D_T > 0); and the number of seeds."""
+    seeds = sorted(set(runs["seed"]))
+
+    def curve(arm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        acc = arm.pivot_table(index="target_size", columns="seed", values="test_acc")
+        examples = arm.groupby("target_size")["train_examples"].mean()
+        return acc.reindex(columns=seeds).to_numpy(float), examples.to_numpy(float)
+
+    (ft_acc, d_f), (sc_acc, sc_x) = (
+        curve(runs[runs["source"].eq(s)]) for s in ("digits", "scratch")
+    )
+
+    def d_t(drawn: np.ndarray) -> np.ndarray:
+        scratch = np.nanmean(sc_acc[:, drawn], axis=1)
+        reads = [effective_size(a, sc_x, scratch)[0] for a in np.nanmean(ft_acc[:, drawn], axis=1)]
+        return np.array(reads) - d_f
+
+    point = d_t(np.arange(len(seeds)))
+    sizes = np.isfinite(point) & (point > 0)
+    rng, draws = np.random.default_rng(0), []
+    for _ in range(n_resamples):
+        resample = d_t(rng.integers(0, len(seeds), size=len(seeds)))[sizes]
+        fitted = (np.isfinite(resample) & (resample > 0)).all()
+        x, y = np.log(d_f[sizes]), np.log(np.where(fitted, resample, 1.0))
+        draws.append(np.polyfit(x, y, 1)[0] if fitted else math.nan)
+    return np.array(draws), len(seeds)
+
+
+def test_the_bootstrap_reads_every_resample_as_its_definition_with_tied_accuracies():
+    """Accuracies are counts over a test set, so seed means tie across sizes and arms, and a
+    tie read one rounding off is "above the scratch curve" or at another size: the bootstrap
+    on arrays must give exactly the share of fitted resamples and the interval of the
+    resample-by-resample definition."""
+    runs = _runs(0.5, 3.0, SIZES, 8, 0.02)
+    runs["test_acc"] = np.round(runs["test_acc"] * 50) / 50  # a test set of 50 examples
+    (row,) = transfer_law(runs, n_resamples=400).itertuples()
+    draws, n_seeds = _one_at_a_time(runs, 400)
+    assert row.fitted_share == np.isfinite(draws).mean() and 0.5 < row.fitted_share < 1
+    low, high = expanded_interval(draws, CONFIDENCE, n_seeds, failed_as_worst=True)
+    assert (row.alpha_low, row.alpha_high) == pytest.approx((low, high), rel=1e-9, nan_ok=True)

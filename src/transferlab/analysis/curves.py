@@ -119,31 +119,33 @@ def effective_sizes(acc: np.ndarray, xs: np.ndarray, accs: np.ndarray) -> np.nda
         return out
     order = np.argsort(xs[usable])
     sizes, curves = xs[usable][order], accs[:, usable][:, order]
-    whole = np.isfinite(curves).all(axis=1)
-    for row in np.flatnonzero(~whole):
+    complete = np.isfinite(curves).all(axis=1)
+    for row in np.flatnonzero(~complete):
         out[row] = [effective_size(a, xs, accs[row])[0] for a in acc[row]]
-    out[whole] = _read_curves(acc[whole], sizes, np.maximum.accumulate(curves[whole], axis=1))
+    monotone = np.maximum.accumulate(curves[complete], axis=1)
+    out[complete] = _read_curves(acc[complete], sizes, monotone)
     return out
 
 
 def _read_curves(acc: np.ndarray, sizes: np.ndarray, mono: np.ndarray) -> np.ndarray:
     """Each row's accuracies read off its monotone curve (`mono` over the sorted `sizes`, in
     log size) as `np.interp` reads them over the curve's strictly increasing support."""
-    width, log_x = mono.shape[1], np.log(sizes)
+    width, log_size = mono.shape[1], np.log(sizes)
     first = np.c_[np.ones(len(mono), bool), np.diff(mono, axis=1) > 0]
     start = np.maximum.accumulate(np.where(first, np.arange(width), 0), axis=1)  # plateau start
     with np.errstate(invalid="ignore"):
         inside = np.isfinite(acc) & (acc >= mono[:, :1]) & (acc <= mono[:, -1:])
         last = (mono[:, None, :] <= acc[:, :, None]).sum(axis=2) - 1  # last point at or below
     last = np.clip(last, 0, width - 1)
-    at = np.take_along_axis(start, last, axis=1)
-    x0, y0 = np.take_along_axis(mono, at, axis=1), log_x[at]
-    after = np.minimum(last + 1, width - 1)
-    x1, y1 = np.take_along_axis(mono, after, axis=1), log_x[after]
+    below = np.take_along_axis(start, last, axis=1)  # support points around each accuracy
+    above = np.minimum(last + 1, width - 1)
+    acc_below, log_below = np.take_along_axis(mono, below, axis=1), log_size[below]
+    acc_above, log_above = np.take_along_axis(mono, above, axis=1), log_size[above]
     with np.errstate(divide="ignore", invalid="ignore"):
-        between = (y1 - y0) / (x1 - x0) * (acc - x0) + y0
-    on_point = (acc == x0) | (last == width - 1)
-    read = np.exp(np.where(on_point, y0, between))
+        slope = (log_above - log_below) / (acc_above - acc_below)
+        between = slope * (acc - acc_below) + log_below
+    on_point = (acc == acc_below) | (last == width - 1)
+    read = np.exp(np.where(on_point, log_below, between))
     flat = first.sum(axis=1, keepdims=True) < 2
     read = np.where(flat, sizes[0], read)
     return np.where(inside, read, math.nan)

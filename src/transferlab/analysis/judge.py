@@ -41,6 +41,7 @@ def judge(cells: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
 
 
 def _flag(row: dict, alpha: float) -> tuple[str, str]:
+    """The flag of one cell (a row of the cells table) and the reason a reader can act on."""
     if row["ft_completed"] == 0:
         return "no-completed-runs", "no completed fine-tuned run"
     if row["scratch_completed"] == 0:
@@ -71,14 +72,14 @@ def _flag(row: dict, alpha: float) -> tuple[str, str]:
     return "inconclusive", f"q = {row['q']:.3g} >= alpha = {alpha}" + _floor_reason(row, alpha)
 
 
-def _seeds_needed(row: pd.Series, alpha: float) -> str:
+def _seeds_needed(row: dict, alpha: float) -> str:
     n = seeds_needed(row["test"], int(row["family"]), alpha)
     if n is None:
         return f"no number of seeds lets one of {int(row['family'])} cells be flagged alone"
     return f"needs {n} seeds to be flagged alone among {int(row['family'])} cells"
 
 
-def _floor_reason(row: pd.Series, alpha: float) -> str:
+def _floor_reason(row: dict, alpha: float) -> str:
     """Why a cell's q could not reach alpha however large its effect, if so: alone at its
     smallest attainable p (`alone_q`), and even with every cell of its family at theirs
     (`min_q`, which BH lowers when several cells are extreme together)."""
@@ -97,7 +98,7 @@ def _floor_reason(row: pd.Series, alpha: float) -> str:
     return ""
 
 
-def _tied(row: pd.Series, alpha: float) -> tuple[str, str]:
+def _tied(row: dict, alpha: float) -> tuple[str, str]:
     """A rank or sign-flip test on a cell whose arms tie on some seeds: only the non-zero
     differences carry a sign, which lowers what the test can reach; more seeds may tie too."""
     if row["min_p"] >= 1.0 and row["gain_sd"] == 0 and row["gain"] == 0:

@@ -130,21 +130,21 @@ def _pooled_iqm(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     cell, seed = np.nonzero(np.isfinite(values))
     order = np.argsort(values[cell, seed], kind="stable")
     ordered, seed = values[cell, seed][order], seed[order]
-    mine = np.zeros((counts.shape[1], ordered.size))
-    mine[seed, np.arange(ordered.size)] = 1.0  # which seed each sorted value belongs to
-    running = np.cumsum(np.c_[np.zeros(len(mine)), mine], axis=1)  # (seeds, values + 1)
-    running_sum = np.cumsum(np.c_[np.zeros(len(mine)), mine * ordered], axis=1)
+    of_seed = np.zeros((counts.shape[1], ordered.size))
+    of_seed[seed, np.arange(ordered.size)] = 1.0  # the seed each sorted value belongs to
+    seed_count = np.cumsum(np.c_[np.zeros(len(of_seed)), of_seed], axis=1)  # (seeds, values+1)
+    seed_sum = np.cumsum(np.c_[np.zeros(len(of_seed)), of_seed * ordered], axis=1)
     weights = counts.astype(float)
-    reach = weights @ running  # pool positions covered by the first k sorted values (exact)
-    n = reach[:, -1]
+    covered = weights @ seed_count  # pool positions the first k sorted values fill (exact)
+    n = covered[:, -1]
     cut = (IQM_TRIM * n).astype(np.int64)
     rows, next_value = np.arange(len(counts)), np.r_[ordered, 0.0]
 
     def smallest(p: np.ndarray) -> np.ndarray:
         """Sum of each pool's p smallest values."""
-        whole = (reach <= p[:, None]).sum(axis=1) - 1  # sorted values wholly among them
-        summed = np.einsum("rj,jr->r", weights, running_sum[:, whole])
-        return summed + (p - reach[rows, whole]) * next_value[whole]  # and part of the next
+        taken = (covered <= p[:, None]).sum(axis=1) - 1  # sorted values all of whose copies
+        summed = np.einsum("rj,jr->r", weights, seed_sum[:, taken])  # are among them
+        return summed + (p - covered[rows, taken]) * next_value[taken]  # and part of the next
 
     with np.errstate(invalid="ignore", divide="ignore"):
         return (smallest(n - cut) - smallest(cut)) / (n - 2 * cut)
@@ -188,7 +188,7 @@ def seed_bootstrap_improvement(
     draws = []
     for first in range(0, n_resamples, BOOTSTRAP_BATCH):
         idx = _seed_draws(rng, min(BOOTSTRAP_BATCH, n_resamples - first), n_seeds)
-        counts = np.stack([np.bincount(row, minlength=n_seeds) for row in idx]).astype(float)
+        counts = seed_counts(idx, n_seeds).astype(float)
         wins = np.einsum("bi,kij,bj->bk", counts, beats, counts, optimize=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             per_cell = wins / ((counts @ has_x.T) * (counts @ has_y.T))

@@ -56,12 +56,13 @@ def group_rows(frame: pd.DataFrame, keys: list[str], *, sort: bool) -> tuple[lis
     """Each group's key and row positions (in row order), in the order and with the keys that
     iterating `frame.groupby(keys, dropna=False, sort=sort)` gives, without building a frame
     per group (thousands of cells in a large study)."""
+    if frame.empty:
+        return [], []
     grouped = frame.groupby(keys, dropna=False, sort=sort)
-    codes = grouped.ngroup().to_numpy()
-    order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes, minlength=grouped.ngroups)
-    firsts = frame[keys].iloc[order[np.cumsum(sizes) - sizes]]
-    return list(firsts.itertuples(index=False, name=None)), np.split(order, np.cumsum(sizes)[:-1])
+    sizes = grouped.size()  # its index: the groups' keys, in ngroup's order
+    order = np.argsort(grouped.ngroup().to_numpy(), kind="stable")
+    names = list(sizes.index) if len(keys) > 1 else [(name,) for name in sizes.index]
+    return names, np.split(order, np.cumsum(sizes.to_numpy())[:-1])
 
 
 def holm(p: np.ndarray) -> np.ndarray:

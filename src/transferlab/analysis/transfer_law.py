@@ -27,7 +27,7 @@ import pandas as pd
 
 from transferlab.analysis.curves import effective_sizes
 from transferlab.analysis.keys import CURVE, SCRATCH
-from transferlab.analysis.seed_bootstrap import expanded_interval, seed_counts
+from transferlab.analysis.seed_bootstrap import expanded_interval
 from transferlab.analysis.stats import BOOTSTRAP_RESAMPLES, CONFIDENCE, group_rows
 
 #: Fewest target sizes with D_T > 0 a fit needs (two points always lie on a line).
@@ -62,8 +62,8 @@ def _matrix(runs: dict[str, np.ndarray], seeds: list) -> tuple[np.ndarray, np.nd
     cell = size_of * len(seeds) + seed_of
     examples = runs["train_examples"].astype(float)
     counted = np.isfinite(examples)
-    whole = (examples[counted] == np.round(examples[counted])).all()  # their sums are exact
-    if (size_of < 0).any() or (seed_of < 0).any() or not whole or len(set(cell)) < len(cell):
+    exact = (examples[counted] == np.round(examples[counted])).all()  # whole: exact sums
+    if (size_of < 0).any() or (seed_of < 0).any() or not exact or len(set(cell)) < len(cell):
         return _pivoted(pd.DataFrame(runs), seeds)
     acc = np.full((len(sizes), len(seeds)), math.nan)
     acc.flat[cell] = runs["test_acc"].astype(float)
@@ -98,17 +98,17 @@ def _fit(d_f: np.ndarray, d_t: np.ndarray) -> tuple[float, float, float, int]:
     return alpha, float(np.exp(log_k)), float(r2), int(ok.sum())
 
 
-def _means(acc: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+def _means(acc: np.ndarray, drawn: np.ndarray | None = None) -> np.ndarray:
     """Mean accuracy per size over the seeds, as (rows, sizes): over every seed once, or for
-    each row of `counts` (how often a resample drew each seed) over the drawn seeds' runs;
-    NaN (quietly) where a size has no run among them."""
+    each row of `drawn` (a resample's seed indices) over the drawn seeds' runs; NaN (quietly)
+    where a size has no run among them. Summed as `np.nanmean` sums: a mean that ties with
+    another (accuracies are counts over a test set) must tie here too, or a reading off the
+    scratch curve would jump."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        if counts is None:
+        if drawn is None:
             return np.nanmean(acc, axis=1)[None]
-        finite = np.isfinite(acc)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (counts @ np.where(finite, acc, 0.0).T) / (counts @ finite.T)
+        return np.nanmean(acc[:, drawn], axis=2).T
 
 
 def _d_t(ft_acc: np.ndarray, d_f: np.ndarray, sc_x: np.ndarray, sc_acc: np.ndarray) -> np.ndarray:
@@ -130,16 +130,15 @@ def _alphas(d_f: np.ndarray, d_t: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 
 def _law(
     ft: tuple[np.ndarray, np.ndarray],
-    sc: tuple[np.ndarray, np.ndarray],
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
+    drawn: np.ndarray,
     confidence: float,
-    n_resamples: int,
-    seed: int,
 ) -> dict:
-    """The fit and its seed-bootstrap interval for one fine-tuned curve (`_matrix` of its runs)
-    against its scratch curve (`_matrix` of the scratch runs on the same seeds)."""
-    (ft_acc, d_f), (sc_acc, sc_x) = ft, sc
+    """The fit and its seed-bootstrap interval (resamples `drawn`) for one fine-tuned curve
+    (`_matrix` of its runs) against its scratch curve on the same seeds (`_scratch_curve`)."""
+    (ft_acc, d_f), (sc_point, sc_drawn, sc_x) = ft, scratch
     n_seeds = ft_acc.shape[1]
-    (point,) = _d_t(_means(ft_acc), d_f, sc_x, _means(sc_acc))
+    (point,) = _d_t(_means(ft_acc), d_f, sc_x, sc_point)
     alpha, k, r2, used = _fit(d_f, point)
     row = {"sizes": used, "alpha": alpha, "k": k, "r2": r2, "n_seeds": n_seeds}
     if not np.isfinite(alpha):
@@ -147,13 +146,20 @@ def _law(
         empty = {"alpha_low": math.nan, "alpha_high": math.nan, "fitted_share": math.nan}
         return {**row, **empty, "note": note}
     sizes = np.isfinite(point) & (point > 0) & (d_f > 0)  # the point estimate's sizes
-    drawn = np.random.default_rng(seed).integers(0, n_seeds, size=(n_resamples, n_seeds))
-    counts = seed_counts(drawn, n_seeds).astype(float)
-    draws = _alphas(d_f, _d_t(_means(ft_acc, counts), d_f, sc_x, _means(sc_acc, counts)), sizes)
+    draws = _alphas(d_f, _d_t(_means(ft_acc, drawn), d_f, sc_x, sc_drawn), sizes)
     share = float(np.isfinite(draws).mean())
     low, high = expanded_interval(draws, confidence, n_seeds, failed_as_worst=True)
     note = "" if np.isfinite(low) and np.isfinite(high) else _NO_INTERVAL.format(share=share)
     return {**row, "alpha_low": low, "alpha_high": high, "fitted_share": share, "note": note}
+
+
+def _scratch_curve(
+    runs: dict[str, np.ndarray], seeds: list, drawn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A scratch curve's seed means over every seed and per resample, and its examples per
+    size: shared by every fine-tuned curve of its target setting, so read once."""
+    acc, examples = _matrix(runs, seeds)
+    return _means(acc), _means(acc, drawn), examples
 
 
 def transfer_law(
@@ -177,7 +183,8 @@ def transfer_law(
     }
     finetuned = runs[~is_scratch]
     columns = {c: finetuned[c].to_numpy() for c in RUN}
-    tables: dict = {}  # a scratch curve's matrix per seeds, shared by the fine-tuned curves
+    tables: dict = {}  # a scratch curve per seeds, shared by the fine-tuned curves
+    resamples: dict = {}  # the seeds drawn, per number of seeds (as if each curve drew them)
     rows = []
     for key, members in zip(*group_rows(finetuned, CURVE, sort=True)):
         curve = dict(zip(CURVE, key))
@@ -187,8 +194,11 @@ def transfer_law(
             continue  # no curve over sizes to fit: not a scaling study
         sc, sc_seeds = by_setting[setting]
         seeds = sorted(set(ft["seed"]) | sc_seeds)
+        n = len(seeds)
+        if n not in resamples:
+            resamples[n] = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
         if (setting, *seeds) not in tables:
-            tables[(setting, *seeds)] = _matrix(sc, seeds)
-        law = _law(_matrix(ft, seeds), tables[(setting, *seeds)], confidence, n_resamples, seed)
-        rows.append({**curve, **law})
+            tables[(setting, *seeds)] = _scratch_curve(sc, seeds, resamples[n])
+        scratch = tables[(setting, *seeds)]
+        rows.append({**curve, **_law(_matrix(ft, seeds), scratch, resamples[n], confidence)})
     return pd.DataFrame(rows, columns=COLUMNS)

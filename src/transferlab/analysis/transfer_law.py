@@ -194,11 +194,10 @@ def transfer_law(
             continue  # no curve over sizes to fit: not a scaling study
         sc, sc_seeds = by_setting[setting]
         seeds = sorted(set(ft["seed"]) | sc_seeds)
-        n = len(seeds)
+        n, shared = len(seeds), (setting, *seeds)
         if n not in resamples:
             resamples[n] = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-        if (setting, *seeds) not in tables:
-            tables[(setting, *seeds)] = _scratch_curve(sc, seeds, resamples[n])
-        scratch = tables[(setting, *seeds)]
-        rows.append({**curve, **_law(_matrix(ft, seeds), scratch, resamples[n], confidence)})
+        if shared not in tables:
+            tables[shared] = _scratch_curve(sc, seeds, resamples[n])
+        rows.append({**curve, **_law(_matrix(ft, seeds), tables[shared], resamples[n], confidence)})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -4,6 +4,7 @@ a re-launch of a finished study reads run ids from the plan cache and composes n
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -17,8 +18,10 @@ from conftest import FAST
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
+from transferlab._helpers import copy_config
+from transferlab.store.identity import run_id, stage_configs
 from transferlab.sweep.plan import JobComposer, PlannedLoader, job_config
 
 # Group overrides (presets, a package), plain values, an added key, a preset's argument, a mapping.
@@ -50,6 +53,59 @@ def test_fast_composition_equals_hydras_for_every_job():
         assert len(composer._composed) == 5  # one per distinct choice of presets
         # a launcher that runs jobs elsewhere gets Hydra's own loader
         assert pickle.loads(pickle.dumps(PlannedLoader(composer))).__class__ is loader.__class__
+
+
+def test_a_config_copy_is_a_deep_copy():
+    # The plan copies configs by a pickle round trip (`copy_config`): what deepcopy gives.
+    with initialize_config_module("transferlab.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        cfg = loader.load_configuration(
+            "config", overrides=["experiment=quickstart"], run_mode=RunMode.MULTIRUN
+        )
+        with open_dict(cfg):
+            cfg.stamp = "${now:%H:%M:%S.%f}"
+        stamp = cfg.stamp  # resolved once: cached in the config
+    fast, slow = copy_config(cfg), copy.deepcopy(cfg)
+    for out in (fast, slow):
+        assert OmegaConf.to_container(out) == OmegaConf.to_container(cfg)
+        assert OmegaConf.get_cache(out) == OmegaConf.get_cache(cfg) != {}
+        assert OmegaConf.is_struct(out) and OmegaConf.is_struct(out.train)
+        assert OmegaConf.is_readonly(out.hydra) is OmegaConf.is_readonly(cfg.hydra) is False
+    assert fast.stamp == slow.stamp == stamp
+    fast.train.lr = 123.0
+    assert cfg.train.lr != 123.0  # nothing shared
+    # A node inside a config, or one holding what cannot be pickled: deepcopy's copy.
+    assert copy_config(cfg.train) == cfg.train
+    odd = OmegaConf.create({"f": lambda: 1}, flags={"allow_objects": True})
+    assert copy_config(odd).f is odd.f
+
+
+def test_source_run_ids_read_from_the_plans_memo_equal_their_own():
+    # A sweep's jobs share a few source stages: the plan hashes each once (`known_run_id`).
+    # Sources with and without their own pretrain seed, a source at another size, a scratch run.
+    jobs = [
+        [f"data@source={source}", f"seed={seed}", f"train.lr={lr}", *extra]
+        for source in ("digits_rot45", "shapes")
+        for seed in (0, 1)
+        for lr in (0.01, 0.1)
+        for extra in ([], ["pretrain.seed=7"], ["source_size=300"], ["init=scratch"])
+    ]
+    with initialize_config_module("transferlab.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", overrides=["experiment=quickstart"], run_mode=RunMode.MULTIRUN
+        )
+        composer, known = JobComposer(loader, master), {}
+        sources = set()
+        for job in jobs:
+            cfg = composer.compose(job)
+            alone, memo = stage_configs(cfg), stage_configs(cfg, known)
+            assert run_id(memo[1]) == run_id(alone[1]), job
+            if alone[0] is not None:
+                assert memo[1].source_run_id == run_id(alone[0]), job
+                sources.add(run_id(alone[0]))
+    # a source per dataset and seed (its own or the pretrain seed), and per size
+    assert len(known) == len(sources) == 2 * (2 + 1 + 2)
 
 
 def _sweep(tmp_path: Path, *args: str, logger: str = "[csv]") -> subprocess.CompletedProcess:

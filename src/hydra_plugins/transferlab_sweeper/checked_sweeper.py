@@ -212,7 +212,7 @@ class CheckedSweeper(BasicSweeper):
         try:
             cfg = composer.compose(job)
             check_run(cfg)
-            return job_entry(cfg)
+            return job_entry(cfg, composer.source_ids)
         except (HydraException, ValueError) as exc:  # ValueError: a ConfigError too
             if not isinstance(exc, ConfigError):
                 exc = composition_error(exc, composer.master)

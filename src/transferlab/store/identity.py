@@ -21,17 +21,17 @@ run, never mixes two.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import json
 import re
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab._helpers import plain
+from transferlab._helpers import copy_config, plain
 from transferlab.store.fingerprint import content_identity, file_fingerprint
 from transferlab.store.schema import IDENTITY_VERSION
 
@@ -106,7 +106,7 @@ _REFERENCE = re.compile(r"^\$\{([\w.]+)\}$")
 
 def _copy(cfg: DictConfig) -> DictConfig:
     """An open (non-struct) deep copy; interpolations stay unresolved."""
-    out = copy.deepcopy(cfg)
+    out = copy_config(cfg)
     OmegaConf.set_struct(out, False)
     OmegaConf.set_readonly(out, False)
     return out
@@ -233,6 +233,7 @@ def _dataset_identity(spec: Any) -> Any:
     return content_identity(normalize_spec(plain(spec)))
 
 
+@cache  # a sweep's configs share their keys
 def _denied(key: str) -> bool:
     return any(fnmatch.fnmatchcase(key, p) or key == p.removesuffix(".*") for p in NOT_IDENTITY)
 
@@ -299,10 +300,28 @@ def with_effective_init(cfg: DictConfig) -> DictConfig:
     return out
 
 
-def stage_configs(cfg: DictConfig) -> tuple[DictConfig | None, DictConfig]:
+def known_run_id(stage_cfg: DictConfig, known: dict[str, str]) -> str:
+    """`run_id`, read from `known` when a stage config of the same unresolved settings and
+    resolver cache was hashed in this process before (what it resolves to is then the same):
+    the many jobs of a sweep share a few source stages."""
+    key = json.dumps(
+        [OmegaConf.to_container(stage_cfg, resolve=False), repr(OmegaConf.get_cache(stage_cfg))],
+        sort_keys=True,
+        default=repr,
+    )
+    if key not in known:
+        known[key] = run_id(stage_cfg)
+    return known[key]
+
+
+def stage_configs(
+    cfg: DictConfig, known: dict[str, str] | None = None
+) -> tuple[DictConfig | None, DictConfig]:
     """The stage configs of a run: its source stage (None unless `init=source`) and its target
-    stage, which knows its source stage's run id."""
+    stage, which knows its source stage's run id (from `known`, see `known_run_id`, if given)."""
     cfg = with_effective_init(cfg)
     source_cfg = stage_config(cfg, "source") if cfg.init == "source" else None
-    target_cfg = stage_config(cfg, "target", run_id(source_cfg) if source_cfg else None)
-    return source_cfg, target_cfg
+    source_id = None
+    if source_cfg is not None:
+        source_id = run_id(source_cfg) if known is None else known_run_id(source_cfg, known)
+    return source_cfg, stage_config(cfg, "target", source_id)

@@ -15,7 +15,6 @@ the jobs are composed and checked again.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -28,7 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from transferlab._helpers import atomic_write_json
+from transferlab._helpers import atomic_write_json, copy_config
 
 log = logging.getLogger("transferlab.sweep")
 
@@ -63,6 +62,9 @@ class JobComposer:
         self.master = master_config
         self.parser = OverridesParser.create(config_loader=config_loader)
         self._composed: dict[tuple[str, ...], DictConfig] = {}
+        self._jobs: dict[tuple[str, ...], DictConfig] = {}  # the same, without `hydra`
+        self._parsed: dict[str, Any] = {}  # Hydra's parsed override of each line
+        self.source_ids: dict[str, str] = {}  # source stages' run ids (`job_entry`)
 
     def _is_group(self, override: Any) -> bool:
         """A preset choice; a mapping given to a group (`optimizer={lr: 1}`) is a config
@@ -73,22 +75,33 @@ class JobComposer:
             override.key_or_group
         )
 
+    def _split(self, job: Sequence[str]) -> tuple[tuple[str, ...], list[Any], list[Any]]:
+        """The job's preset choices (its composition's cache key), its plain value overrides
+        and its task overrides (all but `hydra.*`), parsed."""
+        for line in job:  # a grid has few distinct overrides: each is parsed once
+            if line not in self._parsed:
+                self._parsed[line] = self.parser.parse_overrides([line])[0]
+        parsed = [self._parsed[line] for line in job]
+        groups = tuple(o.input_line for o in parsed if self._is_group(o) or o.is_hydra_override())
+        values = [o for o in parsed if o.input_line not in groups]
+        return groups, values, [o for o in parsed if not o.is_hydra_override()]
+
+    def _composition(self, groups: tuple[str, ...]) -> DictConfig:
+        if groups not in self._composed:
+            self._composed[groups] = self.loader.load_sweep_config(
+                master_config=self.master, sweep_overrides=list(groups)
+            )
+        return self._composed[groups]
+
     def full_config(self, job: Sequence[str]) -> DictConfig:
         """The job's full config, `hydra` node included, as `ConfigLoader.load_sweep_config`
         returns it for the master config (the job's overrides recorded under
         `hydra.overrides.task`, its `override_dirname`, the master's resolver cache)."""
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
-        parsed = self.parser.parse_overrides(list(job))
-        groups = tuple(o.input_line for o in parsed if self._is_group(o) or o.is_hydra_override())
-        if groups not in self._composed:
-            self._composed[groups] = self.loader.load_sweep_config(
-                master_config=self.master, sweep_overrides=list(groups)
-            )
-        cfg = copy.deepcopy(self._composed[groups])
-        values = [o for o in parsed if o.input_line not in groups]
+        groups, values, task = self._split(job)
+        cfg = copy_config(self._composition(groups))
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
-        task = [o for o in parsed if not o.is_hydra_override()]
         naming = cfg.hydra.job.config.override_dirname
         cfg.hydra.overrides.task = [o.input_line for o in task]
         cfg.hydra.job.override_dirname = get_overrides_dirname(
@@ -101,11 +114,17 @@ class JobComposer:
         return cfg
 
     def compose(self, job: Sequence[str]) -> DictConfig:
-        """The job's config, without the `hydra` node (dropped from the fresh copy
-        `full_config` made: no second copy)."""
-        cfg = self.full_config(job)
-        with open_dict(cfg):
-            cfg.pop("hydra", None)
+        """The job's config, without the `hydra` node: its values applied to a copy of its
+        presets' composition without that node (half the copying of `full_config`; the plain
+        values are never `hydra.*`, which choose a composition)."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        groups, values, _ = self._split(job)
+        if groups not in self._jobs:
+            self._jobs[groups] = job_config(self._composition(groups))
+        cfg = copy_config(self._jobs[groups])
+        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg
 
 
@@ -214,9 +233,10 @@ class PlanCache:
             atomic_write_json(self.path, self.entries)
 
 
-def job_entry(cfg: DictConfig) -> dict[str, Any]:
+def job_entry(cfg: DictConfig, source_ids: dict[str, str] | None = None) -> dict[str, Any]:
     """What the plan keeps of a composed, checked job: where its record goes, its run id, and
-    the fingerprints of the folders and files its id holds by content (`inputs`)."""
+    the fingerprints of the folders and files its id holds by content (`inputs`).
+    `source_ids`: the source stages' run ids hashed so far (`known_run_id`)."""
     from transferlab.store import ResultsStore, run_id, stage_configs
     from transferlab.store.fingerprint import run_inputs
     from transferlab.sweep.cohorts import cohort_fields
@@ -224,7 +244,7 @@ def job_entry(cfg: DictConfig) -> dict[str, Any]:
     store = ResultsStore(cfg.paths.results, cfg.study)
     return {
         "records": str(store.records_dir),
-        "run_id": run_id(stage_configs(cfg)[1]),
+        "run_id": run_id(stage_configs(cfg, source_ids)[1]),
         "force": bool(cfg.get("force")),
         "save_weights": bool(cfg.get("save_weights")),
         "inputs": run_inputs(cfg),

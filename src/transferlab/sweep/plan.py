@@ -97,11 +97,10 @@ class JobComposer:
         """The job's full config, `hydra` node included, as `ConfigLoader.load_sweep_config`
         returns it for the master config (the job's overrides recorded under
         `hydra.overrides.task`, its `override_dirname`, the master's resolver cache)."""
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+        from hydra._internal.config_loader_impl import get_overrides_dirname
 
         groups, values, task = self._split(job)
-        cfg = copy_config(self._composition(groups))
-        ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        cfg = self._with_values(self._composition(groups), values)
         naming = cfg.hydra.job.config.override_dirname
         cfg.hydra.overrides.task = [o.input_line for o in task]
         cfg.hydra.job.override_dirname = get_overrides_dirname(
@@ -110,19 +109,23 @@ class JobComposer:
             item_sep=naming.item_sep,
             exclude_keys=naming.exclude_keys,
         )
-        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg
 
     def compose(self, job: Sequence[str]) -> DictConfig:
         """The job's config, without the `hydra` node: its values applied to a copy of its
         presets' composition without that node (half the copying of `full_config`; the plain
         values are never `hydra.*`, which choose a composition)."""
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
         groups, values, _ = self._split(job)
         if groups not in self._jobs:
             self._jobs[groups] = job_config(self._composition(groups))
-        cfg = copy_config(self._jobs[groups])
+        return self._with_values(self._jobs[groups], values)
+
+    def _with_values(self, composition: DictConfig, values: list[Any]) -> DictConfig:
+        """A copy of a composition with a job's plain values applied as Hydra applies them,
+        and the master's resolver cache."""
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        cfg = copy_config(composition)
         ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         return cfg

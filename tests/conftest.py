@@ -35,7 +35,9 @@ def _own_wandb_service() -> None:
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
-# Small and fast: enough to train something in a second or two.
+# Small and fast: enough to train something in a second or two. W&B (the default logger with
+# csv) costs a run about a second and a process about two more (its service): the tests that
+# read W&B files ask for it (`logger=[wandb,csv]`, given after FAST: the last value wins).
 FAST = [
     "image_size=16",
     "model=test_resnet",
@@ -44,6 +46,7 @@ FAST = [
     "source_size=200",
     "target_size=50",
     "trainer.enable_progress_bar=false",
+    "logger=[csv]",
 ]
 
 

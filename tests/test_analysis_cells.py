@@ -339,6 +339,15 @@ def test_a_planted_cache_file_is_ignored_not_executed(tmp_path: Path):
 
 
 def test_cached_table_equals_parsing_every_file(tmp_path: Path):
+    from transferlab.analysis.records import (
+        COLUMNS,
+        _cache_path,
+        _cached_frame,
+        _rules_key,
+        record_files,
+    )
+    from transferlab.analysis.table_cache import read_table
+
     records = simulate_records(SimulatedStudy(study="a", target_sizes=(20, 50), seeds=3))
     study = write_records(records, tmp_path)
     fresh = load_records(study, cache=False)
@@ -354,6 +363,18 @@ def test_cached_table_equals_parsing_every_file(tmp_path: Path):
     again = load_records(study)
     pd.testing.assert_frame_equal(again, load_records(study, cache=False))
     assert "edited" in set(again["error"]) and len(again.attrs["unreadable"]) >= 1
+    # Nothing changed since: the table comes from the cache's columns, no row parsed again.
+    table = read_table(_cache_path(tmp_path.resolve(), study.resolve()), _rules_key(), COLUMNS)
+    columnar = _cached_frame(table, record_files(study)[0])
+    pd.testing.assert_frame_equal(columnar, again)
+    reread = load_records(study)
+    pd.testing.assert_frame_equal(reread, again)
+    assert reread.attrs["unreadable"] == again.attrs["unreadable"]
+    # A removed file leaves the table (the cache holds one file too many: parsed path).
+    (study / "records" / "new.json").unlink()
+    assert _cached_frame(table, record_files(study)[0]) is None
+    gone = load_records(study)
+    assert "new" not in set(gone["run_id"]) and len(gone) == len(again) - 1
 
 
 def test_choices_at_the_edge_of_the_grid_are_marked():

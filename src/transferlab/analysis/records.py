@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.analysis.keys import EVALUATED, SCRATCH, split_identity
-from transferlab.analysis.table_cache import read_table, write_table
+from transferlab.analysis.table_cache import read_table, table_rows, write_table
 from transferlab.store.schema import IDENTITY_VERSION, record_problem
 
 #: Below this many files the records are parsed in-process (a process pool costs more).
@@ -305,13 +305,17 @@ def _parse_all(paths: list[str], workers: int | None) -> tuple[list[tuple], list
 
 def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
     """The tidy table from flattened rows (`flatten_record` dicts, or tuples in COLUMNS order),
-    with normalised dtypes.
+    with normalised dtypes (see `_normalised`)."""
+    return _normalised(pd.DataFrame(list(rows), columns=list(COLUMNS)))
+
+
+def _normalised(df: pd.DataFrame) -> pd.DataFrame:
+    """Whole numbers as Int64, real numbers as float, and every run named by its arm.
 
     Scratch runs are named by the arm "scratch"; an init=file run by its weights file's name;
     hub inits (and file inits of records without a config) by their init (records already
     carry freeze depth 0 for scratch).
     """
-    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
     for col in (
         "num_depth_groups",
         "freeze_depth",
@@ -338,9 +342,49 @@ def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
     return df
 
 
+def _cached_frame(cached: dict[str, Any], files: dict[str, tuple[int, int]]) -> pd.DataFrame | None:
+    """The table straight from the cache's columns, rows in `files` order, where the cache
+    holds exactly `files` as they are now (None otherwise: some rows must be parsed again).
+    The same table `records_frame` makes from the rows, built column by column."""
+    stamps, bad = cached["stamps"], cached["bad"]
+    if len(stamps) != len(files) or any(stamps.get(p) != stamp for p, stamp in files.items()):
+        return None
+    paths = cached["columns"]["path"]
+    if len(paths) + len(bad) != len(files):
+        return None
+    position = {p: i for i, p in enumerate(paths.tolist())}
+    order = np.array([position[p] for p in files if p not in bad], dtype=np.int64)
+    return _normalised(pd.DataFrame({c: cached["columns"][c][order] for c in COLUMNS}))
+
+
 def _cache_path(root: Path, path: Path) -> Path:
     digest = hashlib.sha256(f"{CACHE_VERSION}|{path}".encode()).hexdigest()[:16]  # per study
     return root / "cache" / "analysis" / f"records-{digest}.npz"
+
+
+def _parse_changed(
+    cache_file: Path,
+    files: dict[str, tuple[int, int]],
+    cached: dict | None,
+    cache: bool,
+    workers: int | None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The table with the files new or changed since the cache was written parsed again (every
+    file without a cache), the cache brought up to date; and the refused files' reasons."""
+    old_rows: dict[str, tuple] = {}
+    old_bad: dict[str, str] = {}
+    if cached is not None:
+        stamps = cached["stamps"]
+        rows = table_rows(cached, "path")
+        old_rows = {p: r for p, r in rows.items() if stamps.get(p) == files.get(p)}
+        old_bad = {p: r for p, r in cached["bad"].items() if stamps.get(p) == files.get(p)}
+    todo = [p for p in files if p not in old_rows and p not in old_bad]
+    new_rows, new_bad = _parse_all(todo, workers)
+    rows = {**old_rows, **{r[PATH_INDEX]: r for r in new_rows}}
+    bad = {**old_bad, **dict(new_bad)}
+    if cache and (todo or cached is None or len(cached["stamps"]) != len(files)):
+        write_table(cache_file, _rules_key(), COLUMNS, files, rows, bad)
+    return records_frame(rows[p] for p in files if p in rows), bad
 
 
 def load_records(
@@ -358,20 +402,12 @@ def load_records(
         raise RecordsPathError(f"{path} holds no record files: nothing to analyse")
     resolved = Path(path).expanduser().resolve()
     cache_file = _cache_path(root, resolved)
-    cached = read_table(cache_file, _rules_key(), COLUMNS, PATH_INDEX) if cache else None
-    old_rows: dict[str, tuple] = {}
-    old_bad: dict[str, str] = {}
-    if cached is not None:
-        stamps = cached["stamps"]
-        old_rows = {p: r for p, r in cached["rows"].items() if stamps.get(p) == files.get(p)}
-        old_bad = {p: r for p, r in cached["bad"].items() if stamps.get(p) == files.get(p)}
-    todo = [p for p in files if p not in old_rows and p not in old_bad]
-    new_rows, new_bad = _parse_all(todo, workers)
-    rows = {**old_rows, **{r[PATH_INDEX]: r for r in new_rows}}
-    bad = {**old_bad, **dict(new_bad)}
-    if cache and (todo or cached is None or len(cached["stamps"]) != len(files)):
-        write_table(cache_file, _rules_key(), COLUMNS, files, rows, bad)
-    df = records_frame(rows[p] for p in files if p in rows)
+    cached = read_table(cache_file, _rules_key(), COLUMNS) if cache else None
+    df = _cached_frame(cached, files) if cached is not None else None
+    if df is not None:  # nothing changed since the cache was written
+        bad = {p: r for p, r in cached["bad"].items() if p in files}
+    else:
+        df, bad = _parse_changed(cache_file, files, cached, cache, workers)
     df.attrs["unreadable"] = sorted(bad.items())
     if df.empty:
         first, reason = df.attrs["unreadable"][0]

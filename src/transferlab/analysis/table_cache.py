@@ -42,30 +42,44 @@ def _encode_column(name: str, values: list[Any]) -> dict[str, np.ndarray]:
     }
 
 
-def _decode_column(name: str, arrays: Any) -> list[Any]:
+def _decode_column(name: str, arrays: Any) -> np.ndarray:
+    """One column in row order: float64 for numbers (NaN: missing; None where every value is
+    missing, as the parsed rows hold it), otherwise objects (str, JSON values, curve tuples,
+    None)."""
     if f"{name}.flat" in arrays:
         flat = [None if x != x else x for x in arrays[f"{name}.flat"].tolist()]
-        ends = np.cumsum(arrays[f"{name}.len"]).tolist()
-        return [tuple(flat[e - n : e]) for e, n in zip(ends, arrays[f"{name}.len"].tolist())]
+        lengths = arrays[f"{name}.len"].tolist()
+        out = np.empty(len(lengths), dtype=object)
+        out[:] = [tuple(flat[e - n : e]) for e, n in zip(np.cumsum(lengths).tolist(), lengths)]
+        return out
     if f"{name}.num" in arrays:
-        return [None if x != x else x for x in arrays[f"{name}.num"].tolist()]
+        numbers = arrays[f"{name}.num"]
+        if len(numbers) and np.isnan(numbers).all():
+            return np.full(len(numbers), None, dtype=object)
+        return numbers
     kind = "str" if f"{name}.str" in arrays else "json"
     decode = (lambda t: t) if kind == "str" else json.loads
-    distinct = [decode(t.decode()) for t in arrays[f"{name}.{kind}"].tolist()] + [None]
-    return [distinct[c] for c in arrays[f"{name}.codes"].tolist()]
+    distinct = np.empty(len(arrays[f"{name}.{kind}"]) + 1, dtype=object)
+    distinct[:] = [decode(t.decode()) for t in arrays[f"{name}.{kind}"].tolist()] + [None]
+    return distinct[arrays[f"{name}.codes"]]  # code -1: the None at the end
 
 
-def read_table(
-    path: Path, rules: str, columns: Sequence[str], path_index: int
-) -> dict[str, Any] | None:
-    """The cached table made under `rules` (rows keyed by their `path_index` column), or
-    None. Arrays only (`allow_pickle=False`): a file under a results folder (shared, copied,
-    downloaded) must never be able to run code when read."""
+def _values(column: np.ndarray) -> list[Any]:
+    """A decoded column as the parsed rows hold it (a missing number is None)."""
+    if column.dtype == object:
+        return column.tolist()
+    return [None if x != x else x for x in column.tolist()]
+
+
+def read_table(path: Path, rules: str, columns: Sequence[str]) -> dict[str, Any] | None:
+    """The cached table made under `rules` (its columns in row order, by name), or None.
+    `table_rows` gives its rows. Arrays only (`allow_pickle=False`): a file under a results
+    folder (shared, copied, downloaded) must never be able to run code when read."""
     try:
         with np.load(path, allow_pickle=False) as arrays:
             if str(arrays["rules"]) != rules:
                 return None
-            decoded = [_decode_column(c, arrays) for c in columns]
+            decoded = {c: _decode_column(c, arrays) for c in columns}
             stamps = dict(
                 zip(
                     arrays["stamps.path"].tolist(),
@@ -73,10 +87,16 @@ def read_table(
                 )
             )
             bad = dict(zip(arrays["bad.path"].tolist(), arrays["bad.reason"].tolist()))
-        rows = {row[path_index]: row for row in zip(*decoded)}
-        return {"rows": rows, "stamps": stamps, "bad": bad}
+        return {"columns": decoded, "stamps": stamps, "bad": bad}
     except Exception:  # a missing, torn or foreign cache is only a cache miss
         return None
+
+
+def table_rows(table: dict[str, Any], path_column: str) -> dict[str, tuple]:
+    """The cached table's rows (tuples in column order), keyed by their `path_column`."""
+    columns = table["columns"]
+    paths = columns[path_column].tolist()
+    return dict(zip(paths, zip(*(_values(c) for c in columns.values()))))
 
 
 def write_table(

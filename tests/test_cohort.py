@@ -21,6 +21,7 @@ from transferlab.store import ResultsStore, run_id, stage_configs
 from transferlab.training.cohort import CohortModule, fit_cohort, why_alone
 from transferlab.training.fit import build_module, fit_stage
 from transferlab.training.loaders import train_loader
+from transferlab.training.module import make_optimizer
 from transferlab.training.run import _training_data, _with_run_info
 
 #: (seed, lr): learning rates where a lone run on 1 and on 2 threads agrees to 1e-3 after three
@@ -73,6 +74,26 @@ def test_each_members_first_step_loss_is_its_lone_runs(compose, tmp_path):
     assert losses == pytest.approx(expected, abs=1e-5)
     # one loss per seed (before any step the learning rate does not show; the next test does)
     assert len(set(expected)) == len({seed for seed, _ in MEMBERS})
+
+
+def _first_optimizer(configured) -> torch.optim.Optimizer:
+    return configured["optimizer"] if isinstance(configured, dict) else configured
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_cohorts_updates_run_fused_and_a_lone_runs_do_not(compose, tmp_path, optimizer):
+    """A cohort steps k optimisers a batch: their updates run fused where the optimiser offers
+    it; a lone run keeps its usual update (its numbers, and a resumed run's, are unchanged)."""
+    stages, data = _members(compose, tmp_path, f"optimizer={optimizer}", members=MEMBERS[:2])
+    modules = [build_module(stage, splits, None)[0] for stage, (splits, _) in zip(stages, data)]
+    lone = _first_optimizer(modules[0].configure_optimizers())
+    assert not any(group["fused"] for group in lone.param_groups)
+    together = [_first_optimizer(o) for o in CohortModule(modules).configure_optimizers()]
+    assert len(together) == 2 and all(g["fused"] for o in together for g in o.param_groups)
+    assert [type(o) for o in together] == [type(lone)] * 2
+    # an optimiser without a fused update keeps its own
+    params = [{"params": [torch.nn.Parameter(torch.zeros(3))]}]
+    assert isinstance(make_optimizer(torch.optim.RMSprop, params, fused=True), torch.optim.RMSprop)
 
 
 def test_a_cohort_trains_each_member_as_its_lone_run(compose, tmp_path):

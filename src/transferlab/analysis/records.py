@@ -306,7 +306,19 @@ def _parse_all(paths: list[str], workers: int | None) -> tuple[list[tuple], list
 def records_frame(rows: Iterable[Mapping[str, Any] | tuple]) -> pd.DataFrame:
     """The tidy table from flattened rows (`flatten_record` dicts, or tuples in COLUMNS order),
     with normalised dtypes (see `_normalised`)."""
-    return _normalised(pd.DataFrame(list(rows), columns=list(COLUMNS)))
+    return _normalised(_shared_strings(pd.DataFrame(list(rows), columns=list(COLUMNS))))
+
+
+def _shared_strings(df: pd.DataFrame) -> pd.DataFrame:
+    """Equal strings of a column as one object, as the table cache's columns hold them: each
+    parsed file brings its own copies, and pandas groups and merges on shared strings about
+    twice as fast (equal by identity, their hash computed once)."""
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.StringDtype):
+            canon: dict[str, str] = {}
+            values = [canon.setdefault(v, v) if isinstance(v, str) else v for v in df[col]]
+            df[col] = pd.Series(values, index=df.index, dtype=df[col].dtype)
+    return df
 
 
 def _normalised(df: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,8 @@
 
 Writing the record files is set-up and not timed; with --dir an existing folder is reused.
 The records are parsed and analysed in this process; then, as a user analyses a study again
-after some records changed, a fresh process loads them through the table cache and analyses.
+after some records changed, a fresh process loads them through the table cache and analyses
+(three such processes; the median is reported).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from saved import add_save_flag, save  # noqa: E402 - benchmarks/ is on sys.path
 #: The default grid: 2 models x 8 sources x 10 targets x 5 sizes x 4 depths x 3 lrs x 10 seeds
 #: fine-tuned runs plus the scratch runs = 99,016 records.
 SOURCES = {f"source{i}": 0.02 * (i - 4) for i in range(8)}
+#: Fresh processes that analyse the study again; the median is reported.
+AGAIN = 3
 
 
 def study_spec(targets: int, seeds: int) -> SimulatedStudy:
@@ -52,6 +55,12 @@ def analyse_again(study: Path) -> None:
     loaded = time.perf_counter()
     analyze_frame(df)
     print(json.dumps([loaded - started, time.perf_counter() - loaded]))
+
+
+def _again(study: Path) -> str:
+    """The output of `--again` in a fresh process."""
+    cmd = [sys.executable, __file__, "--again", str(study)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
 
 
 def main() -> None:
@@ -88,19 +97,17 @@ def main() -> None:
     print(f"analyse (cells, curves, IQM):  {analysed - loaded:6.2f} s")
     print(f"total:                         {analysed - started:6.2f} s")
     load_records(study)  # fills the table cache
-    # Analysed again as a user does it: a fresh process loads through the cache and analyses.
-    again = subprocess.run(
-        [sys.executable, __file__, "--again", str(study)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    reloaded, reanalysed = json.loads(again.stdout.splitlines()[-1])
+    # Analysed again as a user does it: a fresh process loads through the cache and analyses;
+    # AGAIN processes, the one with the median total kept (this machine's speed varies by up
+    # to a third from one minute to the next).
+    runs = sorted((json.loads(_again(study).splitlines()[-1]) for _ in range(AGAIN)), key=sum)
+    reloaded, reanalysed = runs[len(runs) // 2]
     print(f"load again (table cache):      {reloaded:6.2f} s  (a fresh process)")
     print(f"analyse the cached table:      {reanalysed:6.2f} s")
     print(
         f"total with the table cache:    {reloaded + reanalysed:6.2f} s (target <= 5 s: "
-        "a study analysed again after some records changed)"
+        "a study analysed again after some records changed; the median of "
+        f"{AGAIN} processes: {', '.join(f'{sum(r):.2f}' for r in runs)} s)"
     )
     if args.save:
         save(
@@ -112,6 +119,7 @@ def main() -> None:
                 "analyse_s": round(analysed - loaded, 2),
                 "cached_load_s": round(reloaded, 2),
                 "cached_analyse_s": round(reanalysed, 2),
+                "again_totals_s": [round(sum(r), 2) for r in runs],
             },
         )
     if args.report:

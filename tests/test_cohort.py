@@ -91,9 +91,11 @@ def test_a_cohorts_updates_run_fused_and_a_lone_runs_do_not(compose, tmp_path, o
     together = [_first_optimizer(o) for o in CohortModule(modules).configure_optimizers()]
     assert len(together) == 2 and all(g["fused"] for o in together for g in o.param_groups)
     assert [type(o) for o in together] == [type(lone)] * 2
-    # an optimiser without a fused update keeps its own
+    # an optimiser without a fused update keeps its own, and so do parameters it cannot fuse
     params = [{"params": [torch.nn.Parameter(torch.zeros(3))]}]
     assert isinstance(make_optimizer(torch.optim.RMSprop, params, fused=True), torch.optim.RMSprop)
+    whole = [{"params": [torch.nn.Parameter(torch.zeros(3, dtype=torch.int64), False)]}]
+    assert not make_optimizer(torch.optim.SGD, whole, fused=True).param_groups[0]["fused"]
 
 
 def test_a_cohort_trains_each_member_as_its_lone_run(compose, tmp_path):

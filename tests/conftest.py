@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
 # Small and fast: enough to train something in a second or two. W&B (the default logger with
-# csv) costs a run about a second and a process about two more (its service): the tests that
+# csv) costs a process about 2 s (its service) and each further run about 0.6 s: the tests that
 # read W&B files ask for it (`logger=[wandb,csv]`, given after FAST: the last value wins).
 FAST = [
     "image_size=16",

@@ -18,6 +18,7 @@ import pytest
 import timm
 import torch
 from conftest import FAST
+from helpers import entry
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -210,14 +211,21 @@ def test_a_folder_is_read_once_per_state_not_once_per_process(tmp_path, monkeypa
     assert fingerprint.folder_fingerprint(folder) == changed
 
 
-def _launch(results: Path, folder: Path, cwd: Path) -> subprocess.CompletedProcess:
+def _launch(
+    results: Path, folder: Path, cwd: Path, forked: bool = True
+) -> subprocess.CompletedProcess:
+    """The sweep, forked from a process that imported the package (`helpers.entry`), or
+    (`forked=False`) as a user types it."""
     fast = [arg for arg in FAST if not arg.startswith(("target_size", "source_size"))]
     cmd = [
         sys.executable, "-m", "transferlab.cli.run", "-m", *fast, *FOLDER_RUN,
         f"paths.results={results}", "study=folder", "data@target=image_folder",
         f"target.root={folder}", "seed=0",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+    if forked:
+        proc = entry.run(cmd, cwd=cwd, timeout=300)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -226,7 +234,7 @@ def _launch(results: Path, folder: Path, cwd: Path) -> subprocess.CompletedProce
 def test_a_relaunch_after_the_folder_changed_trains_again(tmp_path):
     results, folder = tmp_path / "results", _write_folder(tmp_path / "imgs", 0)
     records = results / "folder" / "records"
-    _launch(results, folder, tmp_path)
+    _launch(results, folder, tmp_path, forked=False)
     (first,) = [read_record(p) for p in records.glob("*.json")]
     assert first["status"] == "completed"
     # other images in the same files: the plan must not take the first run as this one

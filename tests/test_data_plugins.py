@@ -3,7 +3,9 @@ installed plugin, or named by import path in a data preset, and found in joblib 
 workers. The plugin (tests/plugin_package) is pip-installed for this module into a folder of its
 own that the sweeps get on PYTHONPATH (an installed distribution with its entry points, as in a
 user's environment, without changing the venv that other tests use at the same time); the sweeps
-run through the real command line."""
+run through the real command line: under the submitit launcher as a user types it, the others
+forked from a process that imported the package (`helpers.entry`; its workers are new
+interpreters either way)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST
+from helpers import entry
 
 #: One worker runs this file: its module fixture is built once.
 pytestmark = pytest.mark.xdist_group("test_data_plugins")
@@ -60,7 +63,8 @@ def config_dir(tmp_path_factory, plugin_site):
 
 
 def _sweep(config_dir: Path, site: Path, results: Path, launcher: str, *extra: str):
-    """The sweep as a user types it, in an environment where the plugin is installed."""
+    """The sweep in an environment where the plugin is installed: as a user types it under the
+    submitit launcher, forked (`helpers.entry`) under the others."""
     paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     command = [
@@ -80,6 +84,8 @@ def _sweep(config_dir: Path, site: Path, results: Path, launcher: str, *extra: s
         "study=plugins",
         *extra,
     ]
+    if launcher != "local":
+        return entry.run(command, env=env, timeout=600)
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from helpers import entry
 from helpers.probes import StartWeights
 
 from transferlab.analysis import analyze
@@ -147,7 +148,7 @@ def test_a_killed_chain_resumes_without_training_a_finished_step_again(tmp_path)
     before = _steps(results)
     assert ("previous", 2) not in before
     weights = {k: (results / r["checkpoint"]).stat().st_mtime_ns for k, r in before.items()}
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    again = entry.run(cmd, timeout=TIMEOUT)  # forked (`helpers.entry`); the first as typed
     assert again.returncode == 0, again.stderr[-3000:]
     after = _steps(results)
     assert after[("previous", 2)]["status"] == "completed"

@@ -6,8 +6,10 @@ epoch once, at the step the uninterrupted run logged it at.
 The runs draw random numbers besides their batch order (dropout and a random crop on images;
 or drop-path in the trained blocks behind frozen depth groups whose outputs are computed once),
 so a resumed run that replayed the first epoch's batch order or random draws would end
-elsewhere. Those runs are real processes; each setup trains its uninterrupted reference once,
-for every signal. The batch order's own rule is checked in-process, fast.
+elsewhere. Those runs are real processes (SIGKILL's stopped run as a user types it, the others
+forked from a process that imported the package: `helpers.entry`); each setup trains its
+uninterrupted reference once, for every signal. The batch order's own rule is checked
+in-process, fast.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST
+from helpers import entry
 from helpers.wandb_files import summarize
 
 from transferlab.store import read_record
@@ -71,7 +74,7 @@ def _command(results: Path, study: str, setup: str) -> list[str]:
 
 
 def _finish(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    proc = entry.run(cmd, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -86,10 +89,14 @@ def _checkpoint_epoch(path: Path) -> int | None:
 def _stop(cmd: list[str], runs: Path, signum: int, log: Path) -> Path:
     """Start the run, send `signum` once an epoch >= STOP_AFTER has its checkpoint (sources
     train fewer epochs), and return the checkpoint the stopped run left."""
-    with log.open("w") as handle:  # its own session: SIGKILL takes W&B's helper too
-        proc = subprocess.Popen(
-            cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    # its own session: SIGKILL takes W&B's helper too
+    if signum == signal.SIGKILL:  # as a user types it
+        with log.open("w") as handle:
+            proc = subprocess.Popen(
+                cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            )
+    else:
+        proc = entry.start(cmd, log, new_session=True)
     deadline = time.monotonic() + TIMEOUT
     try:
         while not any(

@@ -1,7 +1,9 @@
 """SIGTERM (pre-emption) and SIGINT (Ctrl-C) end `transferlab-run` with status 128 + the signal
 number, leave the interrupted run resumable (its epoch checkpoint, no record), and a re-launch
 resumes it; under submitit a job keeps SIGTERM's meaning of "requeue is coming", and its
-pre-emption signal still requeues the job, which resumes. Real processes throughout."""
+pre-emption signal still requeues the job, which resumes. Real processes throughout: one run as
+a user types it, the others forked from a process that imported the package (`helpers.entry`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST
+from helpers import entry
 
 from transferlab.store import read_record
 
@@ -44,7 +47,9 @@ def _command(results: Path, study: str, *extra: str, multirun: bool = False) -> 
     ]
 
 
-def _start(cmd: list[str], log: Path) -> subprocess.Popen:
+def _start(cmd: list[str], log: Path, forked: bool = True) -> subprocess.Popen | entry.Started:
+    if forked:
+        return entry.start(cmd, log)
     with log.open("w") as handle:
         return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ))
 
@@ -66,7 +71,7 @@ def _records(results: Path, study: str) -> dict[str, dict]:
 
 
 def _finish(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT)
+    proc = entry.run(cmd, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -75,7 +80,8 @@ def _finish(cmd: list[str]) -> str:
 def test_signal_ends_a_run_with_128_plus_n_and_the_run_resumes(signum, tmp_path):
     results = tmp_path / "results"
     cmd = _command(results, "sig")
-    proc = _start(cmd, tmp_path / "run.log")
+    # SIGTERM's run as a user types it; SIGINT's forked
+    proc = _start(cmd, tmp_path / "run.log", forked=signum != signal.SIGTERM)
     checkpoint = _wait_for("sig/runs/*/checkpoints/last.ckpt", results, proc)
     proc.send_signal(signum)
     assert proc.wait(timeout=TIMEOUT) == 128 + signum

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import FAST
+from helpers import entry
 from helpers.hydra_suites import run_suites
 
 from transferlab.store import read_record
@@ -102,11 +103,16 @@ def _long(*extra: str, epochs: int = LONG_EPOCHS) -> tuple[str, ...]:
     )
 
 
-def _run(cmd: list[str], cwd: Path, status: int = 0) -> str:
-    proc = subprocess.run(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-        timeout=TIMEOUT, check=False,
-    )  # fmt: skip
+def _run(cmd: list[str], cwd: Path, status: int = 0, forked: bool = False) -> str:
+    """The launching process as a user types it, or (`forked`, for a relaunch) forked from a
+    process that imported the package (`helpers.entry`); Slurm's jobs start as on a cluster."""
+    if forked:
+        proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True)
+    else:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+            timeout=TIMEOUT, check=False,
+        )  # fmt: skip
     assert proc.returncode == status, proc.stdout[-4000:]
     return proc.stdout
 
@@ -314,7 +320,7 @@ def test_cancelled_job_leaves_no_record_and_a_relaunch_trains_only_it(tmp_path):
     assert _accounted_ends(jobs[0])[jobs[0]]["state"] == "CANCELLED"
     (finished,) = _records(results, "cancel").values()  # the other job's run only
     assert finished["cluster_job"]["array_task_id"] == jobs[1].split("_")[1]
-    out = _run(cmd, tmp_path)
+    out = _run(cmd, tmp_path, forked=True)
     assert PLANNED.search(out).groups()[1:] == ("1", "1"), out[-2000:]
     records = _records(results, "cancel")
     assert len(records) == 2 and all(r["status"] == "completed" for r in records.values())
@@ -335,7 +341,7 @@ def test_jobs_finish_after_the_launching_process_is_killed(tmp_path):
     assert {a["state"] for a in _accounted_ends(*jobs).values()} == {"COMPLETED"}
     records = _records(results, "orphan")
     assert len(records) == 3 and all(r["status"] == "completed" for r in records.values())
-    out = _run(cmd, tmp_path)
+    out = _run(cmd, tmp_path, forked=True)
     assert PLANNED.search(out).groups()[1:] == ("0", "3"), out[-2000:]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST
+from helpers import entry
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
@@ -108,7 +109,11 @@ def test_source_run_ids_read_from_the_plans_memo_equal_their_own():
     assert len(known) == len(sources) == 2 * (2 + 1 + 2)
 
 
-def _sweep(tmp_path: Path, *args: str, logger: str = "[csv]") -> subprocess.CompletedProcess:
+def _sweep(
+    tmp_path: Path, *args: str, logger: str = "[csv]", forked: bool = True
+) -> subprocess.CompletedProcess:
+    """`transferlab-run -m` on a tiny grid: forked from a process that imported the package
+    (`helpers.entry`), or (`forked=False`) as a user types it."""
     cmd = [
         sys.executable,
         "-m",
@@ -124,7 +129,10 @@ def _sweep(tmp_path: Path, *args: str, logger: str = "[csv]") -> subprocess.Comp
         *args,
     ]
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    if forked:
+        proc = entry.run(cmd, env=env, timeout=400)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -181,7 +189,8 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
 def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
     # Frozen layers (kept in eval mode on purpose: Lightning would warn), W&B logging on.
     grid = ("seed=0,1", "init=source,scratch", "freeze_depth=3")
-    proc = _sweep(tmp_path, *grid, logger="[wandb,csv]")
+    # as a user types it: what the console shows includes what imports print
+    proc = _sweep(tmp_path, *grid, logger="[wandb,csv]", forked=False)
     console = (proc.stdout + proc.stderr).splitlines()
     progress = [line for line in console if "] job " in line]
     assert len(progress) == 4
@@ -208,7 +217,7 @@ def test_a_batch_size_hydra_refuses_is_one_line_before_anything_runs(tmp_path: P
         sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "init=scratch", "seed=0,1",
         f"paths.results={tmp_path / 'results'}", f"hydra.sweeper.max_batch_size={size}",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    proc = entry.run(cmd, timeout=400)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "max_batch_size=" in errors[0] and size in errors[0]
@@ -222,7 +231,7 @@ def test_a_checks_setting_other_than_true_or_false_is_one_line(tmp_path: Path):
         sys.executable, "-m", "transferlab.cli.run", "-m", *FAST, "init=scratch", "seed=0,1",
         f"paths.results={tmp_path / 'results'}", "hydra.sweeper.checks=maybe",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    proc = entry.run(cmd, timeout=400)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "hydra.sweeper.checks='maybe'" in errors[0], errors
@@ -253,7 +262,7 @@ def test_a_slurm_signal_that_would_come_before_the_job_starts_is_refused(tmp_pat
         f"paths.results={tmp_path / 'results'}", "hydra/launcher=slurm",
         "hydra.launcher.timeout_min=1",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    proc = entry.run(cmd, timeout=400)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "signal_delay_s=120 with timeout_min=1" in errors[0], errors

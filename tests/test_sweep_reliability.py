@@ -2,8 +2,10 @@
 store files, failing grid points, launchers and the progress lines.
 
 Every test starts `transferlab-run` (`python -m transferlab.cli.run`) in real processes on a
-tiny grid; nothing of the launcher or the training is mocked. Only a SLURM cluster is missing
-here: for it, the launcher config is composed and checked (see the last test).
+tiny grid: the relaunch of a finished study as a user types it, the others forked from a process
+that imported the package (`helpers.entry`); nothing of the launcher or the training is mocked.
+Only a SLURM cluster is missing here: for it, the launcher config is composed and checked (see
+the last test).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONF_DIR, FAST
+from helpers import entry
 
 from transferlab.models import load_checkpoint
 from transferlab.store import read_record, run_id, stage_config
@@ -58,27 +61,26 @@ def _command(*args: str, multirun: bool = True) -> list[str]:
     return [sys.executable, "-m", "transferlab.cli.run", *(["-m"] if multirun else []), *args]
 
 
-def _start(cmd: list[str], log: Path, cwd: Path, **kwargs) -> subprocess.Popen:
+def _start(cmd: list[str], log: Path, cwd: Path, new_session: bool = False) -> entry.Started:
     """Start a run with its stdout and stderr (Hydra's and Lightning's logs) into `log`."""
-    handle = log.open("w")
-    try:
-        return subprocess.Popen(
-            cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=dict(os.environ), **kwargs
+    return entry.start(cmd, log, cwd, new_session=new_session)
+
+
+def _run(
+    cmd: list[str], cwd: Path, status: int = 0, forked: bool = True
+) -> subprocess.CompletedProcess:
+    if forked:
+        proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True)
+    else:
+        proc = subprocess.run(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
+            env=dict(os.environ),
+            timeout=TIMEOUT,
         )
-    finally:
-        handle.close()  # the child holds its own copy
-
-
-def _run(cmd: list[str], cwd: Path, status: int = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=cwd,
-        env=dict(os.environ),
-        timeout=TIMEOUT,
-    )
     assert proc.returncode == status, proc.stdout[-4000:]
     return proc
 
@@ -170,7 +172,7 @@ def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
     )
     cmd = _command(*_args(results, "kill", *extra, grid=grid))
     # Its own process group: the kill takes the whole sweep, as a pre-empted job would go.
-    proc = _start(cmd, tmp_path / "first.log", tmp_path, start_new_session=True)
+    proc = _start(cmd, tmp_path / "first.log", tmp_path, new_session=True)
     victim, deadline = None, time.monotonic() + TIMEOUT
     try:
         while victim is None:
@@ -321,7 +323,8 @@ def test_relaunch_of_finished_study_trains_nothing(concurrent_study):
     before = {p.name: p.read_bytes() for p in folder.glob("*.json")}
     logs_before = {p: p.read_text() for p in (results / "conc" / "runs").glob("*/run.log")}
     assert logs_before
-    out = _run(concurrent_study["cmd"], concurrent_study["root"]).stdout
+    # as a user types it
+    out = _run(concurrent_study["cmd"], concurrent_study["root"], forked=False).stdout
     summary = _summary(out)
     assert summary["jobs"] == summary["skipped"] == 4
     assert summary["completed"] == summary["failed"] == 0
@@ -489,26 +492,28 @@ def test_parallel_launcher_runs_grid_in_two_worker_processes(tmp_path):
 
 def test_submitit_local_launcher_runs_at_most_a_batch_at_once(tmp_path):
     results = tmp_path / "results"
+    # Two grid points in batches of one: the second job starts once the first has ended.
+    grid = {"seed": ["0", "1"], "target_size": ["20"]}
     extra = (
         "init=scratch",
         "logger=[csv]",
         "hydra/launcher=local",
-        "hydra.sweeper.max_batch_size=2",
+        "hydra.sweeper.max_batch_size=1",
         "cohort=false",  # one process per run, to count them
     )
-    out = _run(_command(*_args(results, "loc", *extra)), tmp_path).stdout
-    targets, _ = _expected_ids("init=scratch", "logger=[csv]")
+    out = _run(_command(*_args(results, "loc", *extra, grid=grid)), tmp_path).stdout
+    targets, _ = _expected_ids("init=scratch", "logger=[csv]", grid=grid)
     records = _records(results, "loc")
-    assert set(records) == set(targets.values())
+    assert set(records) == set(targets.values()) and len(records) == 2
     assert all(r["status"] == "completed" for r in records.values())
     assert all(r["config"]["threads"] == 1 for r in records.values())
-    assert _max_concurrent(list(records.values())) <= 2
+    assert _max_concurrent(list(records.values())) == 1
     sweep_dir = _sweep_dir(out)
     jobs = [p for p in (sweep_dir / ".submitit").iterdir() if p.name.isdigit()]
-    assert len(jobs) == 4, "each grid point should be its own submitit job (process)"
+    assert len(jobs) == 2, "each grid point should be its own submitit job (process)"
     # Progress written from the job processes reaches the sweep's summary.
     summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
-    assert summary["completed"] == summary["jobs"] == 4
+    assert summary["completed"] == summary["jobs"] == 2
     lines = (sweep_dir / "sweep_progress.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["run_id"] for x in lines) == sorted(targets.values())
 

@@ -1,13 +1,17 @@
 """Run a console entry point as a process of its own, without paying for its imports each time.
 
-A test that checks what one command prints and returns (bad input: one line, exit 2) spends
-almost all of a fresh interpreter's time importing torch, Lightning and timm. Here each call
+A test that checks what one command prints and returns (bad input: one line, exit 2), or
+trains a few tiny runs, spends most of a fresh interpreter's time importing torch, Lightning
+and timm (about 7 s of CPU a process here, against a second or two of training). Here each call
 runs the entry point's `main()` (`transferlab-run`, `transferlab-reproduce`) in a new process
 forked from a server that imported the package once (multiprocessing's forkserver: the server
 imports and never computes, so a fork of it is as clean as a new interpreter). The child gets
 the test's environment, working folder and argument list, its stdout and stderr go to files,
-and its exit status is the process's own. Each test file keeps at least one command run as a
-user types it (`python -m ...`), and the installed wheel is tested that way too.
+and its exit status is the process's own. `start` and `run` take the command a test built
+(`python -m transferlab.cli.run ARGS`) and stand in for `subprocess.Popen` and `subprocess.run`:
+signals sent to the process reach the entry point's own handlers. Each test file keeps at
+least one command run as a user types it (`python -m ...`), and the installed wheel is tested
+that way too.
 
 The server's environment is the test process's when it starts (conftest.py pins W&B offline and
 the Hugging Face hub offline before that): a variable a library reads when it is imported
@@ -26,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 #: What the server imports once: the entry points and what they check a run with (Lightning's
-#: constructors, timm's models).
+#: constructors, timm's models), the built-in data's loader and the sweeper.
 PRELOAD = [
     "transferlab.cli.run",
     "transferlab.cli.reproduce",
@@ -34,18 +38,37 @@ PRELOAD = [
     "lightning",
     "lightning.pytorch",
     "timm",
+    "sklearn.datasets",
+    "hydra_plugins.transferlab_sweeper.checked_sweeper",
 ]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 
 
-def _child(entry: str, argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
+def _child(
+    entry: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    out: str,
+    err: str,
+    new_session: bool = False,
+) -> None:
+    if new_session:  # its own process group, as Popen(start_new_session=True)
+        os.setsid()
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
+    # PYTHONPATH's folders come first on the path, as a new interpreter puts them
+    added = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    sys.path[1:1] = added
+    # stdout and stderr into one file share one descriptor, as Popen(stderr=STDOUT) does
+    paths = {out: os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)}
+    if err not in paths:
+        paths[err] = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     for fd, path in ((1, out), (2, err)):
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(handle, fd)
+        os.dup2(paths[path], fd)
+    for handle in paths.values():
         os.close(handle)
     sys.argv = argv
     module, _, function = entry.partition(":")
@@ -69,6 +92,46 @@ ENTRIES = {
     "transferlab-run": "transferlab.cli.run:main",
     "transferlab-reproduce": "transferlab.cli.reproduce:main",
 }
+#: The command of each entry point's module (`python -m MODULE` runs the same `main()`).
+MODULES = {
+    "transferlab.cli.run": "transferlab-run",
+    "transferlab.cli.reproduce": "transferlab-reproduce",
+}
+
+
+class Started:
+    """A forked entry point's running process, with the part of `subprocess.Popen`'s interface
+    the tests use: `pid`, `poll`, `wait`, `send_signal`, `returncode` (negative: the signal
+    that ended it)."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, argv: list[str]) -> None:
+        self._process, self.args, self.pid = process, argv, process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self._process.exitcode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def _entry_args(cmd: list[str]) -> tuple[str, list[str]]:
+    """(command, arguments) of `[python, "-m", MODULE, *ARGS]`, as the tests build it."""
+    if len(cmd) < 3 or cmd[1] != "-m" or cmd[2] not in MODULES:
+        raise ValueError(f"not `python -m` of an entry point's module: {cmd[:3]}")
+    return MODULES[cmd[2]], list(cmd[3:])
 
 
 def run_entry(
@@ -83,7 +146,9 @@ def run_entry(
         out, err = Path(folder, "stdout"), Path(folder, "stderr")
         argv = [command, *args]
         process = _CONTEXT.Process(
-            target=_child, args=(ENTRIES[command], argv, env, str(cwd), str(out), str(err))
+            target=_child,
+            # its own process group: a timeout ends it with everything it started
+            args=(ENTRIES[command], argv, env, str(cwd), str(out), str(err), True),
         )
         process.start()
         process.join(timeout)
@@ -93,3 +158,49 @@ def run_entry(
             raise subprocess.TimeoutExpired(argv, timeout)
         read = [p.read_text() if p.exists() else "" for p in (out, err)]
     return subprocess.CompletedProcess(argv, process.exitcode, *read)
+
+
+def start(
+    cmd: list[str],
+    log: Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
+) -> Started:
+    """`subprocess.Popen(cmd, stdout=log, stderr=STDOUT)` for `python -m MODULE ARGS`: the
+    same `main()` with the same arguments, environment and folder, forked (module docstring)."""
+    command, args = _entry_args(cmd)
+    argv = [command, *args]
+    where = str(cwd or Path.cwd())
+    environ = dict(os.environ if env is None else env)
+    process = _CONTEXT.Process(
+        target=_child,
+        args=(ENTRIES[command], argv, environ, where, str(log), str(log), new_session),
+    )
+    process.start()
+    return Started(process, argv)
+
+
+def run(
+    cmd: list[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    merged: bool = False,
+) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, capture_output=True, text=True)` for `python -m MODULE ARGS`,
+    forked (module docstring); `merged`: stderr into stdout, as `stderr=subprocess.STDOUT`."""
+    if not merged:
+        command, args = _entry_args(cmd)
+        environ = dict(os.environ if env is None else env)
+        return run_entry(args, environ, cwd or Path.cwd(), command=command, timeout=timeout)
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder, "output")
+        started = start(cmd, log, cwd, env, new_session=True)
+        try:
+            status = started.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(started.pid, signal.SIGKILL)
+            started.wait()
+            raise
+        return subprocess.CompletedProcess(started.args, status, log.read_text(), None)

@@ -78,3 +78,20 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
 
     with FileLock(str(tmp_path_factory.getbasetemp().parent / "slurm_cluster.lock")):
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long files first, so that no worker is left running one alone at the end: the Slurm
+    tests (one job at a time on the cluster: minutes of one worker), then files with slow
+    tests, then the rest, each file's tests in their own order (pytest-xdist hands out whole
+    files, `--dist loadfile`, in this order)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slurm"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    files: dict[Path, int] = {}
+    for item in items:
+        files[item.path] = min(files.get(item.path, 2), rank(item))
+    items.sort(key=lambda item: files[item.path])

@@ -1,4 +1,4 @@
-"""Fine-tuning methods in the analysis: a small real study (3 methods x 2 sources x 4 seeds, a
+"""Fine-tuning methods in the analysis: a small real study (3 methods x 2 sources x 3 seeds, a
 real Hydra multirun) analysed end to end with the method comparison in the report, its numbers
 checked against the records the study wrote; and the comparison's verdicts on planted data."""
 
@@ -20,7 +20,7 @@ from transferlab.analysis.methods import method_comparison
 #: One worker runs this file: its module fixture is built once.
 pytestmark = pytest.mark.xdist_group("test_analysis_methods")
 
-SEEDS = 4
+SEEDS = 3
 METHODS = ("finetune", "lp_ft", "lora")
 SOURCES = ("digits_label_permuted", "shapes")
 

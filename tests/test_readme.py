@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CONF_DIR, REPO
+from helpers import entry
 from helpers.simulate import SimulatedStudy, simulate_records, write_records
 
 from transferlab.training.checks import check_run
@@ -130,6 +131,15 @@ def _exported_weights(cfg, tmp_path: Path) -> None:
     write_weights_file(path, timm.create_model(cfg.model.name).state_dict(), {})
 
 
+def _run(cmd: list[str], typed: bool, **where) -> subprocess.CompletedProcess:
+    """The command as a user types it (`typed`: the first of each kind), or its entry point
+    forked from a process that imported the package (`helpers.entry`: the same `main()` and
+    arguments, without importing torch and Lightning again)."""
+    if typed:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **where)
+    return entry.run(cmd, timeout=600, **where)
+
+
 RUNS = [
     argv
     for argv in readme_commands()
@@ -155,7 +165,7 @@ def test_readme_run_command(argv, tmp_path):
         return
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
     cmd = [sys.executable, "-m", "transferlab.cli.run", *TINY, *args, results]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    proc = _run(cmd, typed=not args, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert list((tmp_path / "results").glob("*/records/*.json"))
 
@@ -172,6 +182,6 @@ def test_readme_analyze_command(argv, tmp_path):
     )
     write_records(records, tmp_path / folder.parent)
     cmd = [sys.executable, "-m", "transferlab.cli.analyze", *argv[1:-1], "--no-shift", str(folder)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    proc = _run(cmd, typed=argv == ANALYSES[0], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / folder / "analysis" / "report.md").is_file()

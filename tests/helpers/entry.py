@@ -34,6 +34,7 @@ from pathlib import Path
 PRELOAD = [
     "transferlab.cli.run",
     "transferlab.cli.reproduce",
+    "transferlab.cli.analyze",
     "transferlab.training.run",
     "lightning",
     "lightning.pytorch",
@@ -91,12 +92,10 @@ def _child(
 ENTRIES = {
     "transferlab-run": "transferlab.cli.run:main",
     "transferlab-reproduce": "transferlab.cli.reproduce:main",
+    "transferlab-analyze": "transferlab.cli.analyze:main",
 }
 #: The command of each entry point's module (`python -m MODULE` runs the same `main()`).
-MODULES = {
-    "transferlab.cli.run": "transferlab-run",
-    "transferlab.cli.reproduce": "transferlab-reproduce",
-}
+MODULES = {entry.split(":")[0]: command for command, entry in ENTRIES.items()}
 
 
 class Started:

@@ -47,6 +47,7 @@ FAST = [
     "target_size=50",
     "trainer.enable_progress_bar=false",
     "logger=[csv]",
+    "threads=1",
 ]
 
 

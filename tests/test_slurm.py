@@ -1,5 +1,7 @@
-"""The Slurm path against a real Slurm: `transferlab-run -m hydra/launcher=slurm ...` exactly as
-a user types it, on the one-node cluster of `scripts/slurm_local.sh` (CI starts it).
+"""The Slurm path against a real Slurm: `transferlab-run -m hydra/launcher=slurm ...` on the
+one-node cluster of `scripts/slurm_local.sh` (CI starts it). The grid and the bad grid are
+launched exactly as a user types them; the other launching processes are forked from a process
+that imported the package (`helpers.entry`), while Slurm's jobs start as they would on a cluster.
 
 Nothing is mocked: submitit submits sbatch jobs, Slurm runs, signals, requeues, cancels and
 times them out, and the tests read back records, W&B offline files, submitit's job logs and
@@ -104,8 +106,8 @@ def _long(*extra: str, epochs: int = LONG_EPOCHS) -> tuple[str, ...]:
 
 
 def _run(cmd: list[str], cwd: Path, status: int = 0, forked: bool = False) -> str:
-    """The launching process as a user types it, or (`forked`, for a relaunch) forked from a
-    process that imported the package (`helpers.entry`); Slurm's jobs start as on a cluster."""
+    """The launching process as a user types it, or (`forked`) forked from a process that
+    imported the package (`helpers.entry`); Slurm's jobs start as on a cluster either way."""
     if forked:
         proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True)
     else:
@@ -117,9 +119,10 @@ def _run(cmd: list[str], cwd: Path, status: int = 0, forked: bool = False) -> st
     return proc.stdout
 
 
-def _start(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen:
-    with log.open("w") as handle:
-        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd)
+def _start(cmd: list[str], log: Path, cwd: Path) -> entry.Started:
+    """The launching process, forked from a process that imported the package (`helpers.entry`),
+    its output into `log`; Slurm's jobs start as on a cluster."""
+    return entry.start(cmd, log, cwd)
 
 
 def _records(results: Path, study: str) -> dict[str, dict]:
@@ -291,7 +294,9 @@ def test_job_at_its_time_limit_is_requeued_by_submitit_and_resumes(tmp_path):
     # than one attempt.
     limits = ("hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=5")
     out = _run(
-        _command(results, "limit", *_long("seed=0", *limits, epochs=TIME_LIMIT_EPOCHS)), tmp_path
+        _command(results, "limit", *_long("seed=0", *limits, epochs=TIME_LIMIT_EPOCHS)),
+        tmp_path,
+        forked=True,
     )
     (record,) = _records(results, "limit").values()
     assert record["status"] == "completed", out[-3000:]

@@ -222,10 +222,7 @@ def _launch(
         f"paths.results={results}", "study=folder", "data@target=image_folder",
         f"target.root={folder}", "seed=0",
     ]  # fmt: skip
-    if forked:
-        proc = entry.run(cmd, cwd=cwd, timeout=300)
-    else:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=300)
+    proc = entry.run(cmd, cwd=cwd, timeout=300, typed=not forked)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

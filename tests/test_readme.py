@@ -135,9 +135,7 @@ def _run(cmd: list[str], typed: bool, **where) -> subprocess.CompletedProcess:
     """The command as a user types it (`typed`: the first of each kind), or its entry point
     forked from a process that imported the package (`helpers.entry`: the same `main()` and
     arguments, without importing torch and Lightning again)."""
-    if typed:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **where)
-    return entry.run(cmd, timeout=600, **where)
+    return entry.run(cmd, timeout=600, typed=typed, **where)
 
 
 RUNS = [

@@ -108,13 +108,7 @@ def _long(*extra: str, epochs: int = LONG_EPOCHS) -> tuple[str, ...]:
 def _run(cmd: list[str], cwd: Path, status: int = 0, forked: bool = False) -> str:
     """The launching process as a user types it, or (`forked`) forked from a process that
     imported the package (`helpers.entry`); Slurm's jobs start as on a cluster either way."""
-    if forked:
-        proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True)
-    else:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
-            timeout=TIMEOUT, check=False,
-        )  # fmt: skip
+    proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True, typed=not forked)
     assert proc.returncode == status, proc.stdout[-4000:]
     return proc.stdout
 

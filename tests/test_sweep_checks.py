@@ -63,6 +63,17 @@ def test_bad_value_in_grid_stops_the_sweep_before_any_job(case, tmp_path):
     assert not list(study.glob("multirun/*/0"))
 
 
+def test_bad_grid_under_the_parallel_launcher_stops_the_workers_it_started(tmp_path):
+    # The workers start at the first job composed, to import while the rest is planned.
+    args = ["hydra/launcher=parallel", "hydra.verbose=transferlab.sweep", "target_size=20,-5"]
+    proc = _sweep(tmp_path, *args)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "target_size=-5" in errors[0], proc.stderr
+    assert "started 2 workers" in proc.stdout and "stopped the workers" in proc.stdout
+    assert not (tmp_path / "results" / "default" / "records").exists()
+
+
 def test_good_grid_is_checked_then_runs(tmp_path):
     proc = _sweep(tmp_path, "init=scratch", "train.epochs=1", "seed=0,1", forked=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -129,10 +129,7 @@ def _sweep(
         *args,
     ]
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
-    if forked:
-        proc = entry.run(cmd, env=env, timeout=400)
-    else:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
+    proc = entry.run(cmd, env=env, timeout=400, typed=not forked)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

@@ -69,18 +69,7 @@ def _start(cmd: list[str], log: Path, cwd: Path, new_session: bool = False) -> e
 def _run(
     cmd: list[str], cwd: Path, status: int = 0, forked: bool = True
 ) -> subprocess.CompletedProcess:
-    if forked:
-        proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True)
-    else:
-        proc = subprocess.run(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=cwd,
-            env=dict(os.environ),
-            timeout=TIMEOUT,
-        )
+    proc = entry.run(cmd, cwd, timeout=TIMEOUT, merged=True, typed=not forked)
     assert proc.returncode == status, proc.stdout[-4000:]
     return proc
 
@@ -475,9 +464,13 @@ def test_parallel_launcher_runs_grid_in_two_worker_processes(tmp_path):
         "hydra/launcher=parallel",
         "verbose=true",
         "cohort=false",
+        "hydra.verbose=transferlab.sweep",  # the warm-up's lines
     )
     out = _run(_command(*_args(results, "par", *extra)), tmp_path).stdout
     assert "Joblib.Parallel(n_jobs=2" in out
+    # The two workers started while the grid was planned, and imported before the launch.
+    assert "started 2 workers to import while the grid is planned" in out
+    assert re.search(r"workers \[\d+, \d+\] imported transferlab.cli.run", out), out[-3000:]
     targets, _ = _expected_ids("init=scratch", "logger=[csv]")
     records = _records(results, "par")
     assert set(records) == set(targets.values())

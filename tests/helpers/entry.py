@@ -10,8 +10,8 @@ the test's environment, working folder and argument list, its stdout and stderr 
 and its exit status is the process's own. `start` and `run` take the command a test built
 (`python -m transferlab.cli.run ARGS`) and stand in for `subprocess.Popen` and `subprocess.run`:
 signals sent to the process reach the entry point's own handlers. Each test file keeps at
-least one command run as a user types it (`python -m ...`), and the installed wheel is tested
-that way too.
+least one command run as a user types it (`python -m ...`; `typed=True` makes `start` and `run`
+those very `Popen` and `run` calls), and the installed wheel is tested that way too.
 
 The server's environment is the test process's when it starts (conftest.py pins W&B offline and
 the Hugging Face hub offline before that): a variable a library reads when it is imported
@@ -133,6 +133,44 @@ def _entry_args(cmd: list[str]) -> tuple[str, list[str]]:
     return MODULES[cmd[2]], list(cmd[3:])
 
 
+def _spawn(
+    command: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    out: Path,
+    err: Path,
+    new_session: bool,
+) -> Started:
+    """`COMMAND ARGS` forked, its stdout into `out` and stderr into `err` (one file: merged)."""
+    argv = [command, *args]
+    process = _CONTEXT.Process(
+        target=_child,
+        args=(ENTRIES[command], argv, env, str(cwd), str(out), str(err), new_session),
+    )
+    process.start()
+    return Started(process, argv)
+
+
+def _completed(
+    command: str, args: list[str], env: dict[str, str], cwd: Path, timeout: float, merged: bool
+) -> subprocess.CompletedProcess:
+    """Run `COMMAND ARGS` forked in its own process group (a timeout ends it with everything
+    it started) and collect its output, as `subprocess.run` does."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder, "stdout")
+        err = out if merged else Path(folder, "stderr")
+        started = _spawn(command, args, env, cwd, out, err, new_session=True)
+        try:
+            status = started.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(started.pid, signal.SIGKILL)
+            started.wait()
+            raise
+        read = [p.read_text() if p.exists() else "" for p in (out, err)]
+    return subprocess.CompletedProcess(started.args, status, read[0], None if merged else read[1])
+
+
 def run_entry(
     args: list[str],
     env: dict[str, str],
@@ -141,22 +179,7 @@ def run_entry(
     timeout: float = 300,
 ) -> subprocess.CompletedProcess:
     """`COMMAND ARGS` in a process of its own (see the module docstring)."""
-    with tempfile.TemporaryDirectory() as folder:
-        out, err = Path(folder, "stdout"), Path(folder, "stderr")
-        argv = [command, *args]
-        process = _CONTEXT.Process(
-            target=_child,
-            # its own process group: a timeout ends it with everything it started
-            args=(ENTRIES[command], argv, env, str(cwd), str(out), str(err), True),
-        )
-        process.start()
-        process.join(timeout)
-        if process.exitcode is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.join()
-            raise subprocess.TimeoutExpired(argv, timeout)
-        read = [p.read_text() if p.exists() else "" for p in (out, err)]
-    return subprocess.CompletedProcess(argv, process.exitcode, *read)
+    return _completed(command, args, env, cwd, timeout, merged=False)
 
 
 def start(
@@ -165,19 +188,20 @@ def start(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     new_session: bool = False,
-) -> Started:
+    typed: bool = False,
+) -> Started | subprocess.Popen:
     """`subprocess.Popen(cmd, stdout=log, stderr=STDOUT)` for `python -m MODULE ARGS`: the
-    same `main()` with the same arguments, environment and folder, forked (module docstring)."""
-    command, args = _entry_args(cmd)
-    argv = [command, *args]
-    where = str(cwd or Path.cwd())
+    same `main()` with the same arguments, environment and folder, forked (module docstring),
+    or (`typed`) that very `Popen`, the command as a user types it."""
     environ = dict(os.environ if env is None else env)
-    process = _CONTEXT.Process(
-        target=_child,
-        args=(ENTRIES[command], argv, environ, where, str(log), str(log), new_session),
-    )
-    process.start()
-    return Started(process, argv)
+    if typed:
+        with open(log, "w") as out:  # the child holds its own copy of the descriptor
+            return subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=environ,
+                start_new_session=new_session,
+            )  # fmt: skip
+    command, args = _entry_args(cmd)
+    return _spawn(command, args, environ, cwd or Path.cwd(), log, log, new_session)
 
 
 def run(
@@ -186,20 +210,17 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float = 300,
     merged: bool = False,
+    typed: bool = False,
 ) -> subprocess.CompletedProcess:
     """`subprocess.run(cmd, capture_output=True, text=True)` for `python -m MODULE ARGS`,
-    forked (module docstring); `merged`: stderr into stdout, as `stderr=subprocess.STDOUT`."""
-    if not merged:
-        command, args = _entry_args(cmd)
-        environ = dict(os.environ if env is None else env)
-        return run_entry(args, environ, cwd or Path.cwd(), command=command, timeout=timeout)
-    with tempfile.TemporaryDirectory() as folder:
-        log = Path(folder, "output")
-        started = start(cmd, log, cwd, env, new_session=True)
-        try:
-            status = started.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(started.pid, signal.SIGKILL)
-            started.wait()
-            raise
-        return subprocess.CompletedProcess(started.args, status, log.read_text(), None)
+    forked (module docstring), or (`typed`) that very `subprocess.run`; `merged`: stderr into
+    stdout, as `stderr=subprocess.STDOUT`."""
+    environ = dict(os.environ if env is None else env)
+    if typed:
+        stderr = subprocess.STDOUT if merged else subprocess.PIPE
+        return subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=cwd, env=environ,
+            timeout=timeout,
+        )  # fmt: skip
+    command, args = _entry_args(cmd)
+    return _completed(command, args, environ, cwd or Path.cwd(), timeout, merged)

@@ -52,6 +52,7 @@ class CheckedSweeper(BasicSweeper):
 
     _planned: list[list[str]] | None = None
     _composer: Any = None
+    _warm_up: Any = None
 
     def __init__(
         self, max_batch_size: int | None = None, params: dict | None = None, checks: bool = True
@@ -77,6 +78,7 @@ class CheckedSweeper(BasicSweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from transferlab.sweep.cohorts import group_jobs, launcher_workers
         from transferlab.sweep.progress import record_plan
+        from transferlab.sweep.warmup import WorkerWarmUp
         from transferlab.training.console import quiet_launchers
 
         quiet_launchers(bool(self.config.get("verbose")))
@@ -84,7 +86,16 @@ class CheckedSweeper(BasicSweeper):
         if not self.checks:  # Hydra's basic sweeper
             return super().sweep(arguments)
         self._check_signal_time()
-        plan = self.plan_grid(arguments)
+        self._warm_up = WorkerWarmUp(self.launcher)  # started at the first job composed
+        try:
+            plan = self.plan_grid(arguments)
+        except BaseException:
+            self._warm_up.cancel()
+            raise
+        if plan.launch:
+            self._warm_up.finish()
+        else:
+            self._warm_up.cancel()
         record_plan(Path(self.config.hydra.sweep.dir), plan)  # one progress line per run
         self._planned, cohorts = group_jobs(
             plan.launch, plan.entries, launcher_workers(self.config)
@@ -165,6 +176,8 @@ class CheckedSweeper(BasicSweeper):
             entry = cache.get(key)
             done = entry is not None and is_done(entry)
             if not done:  # not known to be done: compose and check it (its id may be new)
+                if self._warm_up is not None:
+                    self._warm_up.start()  # the workers import while the grid is planned
                 entry = self._checked_entry(composer, job, plan.jobs, swept)
                 cache.put(key, entry)
                 plan.composed += 1

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from transferlab._helpers import exit_without_collection
 from transferlab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -85,6 +86,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the analysis; one-line error and exit status 2 on bad input."""
+    exit_without_collection()
     args = parser().parse_args(argv)
     if not Path(args.path).expanduser().is_dir():
         print(f"transferlab-analyze: error: no such folder: {args.path}", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from transferlab._helpers import exit_without_collection
 from transferlab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -74,6 +75,7 @@ def dataset_spec(text: str, config_dir: Path | None) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Evaluate; one-line error and exit status 2 on bad input."""
+    exit_without_collection()
     args = parser().parse_args(argv)
     if bool(args.on) == args.drift:
         print("transferlab-eval: error: give --on DATA or --drift (one of them)", file=sys.stderr)

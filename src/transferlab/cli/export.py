@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from transferlab._helpers import exit_without_collection
 from transferlab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -31,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Export; one-line error and exit status 2 on bad input."""
+    exit_without_collection()
     args = parser().parse_args(argv)
     study = Path(args.study).expanduser()
     if not (study / "records").is_dir():

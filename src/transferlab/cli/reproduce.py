@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from transferlab._helpers import exit_without_collection
 from transferlab.errors import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -199,6 +200,7 @@ def analyse_and_check(recipe, study: Path, scale: str, wandb: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Check, sweep, analyse, judge; one-line errors; 128 + n when stopped by signal n."""
+    exit_without_collection()
     args, extra = parser().parse_known_args(argv)
     from transferlab.analysis.records import RecordsPathError
     from transferlab.cli.signals import Interrupted, stop_on_signals

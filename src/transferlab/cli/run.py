@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab import presets
+from transferlab._helpers import exit_without_collection
 from transferlab.cli.signals import Interrupted, stop_on_signals
 from transferlab.errors import ConfigError, GridError
 from transferlab.sweep.cohorts import MEMBERS_KEY, member_configs
@@ -130,6 +131,7 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
     note_sigterm_in_job()  # in a Slurm job, SIGTERM says the job is ending
+    exit_without_collection()  # a sweep's worker processes too
     try:
         if cfg.get(MEMBERS_KEY):  # a cohort job of a sweep: one record per member
             return {"cohort": train_cohort(member_configs(cfg))}
@@ -246,6 +248,7 @@ def main() -> None:
     script can trust: 2 for bad input (in any job of a grid), 1 when a run or a sweep job
     failed (diverged runs are results, not failures), 128 + n when stopped by signal n."""
     stop_on_signals()
+    exit_without_collection()
     try:
         _check_command_line(sys.argv[1:])
         _compose_check(sys.argv[1:])

@@ -1,0 +1,89 @@
+"""Start a parallel sweep's worker processes while the grid is planned.
+
+A joblib worker spends its first seconds importing torch, Lightning, timm and torchmetrics
+(about 5 s of a core here) before its first job can train. Those imports need nothing from
+the plan, so the sweeper starts the workers as soon as it composes its first job: they import
+while the plan composes and checks the rest of the grid, and the launcher then hands its jobs
+to the same, ready processes (joblib reuses a pool started with the same settings). A plan
+that finds every run done starts no worker, and a plan that fails (a bad grid point, a
+signal) stops the workers it started, so bad input still ends at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger("transferlab.sweep")
+
+#: What a worker imports before its first job: the job function's module and the fit's.
+WARM_MODULES = ("transferlab.cli.run", "transferlab.training.fit")
+#: Hydra's joblib launcher, the one launcher whose workers are a reusable pool.
+JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
+
+
+def import_modules(modules: tuple[str, ...]) -> int:
+    """Import `modules` in this (worker) process; its pid."""
+    for name in modules:
+        importlib.import_module(name)
+    return os.getpid()
+
+
+def joblib_settings(launcher: Any) -> dict[str, Any] | None:
+    """The `joblib.Parallel` arguments Hydra's joblib launcher will launch with, or None
+    when the launcher is another (its jobs do not run in a reusable pool)."""
+    kind = type(launcher)
+    # By name: Hydra's plugin scan may load the launcher's module again (another class object).
+    if f"{kind.__module__}.{kind.__qualname__}" != JOBLIB_LAUNCHER:
+        return None
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+
+    settings = {**launcher.joblib, "backend": "loky"}  # as the launcher sets it
+    process_joblib_cfg(settings)
+    return settings
+
+
+class WorkerWarmUp:
+    """The joblib launcher's workers, started early to import (see the module docstring)."""
+
+    def __init__(self, launcher: Any) -> None:
+        self.settings = joblib_settings(launcher)
+        self._results: Iterator[int] | None = None
+
+    def start(self) -> None:
+        """Start the workers and their imports, without waiting (once; a no-op for other
+        launchers)."""
+        if self.settings is None or self._results is not None:
+            return
+        from joblib import Parallel, delayed, effective_n_jobs
+
+        workers = effective_n_jobs(self.settings.get("n_jobs"))
+        parallel = Parallel(**self.settings, return_as="generator_unordered")
+        self._results = parallel(delayed(import_modules)(WARM_MODULES) for _ in range(workers))
+        log.debug("started %d workers to import while the grid is planned", workers)
+
+    def finish(self) -> None:
+        """Wait until the workers have imported; a failed import is left to the jobs, which
+        report it as theirs."""
+        if self._results is None:
+            return
+        try:
+            pids = sorted(set(self._results))
+            log.debug("workers %s imported %s", pids, ", ".join(WARM_MODULES))
+        except Exception:  # noqa: BLE001 - the jobs meet the same error and report it
+            log.debug("warming up the workers failed", exc_info=True)
+        self._results = None
+
+    def cancel(self) -> None:
+        """Stop the workers started here (nothing will run on them)."""
+        if self._results is None:
+            return
+        with warnings.catch_warnings():  # joblib warns that the tasks were cancelled
+            warnings.simplefilter("ignore")
+            self._results.close()  # joblib ends the workers of a generator closed early
+        self._results = None
+        log.debug("stopped the workers: nothing to run on them")

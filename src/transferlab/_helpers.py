@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+#: Whether this process has registered `exit_without_collection`'s hook (once is enough).
 _EXIT_WITHOUT_COLLECTION: list[bool] = []
 
 #: Permissions of files we write: mkstemp makes 0600, but collaborators should read results.
@@ -139,9 +140,10 @@ def exit_without_collection() -> None:
     collection Python runs while it shuts down takes about a second (measured on 2 CPU cores:
     0.6-0.9 s per `transferlab-run` call, and as long again in each worker process a parallel
     sweep waits for). Everything worth keeping is written by then (records atomically, logs
-    by their handlers' own exit hooks). Registered once, before other exit hooks, so it runs
-    after them (they run last in, first out) and freezes the objects left: the collection then
-    skips them.
+    by their handlers' own exit hooks). Called as a command starts, so its hook runs after the
+    hooks registered later, by W&B or joblib (exit hooks run last in, first out), and freezes
+    the objects left: the interpreter's collection then skips them. An object left in a
+    reference cycle is not finalised, as Python does not promise at exit anyway.
     """
     if not _EXIT_WITHOUT_COLLECTION:
         _EXIT_WITHOUT_COLLECTION.append(True)

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from transferlab.analysis.adaptation import adaptation_comparison, adaptation_shift
+from transferlab.analysis.flatten import ADAPTED_SHIFT_KEYS
 from transferlab.analysis.keys import ARM
-from transferlab.analysis.records import ADAPTED_SHIFT_KEYS
 
 SEEDS = 10
 BASE = {"study": "s", "model": "m", "target_size": 0, "variant": "", "source": "digits"}

@@ -536,11 +536,14 @@ def test_arms_under_different_validation_protocols_are_never_paired(tmp_path: Pa
 def test_a_rule_change_makes_the_records_cache_a_miss(tmp_path: Path, monkeypatch):
     """Records accepted and cached under one identity rule are refused under the next, also
     when the cache holds them (it was keyed on its own layout version only)."""
+    from transferlab.analysis import flatten
     from transferlab.analysis import records as records_module
 
     study = write_records(simulate_records(SimulatedStudy(study="a", target_sizes=(20,))), tmp_path)
     assert len(load_records(study)) > 0  # parsed and cached
-    monkeypatch.setattr(records_module, "IDENTITY_VERSION", records_module.IDENTITY_VERSION + 1)
+    # The next rule: the cache's key (records) and the rows' check (flatten) both read it.
+    for module in (records_module, flatten):
+        monkeypatch.setattr(module, "IDENTITY_VERSION", module.IDENTITY_VERSION + 1)
     for cache in (True, False):
         with pytest.raises(RecordsPathError, match="superseded, not analysed"):
             load_records(study, cache=cache)

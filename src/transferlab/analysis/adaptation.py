@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from transferlab.analysis.flatten import ADAPTED_SHIFT_KEYS
 from transferlab.analysis.keys import ARM, SETTING
 from transferlab.analysis.methods import paired_comparison
 from transferlab.analysis.paired import DEFAULT_TEST, paired_test
-from transferlab.analysis.records import ADAPTED_SHIFT_KEYS
 from transferlab.analysis.stats import (
     BOOTSTRAP_RESAMPLES,
     CONFIDENCE,

@@ -84,9 +84,7 @@ def _sweep(config_dir: Path, site: Path, results: Path, launcher: str, *extra: s
         "study=plugins",
         *extra,
     ]
-    if launcher != "local":
-        return entry.run(command, env=env, timeout=600)
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    return entry.run(command, env=env, timeout=600, typed=launcher == "local")
 
 
 @pytest.mark.parametrize("launcher", ["parallel", "local"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -131,13 +130,6 @@ def _exported_weights(cfg, tmp_path: Path) -> None:
     write_weights_file(path, timm.create_model(cfg.model.name).state_dict(), {})
 
 
-def _run(cmd: list[str], typed: bool, **where) -> subprocess.CompletedProcess:
-    """The command as a user types it (`typed`: the first of each kind), or its entry point
-    forked from a process that imported the package (`helpers.entry`: the same `main()` and
-    arguments, without importing torch and Lightning again)."""
-    return entry.run(cmd, timeout=600, typed=typed, **where)
-
-
 RUNS = [
     argv
     for argv in readme_commands()
@@ -163,7 +155,7 @@ def test_readme_run_command(argv, tmp_path):
         return
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
     cmd = [sys.executable, "-m", "transferlab.cli.run", *TINY, *args, results]
-    proc = _run(cmd, typed=not args, env=env)
+    proc = entry.run(cmd, timeout=600, typed=not args, env=env)  # the first as typed
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert list((tmp_path / "results").glob("*/records/*.json"))
 
@@ -180,6 +172,6 @@ def test_readme_analyze_command(argv, tmp_path):
     )
     write_records(records, tmp_path / folder.parent)
     cmd = [sys.executable, "-m", "transferlab.cli.analyze", *argv[1:-1], "--no-shift", str(folder)]
-    proc = _run(cmd, typed=argv == ANALYSES[0], cwd=tmp_path)
+    proc = entry.run(cmd, timeout=600, typed=argv == ANALYSES[0], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / folder / "analysis" / "report.md").is_file()

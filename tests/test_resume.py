@@ -18,7 +18,6 @@ import contextlib
 import csv
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,14 +88,8 @@ def _checkpoint_epoch(path: Path) -> int | None:
 def _stop(cmd: list[str], runs: Path, signum: int, log: Path) -> Path:
     """Start the run, send `signum` once an epoch >= STOP_AFTER has its checkpoint (sources
     train fewer epochs), and return the checkpoint the stopped run left."""
-    # its own session: SIGKILL takes W&B's helper too
-    if signum == signal.SIGKILL:  # as a user types it
-        with log.open("w") as handle:
-            proc = subprocess.Popen(
-                cmd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
-            )
-    else:
-        proc = entry.start(cmd, log, new_session=True)
+    # its own session: SIGKILL takes W&B's helper too; SIGKILL's run as a user types it
+    proc = entry.start(cmd, log, new_session=True, typed=signum == signal.SIGKILL)
     deadline = time.monotonic() + TIMEOUT
     try:
         while not any(

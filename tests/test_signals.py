@@ -47,13 +47,6 @@ def _command(results: Path, study: str, *extra: str, multirun: bool = False) -> 
     ]
 
 
-def _start(cmd: list[str], log: Path, forked: bool = True) -> subprocess.Popen | entry.Started:
-    if forked:
-        return entry.start(cmd, log)
-    with log.open("w") as handle:
-        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
 def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen) -> Path:
     """The first file matching `pattern` under `folder`, once the process has written it."""
     deadline = time.monotonic() + TIMEOUT
@@ -81,7 +74,7 @@ def test_signal_ends_a_run_with_128_plus_n_and_the_run_resumes(signum, tmp_path)
     results = tmp_path / "results"
     cmd = _command(results, "sig")
     # SIGTERM's run as a user types it; SIGINT's forked
-    proc = _start(cmd, tmp_path / "run.log", forked=signum != signal.SIGTERM)
+    proc = entry.start(cmd, tmp_path / "run.log", typed=signum == signal.SIGTERM)
     checkpoint = _wait_for("sig/runs/*/checkpoints/last.ckpt", results, proc)
     proc.send_signal(signum)
     assert proc.wait(timeout=TIMEOUT) == 128 + signum
@@ -101,7 +94,7 @@ def test_sigterm_ends_a_sweep_with_143_under_joblib_and_submitit(launcher, tmp_p
     cmd = _command(
         results, launcher, f"hydra/launcher={launcher}", "seed=0,1", "cohort=false", multirun=True
     )
-    proc = _start(cmd, tmp_path / "sweep.log")
+    proc = entry.start(cmd, tmp_path / "sweep.log")
     _wait_for(f"{launcher}/runs/*/checkpoints/last.ckpt", results, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
@@ -121,7 +114,7 @@ def test_sigterm_stops_a_cohort_with_143_and_a_relaunch_trains_its_members(tmp_p
     cmd = _command(
         results, "coh", "hydra/launcher=basic", "seed=0,1,2", "optimizer=sgd", multirun=True
     )
-    proc = _start(cmd, tmp_path / "sweep.log")
+    proc = entry.start(cmd, tmp_path / "sweep.log")
     _wait_for("coh/runs/*/run.log", results, proc)  # the cohort's fit has begun
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
@@ -138,7 +131,7 @@ def test_sigterm_stops_a_cohort_with_143_and_a_relaunch_trains_its_members(tmp_p
 def test_submitit_job_goes_on_after_sigterm_and_requeues_on_preemption(tmp_path):
     results = tmp_path / "results"
     cmd = _command(results, "pre", "hydra/launcher=local", "seed=0", multirun=True)
-    proc = _start(cmd, tmp_path / "sweep.log")
+    proc = entry.start(cmd, tmp_path / "sweep.log")
     _wait_for("pre/runs/*/checkpoints/last.ckpt", results, proc)
     jobs = sorted((results / "pre" / "multirun").glob("*/.submitit/*/*_submitted.pkl"))
     assert jobs, "no submitit job folder"
@@ -197,7 +190,7 @@ def test_relaunched_run_is_one_wandb_run_with_its_whole_history(tmp_path):
 
     results = tmp_path / "results"
     cmd = _command(results, "wb", "logger=[wandb,csv]")
-    proc = _start(cmd, tmp_path / "run.log")
+    proc = entry.start(cmd, tmp_path / "run.log")
     checkpoint = _wait_for("wb/runs/*/checkpoints/last.ckpt", results, proc)
     while torch.load(checkpoint, weights_only=True)["epoch"] < 2:  # some history to lose
         assert proc.poll() is None

@@ -113,12 +113,6 @@ def _run(cmd: list[str], cwd: Path, status: int = 0, forked: bool = False) -> st
     return proc.stdout
 
 
-def _start(cmd: list[str], log: Path, cwd: Path) -> entry.Started:
-    """The launching process, forked from a process that imported the package (`helpers.entry`),
-    its output into `log`; Slurm's jobs start as on a cluster."""
-    return entry.start(cmd, log, cwd)
-
-
 def _records(results: Path, study: str) -> dict[str, dict]:
     return {p.stem: read_record(p) for p in sorted((results / study / "records").glob("*.json"))}
 
@@ -265,7 +259,7 @@ def test_grid_runs_as_slurm_jobs_that_share_their_sources(tmp_path):
 
 def test_requeued_job_resumes_from_its_checkpoint_as_one_record_and_one_wandb_run(tmp_path):
     results = tmp_path / "results"
-    proc = _start(_command(results, "pre", *_long("seed=0")), tmp_path / "sweep.log", tmp_path)
+    proc = entry.start(_command(results, "pre", *_long("seed=0")), tmp_path / "sweep.log", tmp_path)
     _wait("an epoch checkpoint", lambda: _checkpoint_at(results, "pre", 2), proc)
     (sweep_dir,) = _sweep_dirs(results, "pre")
     (job_id,) = _job_folders(sweep_dir)
@@ -306,7 +300,7 @@ def test_job_at_its_time_limit_is_requeued_by_submitit_and_resumes(tmp_path):
 def test_cancelled_job_leaves_no_record_and_a_relaunch_trains_only_it(tmp_path):
     results = tmp_path / "results"
     cmd = _command(results, "cancel", *_long("seed=0,1"))
-    proc = _start(cmd, tmp_path / "sweep.log", tmp_path)
+    proc = entry.start(cmd, tmp_path / "sweep.log", tmp_path)
     # Both runs train at once (one core each); cancel one of the two jobs mid-training.
     _wait("two runs mid-training", lambda: _checkpoints_at(results, "cancel", 2) == 2, proc)
     (sweep_dir,) = _sweep_dirs(results, "cancel")
@@ -330,7 +324,7 @@ def test_jobs_finish_after_the_launching_process_is_killed(tmp_path):
     results = tmp_path / "results"
     # Three one-core jobs on this node's cores: some wait in the queue.
     cmd = _command(results, "orphan", "init=scratch", "cohort=false", "seed=0,1,2")
-    proc = _start(cmd, tmp_path / "sweep.log", tmp_path)
+    proc = entry.start(cmd, tmp_path / "sweep.log", tmp_path)
     sweep_dir = _wait("the sweep folder", lambda: _sweep_dirs(results, "orphan"), proc)[0]
     jobs = _wait("three submitted jobs", lambda: len(_job_folders(sweep_dir)) == 3, proc)
     jobs = list(_job_folders(sweep_dir))

@@ -61,11 +61,6 @@ def _command(*args: str, multirun: bool = True) -> list[str]:
     return [sys.executable, "-m", "transferlab.cli.run", *(["-m"] if multirun else []), *args]
 
 
-def _start(cmd: list[str], log: Path, cwd: Path, new_session: bool = False) -> entry.Started:
-    """Start a run with its stdout and stderr (Hydra's and Lightning's logs) into `log`."""
-    return entry.start(cmd, log, cwd, new_session=new_session)
-
-
 def _run(
     cmd: list[str], cwd: Path, status: int = 0, forked: bool = True
 ) -> subprocess.CompletedProcess:
@@ -168,7 +163,7 @@ def test_killed_sweep_resumes_from_epoch_checkpoint(tmp_path):
     )
     cmd = _command(*_args(results, "kill", *extra, grid=grid))
     # Its own process group: the kill takes the whole sweep, as a pre-empted job would go.
-    proc = _start(cmd, tmp_path / "first.log", tmp_path, new_session=True)
+    proc = entry.start(cmd, tmp_path / "first.log", tmp_path, new_session=True)
     victim, deadline = None, time.monotonic() + TIMEOUT
     try:
         while victim is None:
@@ -236,7 +231,7 @@ def concurrent_study(tmp_path_factory):
     results = root / "results"
     extra = ("logger=[wandb,csv]",)
     cmd = _command(*_args(results, "conc", *extra))
-    procs = [_start(cmd, root / f"sweep{i}.log", root) for i in range(2)]
+    procs = [entry.start(cmd, root / f"sweep{i}.log", root) for i in range(2)]
     for proc in procs:
         proc.wait(timeout=TIMEOUT)
     outputs = [(root / f"sweep{i}.log").read_text() for i in range(2)]
@@ -564,7 +559,7 @@ def test_single_runs_started_together_get_their_own_output_folders(tmp_path):
         *_args(results, "single", "init=scratch", "logger=[csv]", grid={}), multirun=False
     )
     time.sleep(1 - time.time() % 1)  # start both at the top of a second
-    procs = [_start(cmd, tmp_path / f"run{i}.log", tmp_path) for i in range(2)]
+    procs = [entry.start(cmd, tmp_path / f"run{i}.log", tmp_path) for i in range(2)]
     for proc in procs:
         proc.wait(timeout=TIMEOUT)
     outputs = [(tmp_path / f"run{i}.log").read_text() for i in range(2)]

@@ -11,16 +11,28 @@ import time
 
 import psutil
 import pytest
+from conftest import CONF_DIR
 from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from joblib import Parallel, delayed
 
 from transferlab.sweep.warmup import WorkerWarmUp, joblib_settings
 
-#: The shipped parallel launcher's settings (conf/hydra/launcher/parallel.yaml on joblib's).
-LAUNCHER = {"n_jobs": 2, "backend": None, "prefer": "processes", "require": None,
-            "verbose": 0, "timeout": None, "pre_dispatch": "2*n_jobs", "batch_size": "auto",
-            "temp_folder": None, "max_nbytes": None, "mmap_mode": "r"}  # fmt: skip
+
+def _shipped_settings() -> dict:
+    """The shipped parallel launcher's settings (conf/hydra/launcher/parallel.yaml on joblib's),
+    as Hydra composes them for `hydra/launcher=parallel`."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=parallel"], return_hydra_config=True)
+    settings = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    settings.pop("_target_")
+    return settings
+
+
+LAUNCHER = _shipped_settings()
 WAIT_S = 60
 
 

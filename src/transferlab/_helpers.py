@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import gc
 import json
 import math
@@ -17,9 +18,6 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
-
-#: Whether this process has registered `exit_without_collection`'s hook (once is enough).
-_EXIT_WITHOUT_COLLECTION: list[bool] = []
 
 #: Permissions of files we write: mkstemp makes 0600, but collaborators should read results.
 FILE_MODE = 0o644
@@ -133,6 +131,7 @@ def replace_marked_block(path: Path, start: str, end: str, body: str) -> None:
     path.write_text(f"{before}{start}\n{body}{end}{rest.split(end, 1)[1]}")
 
 
+@functools.cache  # once per process
 def exit_without_collection() -> None:
     """Skip the interpreter's last garbage collection when this process exits.
 
@@ -145,6 +144,4 @@ def exit_without_collection() -> None:
     the objects left: the interpreter's collection then skips them. An object left in a
     reference cycle is not finalised, as Python does not promise at exit anyway.
     """
-    if not _EXIT_WITHOUT_COLLECTION:
-        _EXIT_WITHOUT_COLLECTION.append(True)
-        atexit.register(gc.freeze)
+    atexit.register(gc.freeze)

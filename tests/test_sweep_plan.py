@@ -109,11 +109,23 @@ def test_source_run_ids_read_from_the_plans_memo_equal_their_own():
     assert len(known) == len(sources) == 2 * (2 + 1 + 2)
 
 
+#: An import of torch, timm or Lightning (or a module of theirs) in Python's import-time report
+#: (`-X importtime`): the package's name.
+HEAVY_IMPORT = re.compile(
+    r"^import time:.*\|\s*(torch|timm|lightning)(?:\.[\w.]+)?\s*$", re.MULTILINE
+)
+
+
 def _sweep(
-    tmp_path: Path, *args: str, logger: str = "[csv]", forked: bool = True
+    tmp_path: Path,
+    *args: str,
+    logger: str = "[csv]",
+    forked: bool = True,
+    import_report: bool = False,
 ) -> subprocess.CompletedProcess:
     """`transferlab-run -m` on a tiny grid: forked from a process that imported the package
-    (`helpers.entry`), or (`forked=False`) as a user types it."""
+    (`helpers.entry`), or (`forked=False`) as a user types it; `import_report` types it with
+    Python's import-time report on stderr."""
     cmd = [
         sys.executable,
         "-m",
@@ -129,7 +141,9 @@ def _sweep(
         *args,
     ]
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
-    proc = entry.run(cmd, env=env, timeout=400, typed=not forked)
+    if import_report:
+        env["PYTHONPROFILEIMPORTTIME"] = "1"
+    proc = entry.run(cmd, env=env, timeout=400, typed=not forked or import_report)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -158,10 +172,12 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
     records = tmp_path / "results" / "plan" / "records"
     assert len([p for p in records.glob("*.json")]) == 4  # 3 target runs + 1 source stage
 
-    # Re-launch: every run id from the plan cache, nothing composed, no job started.
-    again = _sweep(tmp_path, *grid)
+    # Re-launch: every run id from the plan cache, nothing composed, no job started; the
+    # launching process does not even load torch, timm or Lightning.
+    again = _sweep(tmp_path, *grid, import_report=True)
     assert "0 to run, 4 done before" in again.stdout and "(0 composed" in again.stdout
     assert _started_jobs(tmp_path) == 0
+    assert HEAVY_IMPORT.findall(again.stderr) == []
     summary = _summary(tmp_path)
     assert (summary["jobs"], summary["completed"], summary["skipped"]) == (4, 0, 4)
 
@@ -173,8 +189,9 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
         and json.loads(p.read_text())["init"] == "source"
     )
     torn.write_text("{")
-    third = _sweep(tmp_path, *grid)
+    third = _sweep(tmp_path, *grid, import_report=True)
     assert "1 to run, 3 done before" in third.stdout and "(1 composed" in third.stdout
+    assert {"torch", "timm", "lightning"} <= set(HEAVY_IMPORT.findall(third.stderr))
     assert json.loads(torn.read_text())["status"] == "completed"
 
     # A new setting is a new run: the cache is keyed by the overrides, so it composes anew.

@@ -26,13 +26,11 @@ from transferlab import presets
 from transferlab._helpers import exit_without_collection
 from transferlab.cli.signals import Interrupted, stop_on_signals
 from transferlab.errors import ConfigError, GridError
+from transferlab.store import check_writable
 from transferlab.sweep.cohorts import MEMBERS_KEY, member_configs
 from transferlab.sweep.progress import last_sweep_failures
-from transferlab.training.checks import check_writable
-from transferlab.training.cohort_run import train_cohort
 from transferlab.training.config_schema import check_override_keys, composition_error
 from transferlab.training.interrupt import note_sigterm_in_job
-from transferlab.training.run import train
 
 log = logging.getLogger("transferlab")
 
@@ -130,6 +128,12 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
 )
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
+    # Training loads torch, timm and Lightning: imported here, when a run starts, so that the
+    # process that checks a command line or launches a sweep loads them only when its plan
+    # checks a job (a bad command line, or a finished study launched again, never does).
+    from transferlab.training.cohort_run import train_cohort
+    from transferlab.training.run import train
+
     note_sigterm_in_job()  # in a Slurm job, SIGTERM says the job is ending
     exit_without_collection()  # a sweep's worker processes too
     try:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from transferlab.choices import CHANNEL_CHOICES, DATA_MODES
 from transferlab.data import checks
 from transferlab.data.registry import BaseArrays, BaseData, BaseFiles, Readable, get_dataset
 from transferlab.data.shifts import View, apply_shift
@@ -39,14 +40,10 @@ from transferlab.errors import ConfigError
 BASE_CACHE_SIZE = 4
 #: Built (split and shifted) dataset views kept in memory.
 SPLITS_CACHE_SIZE = 8
-#: Channel counts images can be built with.
-CHANNEL_CHOICES = (1, 3)
 SPLIT_NAMES = ("train", "val", "test")
 #: Which part of the base dataset's training pool a stage draws from: all of it, the part kept
 #: for sources of the same base dataset, or the part kept for targets.
 POOL_PARTS = ("all", "source", "target")
-#: Where a file-backed dataset's images wait: decided by size, decoded in memory, or streamed.
-DATA_MODES = ("auto", "memory", "stream")
 #: `data_mode=auto` streams a file-backed dataset whose decoded images exceed this many MB.
 DEFAULT_STREAM_ABOVE_MB = 1024
 BYTES_PER_MB = 2**20

@@ -40,8 +40,6 @@ from transferlab.models.weights import (
 
 INIT_CHOICES = ("scratch", "source", "hub", "file", "previous")
 IMG_SIZE_KWARG = "img_size"
-#: The `image_size` that means the model's pretrained input size (`pretrained_input_size`).
-AUTO_IMAGE_SIZE = "auto"
 #: how many close names an unknown-model error suggests
 CLOSE_MATCHES = 5
 CLOSE_MATCH_CUTOFF = 0.6

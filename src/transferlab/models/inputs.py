@@ -15,8 +15,6 @@ from torch import nn
 
 from transferlab.data.image_ops import to_float
 
-#: Choices of `input_norm`: the model's pretrained statistics, or plain [0, 1] pixels.
-INPUT_NORMS = ("model", "unit")
 #: The statistics of plain [0, 1] pixels (one value, broadcast over channels).
 UNIT_STATS = ((0.0,), (1.0,))
 

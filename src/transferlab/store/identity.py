@@ -32,6 +32,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab._helpers import copy_config, plain
+from transferlab.choices import AUTO_IMAGE_SIZE
 from transferlab.store.fingerprint import content_identity, file_fingerprint
 from transferlab.store.schema import IDENTITY_VERSION
 
@@ -136,7 +137,7 @@ def normalize_run_config(cfg: DictConfig) -> DictConfig:
 def _with_image_size(out: DictConfig) -> DictConfig:
     """`image_size=auto` replaced by the model's pretrained input size: the number, not the
     word, is what the run trains at, and what its identity and record hold."""
-    from transferlab.models.factory import AUTO_IMAGE_SIZE, pretrained_input_size
+    from transferlab.models.factory import pretrained_input_size
 
     if out.get("image_size") == AUTO_IMAGE_SIZE:
         out.image_size = pretrained_input_size(str(out.model.name))

@@ -7,11 +7,13 @@ Layout under the results root (see docs/records.md):
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from transferlab._helpers import atomic_write_json
+from transferlab.errors import ConfigError
 from transferlab.store.schema import (
     FINAL_STATUSES,
     IDENTITY_VERSION,
@@ -19,6 +21,23 @@ from transferlab.store.schema import (
     STATUSES,
     RunRecord,
 )
+
+
+def check_writable(folder: Path, setting: str) -> None:
+    """Create `folder` and write a probe file in it: a results path that is a file, or a folder
+    this process cannot write, is a one-line error before any training."""
+    probe = folder / f".write-probe-{os.getpid()}"
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{setting}={folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"{setting}={folder} is not a folder this process can write ({reason})"
+        ) from None
 
 
 class RecordError(ValueError):

@@ -20,8 +20,14 @@ from typing import Any
 
 log = logging.getLogger("transferlab.sweep")
 
-#: What a worker imports before its first job: the job function's module and the fit's.
-WARM_MODULES = ("transferlab.cli.run", "transferlab.training.fit")
+#: What a worker imports before its first job: the job function's module and what it imports
+#: when a job starts (a lone run, a cohort, the fit).
+WARM_MODULES = (
+    "transferlab.cli.run",
+    "transferlab.training.run",
+    "transferlab.training.cohort_run",
+    "transferlab.training.fit",
+)
 #: Hydra's joblib launcher, the one launcher whose workers are a reusable pool.
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -231,23 +229,6 @@ def _check_shared_base(source: Any, target: Any) -> None:
                 f"source and target are both views of {source['name']!r} but split it "
                 f"differently ({key} {source.get(key)} vs {target.get(key)}); use the same {key}"
             )
-
-
-def check_writable(folder: Path, setting: str) -> None:
-    """Create `folder` and write a probe file in it: a results path that is a file, or a folder
-    this process cannot write, is a one-line error before any training."""
-    probe = folder / f".write-probe-{os.getpid()}"
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{setting}={folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(
-            f"{setting}={folder} is not a folder this process can write ({reason})"
-        ) from None
 
 
 @functools.lru_cache(maxsize=256)

@@ -21,10 +21,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import clear_cache
-from transferlab.store import ResultsStore, run_id, stage_configs
+from transferlab.store import ResultsStore, check_writable, run_id, stage_configs
 from transferlab.store.identity import with_effective_init
 from transferlab.store.locks import process_lock
-from transferlab.training.checks import check_structure, check_writable, preflight
+from transferlab.training.checks import check_structure, preflight
 from transferlab.training.config_schema import check_run_config
 from transferlab.training.console import stage_output
 from transferlab.training.drift import PREVIOUS

@@ -30,15 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from transferlab._helpers import first_line
-from transferlab.data.build import DATA_MODES
+from transferlab.choices import AUTO_IMAGE_SIZE, CHANNEL_CHOICES, DATA_MODES, INPUT_NORMS
 from transferlab.errors import ConfigError
-from transferlab.models.factory import AUTO_IMAGE_SIZE
-from transferlab.models.inputs import INPUT_NORMS
 
 #: Marks a field whose value is a constructor preset (a node with `_target_`).
 CONSTRUCTOR = "constructor"
-#: Channel counts every dataset can be converted to.
-CHANNEL_CHOICES = (1, 3)
 #: What `channels_last` can be: auto (on a GPU, for convolutional models) or forced on or off.
 CHANNELS_LAST_CHOICES = ("auto", True, False)
 #: Where a target stage's validation examples come from (conf/config.yaml explains).

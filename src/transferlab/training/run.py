@@ -39,6 +39,7 @@ from transferlab.models import load_checkpoint
 from transferlab.store import (
     RecordError,
     ResultsStore,
+    check_writable,
     is_current,
     read_record,
     run_id,
@@ -48,7 +49,6 @@ from transferlab.store.identity import with_effective_init
 from transferlab.store.locks import barrier, is_writer, process_lock
 from transferlab.training.checks import (
     check_structure,
-    check_writable,
     data_options,
     preflight,
     uses_budget_validation,

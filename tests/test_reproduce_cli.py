@@ -17,6 +17,7 @@ import pytest
 from helpers.entry import run_entry
 from nbclient import NotebookClient
 
+from transferlab.cli.reproduce import check_before_training, sweep_overrides
 from transferlab.reproduce.recipes import load_recipe, recipe_names
 from transferlab.reproduce.verdicts import SMOKE
 
@@ -27,6 +28,9 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "reproduction.ipy
 TIMEOUT_S = 900
 #: The recipe whose smoke test also logs its claims to W&B (offline) and reads them back.
 WANDB_RECIPE = "wang2019"
+#: A recipe with its own config folder, whose smoke test also adds the user's own folder to
+#: Hydra's search path, with a launcher preset from it (as a cluster's would be).
+USER_CONFIG_RECIPE = "kumar2022"
 
 
 def _reproduce(*args: str, cwd: Path, forked: bool = True) -> subprocess.CompletedProcess:
@@ -71,9 +75,14 @@ def test_bad_input_is_one_line_before_training(tmp_path: Path, args, named):
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", recipe_names())
 def test_every_recipe_runs_at_smoke_scale(tmp_path: Path, recipe: str):
-    done = _reproduce(recipe, "--scale", "smoke", "--results", "results", cwd=tmp_path)
+    extra = _user_config(tmp_path / "conf") if recipe == USER_CONFIG_RECIPE else []
+    done = _reproduce(recipe, "--scale", "smoke", "--results", "results", *extra, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     study = tmp_path / "results" / "smoke" / recipe
+    if extra:  # the recipe's experiment and the user's launcher were both found
+        assert load_recipe(recipe).config_dir is not None
+        for sweep in (study / "multirun").iterdir():
+            assert "hydra/launcher: mine" in (sweep / "multirun.yaml").read_text()
     assert list((study / "records").glob("*.json"))
     table = pd.read_csv(study / "claims.csv")
     claims = load_recipe(recipe).claims
@@ -87,6 +96,27 @@ def test_every_recipe_runs_at_smoke_scale(tmp_path: Path, recipe: str):
         assert again.returncode == 0 and pd.read_csv(study / "claims.csv").equals(table)
         _claims_in_wandb(study, table)
     _notebook_shows(recipe, study)
+
+
+def _user_config(folder: Path) -> list[str]:
+    """A user's config folder holding a launcher preset: the overrides that use it."""
+    (folder / "hydra" / "launcher").mkdir(parents=True)
+    (folder / "hydra" / "launcher" / "mine.yaml").write_text("defaults:\n  - basic\n")
+    return [f"hydra.searchpath=[file://{folder}]", "hydra/launcher=mine"]
+
+
+def test_a_users_search_path_is_added_to_the_recipes_config_folder(tmp_path: Path):
+    recipe = load_recipe(USER_CONFIG_RECIPE)
+    extra = _user_config(tmp_path / "conf")
+    sweeps = sweep_overrides(recipe, "smoke", tmp_path / "results", extra)
+    expected = f"hydra.searchpath=[file://{recipe.config_dir},file://{tmp_path / 'conf'}]"
+    for overrides in sweeps:
+        assert [o for o in overrides if o.startswith("hydra.searchpath")] == [expected]
+    check_before_training(recipe, sweeps)  # every grid composes with both folders
+    alone = sweep_overrides(recipe, "smoke", tmp_path / "results", [])
+    assert [o for o in alone[0] if o.startswith("hydra.searchpath")] == [
+        f"hydra.searchpath=[file://{recipe.config_dir}]"
+    ]
 
 
 def _notebook_shows(recipe: str, study: Path) -> None:

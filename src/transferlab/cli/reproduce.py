@@ -66,16 +66,18 @@ def _study_root(results: str, scale: str) -> Path:
 
 def sweep_overrides(recipe, scale: str, root: Path, extra: Sequence[str]) -> list[list[str]]:
     """The `transferlab-run -m` overrides of each of a recipe's sweeps at a scale (the grid's,
-    then its further `launches`), with the user's own last."""
-    own = [f"hydra.searchpath=[file://{recipe.config_dir}]"] if recipe.config_dir else []
+    then its further `launches`), with the user's own last; the recipe's config folder and the
+    user's own `hydra.searchpath` entries are one search path (`with_config_dir`)."""
+    from transferlab.reproduce.grid import with_config_dir
+
     base = [
-        *own,
         f"experiment={recipe.experiment}",
         f"study={recipe.name}",
         f"paths.results={root.resolve()}",
         *recipe.scales[scale],
     ]
-    return [[*base, *launch, *extra] for launch in [[], *recipe.launches]]
+    launches = [[], *recipe.launches]
+    return [with_config_dir([*base, *launch, *extra], recipe.config_dir) for launch in launches]
 
 
 def list_recipes(results: str) -> int:
@@ -119,9 +121,8 @@ def check_before_training(recipe, sweeps: list[list[str]]) -> None:
     on = evaluated_on(recipe)
     previews = []
     for overrides in sweeps:
-        grid = [o for o in overrides if not o.startswith("hydra.searchpath")]
         try:
-            previews.append(preview_cells(grid, recipe.config_dir, on))
+            previews.append(preview_cells(overrides, recipe.config_dir, on))
         except (HydraException, ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"the grid cannot be composed: {first_line(exc)}") from None
     cells = pd.concat(previews, ignore_index=True)

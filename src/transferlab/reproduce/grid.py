@@ -21,6 +21,7 @@ from transferlab.reproduce.claims import Claim
 
 #: Placeholder run id of a previewed record (the preview never writes anything).
 PREVIEW_ID = "preview"
+SEARCHPATH_KEY = "hydra.searchpath"
 
 
 def _axes(base: Any, overrides: Sequence[str]) -> list[list[str]]:
@@ -47,8 +48,22 @@ def preview_jobs(overrides: Sequence[str], master: Any) -> list[list[str]]:
     return [first, *others]
 
 
-def _searched(overrides: Sequence[str], config_dir: Path | None) -> list[str]:
-    return [*overrides, f"hydra.searchpath=[file://{config_dir}]"] if config_dir else [*overrides]
+def _is_searchpath(override: str) -> bool:
+    return override.lstrip("+").split("=", 1)[0] == SEARCHPATH_KEY
+
+
+def with_config_dir(overrides: Sequence[str], config_dir: Path | None) -> list[str]:
+    """`overrides` with the recipe's `config_dir` on Hydra's search path, then the folders the
+    user's own `hydra.searchpath=[...]` names: one override, since a second `hydra.searchpath`
+    replaces the first, and a user's folder (a cluster's launcher preset) must not hide the
+    recipe's experiment."""
+    given = [o for o in overrides if _is_searchpath(o)]
+    entries = [f"file://{config_dir}"] if config_dir else []
+    for override in given:
+        listed = override.split("=", 1)[1].strip().removeprefix("[").removesuffix("]")
+        entries += [e.strip() for e in listed.split(",") if e.strip() and e.strip() not in entries]
+    rest = [o for o in overrides if not _is_searchpath(o)]
+    return [f"{SEARCHPATH_KEY}=[{','.join(entries)}]", *rest] if entries else rest
 
 
 def _row(cfg: Any) -> dict[str, Any]:
@@ -76,11 +91,14 @@ def preview_cells(
     from transferlab.presets import CONF_DIR
     from transferlab.sweep.plan import JobComposer
 
-    plain = [o for o in overrides if "," not in o.split("=", 1)[-1] and "range(" not in o]
+    searched = with_config_dir(overrides, config_dir)
+    searchpath = [o for o in searched if _is_searchpath(o)]
+    grid = [o for o in searched if not _is_searchpath(o)]
+    plain = [o for o in grid if "," not in o.split("=", 1)[-1] and "range(" not in o]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        master = compose("config", _searched(plain, config_dir), return_hydra_config=True)
+        master = compose("config", [*searchpath, *plain], return_hydra_config=True)
         composer = JobComposer(GlobalHydra.instance().config_loader(), master)
-        rows = [_row(composer.compose(job)) for job in preview_jobs(overrides, master)]
+        rows = [_row(composer.compose(job)) for job in preview_jobs(grid, master)]
     rows += [
         {**row, "target": EVALUATED.format(target=row["target"], evaluated_on=on)}
         for on in evaluated_on

@@ -2,9 +2,9 @@
 (`training/config_schema.py`) and for the code that acts on them (`data/build.py`,
 `models/`).
 
-This module imports nothing: the command line is checked against the schema before torch,
-timm or Lightning load, so that a bad setting and a re-launch of a finished study take well
-under a second.
+This module imports nothing: the command line's presets and keys are checked against the
+schema before torch, timm or Lightning load, so that a bad preset or key, and a finished study
+launched again, end within a second.
 """
 
 #: Where a file-backed dataset's images wait: decided by size, decoded in memory, or streamed.

@@ -18,6 +18,7 @@ from helpers.entry import run_entry
 from nbclient import NotebookClient
 
 from transferlab.cli.reproduce import check_before_training, sweep_overrides
+from transferlab.reproduce.grid import with_config_dir
 from transferlab.reproduce.recipes import load_recipe, recipe_names
 from transferlab.reproduce.verdicts import SMOKE
 
@@ -113,6 +114,12 @@ def test_a_users_search_path_is_added_to_the_recipes_config_folder(tmp_path: Pat
     for overrides in sweeps:
         assert [o for o in overrides if o.startswith("hydra.searchpath")] == [expected]
     check_before_training(recipe, sweeps)  # every grid composes with both folders
+    # parsed as Hydra parses a list: a quoted entry keeps its comma, a repeated one goes
+    given = ["x=1", "++hydra.searchpath=[file:///u,'file:///a,b',file:///u]"]
+    assert with_config_dir(given, Path("/r")) == [
+        "hydra.searchpath=[file:///r,file:///u,'file:///a,b']",
+        "x=1",
+    ]
     alone = sweep_overrides(recipe, "smoke", tmp_path / "results", [])
     assert [o for o in alone[0] if o.startswith("hydra.searchpath")] == [
         f"hydra.searchpath=[file://{recipe.config_dir}]"

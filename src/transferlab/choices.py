@@ -1,10 +1,11 @@
 """Words and values that run settings accept, defined once for the config schema
 (`training/config_schema.py`) and for the code that acts on them (`data/build.py`,
-`models/`).
+`store/identity.py`).
 
-This module imports nothing: the command line's presets and keys are checked against the
-schema before torch, timm or Lightning load, so that a bad preset or key, and a finished study
-launched again, end within a second.
+This module imports nothing: the command line's presets and top-level keys are checked against
+the schema before torch, timm or Lightning load, so that an unknown preset, a misspelt
+top-level key and a finished study launched again end within a second (a value out of range,
+or a key of a constructor preset such as `trainer.*`, is checked where those are loaded).
 """
 
 #: Where a file-backed dataset's images wait: decided by size, decoded in memory, or streamed.

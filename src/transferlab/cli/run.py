@@ -128,15 +128,15 @@ def _is_lightning_sigterm(exc: SystemExit) -> bool:
 )
 def hydra_main(cfg: DictConfig) -> Any:
     """Run one grid point. Bad input: one line and exit 2 (in a sweep: logged, sweep goes on)."""
-    # Training loads torch, timm and Lightning: imported here, when a run starts, so that the
-    # process that checks a command line or launches a sweep loads them only when its plan
-    # checks a job (a bad command line, or a finished study launched again, never does).
-    from transferlab.training.cohort_run import train_cohort
-    from transferlab.training.run import train
-
     note_sigterm_in_job()  # in a Slurm job, SIGTERM says the job is ending
     exit_without_collection()  # a sweep's worker processes too
     try:
+        # Training loads torch, timm and Lightning: imported when a run starts, so that the
+        # process that checks a command line or launches a sweep loads them only when its
+        # plan checks a job (an unknown preset, or a finished study launched again, never).
+        from transferlab.training.cohort_run import train_cohort
+        from transferlab.training.run import train
+
         if cfg.get(MEMBERS_KEY):  # a cohort job of a sweep: one record per member
             return {"cohort": train_cohort(member_configs(cfg))}
         record = train(cfg)

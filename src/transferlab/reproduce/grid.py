@@ -52,18 +52,30 @@ def _is_searchpath(override: str) -> bool:
     return override.lstrip("+").split("=", 1)[0] == SEARCHPATH_KEY
 
 
+def _list_item(text: str) -> str:
+    """A string as an item of an override's list: quoted when Hydra's grammar needs it."""
+    if not any(c in text for c in ",[]{}()'\" \t"):
+        return text
+    return f"'{text}'" if "'" not in text else f'"{text}"'
+
+
 def with_config_dir(overrides: Sequence[str], config_dir: Path | None) -> list[str]:
     """`overrides` with the recipe's `config_dir` on Hydra's search path, then the folders the
-    user's own `hydra.searchpath=[...]` names: one override, since a second `hydra.searchpath`
-    replaces the first, and a user's folder (a cluster's launcher preset) must not hide the
+    user's own `hydra.searchpath=[...]` names (parsed as Hydra parses them), as one override:
+    Hydra searches only the folders of the first one, so a user's folder (a cluster's launcher
+    preset) given after the recipe's would be ignored, and one given before it would hide the
     recipe's experiment."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     given = [o for o in overrides if _is_searchpath(o)]
     entries = [f"file://{config_dir}"] if config_dir else []
-    for override in given:
-        listed = override.split("=", 1)[1].strip().removeprefix("[").removesuffix("]")
-        entries += [e.strip() for e in listed.split(",") if e.strip() and e.strip() not in entries]
+    for override in OverridesParser.create().parse_overrides(given):
+        entries += [str(e) for e in override.value() or []]
+    unique = list(dict.fromkeys(entries))
     rest = [o for o in overrides if not _is_searchpath(o)]
-    return [f"{SEARCHPATH_KEY}=[{','.join(entries)}]", *rest] if entries else rest
+    if not unique:
+        return rest
+    return [f"{SEARCHPATH_KEY}=[{','.join(_list_item(e) for e in unique)}]", *rest]
 
 
 def _row(cfg: Any) -> dict[str, Any]:

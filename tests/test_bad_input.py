@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 from conftest import FAST
-from helpers.entry import run_entry
+from helpers.entry import (
+    HEAVY_PACKAGES,
+    IMPORT_REPORT_ENV,
+    IMPORT_REPORT_LINE,
+    imported_packages,
+    run_entry,
+)
 
 CASES = {
     "unknown dataset preset": (["data@source=nope"], ["'nope'", "digits", "shapes"]),
@@ -183,21 +189,17 @@ def test_a_bad_command_line_is_refused_before_torch_loads(tmp_path):
     # Presets, keys and overrides are checked on the command line, before Hydra runs the app
     # (a value out of range is found where the run starts). Python's import-time report names
     # every module the command imported, on stderr.
-    environ = {
-        **os.environ,
-        "TRANSFERLAB_DATA": str(tmp_path / "data"),
-        "PYTHONPROFILEIMPORTTIME": "1",
-    }
+    environ = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), **IMPORT_REPORT_ENV}
     for case in ("unknown model preset", "typo in a key", "a + on a setting that exists"):
         args, expected = CASES[case]
         cmd = [sys.executable, "-m", "transferlab.cli.run", *FAST, *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=300)
         assert proc.returncode == 2, proc.stderr[-3000:]
-        report = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
-        message = [line for line in proc.stderr.splitlines() if line not in report]
+        lines = proc.stderr.splitlines()
+        message = [line for line in lines if not line.startswith(IMPORT_REPORT_LINE)]
         assert len(message) == 1 and all(f in message[0] for f in expected), message
-        loaded = {line.rsplit("|", 1)[1].strip().split(".")[0] for line in report}
-        assert "omegaconf" in loaded and not loaded & {"torch", "timm", "lightning"}
+        loaded = imported_packages(proc.stderr)
+        assert "omegaconf" in loaded and not loaded & HEAVY_PACKAGES
 
 
 def test_results_path_that_cannot_be_written_is_one_line(tmp_path):

@@ -109,13 +109,6 @@ def test_source_run_ids_read_from_the_plans_memo_equal_their_own():
     assert len(known) == len(sources) == 2 * (2 + 1 + 2)
 
 
-#: An import of torch, timm or Lightning (or a module of theirs) in Python's import-time report
-#: (`-X importtime`): the package's name.
-HEAVY_IMPORT = re.compile(
-    r"^import time:.*\|\s*(torch|timm|lightning)(?:\.[\w.]+)?\s*$", re.MULTILINE
-)
-
-
 def _sweep(
     tmp_path: Path,
     *args: str,
@@ -142,7 +135,7 @@ def _sweep(
     ]
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
     if import_report:
-        env["PYTHONPROFILEIMPORTTIME"] = "1"
+        env.update(entry.IMPORT_REPORT_ENV)
     proc = entry.run(cmd, env=env, timeout=400, typed=not forked or import_report)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -177,7 +170,8 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
     again = _sweep(tmp_path, *grid, import_report=True)
     assert "0 to run, 4 done before" in again.stdout and "(0 composed" in again.stdout
     assert _started_jobs(tmp_path) == 0
-    assert HEAVY_IMPORT.findall(again.stderr) == []
+    loaded = entry.imported_packages(again.stderr)
+    assert "omegaconf" in loaded and not loaded & entry.HEAVY_PACKAGES
     summary = _summary(tmp_path)
     assert (summary["jobs"], summary["completed"], summary["skipped"]) == (4, 0, 4)
 
@@ -191,7 +185,7 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
     torn.write_text("{")
     third = _sweep(tmp_path, *grid, import_report=True)
     assert "1 to run, 3 done before" in third.stdout and "(1 composed" in third.stdout
-    assert {"torch", "timm", "lightning"} <= set(HEAVY_IMPORT.findall(third.stderr))
+    assert entry.HEAVY_PACKAGES <= entry.imported_packages(third.stderr)
     assert json.loads(torn.read_text())["status"] == "completed"
 
     # A new setting is a new run: the cache is keyed by the overrides, so it composes anew.

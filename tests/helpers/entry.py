@@ -224,3 +224,16 @@ def run(
         )  # fmt: skip
     command, args = _entry_args(cmd)
     return _completed(command, args, environ, cwd or Path.cwd(), timeout, merged)
+
+
+#: A typed command's environment additions for Python's import-time report on its stderr.
+IMPORT_REPORT_ENV = {"PYTHONPROFILEIMPORTTIME": "1"}
+IMPORT_REPORT_LINE = "import time:"
+#: What a command that trains nothing should not need to load.
+HEAVY_PACKAGES = {"torch", "timm", "lightning"}
+
+
+def imported_packages(stderr: str) -> set[str]:
+    """The top-level packages a command run with `IMPORT_REPORT_ENV` imported (its report)."""
+    lines = [line for line in stderr.splitlines() if line.startswith(IMPORT_REPORT_LINE)]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines}

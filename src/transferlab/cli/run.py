@@ -45,7 +45,6 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 _CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 _MULTIRUN_FLAGS = ("-m", "--multirun")
-_SEARCHPATH_KEY = "hydra.searchpath"
 _FILE_SCHEME = "file://"
 _RESULTS_KEY = "paths.results"
 
@@ -59,17 +58,19 @@ OmegaConf.register_new_resolver(
 OmegaConf.register_new_resolver("tl.step", lambda chain, step: chain[int(step)], replace=True)
 
 
+def _config_dir_flags(args: list[str]) -> list[Path]:
+    """The folders given with `--config-dir DIR` (`-cd`, `--config-dir=DIR`)."""
+    return [
+        Path(value or (args[i + 1] if i + 1 < len(args) else ""))
+        for i, (flag, _, value) in enumerate(a.partition("=") for a in args)
+        if flag in _CONFIG_DIR_FLAGS
+    ]
+
+
 def config_dirs(args: list[str]) -> list[Path]:
     """The package's config folder and the user's (`--config-dir`, `hydra.searchpath`)."""
-    dirs = [CONF_DIR]
-    for i, arg in enumerate(args):
-        flag, _, value = arg.partition("=")
-        if flag in _CONFIG_DIR_FLAGS:
-            dirs.append(Path(value or (args[i + 1] if i + 1 < len(args) else "")))
-        if flag.lstrip("+") == _SEARCHPATH_KEY:
-            entries = [e.strip().strip("'\"") for e in value.strip("[]").split(",")]
-            dirs += [Path(e[len(_FILE_SCHEME) :]) for e in entries if e.startswith(_FILE_SCHEME)]
-    return dirs
+    searched = [e for e in presets.searchpath_entries(args) if e.startswith(_FILE_SCHEME)]
+    return [CONF_DIR, *_config_dir_flags(args), *(Path(e[len(_FILE_SCHEME) :]) for e in searched)]
 
 
 def _group_options(group: str, dirs: list[Path]) -> list[str]:
@@ -204,20 +205,9 @@ def _compose_check(args: list[str]) -> None:
     if flags:
         return
     multirun = any(a in _MULTIRUN_FLAGS for a in args)
-    # The user's search path as given (file://, pkg://, quoted), then each --config-dir.
-    searchpath = [
-        e.strip()
-        for a in args
-        if a.lstrip("+").startswith(_SEARCHPATH_KEY + "=")
-        for e in a.split("=", 1)[1].strip("[]").split(",")
-        if e.strip()
-    ]
-    for i, arg in enumerate(args):
-        flag, _, value = arg.partition("=")
-        if flag in _CONFIG_DIR_FLAGS:
-            folder = Path(value or (args[i + 1] if i + 1 < len(args) else ""))
-            searchpath.append(f"{_FILE_SCHEME}{folder.resolve()}")
-    extra = [f"{_SEARCHPATH_KEY}=[{','.join(searchpath)}]"] if searchpath else []
+    # The user's search path (file://, pkg://), then each --config-dir.
+    folders = [f"{_FILE_SCHEME}{folder.resolve()}" for folder in _config_dir_flags(args)]
+    extra = presets.searchpath_override([*presets.searchpath_entries(args), *folders])
     overrides = [
         a
         for i, a in enumerate(args)
@@ -225,7 +215,7 @@ def _compose_check(args: list[str]) -> None:
     ]
     if multirun and (overrides := _first_grid_point(overrides)) is None:
         return
-    presets = [a for a in overrides if "=" in a and "." not in a.split("=", 1)[0]]
+    chosen = [a for a in overrides if "=" in a and "." not in a.split("=", 1)[0]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
         try:
             compose(
@@ -234,12 +224,12 @@ def _compose_check(args: list[str]) -> None:
                 return_hydra_config=multirun,
             )
         except (HydraException, ValueError) as exc:
-            raise composition_error(exc, _base(extra, presets)) from None
+            raise composition_error(exc, _base(extra, chosen)) from None
 
 
-def _base(extra: list[str], presets: list[str]) -> DictConfig | None:
+def _base(extra: list[str], chosen: list[str]) -> DictConfig | None:
     """The config with the command line's preset choices only, to look valid keys up in."""
-    for overrides in ([*extra, *presets], extra):
+    for overrides in ([*extra, *chosen], extra):
         try:
             return compose(config_name=CONFIG_NAME, overrides=overrides)
         except (HydraException, ValueError):

@@ -17,11 +17,11 @@ import pandas as pd
 
 from transferlab.analysis.keys import EVALUATED, SCRATCH
 from transferlab.errors import ConfigError
+from transferlab.presets import is_searchpath, searchpath_entries, searchpath_override
 from transferlab.reproduce.claims import Claim
 
 #: Placeholder run id of a previewed record (the preview never writes anything).
 PREVIEW_ID = "preview"
-SEARCHPATH_KEY = "hydra.searchpath"
 
 
 def _axes(base: Any, overrides: Sequence[str]) -> list[list[str]]:
@@ -48,34 +48,14 @@ def preview_jobs(overrides: Sequence[str], master: Any) -> list[list[str]]:
     return [first, *others]
 
 
-def _is_searchpath(override: str) -> bool:
-    return override.lstrip("+").split("=", 1)[0] == SEARCHPATH_KEY
-
-
-def _list_item(text: str) -> str:
-    """A string as an item of an override's list: quoted when Hydra's grammar needs it."""
-    if not any(c in text for c in ",[]{}()'\" \t"):
-        return text
-    return f"'{text}'" if "'" not in text else f'"{text}"'
-
-
 def with_config_dir(overrides: Sequence[str], config_dir: Path | None) -> list[str]:
     """`overrides` with the recipe's `config_dir` on Hydra's search path, then the folders the
-    user's own `hydra.searchpath=[...]` names (parsed as Hydra parses them), as one override:
-    Hydra searches only the folders of the first one, so a user's folder (a cluster's launcher
-    preset) given after the recipe's would be ignored, and one given before it would hide the
-    recipe's experiment."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    given = [o for o in overrides if _is_searchpath(o)]
-    entries = [f"file://{config_dir}"] if config_dir else []
-    for override in OverridesParser.create().parse_overrides(given):
-        entries += [str(e) for e in override.value() or []]
-    unique = list(dict.fromkeys(entries))
-    rest = [o for o in overrides if not _is_searchpath(o)]
-    if not unique:
-        return rest
-    return [f"{SEARCHPATH_KEY}=[{','.join(_list_item(e) for e in unique)}]", *rest]
+    user's own `hydra.searchpath=[...]` names, as one override (`searchpath_override`): a
+    user's folder (a cluster's launcher preset) given after the recipe's would be ignored, and
+    one given before it would hide the recipe's experiment."""
+    own = [f"file://{config_dir}"] if config_dir else []
+    searchpath = searchpath_override([*own, *searchpath_entries(overrides)])
+    return [*searchpath, *(o for o in overrides if not is_searchpath(o))]
 
 
 def _row(cfg: Any) -> dict[str, Any]:
@@ -104,8 +84,8 @@ def preview_cells(
     from transferlab.sweep.plan import JobComposer
 
     searched = with_config_dir(overrides, config_dir)
-    searchpath = [o for o in searched if _is_searchpath(o)]
-    grid = [o for o in searched if not _is_searchpath(o)]
+    searchpath = [o for o in searched if is_searchpath(o)]
+    grid = [o for o in searched if not is_searchpath(o)]
     plain = [o for o in grid if "," not in o.split("=", 1)[-1] and "range(" not in o]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         master = compose("config", [*searchpath, *plain], return_hydra_config=True)

@@ -17,7 +17,7 @@ import pytest
 from conftest import FAST
 from helpers.entry import (
     HEAVY_PACKAGES,
-    IMPORT_REPORT_ENV,
+    IMPORT_REPORT_FLAGS,
     IMPORT_REPORT_LINE,
     imported_packages,
     run_entry,
@@ -189,10 +189,10 @@ def test_a_bad_command_line_is_refused_before_torch_loads(tmp_path):
     # Presets, keys and overrides are checked on the command line, before Hydra runs the app
     # (a value out of range is found where the run starts). Python's import-time report names
     # every module the command imported, on stderr.
-    environ = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), **IMPORT_REPORT_ENV}
+    environ = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data")}
     for case in ("unknown model preset", "typo in a key", "a + on a setting that exists"):
         args, expected = CASES[case]
-        cmd = [sys.executable, "-m", "transferlab.cli.run", *FAST, *args]
+        cmd = [sys.executable, *IMPORT_REPORT_FLAGS, "-m", "transferlab.cli.run", *FAST, *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=environ, timeout=300)
         assert proc.returncode == 2, proc.stderr[-3000:]
         lines = proc.stderr.splitlines()

@@ -109,6 +109,39 @@ def test_source_run_ids_read_from_the_plans_memo_equal_their_own():
     assert len(known) == len(sources) == 2 * (2 + 1 + 2)
 
 
+def test_jobs_checked_in_another_process_equal_those_checked_here(tmp_path: Path):
+    # Under the joblib launcher the plan checks its jobs in the workers (`check_chunk`, given
+    # the loader, master config and Hydra state by pickle): the same entries as this process
+    # finds, and a bad job ends its chunk, returned with its error (the launching process
+    # raises the first in grid order), not raised.
+    from hydra.core.singleton import Singleton
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    from transferlab.errors import GridError
+    from transferlab.sweep.plan import check_chunk, checked_entry
+
+    where = f"paths.results={tmp_path / 'results'}"
+    grid = [*JOBS[:2], JOBS[3], ["target_size=-5"], ["seed=2"]]
+    jobs = [(number, [*job, where]) for number, job in enumerate(grid, 1)]
+    swept = {"target_size", "seed"}
+    with initialize_config_module("transferlab.conf", version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(
+            "config", overrides=["experiment=quickstart"], run_mode=RunMode.MULTIRUN
+        )
+        composer = JobComposer(loader, master)
+        here = [(n, checked_entry(composer, job, n, swept)) for n, job in jobs[:3]]
+        with pytest.raises(GridError) as bad:
+            checked_entry(composer, jobs[3][1], 4, swept)
+        task = ("a plan", loader, master, Singleton.get_state(), jobs, swept)
+        with ProcessPoolExecutor(1) as pool:  # a fresh interpreter, as the launcher's workers
+            there = pool.submit(check_chunk, *task).result()
+    assert [n for n, _ in there] == [1, 2, 3, 4]  # job 5 is not checked
+    assert there[:3] == here and {e["run_id"] for _, e in here} != {None}
+    assert isinstance(there[3][1], GridError) and str(there[3][1]) == str(bad.value)
+    assert "sweep job 4 (target_size=-5)" in str(bad.value)
+
+
 def _sweep(
     tmp_path: Path,
     *args: str,
@@ -118,9 +151,10 @@ def _sweep(
 ) -> subprocess.CompletedProcess:
     """`transferlab-run -m` on a tiny grid: forked from a process that imported the package
     (`helpers.entry`), or (`forked=False`) as a user types it; `import_report` types it with
-    Python's import-time report on stderr."""
+    the launching process's import-time report on stderr."""
     cmd = [
         sys.executable,
+        *(entry.IMPORT_REPORT_FLAGS if import_report else ()),
         "-m",
         "transferlab.cli.run",
         "-m",
@@ -134,8 +168,6 @@ def _sweep(
         *args,
     ]
     env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
-    if import_report:
-        env.update(entry.IMPORT_REPORT_ENV)
     proc = entry.run(cmd, env=env, timeout=400, typed=not forked or import_report)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -175,7 +207,8 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
     summary = _summary(tmp_path)
     assert (summary["jobs"], summary["completed"], summary["skipped"]) == (4, 0, 4)
 
-    # A torn record is not done: its job is composed, checked and run again.
+    # A torn record is not done: its job is composed, checked and run again. Under the
+    # parallel launcher the workers compose and check it: the launching process loads no torch.
     torn = next(
         p
         for p in records.glob("*.json")
@@ -183,14 +216,16 @@ def test_done_and_repeated_grid_points_are_left_out_before_launch(tmp_path: Path
         and json.loads(p.read_text())["init"] == "source"
     )
     torn.write_text("{")
-    third = _sweep(tmp_path, *grid, import_report=True)
+    third = _sweep(tmp_path, *grid, "hydra/launcher=parallel", import_report=True)
     assert "1 to run, 3 done before" in third.stdout and "(1 composed" in third.stdout
-    assert entry.HEAVY_PACKAGES <= entry.imported_packages(third.stderr)
+    assert not entry.imported_packages(third.stderr) & entry.HEAVY_PACKAGES
     assert json.loads(torn.read_text())["status"] == "completed"
 
-    # A new setting is a new run: the cache is keyed by the overrides, so it composes anew.
-    fourth = _sweep(tmp_path, *grid, "train.weight_decay=0.001")
+    # A new setting is a new run: the cache is keyed by the overrides, so it composes anew;
+    # the basic launcher's plan checks in the launching process (the report does see torch).
+    fourth = _sweep(tmp_path, *grid, "train.weight_decay=0.001", import_report=True)
     assert "3 to run" in fourth.stdout and "(4 composed" in fourth.stdout
+    assert entry.HEAVY_PACKAGES <= entry.imported_packages(fourth.stderr)
 
 
 @pytest.mark.slow

@@ -226,14 +226,16 @@ def run(
     return _completed(command, args, environ, cwd or Path.cwd(), timeout, merged)
 
 
-#: A typed command's environment additions for Python's import-time report on its stderr.
-IMPORT_REPORT_ENV = {"PYTHONPROFILEIMPORTTIME": "1"}
+#: A typed command's interpreter flags for Python's import-time report on its stderr: of that
+#: process alone (the workers a launcher starts do not inherit the flag, unlike the report's
+#: environment variable, and would write theirs to the same stderr).
+IMPORT_REPORT_FLAGS = ("-X", "importtime")
 IMPORT_REPORT_LINE = "import time:"
 #: What a command that trains nothing should not need to load.
 HEAVY_PACKAGES = {"torch", "timm", "lightning"}
 
 
 def imported_packages(stderr: str) -> set[str]:
-    """The top-level packages a command run with `IMPORT_REPORT_ENV` imported (its report)."""
+    """The top-level packages a command run with `IMPORT_REPORT_FLAGS` imported (its report)."""
     lines = [line for line in stderr.splitlines() if line.startswith(IMPORT_REPORT_LINE)]
     return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines}

@@ -150,15 +150,10 @@ class CheckedSweeper(BasicSweeper):
         return [jobs[i : i + size] for i in range(0, len(jobs), size)]
 
     def plan_grid(self, arguments: list[str]) -> Any:
-        """Compose (or find in the plan cache) and check every job; raise the first problem as
-        a GridError. Returns the plan: the jobs to launch and counts of those left out."""
-        from transferlab.sweep.plan import (
-            PlanCache,
-            SweepPlan,
-            fingerprint,
-            is_done,
-            job_key,
-        )
+        """Compose (or find in the plan cache) and check every job; raise the first problem, in
+        grid order, as a GridError. Returns the plan: the jobs to launch and counts of those
+        left out."""
+        from transferlab.sweep.plan import PlanCache, SweepPlan, fingerprint, is_done, job_key
 
         assert self.config is not None and self.hydra_context is not None
         loader = self.hydra_context.config_loader
@@ -166,24 +161,23 @@ class CheckedSweeper(BasicSweeper):
             [*self._parse_config(), *arguments]
         )
         swept = {o.get_key_element() for o in overrides if o.is_sweep_override()}
-        composer = self._composer
         root = self._results_root()
         cache = PlanCache(root, fingerprint(loader, self.config) if root else None)
         started, plan, seen = time.perf_counter(), SweepPlan(), set()
-        for job in BasicSweeper.split_arguments(overrides, None)[0]:
-            plan.jobs += 1
-            key = job_key(job)
-            entry = cache.get(key)
-            done = entry is not None and is_done(entry)
-            if not done:  # not known to be done: compose and check it (its id may be new)
-                if self._warm_up is not None:
-                    self._warm_up.start()  # the workers import while the grid is planned
-                entry = self._checked_entry(composer, job, plan.jobs, swept)
-                cache.put(key, entry)
-                plan.composed += 1
-                done = is_done(entry)
+        jobs = BasicSweeper.split_arguments(overrides, None)[0]
+        entries = {number: cache.get(job_key(job)) for number, job in enumerate(jobs, 1)}
+        unknown = [  # not known to be done: composed and checked (its id may be new)
+            (number, job)
+            for number, job in enumerate(jobs, 1)
+            if entries[number] is None or not is_done(entries[number])
+        ]
+        for number, entry in self._checked_entries(unknown, swept).items():
+            cache.put(job_key(jobs[number - 1]), entry)
+            entries[number] = entry
+        for number, job in enumerate(jobs, 1):
+            entry = entries[number]
             run = (entry["records"], entry["run_id"])
-            if done:
+            if is_done(entry):
                 plan.done += 1
             elif run in seen:
                 plan.duplicates += 1
@@ -192,6 +186,7 @@ class CheckedSweeper(BasicSweeper):
                 plan.launch.append(job)
                 plan.entries.append(entry)
         cache.save()
+        plan.jobs, plan.composed = len(jobs), len(unknown)
         log.info(
             "planned %d jobs in %.1fs: %d to run, %d done before, %d repeat another job's run "
             "(%d composed and checked)",
@@ -204,6 +199,35 @@ class CheckedSweeper(BasicSweeper):
         )
         return plan
 
+    def _checked_entries(self, jobs: list[tuple[int, list[str]]], swept: set[str]) -> dict:
+        """The plan entries of (number, job) pairs, composed and checked: in the joblib
+        launcher's workers, which start to import for the jobs anyway (`WorkerWarmUp.run`,
+        `check_chunk`), or in this process for other launchers. Raises the GridError of the
+        first bad job in grid order."""
+        from transferlab.sweep.plan import CHUNKS_PER_WORKER, check_chunk, checked_entry, chunks
+
+        warm = self._warm_up
+        if not jobs:
+            return {}
+        if warm is None or warm.settings is None:
+            return {n: checked_entry(self._composer, job, n, swept) for n, job in jobs}
+        from uuid import uuid4
+
+        from hydra.core.singleton import Singleton
+
+        warm.start()
+        assert self.hydra_context is not None
+        plan = (uuid4().hex, self.hydra_context.config_loader, self.config, Singleton.get_state())
+        parts = chunks(jobs, CHUNKS_PER_WORKER * warm.workers)
+        tasks = [(*plan, part, swept) for part in parts]
+        entries = {}
+        for outcomes in warm.run(check_chunk, tasks):
+            for number, outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                entries[number] = outcome
+        return entries
+
     def _results_root(self) -> str:
         assert self.config is not None
         try:
@@ -211,26 +235,6 @@ class CheckedSweeper(BasicSweeper):
         except Exception:  # noqa: BLE001 - an interpolation only a job resolves: no cache
             return ""
         return "" if root is None else str(root)  # no results folder: no plan cache
-
-    @staticmethod
-    def _checked_entry(composer: Any, job: Sequence[str], number: int, swept: set[str]) -> dict:
-        """Compose and check one job; its plan entry, or a GridError naming it."""
-        from hydra.errors import HydraException
-
-        from transferlab.errors import ConfigError, GridError
-        from transferlab.sweep.plan import job_entry
-        from transferlab.training.checks import check_run
-        from transferlab.training.config_schema import composition_error
-
-        try:
-            cfg = composer.compose(job)
-            check_run(cfg)
-            return job_entry(cfg, composer.source_ids)
-        except (HydraException, ValueError) as exc:  # ValueError: a ConfigError too
-            if not isinstance(exc, ConfigError):
-                exc = composition_error(exc, composer.master)
-            point = " ".join(o for o in job if o.split("=", 1)[0] in swept)
-            raise GridError(f"sweep job {number} ({point}): {exc}") from None
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Every job was composed and checked by `plan_grid` before the first batch (without

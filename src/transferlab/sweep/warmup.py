@@ -4,8 +4,9 @@ A joblib worker spends its first seconds importing torch, Lightning, timm and to
 (about 5 s of a core here) before its first job can train. Those imports need nothing from
 the plan, so the sweeper starts the workers as soon as it composes its first job: they import
 while the plan composes and checks the rest of the grid, and the launcher then hands its jobs
-to the same, ready processes (joblib reuses a pool started with the same settings). A plan
-that finds every run done starts no worker, and a plan that fails (a bad grid point, a
+to the same, ready processes (joblib reuses a pool started with the same settings). The plan
+itself composes and checks its jobs in them (`WorkerWarmUp.run`, `sweep.plan.check_chunk`). A
+plan that finds every run done starts no worker, and a plan that fails (a bad grid point, a
 signal) stops the workers it started, so bad input still ends at once.
 """
 
@@ -15,7 +16,7 @@ import importlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 log = logging.getLogger("transferlab.sweep")
@@ -58,7 +59,9 @@ class WorkerWarmUp:
 
     def __init__(self, launcher: Any) -> None:
         self.settings = joblib_settings(launcher)
+        self.workers = 0  # how many, once started
         self._results: Iterator[int] | None = None
+        self._tasks: Iterator[Any] | None = None
 
     def start(self) -> None:
         """Start the workers and their imports, without waiting (once; a no-op for other
@@ -67,10 +70,24 @@ class WorkerWarmUp:
             return
         from joblib import Parallel, delayed, effective_n_jobs
 
-        workers = effective_n_jobs(self.settings.get("n_jobs"))
+        self.workers = effective_n_jobs(self.settings.get("n_jobs"))
         parallel = Parallel(**self.settings, return_as="generator_unordered")
-        self._results = parallel(delayed(import_modules)(WARM_MODULES) for _ in range(workers))
-        log.debug("started %d workers to import while the grid is planned", workers)
+        self._results = parallel(delayed(import_modules)(WARM_MODULES) for _ in range(self.workers))
+        log.debug("started %d workers to import while the grid is planned", self.workers)
+
+    def run(self, function: Callable[..., Any], tasks: Iterable[tuple]) -> Iterator[Any]:
+        """`function(*task)` for each task on the workers, once they have imported: the
+        results in task order, as they come (started here if need be; for the joblib launcher
+        only). `cancel` stops what is left."""
+        assert self.settings is not None, "only the joblib launcher's workers run tasks"
+        from joblib import Parallel, delayed
+
+        self.start()
+        self.finish()
+        parallel = Parallel(**self.settings, return_as="generator")
+        self._tasks = parallel(delayed(function)(*task) for task in tasks)
+        yield from self._tasks
+        self._tasks = None
 
     def finish(self) -> None:
         """Wait until the workers have imported; a failed import is left to the jobs, which
@@ -86,10 +103,12 @@ class WorkerWarmUp:
 
     def cancel(self) -> None:
         """Stop the workers started here (nothing will run on them)."""
-        if self._results is None:
+        running = [g for g in (self._results, self._tasks) if g is not None]
+        if not running:
             return
         with warnings.catch_warnings():  # joblib warns that the tasks were cancelled
             warnings.simplefilter("ignore")
-            self._results.close()  # joblib ends the workers of a generator closed early
-        self._results = None
+            for results in running:
+                results.close()  # joblib ends the workers of a generator closed early
+        self._results = self._tasks = None
         log.debug("stopped the workers: nothing to run on them")

@@ -5,8 +5,10 @@ Every job is composed as its launcher will compose it and given the same checks 
 sweep with one line naming the job, before anything trains. The plan (`transferlab.sweep.plan`)
 also leaves out the grid points whose run is already done and those that repeat an earlier
 grid point's run (a scratch run does not depend on the source grid), so a re-launched study
-starts only what is missing, and a finished one ends in seconds. Hydra loads plugins from the
-`hydra_plugins` package only, hence this module's place.
+starts only what is missing, and a finished one ends in seconds. Under Hydra's joblib launcher
+the jobs are composed and checked in its worker processes, which start for the jobs anyway;
+under other launchers, in this process. Hydra loads plugins from the `hydra_plugins` package
+only, hence this module's place.
 
 With `checks: false` it is Hydra's basic sweeper (no plan, no checks, no cohorts): for apps that
 are not transferlab, such as Hydra's own plugin test suites run against it. Importing this

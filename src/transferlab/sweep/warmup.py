@@ -1,13 +1,14 @@
-"""Start a parallel sweep's worker processes while the grid is planned.
+"""Start a parallel sweep's worker processes as soon as the plan has a job to check.
 
 A joblib worker spends its first seconds importing torch, Lightning, timm and torchmetrics
-(about 5 s of a core here) before its first job can train. Those imports need nothing from
-the plan, so the sweeper starts the workers as soon as it composes its first job: they import
-while the plan composes and checks the rest of the grid, and the launcher then hands its jobs
-to the same, ready processes (joblib reuses a pool started with the same settings). The plan
-itself composes and checks its jobs in them (`WorkerWarmUp.run`, `sweep.plan.check_chunk`). A
-plan that finds every run done starts no worker, and a plan that fails (a bad grid point, a
-signal) stops the workers it started, so bad input still ends at once.
+(about 5 s of a core here) before its first job can train, and checking a job needs the same
+modules. So the sweeper starts the workers when the plan cache leaves a job to compose and
+check, checks the jobs in them once they have imported (`WorkerWarmUp.run`,
+`sweep.plan.check_chunk`: both cores plan, and the launching process never imports torch), and
+the launcher then hands its jobs to the same, ready processes (joblib reuses a pool started
+with the same settings). A plan that finds every run done starts no worker, and a plan that
+fails (a bad grid point, a signal) stops the workers it started, so bad input still ends at
+once.
 """
 
 from __future__ import annotations

@@ -109,6 +109,17 @@ def test_source_run_ids_read_from_the_plans_memo_equal_their_own():
     assert len(known) == len(sources) == 2 * (2 + 1 + 2)
 
 
+def test_chunks_of_a_grid_keep_its_order_and_differ_by_at_most_one_job():
+    from transferlab.sweep.plan import chunks
+
+    for n in (0, 1, 5, 8, 9, 100):
+        for count in (1, 3, 8):
+            parts = chunks(list(range(n)), count)
+            assert [job for part in parts for job in part] == list(range(n))
+            assert len(parts) == min(count, n) and all(parts)
+            assert max(map(len, parts), default=0) - min(map(len, parts), default=0) <= 1
+
+
 def test_jobs_checked_in_another_process_equal_those_checked_here(tmp_path: Path):
     # Under the joblib launcher the plan checks its jobs in the workers (`check_chunk`, given
     # the loader, master config and Hydra state by pickle): the same entries as this process

@@ -120,11 +120,12 @@ def test_chunks_of_a_grid_keep_its_order_and_differ_by_at_most_one_job():
             assert max(map(len, parts), default=0) - min(map(len, parts), default=0) <= 1
 
 
-def test_jobs_checked_in_another_process_equal_those_checked_here(tmp_path: Path):
+def test_jobs_checked_in_other_processes_equal_those_checked_here(tmp_path: Path):
     # Under the joblib launcher the plan checks its jobs in the workers (`check_chunk`, given
-    # the loader, master config and Hydra state by pickle): the same entries as this process
-    # finds, and a bad job ends its chunk, returned with its error (the launching process
-    # raises the first in grid order), not raised.
+    # the loader, master config and Hydra state by pickle), each chunk with its own memo of
+    # source ids here: the same entries as this process finds, and a bad job ends its chunk,
+    # returned with its error (the launching process raises the first in grid order), not
+    # raised.
     from hydra.core.singleton import Singleton
     from joblib.externals.loky import ProcessPoolExecutor
 
@@ -144,9 +145,11 @@ def test_jobs_checked_in_another_process_equal_those_checked_here(tmp_path: Path
         here = [(n, checked_entry(composer, job, n, swept)) for n, job in jobs[:3]]
         with pytest.raises(GridError) as bad:
             checked_entry(composer, jobs[3][1], 4, swept)
-        task = ("a plan", loader, master, Singleton.get_state(), jobs, swept)
-        with ProcessPoolExecutor(1) as pool:  # a fresh interpreter, as the launcher's workers
-            there = pool.submit(check_chunk, *task).result()
+        context = (loader, master, Singleton.get_state())
+        with ProcessPoolExecutor(2) as pool:  # fresh interpreters, as the launcher's workers
+            first = pool.submit(check_chunk, "plan a", *context, jobs[:2], swept)
+            rest = pool.submit(check_chunk, "plan b", *context, jobs[2:], swept)
+            there = first.result() + rest.result()
     assert [n for n, _ in there] == [1, 2, 3, 4]  # job 5 is not checked
     assert there[:3] == here and {e["run_id"] for _, e in here} != {None}
     assert isinstance(there[3][1], GridError) and str(there[3][1]) == str(bad.value)

@@ -64,7 +64,8 @@ class CheckedSweeper(BasicSweeper):
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
         """As `BasicSweeper.setup`, with a launcher whose config loader composes each job with
-        the plan's `JobComposer` (a planned job is not composed twice)."""
+        the plan's `JobComposer`: a launcher that runs jobs in this process does not compose a
+        planned job twice (the joblib launcher's workers compose their jobs again)."""
         from hydra.core.plugins import Plugins
         from hydra.types import HydraContext
 
@@ -88,7 +89,7 @@ class CheckedSweeper(BasicSweeper):
         if not self.checks:  # Hydra's basic sweeper
             return super().sweep(arguments)
         self._check_signal_time()
-        self._warm_up = WorkerWarmUp(self.launcher)  # started at the first job composed
+        self._warm_up = WorkerWarmUp(self.launcher)  # started when a job is to be checked
         try:
             plan = self.plan_grid(arguments)
         except BaseException:
@@ -168,18 +169,15 @@ class CheckedSweeper(BasicSweeper):
         started, plan, seen = time.perf_counter(), SweepPlan(), set()
         jobs = BasicSweeper.split_arguments(overrides, None)[0]
         entries = {number: cache.get(job_key(job)) for number, job in enumerate(jobs, 1)}
-        unknown = [  # not known to be done: composed and checked (its id may be new)
-            (number, job)
-            for number, job in enumerate(jobs, 1)
-            if entries[number] is None or not is_done(entries[number])
-        ]
+        done = {n: entry is not None and is_done(entry) for n, entry in entries.items()}
+        unknown = [(n, job) for n, job in enumerate(jobs, 1) if not done[n]]  # its id may be new
         for number, entry in self._checked_entries(unknown, swept).items():
             cache.put(job_key(jobs[number - 1]), entry)
-            entries[number] = entry
+            entries[number], done[number] = entry, is_done(entry)
         for number, job in enumerate(jobs, 1):
             entry = entries[number]
             run = (entry["records"], entry["run_id"])
-            if is_done(entry):
+            if done[number]:
                 plan.done += 1
             elif run in seen:
                 plan.duplicates += 1
@@ -201,31 +199,33 @@ class CheckedSweeper(BasicSweeper):
         )
         return plan
 
-    def _checked_entries(self, jobs: list[tuple[int, list[str]]], swept: set[str]) -> dict:
+    def _checked_entries(
+        self, jobs: list[tuple[int, list[str]]], swept: set[str]
+    ) -> dict[int, dict[str, Any]]:
         """The plan entries of (number, job) pairs, composed and checked: in the joblib
-        launcher's workers, which start to import for the jobs anyway (`WorkerWarmUp.run`,
-        `check_chunk`), or in this process for other launchers. Raises the GridError of the
-        first bad job in grid order."""
+        launcher's workers when it has two or more, which start to import for the jobs anyway
+        (`WorkerWarmUp.run`, `check_chunk`), or in this process. Raises the GridError of the
+        first bad job in grid order, having stopped the workers' other checks."""
         from transferlab.sweep.plan import CHUNKS_PER_WORKER, check_chunk, checked_entry, chunks
 
         warm = self._warm_up
         if not jobs:
             return {}
-        if warm is None or warm.settings is None:
+        if warm is None or warm.workers < 2:  # another launcher, or joblib runs tasks here
             return {n: checked_entry(self._composer, job, n, swept) for n, job in jobs}
         from uuid import uuid4
 
         from hydra.core.singleton import Singleton
 
-        warm.start()
         assert self.hydra_context is not None
-        plan = (uuid4().hex, self.hydra_context.config_loader, self.config, Singleton.get_state())
+        context = (uuid4().hex, self.hydra_context.config_loader, self.config)
+        context += (Singleton.get_state(),)
         parts = chunks(jobs, CHUNKS_PER_WORKER * warm.workers)
-        tasks = [(*plan, part, swept) for part in parts]
         entries = {}
-        for outcomes in warm.run(check_chunk, tasks):
+        for outcomes in warm.run(check_chunk, [(*context, part, swept) for part in parts]):
             for number, outcome in outcomes:
                 if isinstance(outcome, BaseException):
+                    warm.cancel()  # the later chunks' checks, without joblib's warning
                     raise outcome
                 entries[number] = outcome
         return entries

@@ -300,12 +300,13 @@ def checked_entry(
         raise GridError(f"sweep job {number} ({point}): {exc}") from None
 
 
-#: The worker's composer of the plan it checks now, by the plan's token (`check_chunk`).
+#: The worker's composer of the plan it checks now, by the plan's token (`check_chunk`): its
+#: compositions (a few MB) stay until the worker checks another plan's jobs.
 _worker_composer: dict[str, JobComposer] = {}
 
 
 def check_chunk(
-    plan: str,
+    token: str,
     config_loader: Any,
     master_config: DictConfig,
     singleton_state: dict[Any, Any],
@@ -315,11 +316,11 @@ def check_chunk(
     """In a worker: `checked_entry` for each (number, job) of a chunk, in order, until the
     first GridError, which is returned as the last outcome (not raised: the launching process
     reports the first bad job in grid order, whichever worker finds it first). A worker keeps
-    one composer per plan (`plan`: a token), so its chunks share compositions and source ids;
+    one composer per plan (`token`), so its chunks share compositions and source ids;
     Hydra's global state is the launching process's, as the joblib launcher sets it for a job."""
     from transferlab.errors import GridError
 
-    composer = _worker_composer.get(plan)
+    composer = _worker_composer.get(token)
     if composer is None:
         from hydra.core.singleton import Singleton
         from hydra.core.utils import setup_globals
@@ -327,7 +328,7 @@ def check_chunk(
         setup_globals()
         Singleton.set_state(singleton_state)
         _worker_composer.clear()  # an earlier plan's compositions are not needed again
-        composer = _worker_composer[plan] = JobComposer(config_loader, master_config)
+        composer = _worker_composer[token] = JobComposer(config_loader, master_config)
     outcomes: list[tuple[int, Any]] = []
     for number, job in chunk:
         try:

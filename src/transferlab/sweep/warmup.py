@@ -6,9 +6,10 @@ modules. So the sweeper starts the workers when the plan cache leaves a job to c
 check, checks the jobs in them once they have imported (`WorkerWarmUp.run`,
 `sweep.plan.check_chunk`: both cores plan, and the launching process never imports torch), and
 the launcher then hands its jobs to the same, ready processes (joblib reuses a pool started
-with the same settings). A plan that finds every run done starts no worker, and a plan that
-fails (a bad grid point, a signal) stops the workers it started, so bad input still ends at
-once.
+with the same settings). A plan that finds every run done in its cache starts no worker, and
+a plan that fails (a bad grid point, a signal) stops the workers it started, so bad input
+still ends at once. Under the joblib launcher with one worker joblib runs tasks in the
+launching process: the plan checks its jobs there, as for other launchers.
 """
 
 from __future__ import annotations
@@ -60,7 +61,11 @@ class WorkerWarmUp:
 
     def __init__(self, launcher: Any) -> None:
         self.settings = joblib_settings(launcher)
-        self.workers = 0  # how many, once started
+        self.workers = 0  # how many processes (1: joblib runs the tasks in this one)
+        if self.settings is not None:
+            from joblib import effective_n_jobs
+
+            self.workers = effective_n_jobs(self.settings.get("n_jobs"))
         self._results: Iterator[int] | None = None
         self._tasks: Iterator[Any] | None = None
 
@@ -69,12 +74,11 @@ class WorkerWarmUp:
         launchers)."""
         if self.settings is None or self._results is not None:
             return
-        from joblib import Parallel, delayed, effective_n_jobs
+        from joblib import Parallel, delayed
 
-        self.workers = effective_n_jobs(self.settings.get("n_jobs"))
         parallel = Parallel(**self.settings, return_as="generator_unordered")
         self._results = parallel(delayed(import_modules)(WARM_MODULES) for _ in range(self.workers))
-        log.debug("started %d workers to import while the grid is planned", self.workers)
+        log.debug("started %d workers to import for the plan's checks and the jobs", self.workers)
 
     def run(self, function: Callable[..., Any], tasks: Iterable[tuple]) -> Iterator[Any]:
         """`function(*task)` for each task on the workers, once they have imported: the
@@ -91,8 +95,8 @@ class WorkerWarmUp:
         self._tasks = None
 
     def finish(self) -> None:
-        """Wait until the workers have imported; a failed import is left to the jobs, which
-        report it as theirs."""
+        """Wait until the workers have imported; a failed import is left to what runs next on
+        them (the plan's checks or the jobs), which meets the same error and reports it."""
         if self._results is None:
             return
         try:
@@ -103,7 +107,8 @@ class WorkerWarmUp:
         self._results = None
 
     def cancel(self) -> None:
-        """Stop the workers started here (nothing will run on them)."""
+        """Stop the workers while they import or run tasks (nothing more will run on them).
+        Idle workers are left to end with this process."""
         running = [g for g in (self._results, self._tasks) if g is not None]
         if not running:
             return

@@ -262,8 +262,16 @@ def test_console_of_a_sweep_has_one_line_per_run(tmp_path: Path):
     logs = list((tmp_path / "results" / "plan" / "runs").glob("*/run.log"))
     assert len(logs) == 6 and all("GPU available" in p.read_text() for p in logs)
 
+    # verbose=true shows Lightning's lines, each once: in a sweep's job, and in a single run as
+    # a user types it (Lightning's own console handler would print them again on stderr).
     loud = _sweep(tmp_path, "seed=2", "init=scratch", "verbose=true")
-    assert "GPU available" in loud.stdout + loud.stderr
+    assert (loud.stdout + loud.stderr).count("GPU available") == 1, loud.stdout + loud.stderr
+    cmd = [sys.executable, "-m", "transferlab.cli.run", *FAST, "init=scratch", "seed=3"]
+    cmd += ["train.epochs=1", f"paths.results={tmp_path / 'results'}", "verbose=true"]
+    env = {**os.environ, "TRANSFERLAB_DATA": str(tmp_path / "data"), "WANDB_MODE": "offline"}
+    single = entry.run(cmd, env=env, timeout=400, typed=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert (single.stdout + single.stderr).count("GPU available") == 1, single.stderr
 
 
 @pytest.mark.parametrize("size", ["-1", "0", "two"])

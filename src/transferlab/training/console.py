@@ -42,6 +42,9 @@ KNOWN_WARNINGS = (
     # a run started on a Slurm login node or by submitit's own srun: not a multi-task job
     (r".*The `srun` command is available on your system but is not used.*", r"lightning\..*"),
 )
+#: Loggers that print through a console handler of their own: Lightning's `lightning` always,
+#: `lightning.pytorch` and `lightning.fabric` when imported before logging was configured.
+OWN_CONSOLE_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 WANDB_SILENT = "WANDB_SILENT"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
@@ -84,7 +87,8 @@ def stage_output(run_dir: Path | Sequence[Path], verbose: bool) -> Iterator[None
     if not verbose:
         os.environ[WANDB_SILENT] = "true"
     try:
-        yield
+        with _one_console(verbose):
+            yield
     finally:
         for name, (propagate, previous, level) in saved.items():
             logger = logging.getLogger(name)
@@ -100,3 +104,28 @@ def stage_output(run_dir: Path | Sequence[Path], verbose: bool) -> Iterator[None
             os.environ.pop(WANDB_SILENT, None)
         else:
             os.environ[WANDB_SILENT] = silent
+
+
+@contextmanager
+def _one_console(verbose: bool) -> Iterator[None]:
+    """Within, when verbose and the root logger has a console (Hydra's): the libraries' own
+    console handlers are detached and their lines go up to the root's, so each line is printed
+    once (Lightning's `lightning` logger would print it again on stderr)."""
+    if not verbose or not logging.getLogger().handlers:
+        yield
+        return
+    saved = []
+    for name in OWN_CONSOLE_LOGGERS:
+        logger = logging.getLogger(name)
+        own = [h for h in logger.handlers if type(h) is logging.StreamHandler]  # no files
+        saved.append((logger, own, logger.propagate))
+        for handler in own:
+            logger.removeHandler(handler)
+        logger.propagate = True
+    try:
+        yield
+    finally:
+        for logger, own, propagate in saved:
+            for handler in own:
+                logger.addHandler(handler)
+            logger.propagate = propagate

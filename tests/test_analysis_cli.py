@@ -147,14 +147,14 @@ def test_cli_bad_alpha(study: Path, capsys: pytest.CaptureFixture):
 
 
 def test_wandb_analysis_run_offline(study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from helpers.wandb_files import summarize, table_rows
+    from helpers.wandb_files import finished, summarize, table_rows
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "wb"
     assert main([str(study), "--out", str(out), "--no-shift", "--wandb"]) == 0
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    run_file = next(runs[0].glob("run-*.wandb"))
+    run_file = finished(next(runs[0].glob("run-*.wandb")))
     info = summarize(run_file)
     assert info["group"] == "cli" and info["job_type"] == "analysis"
     assert "cells/_type" in info["history_keys"]

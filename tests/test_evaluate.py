@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.wandb_files import summarize
+from helpers.wandb_files import finished, summarize
 
 from transferlab.analysis.pipeline import AnalysisSettings, analyze
 from transferlab.cli.evaluate import main as evaluate_main
@@ -27,7 +27,7 @@ SEEDS = (0, 1)
 
 
 def _wandb_file(run_dir: Path) -> Path:
-    return next(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
+    return finished(next(run_dir.glob("wandb/offline-run-*/run-*.wandb")))
 
 
 @pytest.fixture(scope="module")

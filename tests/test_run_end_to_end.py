@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.wandb_files import summarize
+from helpers.wandb_files import finished, summarize
 
 from transferlab.models import load_checkpoint
 from transferlab.store import RECORD_SCHEMA, ResultsStore
@@ -27,7 +27,7 @@ def _records(results: Path, study: str = "default") -> list[dict]:
 def _wandb_file(run_dir: Path) -> Path:
     files = sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     assert files, f"no offline W&B run under {run_dir}"
-    return files[-1]
+    return finished(files[-1])
 
 
 @pytest.fixture(scope="module")

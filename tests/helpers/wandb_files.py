@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2
 
+#: How long a test waits for W&B's service to finish a run's file: it writes asynchronously, and
+#: under load its last records (history, summary, exit) come after `run.finish()` returned.
+FINISH_WAIT_S = 60
 HEADER_SIZE = 7
 BLOCK_SIZE = 32 * 1024
 CHUNK_HEADER = 7
@@ -57,6 +62,20 @@ def read_records(path: str | Path) -> list[Any]:
         records.append(record)
         pending = b""
     return records
+
+
+def finished(path: str | Path) -> Path:
+    """`path` once W&B has written the run's exit record (its file's last record); a run file
+    without one after FINISH_WAIT_S fails the test."""
+    deadline = time.monotonic() + FINISH_WAIT_S
+    while True:
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in read_records(path)):
+                return Path(path)
+        except DecodeError:  # a record still being written
+            pass
+        assert time.monotonic() < deadline, f"{path}: no exit record after {FINISH_WAIT_S} s"
+        time.sleep(0.2)
 
 
 def summarize(path: str | Path) -> dict[str, Any]:

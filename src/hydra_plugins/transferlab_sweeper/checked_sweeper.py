@@ -18,6 +18,7 @@ module (Hydra does, when it scans for plugins) registers it as `hydra/sweeper=tr
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,12 +223,13 @@ class CheckedSweeper(BasicSweeper):
         context += (Singleton.get_state(),)
         parts = chunks(jobs, CHUNKS_PER_WORKER * warm.workers)
         entries = {}
-        for outcomes in warm.run(check_chunk, [(*context, part, swept) for part in parts]):
-            for number, outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    warm.cancel()  # the later chunks' checks, without joblib's warning
-                    raise outcome
-                entries[number] = outcome
+        results = warm.run(check_chunk, [(*context, part, swept) for part in parts])
+        with closing(results):  # a bad job stops the later chunks' checks
+            for outcomes in results:
+                for number, outcome in outcomes:
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+                    entries[number] = outcome
         return entries
 
     def _results_root(self) -> str:

@@ -83,7 +83,7 @@ class WorkerWarmUp:
     def run(self, function: Callable[..., Any], tasks: Iterable[tuple]) -> Iterator[Any]:
         """`function(*task)` for each task on the workers, once they have imported: the
         results in task order, as they come (started here if need be; for the joblib launcher
-        only). `cancel` stops what is left."""
+        only). Closing the iterator before its end stops what is left."""
         assert self.settings is not None, "only the joblib launcher's workers run tasks"
         from joblib import Parallel, delayed
 
@@ -91,8 +91,13 @@ class WorkerWarmUp:
         self.finish()
         parallel = Parallel(**self.settings, return_as="generator")
         self._tasks = parallel(delayed(function)(*task) for task in tasks)
-        yield from self._tasks
-        self._tasks = None
+        try:
+            # not `yield from`: closing it would close joblib's generator outside `cancel`
+            for result in self._tasks:  # noqa: UP028
+                yield result
+            self._tasks = None
+        finally:  # closed early (a bad job, a signal): stop the rest, without joblib's warning
+            self.cancel()
 
     def finish(self) -> None:
         """Wait until the workers have imported; a failed import is left to what runs next on

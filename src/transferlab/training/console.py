@@ -42,9 +42,10 @@ KNOWN_WARNINGS = (
     # a run started on a Slurm login node or by submitit's own srun: not a multi-task job
     (r".*The `srun` command is available on your system but is not used.*", r"lightning\..*"),
 )
-#: Loggers that print through a console handler of their own: Lightning's `lightning` always,
-#: `lightning.pytorch` and `lightning.fabric` when imported before logging was configured.
-OWN_CONSOLE_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+#: Parents of RUN_LOGGERS with a console handler of their own (Lightning's `lightning`; its
+#: `lightning.pytorch` and `lightning.fabric` have one too when imported before logging was
+#: configured).
+CONSOLE_PARENTS = ("lightning",)
 WANDB_SILENT = "WANDB_SILENT"
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
@@ -66,66 +67,54 @@ def quiet_launchers(verbose: bool) -> None:
 def stage_output(run_dir: Path | Sequence[Path], verbose: bool) -> Iterator[None]:
     """Within: Lightning's and the training code's log lines also go to `<run_dir>/run.log`
     (each run's, for a cohort's runs); unless verbose they go only there, and W&B prints
-    nothing (its logs are in its folder)."""
+    nothing (its logs are in its folder). Verbose, with a console on the root logger (Hydra's),
+    the libraries' own console handlers step aside, so each line is printed once."""
     silence_known_warnings()
     dirs = [run_dir] if isinstance(run_dir, Path) else list(run_dir)
     handlers = [logging.FileHandler(d / RUN_LOG) for d in dirs]
     for handler in handlers:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    one_console = verbose and bool(logging.getLogger().handlers)
     saved = {}
-    for name in RUN_LOGGERS:
+    for name in (*RUN_LOGGERS, *CONSOLE_PARENTS):
         logger = logging.getLogger(name)
         saved[name] = (logger.propagate, list(logger.handlers), logger.level)
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
-        if not verbose:
+        if name in RUN_LOGGERS:
+            for handler in handlers:
+                logger.addHandler(handler)
+            logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
+        if not verbose and name in RUN_LOGGERS:
             logger.propagate = False
-            for other in saved[name][1]:
-                logger.removeHandler(other)
+            own = saved[name][1]
+        elif one_console:
+            logger.propagate = True
+            own = [h for h in saved[name][1] if type(h) is logging.StreamHandler]  # no files
+        else:
+            own = []
+        for other in own:
+            logger.removeHandler(other)
     silent = os.environ.get(WANDB_SILENT)
     if not verbose:
         os.environ[WANDB_SILENT] = "true"
     try:
-        with _one_console(verbose):
-            yield
+        yield
     finally:
-        for name, (propagate, previous, level) in saved.items():
-            logger = logging.getLogger(name)
-            for handler in handlers:
-                logger.removeHandler(handler)
-            logger.propagate, logger.level = propagate, level
-            for other in previous:
-                if other not in logger.handlers:
-                    logger.addHandler(other)
-        for handler in handlers:
-            handler.close()
+        _restore(saved, handlers)
         if silent is None:
             os.environ.pop(WANDB_SILENT, None)
         else:
             os.environ[WANDB_SILENT] = silent
 
 
-@contextmanager
-def _one_console(verbose: bool) -> Iterator[None]:
-    """Within, when verbose and the root logger has a console (Hydra's): the libraries' own
-    console handlers are detached and their lines go up to the root's, so each line is printed
-    once (Lightning's `lightning` logger would print it again on stderr)."""
-    if not verbose or not logging.getLogger().handlers:
-        yield
-        return
-    saved = []
-    for name in OWN_CONSOLE_LOGGERS:
+def _restore(saved: dict[str, tuple], handlers: list[logging.Handler]) -> None:
+    """Loggers as `stage_output` found them (`saved`), without its file `handlers`."""
+    for name, (propagate, previous, level) in saved.items():
         logger = logging.getLogger(name)
-        own = [h for h in logger.handlers if type(h) is logging.StreamHandler]  # no files
-        saved.append((logger, own, logger.propagate))
-        for handler in own:
+        for handler in handlers:
             logger.removeHandler(handler)
-        logger.propagate = True
-    try:
-        yield
-    finally:
-        for logger, own, propagate in saved:
-            for handler in own:
-                logger.addHandler(handler)
-            logger.propagate = propagate
+        logger.propagate, logger.level = propagate, level
+        for other in previous:
+            if other not in logger.handlers:
+                logger.addHandler(other)
+    for handler in handlers:
+        handler.close()

@@ -16,7 +16,8 @@ from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
 from joblib import Parallel, delayed
 
-from transferlab.sweep.warmup import WorkerWarmUp, joblib_settings
+from transferlab.sweep import warmup
+from transferlab.sweep.warmup import WARM_MODULES, WorkerWarmUp, import_modules, joblib_settings
 
 
 def _shipped_settings() -> dict:
@@ -91,3 +92,26 @@ def test_a_cancelled_warm_up_leaves_no_worker(launcher):
     warm.cancel()  # while they import: nothing waits for the imports to end
     assert _wait_for(lambda: not _workers(), timeout=10)
     warm.cancel()  # twice: a no-op
+
+
+def _loaded(modules: tuple[str, ...]) -> bool:
+    import sys
+
+    return all(name in sys.modules for name in modules)
+
+
+def test_warmed_workers_hold_what_a_run_imports(launcher):
+    """W&B's launch inputs included: W&B imports them when a process starts its first run."""
+    warm = WorkerWarmUp(launcher)
+    warm.start()
+    warm.finish()
+    settings = joblib_settings(launcher)
+    wanted = (*WARM_MODULES, "wandb.sdk.launch.inputs.internal")
+    assert all(Parallel(**settings)(delayed(_loaded)(wanted) for _ in range(4)))
+
+
+def test_an_optional_module_a_version_lacks_is_skipped(monkeypatch):
+    monkeypatch.setattr(warmup, "OPTIONAL_MODULES", frozenset({"wandb.no_such_module"}))
+    assert import_modules(("wandb.no_such_module", "json")) == os.getpid()
+    with pytest.raises(ModuleNotFoundError):
+        import_modules(("transferlab.no_such_module",))

@@ -68,6 +68,22 @@ def test_many_curves_read_at_once_equal_each_curve_read_alone():
         np.testing.assert_array_equal(effective_sizes(acc, xs, accs), np.array(alone))
 
 
+def test_a_reading_is_np_interps_over_the_strictly_increasing_curve():
+    """In log size, over the monotone curve's strictly increasing points (a plateau reads as
+    its first size), to rounding: `np.interp` may round otherwise (fused multiply-adds)."""
+    rng = np.random.default_rng(1)
+    xs = np.array([7.0, 20, 50, 100, 200, 1000])
+    for _ in range(300):
+        accs = rng.choice(np.round(rng.random(6), 1), size=6)
+        mono = np.maximum.accumulate(accs)
+        first = np.r_[True, np.diff(mono) > 0]
+        if first.sum() < 2:
+            continue
+        for acc in rng.uniform(mono[0], mono[-1], size=3):
+            expected = np.exp(np.interp(acc, mono[first], np.log(xs[first])))
+            assert effective_size(acc, xs, accs) == (pytest.approx(expected, rel=1e-12), "")
+
+
 def _study(gain, **kw):
     spec = SimulatedStudy(
         sources={"src": 0.0}, gain=gain, seeds=8, noise_sd=0.005, seed_sd=0.005, **kw

@@ -101,17 +101,18 @@ def effective_size(acc: float, xs: np.ndarray, accs: np.ndarray) -> tuple[float,
         return math.nan, f"below the scratch curve (less than {xs[0]:g} scratch examples)"
     if acc > mono[-1]:
         return math.nan, f"above the scratch curve (more than {xs[-1]:g} scratch examples)"
-    first = np.r_[True, np.diff(mono) > 0]  # strictly increasing support for interpolation
-    if first.sum() < 2:
+    if not (np.diff(mono) > 0).any():
         return float(xs[0]), "scratch curve is flat"
-    return float(np.exp(np.interp(acc, mono[first], np.log(xs[first])))), ""
+    return float(_read_curves(np.array([[acc]]), xs, mono[None])[0, 0]), ""
 
 
 def effective_sizes(acc: np.ndarray, xs: np.ndarray, accs: np.ndarray) -> np.ndarray:
     """`effective_size` for many scratch curves at once (a bootstrap's resamples): ``acc`` holds
     each row's accuracies to read, ``accs`` each row's scratch accuracies at the sizes ``xs``.
     A row whose scratch curve misses a size is read by `effective_size` itself; the others on
-    arrays, with `np.interp`'s arithmetic, so every number equals the one-at-a-time reading."""
+    arrays, with the same arithmetic (`_read_curves`), so every number equals the one-at-a-time
+    reading on any machine (`np.interp`'s own rounding differs where it uses fused
+    multiply-adds)."""
     acc, accs = np.atleast_2d(acc).astype(float), np.atleast_2d(accs).astype(float)
     out = np.full(acc.shape, math.nan)
     usable = np.isfinite(xs) & (xs > 0)
@@ -129,7 +130,8 @@ def effective_sizes(acc: np.ndarray, xs: np.ndarray, accs: np.ndarray) -> np.nda
 
 def _read_curves(acc: np.ndarray, sizes: np.ndarray, mono: np.ndarray) -> np.ndarray:
     """Each row's accuracies read off its monotone curve (`mono` over the sorted `sizes`, in
-    log size) as `np.interp` reads them over the curve's strictly increasing support."""
+    log size): linear interpolation over the curve's strictly increasing support (a plateau
+    reads as its first size), as `np.interp` reads it up to rounding."""
     width, log_size = mono.shape[1], np.log(sizes)
     first = np.c_[np.ones(len(mono), bool), np.diff(mono, axis=1) > 0]
     start = np.maximum.accumulate(np.where(first, np.arange(width), 0), axis=1)  # plateau start

@@ -198,10 +198,10 @@ class CohortModule(L.LightningModule):
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         losses = self.member_losses(batch)
-        finite = torch.isfinite(losses.detach()).tolist()
-        live = [i for i, ok in enumerate(finite) if ok and self.diverged[i] is None]
-        for i, ok in enumerate(finite):
-            if not ok and self.diverged[i] is None:
+        values = losses.detach().tolist()  # one wait for the device a step, for every member
+        live = [i for i, v in enumerate(values) if math.isfinite(v) and self.diverged[i] is None]
+        for i, value in enumerate(values):
+            if not math.isfinite(value) and self.diverged[i] is None:
                 self.diverged[i] = (
                     f"non-finite training loss at epoch {self.current_epoch}, "
                     f"step {self.steps + 1}"  # as a lone run counts it (its global step)
@@ -214,7 +214,7 @@ class CohortModule(L.LightningModule):
                 optimizers[i].step()
                 total, count = self._sums[i]
                 n = len(batch[i][1])
-                self._sums[i] = (total + float(losses[i].detach()) * n, count + n)
+                self._sums[i] = (total + values[i] * n, count + n)
                 self.samples[i] += n
         self.steps += 1
         self.train_seconds += time.perf_counter() - started

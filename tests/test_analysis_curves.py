@@ -70,7 +70,8 @@ def test_many_curves_read_at_once_equal_each_curve_read_alone():
 
 def test_a_reading_is_np_interps_over_the_strictly_increasing_curve():
     """In log size, over the monotone curve's strictly increasing points (a plateau reads as
-    its first size), to rounding: `np.interp` may round otherwise (fused multiply-adds)."""
+    its first size), to rounding: `np.interp` may round otherwise (fused multiply-adds). Read
+    at every point of the curve (ties, the ends) and between them."""
     rng = np.random.default_rng(1)
     xs = np.array([7.0, 20, 50, 100, 200, 1000])
     for _ in range(300):
@@ -79,7 +80,7 @@ def test_a_reading_is_np_interps_over_the_strictly_increasing_curve():
         first = np.r_[True, np.diff(mono) > 0]
         if first.sum() < 2:
             continue
-        for acc in rng.uniform(mono[0], mono[-1], size=3):
+        for acc in np.r_[np.unique(mono), rng.uniform(mono[0], mono[-1], size=3)]:
             expected = np.exp(np.interp(acc, mono[first], np.log(xs[first])))
             assert effective_size(acc, xs, accs) == (pytest.approx(expected, rel=1e-12), "")
 

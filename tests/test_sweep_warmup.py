@@ -106,12 +106,12 @@ def test_warmed_workers_hold_what_a_run_imports(launcher):
     warm.start()
     warm.finish()
     settings = joblib_settings(launcher)
-    wanted = (*WARM_MODULES, "wandb.sdk.launch.inputs.internal")
-    assert all(Parallel(**settings)(delayed(_loaded)(wanted) for _ in range(4)))
+    assert "wandb.sdk.launch.inputs.internal" in WARM_MODULES
+    assert all(Parallel(**settings)(delayed(_loaded)(WARM_MODULES) for _ in range(4)))
 
 
-def test_an_optional_module_a_version_lacks_is_skipped(monkeypatch):
-    monkeypatch.setattr(warmup, "OPTIONAL_MODULES", frozenset({"wandb.no_such_module"}))
-    assert import_modules(("wandb.no_such_module", "json")) == os.getpid()
+def test_an_optional_module_that_fails_to_import_is_skipped(monkeypatch):
+    monkeypatch.setattr(warmup, "OPTIONAL_MODULES", frozenset({"json.no_such_module"}))
+    assert import_modules(("json.no_such_module", "json")) == os.getpid()
     with pytest.raises(ModuleNotFoundError):
         import_modules(("transferlab.no_such_module",))

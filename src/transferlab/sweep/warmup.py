@@ -35,7 +35,8 @@ WARM_MODULES = (
     "transferlab.training.cohort_run",
     "transferlab.training.fit",
 )
-#: Imported only to save time later: skipped when a version of the package lacks them.
+#: Imported only to save time later: skipped when they fail to import (another version of
+#: the package), so that the modules after them are still imported.
 OPTIONAL_MODULES = frozenset({"wandb.sdk.launch.inputs.internal"})
 #: Hydra's joblib launcher, the one launcher whose workers are a reusable pool.
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
@@ -46,9 +47,10 @@ def import_modules(modules: tuple[str, ...]) -> int:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ModuleNotFoundError:
+        except Exception:
             if name not in OPTIONAL_MODULES:
                 raise
+            log.debug("skipped %s", name, exc_info=True)
     return os.getpid()
 
 

@@ -181,12 +181,17 @@ class TransferClassifier(L.LightningModule):
         return loss
 
     def _log_train(self, name: str, value: torch.Tensor, n: int) -> None:
-        """Log a training loss as its epoch mean, and keep its sum (fp32, whatever the
-        precision) for the train curve. Like the logged mean, the sum is this process's own
-        (no sync across DDP ranks)."""
-        self.log(name, value, on_step=False, on_epoch=True, batch_size=n)
+        """Add a training loss to its epoch sum (fp32, whatever the precision), from which the
+        train curve and the logged epoch mean come (`on_train_epoch_end`). The sum is this
+        process's own (no sync across DDP ranks). Not `self.log` each step: Lightning's
+        per-step bookkeeping cost about 1 ms a step on a CPU, 40% of its overhead on a run."""
         total, count = self._train_sums.get(name, (torch.zeros((), device=value.device), 0))
         self._train_sums[name] = (total + value.detach().float() * n, count + n)
+
+    def on_train_epoch_end(self) -> None:
+        """Log each training loss's epoch mean (Lightning writes it with the epoch's row)."""
+        for name, (total, count) in self._train_sums.items():
+            self.log(name, total / count, on_step=False, on_epoch=True, sync_dist=False)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """A NaN/inf loss stops the run on every process and marks it diverged."""

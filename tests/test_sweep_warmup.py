@@ -106,7 +106,7 @@ def test_warmed_workers_hold_what_a_run_imports(launcher):
     warm.start()
     warm.finish()
     settings = joblib_settings(launcher)
-    assert "wandb.sdk.launch.inputs.internal" in WARM_MODULES
+    assert warmup.WANDB_LAUNCH_INPUTS in WARM_MODULES
     assert all(Parallel(**settings)(delayed(_loaded)(WARM_MODULES) for _ in range(4)))
 
 

@@ -219,8 +219,8 @@ class CheckedSweeper(BasicSweeper):
         from hydra.core.singleton import Singleton
 
         assert self.hydra_context is not None
-        context = (uuid4().hex, self.hydra_context.config_loader, self.config)
-        context += (Singleton.get_state(),)
+        loader, state = self.hydra_context.config_loader, Singleton.get_state()
+        context = (uuid4().hex, loader, self.config, state)
         parts = chunks(jobs, CHUNKS_PER_WORKER * warm.workers)
         entries = {}
         results = warm.run(check_chunk, [(*context, part, swept) for part in parts])

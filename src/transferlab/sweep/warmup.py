@@ -23,13 +23,15 @@ from typing import Any
 
 log = logging.getLogger("transferlab.sweep")
 
+#: W&B's launch inputs, which W&B imports when a process starts its first run.
+WANDB_LAUNCH_INPUTS = "wandb.sdk.launch.inputs.internal"
 #: What a worker imports before its first job: the job function's module and what it imports
 #: when a job starts (a lone run, a cohort, the fit). W&B's launch inputs come first: W&B
 #: imports them when each process starts its first run, and their pydantic models read their
 #: docstrings through `inspect.getmodule`, which walks every loaded module: 0.55 s of a core
 #: once torch, timm and Lightning are loaded, 0.14 s before them (measured 2026-12-06).
 WARM_MODULES = (
-    "wandb.sdk.launch.inputs.internal",
+    WANDB_LAUNCH_INPUTS,
     "transferlab.cli.run",
     "transferlab.training.run",
     "transferlab.training.cohort_run",
@@ -37,7 +39,7 @@ WARM_MODULES = (
 )
 #: Imported only to save time later: skipped when they fail to import (another version of
 #: the package), so that the modules after them are still imported.
-OPTIONAL_MODULES = frozenset({"wandb.sdk.launch.inputs.internal"})
+OPTIONAL_MODULES = frozenset({WANDB_LAUNCH_INPUTS})
 #: Hydra's joblib launcher, the one launcher whose workers are a reusable pool.
 JOBLIB_LAUNCHER = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 

@@ -78,21 +78,19 @@ def stage_output(run_dir: Path | Sequence[Path], verbose: bool) -> Iterator[None
     saved = {}
     for name in (*RUN_LOGGERS, *CONSOLE_PARENTS):
         logger = logging.getLogger(name)
-        saved[name] = (logger.propagate, list(logger.handlers), logger.level)
+        own = list(logger.handlers)
+        saved[name] = (logger.propagate, own, logger.level)
         if name in RUN_LOGGERS:
             for handler in handlers:
                 logger.addHandler(handler)
             logger.setLevel(min(logger.getEffectiveLevel(), logging.INFO))
-        if not verbose and name in RUN_LOGGERS:
-            logger.propagate = False
-            own = saved[name][1]
-        elif one_console:
+            if not verbose:  # the run log only
+                logger.propagate = False
+                _remove(logger, own)
+                continue
+        if one_console:
             logger.propagate = True
-            own = [h for h in saved[name][1] if type(h) is logging.StreamHandler]  # no files
-        else:
-            own = []
-        for other in own:
-            logger.removeHandler(other)
+            _remove(logger, [h for h in own if type(h) is logging.StreamHandler])  # no files
     silent = os.environ.get(WANDB_SILENT)
     if not verbose:
         os.environ[WANDB_SILENT] = "true"
@@ -104,6 +102,11 @@ def stage_output(run_dir: Path | Sequence[Path], verbose: bool) -> Iterator[None
             os.environ.pop(WANDB_SILENT, None)
         else:
             os.environ[WANDB_SILENT] = silent
+
+
+def _remove(logger: logging.Logger, handlers: list[logging.Handler]) -> None:
+    for handler in handlers:
+        logger.removeHandler(handler)
 
 
 def _restore(saved: dict[str, tuple], handlers: list[logging.Handler]) -> None:
